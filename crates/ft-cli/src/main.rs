@@ -1,0 +1,44 @@
+//! `ft`: fine-tune, evaluate and serve pre-trained models — the command-line tool.
+//!
+//! This binary only parses arguments and wires the library crates together; everything a library
+//! user would need lives in `ft-models`, `ft-data`, `ft-serve` and friends.
+
+mod info;
+mod jsonl;
+mod predict;
+
+use clap::{Parser, Subcommand};
+
+/// Fine-tune, evaluate and serve pre-trained models (BERT, DistilBERT, ...) without Python.
+#[derive(Debug, Parser)]
+#[command(name = "ft", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a model over a JSONL file of inputs and write one JSON line of predictions per input.
+    Predict(predict::PredictArgs),
+    /// Describe a model: architecture, parameter count, loaded and newly initialised weights.
+    Info(info::InfoArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Predict(args) => predict::run(args),
+        Command::Info(args) => info::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,245 @@
+//! Tokenization with a model's own `tokenizer.json`, as transformers' fast tokenizers do it.
+//!
+//! [`TextTokenizer`] wraps the `tokenizers` crate. Padding and truncation settings stored in a
+//! Hub `tokenizer.json` are cleared on load (transformers ignores them too: padding and
+//! truncation are per-call arguments there); truncation is then set from `max_length` with
+//! transformers' `truncation=True` semantics: keep the first tokens, counting the special tokens
+//! the post-processor adds (`[CLS]`, `[SEP]`). Offsets are in characters, as Python reports them.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::tokenizer::{Decoder, EncodeInput, InputSequence};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::hub::RepoFiles;
+use crate::{DataError, Result};
+
+/// One encoded text (or pre-split word list), unpadded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids, special tokens included.
+    pub input_ids: Vec<u32>,
+    /// Segment ids (`token_type_ids`), all 0 for a single sequence.
+    pub type_ids: Vec<u32>,
+    /// The word each token comes from; `None` for special tokens.
+    pub word_ids: Vec<Option<u32>>,
+    /// `(start, end)` character offsets of each token in the text; `(0, 0)` for special tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// 1 for tokens the post-processor added (`[CLS]`, `[SEP]`), else 0.
+    pub special_tokens_mask: Vec<u32>,
+}
+
+impl Encoded {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    /// Whether there are no tokens at all.
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}
+
+/// A tokenizer loaded from `tokenizer.json`, with transformers' truncation semantics.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    path: PathBuf,
+    max_length: Option<usize>,
+    pad_id: u32,
+    unk_id: Option<u32>,
+    model_max_length: Option<usize>,
+}
+
+/// The fields of `tokenizer_config.json` that change what the tokenizer produces.
+#[derive(Debug, Default, serde::Deserialize)]
+struct TokenizerConfig {
+    model_max_length: Option<f64>,
+    pad_token: Option<SpecialToken>,
+    unk_token: Option<SpecialToken>,
+}
+
+/// A special token as `tokenizer_config.json` writes it: a string or an `AddedToken` object.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SpecialToken {
+    Plain(String),
+    Added { content: String },
+}
+
+impl SpecialToken {
+    fn content(&self) -> &str {
+        match self {
+            Self::Plain(s) => s,
+            Self::Added { content } => content,
+        }
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` (and, when given, `tokenizer_config.json` for the pad/unk tokens and
+    /// `model_max_length`). No truncation until [`with_max_length`](Self::with_max_length).
+    pub fn from_files(tokenizer_json: &Path, tokenizer_config: Option<&Path>) -> Result<Self> {
+        let mut inner = Tokenizer::from_file(tokenizer_json).map_err(|e| DataError::Tokenizer {
+            path: tokenizer_json.to_path_buf(),
+            message: format!("not a valid tokenizer.json: {e}"),
+        })?;
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| DataError::Tokenizer {
+            path: tokenizer_json.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let config = match tokenizer_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+                serde_json::from_str::<TokenizerConfig>(&text).map_err(|e| DataError::Tokenizer {
+                    path: path.to_path_buf(),
+                    message: format!("invalid tokenizer_config.json: {e}"),
+                })?
+            }
+            None => TokenizerConfig::default(),
+        };
+        let lookup = |tok: &Option<SpecialToken>, fallbacks: &[&str]| {
+            tok.as_ref()
+                .and_then(|t| inner.token_to_id(t.content()))
+                .or_else(|| fallbacks.iter().find_map(|t| inner.token_to_id(t)))
+        };
+        let pad_id = lookup(&config.pad_token, &["[PAD]", "<pad>"]).unwrap_or(0);
+        let unk_id = lookup(&config.unk_token, &["[UNK]", "<unk>"]);
+        // transformers writes a huge sentinel (1e30) when the length is unknown.
+        let model_max_length = config
+            .model_max_length
+            .filter(|&n| n.is_finite() && n > 0.0 && n < 1e9)
+            .map(|n| n as usize);
+        Ok(Self {
+            inner,
+            path: tokenizer_json.to_path_buf(),
+            max_length: None,
+            pad_id,
+            unk_id,
+            model_max_length,
+        })
+    }
+
+    /// Loads the tokenizer of a model repository (`tokenizer.json`, plus `tokenizer_config.json`
+    /// when present).
+    pub fn from_repo(files: &RepoFiles) -> Result<Self> {
+        let json = files.get_required("tokenizer.json")?;
+        let config = files.get_optional("tokenizer_config.json")?;
+        Self::from_files(&json, config.as_deref())
+    }
+
+    /// Truncates every encoding to at most `max_length` tokens, special tokens included
+    /// (transformers' `truncation=True, max_length=N`); `None` turns truncation off.
+    pub fn with_max_length(mut self, max_length: Option<usize>) -> Result<Self> {
+        let params = max_length.map(|max_length| TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        });
+        self.inner.with_truncation(params).map_err(|e| DataError::Tokenizer {
+            path: self.path.clone(),
+            message: format!("max_length {max_length:?}: {e}"),
+        })?;
+        self.max_length = max_length;
+        Ok(self)
+    }
+
+    /// The truncation length in use.
+    pub fn max_length(&self) -> Option<usize> {
+        self.max_length
+    }
+
+    /// `model_max_length` from `tokenizer_config.json`, when it is a real limit.
+    pub fn model_max_length(&self) -> Option<usize> {
+        self.model_max_length
+    }
+
+    /// Id of the padding token (0 when the tokenizer defines none).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Id of the unknown token, when there is one.
+    pub fn unk_id(&self) -> Option<u32> {
+        self.unk_id
+    }
+
+    /// The `tokenizer.json` this was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The token string of `id`.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The id of a token string.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Joins tokens back into text with the tokenizer's decoder (transformers'
+    /// `convert_tokens_to_string` for fast tokenizers); plain space-joining without a decoder.
+    pub fn tokens_to_string(&self, tokens: Vec<String>) -> String {
+        match self.inner.get_decoder() {
+            Some(decoder) => decode_with(decoder, tokens.clone()).unwrap_or_else(|| tokens.join(" ")),
+            None => tokens.join(" "),
+        }
+    }
+
+    /// Decodes ids to text.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| DataError::Tokenizer {
+            path: self.path.clone(),
+            message: format!("decode: {e}"),
+        })
+    }
+
+    /// Encodes texts in parallel, with special tokens and the configured truncation.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> = texts.iter().map(|t| EncodeInput::Single((*t).into())).collect();
+        self.encode_inputs(inputs)
+    }
+
+    /// Encodes pre-split words (transformers' `is_split_into_words=True`): word ids index the
+    /// given words, offsets are relative to each word.
+    pub fn encode_words_batch(&self, words: &[Vec<String>]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> = words
+            .iter()
+            .map(|w| EncodeInput::Single(InputSequence::from(w.iter().map(|s| s.as_str()).collect::<Vec<_>>())))
+            .collect();
+        self.encode_inputs(inputs)
+    }
+
+    fn encode_inputs(&self, inputs: Vec<EncodeInput>) -> Result<Vec<Encoded>> {
+        let encodings = self
+            .inner
+            .encode_batch_char_offsets(inputs, true)
+            .map_err(|e| DataError::Encode { index: 0, message: e.to_string() })?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Encoded {
+                input_ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+                word_ids: e.get_word_ids().to_vec(),
+                offsets: e.get_offsets().to_vec(),
+                special_tokens_mask: e.get_special_tokens_mask().to_vec(),
+            })
+            .collect())
+    }
+}
+
+fn decode_with(decoder: &DecoderWrapper, tokens: Vec<String>) -> Option<String> {
+    decoder.decode(tokens).ok()
+}

@@ -1,0 +1,43 @@
+//! # ft-models
+//!
+//! Pre-trained transformer models in [Burn](https://burn.dev), loading Hugging Face Hub
+//! checkpoints and computing what transformers computes (checked against it to 1e-4 by the
+//! workspace's parity tests):
+//!
+//! - [`bert`]: `BertModel`, `BertForSequenceClassification`, `BertForTokenClassification`
+//! - [`distilbert`]: `DistilBertModel`, `DistilBertForSequenceClassification`,
+//!   `DistilBertForTokenClassification`
+//!
+//! GPT-2 and ResNet18 come with a later issue.
+//!
+//! [`auto::load`] opens a local directory or a Hub id (`org/name[@revision]`, downloaded into
+//! the standard cache, honouring `HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE`), reads
+//! `config.json` (its `model_type` picks the architecture) and the safetensors checkpoint
+//! (single file or sharded), and reports loaded, newly initialised and unused tensors by name,
+//! as `from_pretrained` does.
+//!
+//! ```no_run
+//! use ft_models::auto::{load, LoadOptions, Task};
+//! # fn main() -> Result<(), ft_models::ModelError> {
+//! let device = ft_models::device::parse_device("cpu")?;
+//! let loaded = load("distilbert/distilbert-base-uncased", Task::SequenceClassification,
+//!                   &LoadOptions { num_labels: Some(4), ..Default::default() }, &device)?;
+//! println!("newly initialized: {:?}", loaded.report.newly_initialized);
+//! # Ok(()) }
+//! ```
+//!
+//! The crate has no backend by default; the `flex`, `ndarray`, `cuda` and `vulkan` features
+//! forward to Burn's and make [`device::parse_device`] accept the matching device strings.
+
+pub mod attention;
+pub mod auto;
+pub mod bert;
+pub mod config;
+pub mod device;
+pub mod distilbert;
+pub mod layers;
+pub mod weights;
+
+mod error;
+
+pub use error::{ModelError, Result};

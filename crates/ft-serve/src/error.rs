@@ -1,0 +1,16 @@
+/// Errors of `ft-serve`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Loading the model failed.
+    #[error(transparent)]
+    Model(#[from] ft_models::ModelError),
+    /// Loading or running the tokenizer failed.
+    #[error(transparent)]
+    Data(#[from] ft_data::DataError),
+    /// A tensor could not be read back from the device.
+    #[error("reading results back from the device: {0}")]
+    Readback(String),
+    /// Bad pipeline options.
+    #[error("{0}")]
+    Options(String),
+}

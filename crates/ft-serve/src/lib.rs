@@ -1,0 +1,23 @@
+//! # ft-serve
+//!
+//! Inference pipelines with the behaviour of transformers' `pipeline(...)`:
+//!
+//! - [`pipeline::TextClassificationPipeline`]: `pipeline("text-classification")` — top label,
+//!   its softmax (or sigmoid) score, and the raw logits.
+//! - [`pipeline::TokenClassificationPipeline`]: `pipeline("token-classification",
+//!   aggregation_strategy=...)` — per-token logits with word ids, and entities grouped as
+//!   transformers groups them (`none` or `simple`).
+//!
+//! Texts are tokenized with the model's own `tokenizer.json`, truncated at the model's
+//! `max_position_embeddings` unless told otherwise, sorted by length and run in padded batches;
+//! batched results equal one-at-a-time results (to 1e-5). The HTTP server comes with a later
+//! issue.
+
+pub mod pipeline;
+
+mod error;
+
+pub use error::ServeError;
+
+/// Result type of this crate.
+pub type Result<T, E = ServeError> = std::result::Result<T, E>;

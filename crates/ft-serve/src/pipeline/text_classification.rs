@@ -1,0 +1,84 @@
+//! `pipeline("text-classification")`.
+
+use burn::tensor::Device;
+use ft_data::tokenize::TextTokenizer;
+use ft_models::auto::{Loaded, SequenceClassifier};
+
+use super::common::{PipelineOptions, argmax, check_vocab, run_batched, sigmoid, softmax, to_vec, tokenizer_for};
+use crate::Result;
+
+/// One text's prediction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TextClassification {
+    /// The top label's name (`id2label`).
+    pub label: String,
+    /// Its probability: softmax over the labels, or sigmoid for multi-label and single-logit
+    /// models, or the raw logit for regression — as transformers' `function_to_apply` default.
+    pub score: f32,
+    /// The raw logits, one per label.
+    pub logits: Vec<f32>,
+}
+
+/// How scores are derived from logits (transformers' `ClassificationFunction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScoreFn {
+    Softmax,
+    Sigmoid,
+    Identity,
+}
+
+/// A sequence classifier with its tokenizer.
+#[derive(Debug)]
+pub struct TextClassificationPipeline {
+    model: SequenceClassifier,
+    tokenizer: TextTokenizer,
+    labels: Vec<String>,
+    score_fn: ScoreFn,
+    batch_size: usize,
+    device: Device,
+    config: ft_models::auto::ModelConfig,
+}
+
+impl TextClassificationPipeline {
+    /// Wraps a loaded model; the tokenizer comes from the model's repository.
+    pub fn new(loaded: Loaded<SequenceClassifier>, options: &PipelineOptions, device: &Device) -> Result<Self> {
+        let tokenizer = tokenizer_for(&loaded, options)?;
+        let labels = loaded.config.labels().label_names();
+        let score_fn = match loaded.config.labels().problem_type.as_deref() {
+            Some("regression") => ScoreFn::Identity,
+            Some("multi_label_classification") => ScoreFn::Sigmoid,
+            _ if labels.len() == 1 => ScoreFn::Sigmoid,
+            _ => ScoreFn::Softmax,
+        };
+        Ok(Self { model: loaded.model, tokenizer, labels, score_fn, batch_size: options.batch_size, device: device.clone(), config: loaded.config })
+    }
+
+    /// The tokenizer in use.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Classifies texts; one result per text, in order.
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<TextClassification>> {
+        let encodings = self.tokenizer.encode_batch(texts)?;
+        check_vocab(&self.config, &encodings)?;
+        let n_labels = self.labels.len();
+        run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
+            let logits = to_vec(self.model.forward(batch))?;
+            Ok(idx
+                .iter()
+                .enumerate()
+                .map(|(row, _)| {
+                    let logits = logits[row * n_labels..(row + 1) * n_labels].to_vec();
+                    let scores = match self.score_fn {
+                        ScoreFn::Softmax => softmax(&logits),
+                        ScoreFn::Sigmoid => sigmoid(&logits),
+                        ScoreFn::Identity => logits.clone(),
+                    };
+                    let (best, score) = argmax(&scores);
+                    TextClassification { label: self.labels[best].clone(), score, logits }
+                })
+                .collect())
+        })
+    }
+}
