@@ -53,7 +53,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         Some(other) => bail!("unknown task '{other}' (feature-extraction, text-classification, token-classification)"),
     };
     let options = LoadOptions { num_labels: args.num_labels, ..Default::default() };
-    let loaded = load(&args.model, task, &options, &device).with_context(|| format!("loading model {}", args.model))?;
+    let loaded = load(&args.model, task, &options, &device).context("loading model")?;
     let c = &loaded.config;
     println!("model: {}", loaded.files.name());
     println!("architecture: {} (model_type {})", loaded.model.class_name(), c.model_type());

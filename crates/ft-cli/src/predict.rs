@@ -54,7 +54,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let mut out = AtomicWriter::create(&args.output)?;
     let texts = read_field(&args.input, "text")?;
     let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
-    let loaded = load(&args.model, task, &LoadOptions::default(), &device).with_context(|| format!("loading model {}", args.model))?;
+    let loaded = load(&args.model, task, &LoadOptions::default(), &device).context("loading model")?;
     if !loaded.report.newly_initialized.is_empty() {
         eprintln!(
             "warning: {} has no trained weights for {:?}: its predictions are random",

@@ -150,3 +150,23 @@ fn new_num_labels_reinitializes_the_head() {
     assert_eq!(loaded.report.newly_initialized, ["classifier.weight", "classifier.bias"]);
     assert_eq!(loaded.report.unexpected, ["pooler.dense.bias", "pooler.dense.weight"]);
 }
+
+#[test]
+fn real_minilm_batched_equals_alone() {
+    let device = Device::flex();
+    let loaded = load(minilm().to_str().unwrap(), Task::FeatureExtraction, &LoadOptions::default(), &device).unwrap();
+    let expected = read_safetensors(&fixture("parity/minilm.safetensors"));
+    let b = batch(&expected, "", &device);
+    let (batched, _) = run(&loaded.model, &b);
+    let (shape, _) = &expected["last_hidden_state"];
+    let (l, h) = (shape[1], shape[2]);
+    let mut worst = 0.0f64;
+    for i in 0..b.lengths.len() {
+        let (alone, _) = run(&loaded.model, &single(&b, i));
+        let n = b.lengths[i];
+        let rows = &batched[i * l * h..i * l * h + n * h];
+        worst = worst.max(max_abs_diff(rows, &alone));
+    }
+    println!("all-MiniLM-L6-v2: batched vs one-at-a-time max abs difference {worst:.2e}");
+    assert!(worst <= 1e-5, "{worst}");
+}
