@@ -2,10 +2,10 @@
 //! 127.0.0.1 (`HF_ENDPOINT`) into `HF_HOME`, then used from the cache with `HF_HUB_OFFLINE=1`;
 //! offline with an empty cache, the error names the repository and file.
 
-#[path = "support/mod.rs"]
-mod support;
 #[path = "support/hub_server.rs"]
 mod hub_server;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -25,7 +25,17 @@ fn model_by_hub_id_through_stand_in_hub_then_offline() {
     std::fs::write(&input, "{\"text\": \"Angela Merkel visited Microsoft in Zürich.\"}\n").unwrap();
     let run = |model: &str, task: &str, offline: bool, out: &str| {
         Command::new(env!("CARGO_BIN_EXE_ft"))
-            .args(["predict", "--model", model, "--task", task, "--input", input.to_str().unwrap(), "--output", tmp.path().join(out).to_str().unwrap()])
+            .args([
+                "predict",
+                "--model",
+                model,
+                "--task",
+                task,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                tmp.path().join(out).to_str().unwrap(),
+            ])
             .env("HF_HOME", &hf_home)
             .env("HF_ENDPOINT", &server.endpoint)
             .env("HF_HUB_OFFLINE", if offline { "1" } else { "0" })
@@ -41,11 +51,24 @@ fn model_by_hub_id_through_stand_in_hub_then_offline() {
         assert!(snapshot.join(f).exists(), "{f} not in the cache");
     }
     let local = Command::new(env!("CARGO_BIN_EXE_ft"))
-        .args(["predict", "--model", fixture("models/tiny-bert-seqcls").to_str().unwrap(), "--task", "text-classification", "--input", input.to_str().unwrap(), "--output", tmp.path().join("local.jsonl").to_str().unwrap()])
+        .args([
+            "predict",
+            "--model",
+            fixture("models/tiny-bert-seqcls").to_str().unwrap(),
+            "--task",
+            "text-classification",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            tmp.path().join("local.jsonl").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(local.status.success());
-    assert_eq!(std::fs::read(tmp.path().join("a.jsonl")).unwrap(), std::fs::read(tmp.path().join("local.jsonl")).unwrap());
+    assert_eq!(
+        std::fs::read(tmp.path().join("a.jsonl")).unwrap(),
+        std::fs::read(tmp.path().join("local.jsonl")).unwrap()
+    );
 
     // A sharded checkpoint: the index, then each shard, by id and revision.
     let o = run("ft-fixtures/tiny-bert-tokcls@main", "token-classification", false, "b.jsonl");
@@ -62,7 +85,10 @@ fn model_by_hub_id_through_stand_in_hub_then_offline() {
     let o = run("ft-fixtures/not-cached", "text-classification", true, "d.jsonl");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("ft-fixtures/not-cached") && err.contains("config.json") && err.contains("HF_HUB_OFFLINE"), "{err}");
+    assert!(
+        err.contains("ft-fixtures/not-cached") && err.contains("config.json") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     // Online, a repository the Hub does not have.

@@ -34,7 +34,17 @@ fn parity_json(model: &str) -> Value {
 }
 
 fn predict(model: &Path, task: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--task", task, "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    let mut args = vec![
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        task,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     ft(&args)
 }
@@ -57,7 +67,8 @@ fn text_classification_matches_transformers_pipeline() {
     let texts: Vec<&str> = json["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     let input = write_inputs(tmp.path(), &texts);
     let output = tmp.path().join("out.jsonl");
-    let o = predict(&fixture("models/tiny-bert-seqcls"), "text-classification", &input, &output, &["--batch-size", "3"]);
+    let o =
+        predict(&fixture("models/tiny-bert-seqcls"), "text-classification", &input, &output, &["--batch-size", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = read_outputs(&output);
     assert_eq!(rows.len(), texts.len());
@@ -105,11 +116,24 @@ fn info_lists_architecture_parameters_and_new_weights() {
     assert!(out.contains("architecture: BertForSequenceClassification (model_type bert)"), "{out}");
     assert!(out.contains("labels (3): World, Sports, Business"), "{out}");
     assert!(out.contains("newly initialized: none"), "{out}");
-    let o = ft(&["info", "--model", fixture("models/tiny-distilbert").to_str().unwrap(), "--task", "text-classification", "--num-labels", "5"]);
+    let o = ft(&[
+        "info",
+        "--model",
+        fixture("models/tiny-distilbert").to_str().unwrap(),
+        "--task",
+        "text-classification",
+        "--num-labels",
+        "5",
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.contains("DistilBertForSequenceClassification"), "{out}");
-    assert!(out.contains("newly initialized: pre_classifier.weight, pre_classifier.bias, classifier.weight, classifier.bias"), "{out}");
+    assert!(
+        out.contains(
+            "newly initialized: pre_classifier.weight, pre_classifier.bias, classifier.weight, classifier.bias"
+        ),
+        "{out}"
+    );
 }
 
 /// Runs a predict that must fail; checks the message and that the output was not touched.
@@ -166,7 +190,9 @@ fn bad_models_are_named() {
     expect_failure(&m, &input, &output, &["unknown model_type 't5'", "bert, distilbert"]);
 
     let m = model_copy("tiny-bert-seqcls", &tmp.path().join("c"));
-    let cfg = std::fs::read_to_string(m.join("config.json")).unwrap().replace("\"hidden_act\": \"gelu_new\"", "\"hidden_act\": \"swoosh\"");
+    let cfg = std::fs::read_to_string(m.join("config.json"))
+        .unwrap()
+        .replace("\"hidden_act\": \"gelu_new\"", "\"hidden_act\": \"swoosh\"");
     std::fs::write(m.join("config.json"), cfg).unwrap();
     expect_failure(&m, &input, &output, &["config.json", "swoosh"]);
 
@@ -176,9 +202,16 @@ fn bad_models_are_named() {
     expect_failure(&m, &input, &output, &["model.safetensors", "truncated"]);
 
     let m = model_copy("tiny-bert-seqcls", &tmp.path().join("e"));
-    let cfg = std::fs::read_to_string(m.join("config.json")).unwrap().replace("\"intermediate_size\": 37", "\"intermediate_size\": 38");
+    let cfg = std::fs::read_to_string(m.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 37", "\"intermediate_size\": 38");
     std::fs::write(m.join("config.json"), cfg).unwrap();
-    expect_failure(&m, &input, &output, &["wrong shape", "bert.encoder.layer.0.intermediate.dense.weight: checkpoint [37, 32] vs model [38, 32]"]);
+    expect_failure(
+        &m,
+        &input,
+        &output,
+        &["wrong shape", "bert.encoder.layer.0.intermediate.dense.weight: checkpoint [37, 32] vs model [38, 32]"],
+    );
 
     expect_failure(&tmp.path().join("nope"), &input, &output, &["neither an existing local path nor a Hub id"]);
 }
@@ -187,7 +220,13 @@ fn bad_models_are_named() {
 fn unwritable_output_fails_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
     let input = write_inputs(tmp.path(), &["hello"]);
-    let o = predict(&fixture("models/tiny-bert-seqcls"), "text-classification", &input, &tmp.path().join("no/such/dir/out.jsonl"), &[]);
+    let o = predict(
+        &fixture("models/tiny-bert-seqcls"),
+        "text-classification",
+        &input,
+        &tmp.path().join("no/such/dir/out.jsonl"),
+        &[],
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
     let o = predict(&fixture("models/tiny-bert-seqcls"), "text-classification", &input, tmp.path(), &[]);
@@ -217,10 +256,32 @@ fn max_length_truncates() {
     let long = "the central bank raised interest rates again ".repeat(20);
     let input = write_inputs(tmp.path(), &[&long]);
     let output = tmp.path().join("out.jsonl");
-    let o = ft(&["predict", "--model", fixture("models/tiny-bert-tokcls").to_str().unwrap(), "--task", "token-classification", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(), "--max-length", "12"]);
+    let o = ft(&[
+        "predict",
+        "--model",
+        fixture("models/tiny-bert-tokcls").to_str().unwrap(),
+        "--task",
+        "token-classification",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--max-length",
+        "12",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_outputs(&output)[0]["input_ids"].as_array().unwrap().len(), 12);
-    let o = ft(&["predict", "--model", fixture("models/tiny-bert-tokcls").to_str().unwrap(), "--task", "token-classification", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    let o = ft(&[
+        "predict",
+        "--model",
+        fixture("models/tiny-bert-tokcls").to_str().unwrap(),
+        "--task",
+        "token-classification",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_outputs(&output)[0]["input_ids"].as_array().unwrap().len(), 40);
 }

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The commit every served repository reports.
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -77,7 +77,8 @@ fn handle(mut stream: TcpStream, repos: &HashMap<String, PathBuf>) -> std::io::R
     if let Some(rest) = path.strip_prefix("/api/models/") {
         for (id, dir) in repos {
             if let Some(_rev) = rest.strip_prefix(&format!("{id}/revision/")) {
-                let mut files: Vec<String> = std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let mut files: Vec<String> =
+                    std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
                 files.sort();
                 let siblings: Vec<String> = files.iter().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
                 let body = format!("{{\"id\":\"{id}\",\"sha\":\"{COMMIT}\",\"siblings\":[{}]}}", siblings.join(","));
@@ -91,7 +92,12 @@ fn handle(mut stream: TcpStream, repos: &HashMap<String, PathBuf>) -> std::io::R
         let Some((_rev, file)) = rest.split_once('/') else { continue };
         let full = dir.join(file);
         let Ok(mut f) = std::fs::File::open(&full) else {
-            return respond(&mut stream, "404 Not Found", &[("X-Error-Code", "EntryNotFound".into())], b"Entry not found");
+            return respond(
+                &mut stream,
+                "404 Not Found",
+                &[("X-Error-Code", "EntryNotFound".into())],
+                b"Entry not found",
+            );
         };
         let mut body = Vec::new();
         f.read_to_end(&mut body)?;
@@ -101,7 +107,8 @@ fn handle(mut stream: TcpStream, repos: &HashMap<String, PathBuf>) -> std::io::R
             Some(spec) => {
                 let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
                 let a: usize = a.parse().unwrap_or(0);
-                let b: usize = if b.is_empty() { size.saturating_sub(1) } else { b.parse().unwrap_or(size.saturating_sub(1)) };
+                let b: usize =
+                    if b.is_empty() { size.saturating_sub(1) } else { b.parse().unwrap_or(size.saturating_sub(1)) };
                 (a.min(size), (b + 1).min(size))
             }
             None => (0, size),

@@ -7,7 +7,11 @@ use std::process::Command;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|p| p.join("tests/fixtures").is_dir()).expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("tests/fixtures").is_dir())
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// `tests/fixtures/<rel>`.
@@ -23,9 +27,9 @@ pub fn shared() -> PathBuf {
 /// sentence-transformers' all-MiniLM-L6-v2 in HF layout: `FT_MINILM_DIR`, else
 /// `~/.cache/ft-minilm`, fetched with `../shared/scripts/fetch-minilm.sh` when missing.
 pub fn minilm() -> PathBuf {
-    let dir = std::env::var_os("FT_MINILM_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/ft-minilm")
-    });
+    let dir = std::env::var_os("FT_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/ft-minilm"));
     if !dir.join("model.safetensors").is_file() {
         let script = shared().join("scripts/fetch-minilm.sh");
         let status = Command::new("bash").arg(&script).arg(&dir).status().expect("running fetch-minilm.sh");
@@ -43,8 +47,12 @@ pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f64>)> 
         .map(|(name, view)| {
             let data = view.data();
             let values: Vec<f64> = match view.dtype() {
-                safetensors::Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-                safetensors::Dtype::I64 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+                safetensors::Dtype::F32 => {
+                    data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect()
+                }
+                safetensors::Dtype::I64 => {
+                    data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect()
+                }
                 other => panic!("{name}: unexpected dtype {other:?}"),
             };
             (name, (view.shape().to_vec(), values))

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use ft_data::hub::{RepoFiles, RepoKind};
 use ft_models::auto::{ArchConfig, LoadOptions, ModelConfig, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
-use ft_data::hub::{RepoFiles, RepoKind};
 
 /// Arguments of `ft info`.
 #[derive(Debug, clap::Args)]
@@ -60,13 +60,26 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     match &c.arch {
         ArchConfig::Bert(b) => println!(
             "config: {} layers, hidden {}, {} heads, intermediate {}, vocab {}, max positions {}, type vocab {}, activation {}, layer_norm_eps {:e}",
-            b.num_hidden_layers, b.hidden_size, b.num_attention_heads, b.intermediate_size, b.vocab_size,
-            b.max_position_embeddings, b.type_vocab_size, b.hidden_act.name(), b.layer_norm_eps
+            b.num_hidden_layers,
+            b.hidden_size,
+            b.num_attention_heads,
+            b.intermediate_size,
+            b.vocab_size,
+            b.max_position_embeddings,
+            b.type_vocab_size,
+            b.hidden_act.name(),
+            b.layer_norm_eps
         ),
         ArchConfig::DistilBert(d) => println!(
             "config: {} layers, dim {}, {} heads, hidden_dim {}, vocab {}, max positions {}{}, activation {}",
-            d.n_layers, d.dim, d.n_heads, d.hidden_dim, d.vocab_size, d.max_position_embeddings,
-            if d.sinusoidal_pos_embds { " (sinusoidal)" } else { "" }, d.activation.name()
+            d.n_layers,
+            d.dim,
+            d.n_heads,
+            d.hidden_dim,
+            d.vocab_size,
+            d.max_position_embeddings,
+            if d.sinusoidal_pos_embds { " (sinusoidal)" } else { "" },
+            d.activation.name()
         ),
     }
     if task != Task::FeatureExtraction {

@@ -23,7 +23,8 @@ pub fn read_field(path: &Path, field: &str) -> Result<Vec<String>> {
         if line.trim().is_empty() {
             bail!("{}: empty line (expected a JSON object with a \"{field}\" field)", at());
         }
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow!("{}: not valid JSON: {e}", at()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| anyhow!("{}: not valid JSON: {e}", at()))?;
         match value.get(field) {
             Some(serde_json::Value::String(s)) => out.push(s.clone()),
             Some(other) => bail!("{}: \"{field}\" must be a string, found {}", at(), type_name(other)),

@@ -5,6 +5,7 @@
 
 mod info;
 mod jsonl;
+mod metrics_cmd;
 mod predict;
 
 use clap::{Parser, Subcommand};
@@ -23,12 +24,15 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Describe a model: architecture, parameter count, loaded and newly initialised weights.
     Info(info::InfoArgs),
+    /// Compute a metric (accuracy, f1, seqeval, rouge, bleu, ...) as Hugging Face `evaluate` does.
+    Metrics(metrics_cmd::MetricsArgs),
 }
 
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -36,6 +40,7 @@ fn main() {
     let result = match &cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Info(args) => info::run(args),
+        Command::Metrics(args) => metrics_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

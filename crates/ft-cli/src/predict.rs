@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use ft_models::auto::{LoadOptions, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
-use ft_serve::pipeline::{AggregationStrategy, PipelineOptions, TextClassificationPipeline, TokenClassificationPipeline};
+use ft_serve::pipeline::{
+    AggregationStrategy, PipelineOptions, TextClassificationPipeline, TokenClassificationPipeline,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::jsonl::{AtomicWriter, read_field};
@@ -62,7 +64,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         );
     }
     let bar = ProgressBar::new(texts.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} texts [{elapsed_precise} < {eta_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} texts [{elapsed_precise} < {eta_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     match task {
         Task::SequenceClassification => {

@@ -12,9 +12,7 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// A model or dataset argument is neither an existing path nor a valid Hub id.
-    #[error(
-        "'{0}' is neither an existing local path nor a Hub id of the form 'org/name[@revision]'"
-    )]
+    #[error("'{0}' is neither an existing local path nor a Hub id of the form 'org/name[@revision]'")]
     BadRepoSpec(String),
     /// A file a repository must hold is not there.
     #[error("{repo}: no file '{file}'")]

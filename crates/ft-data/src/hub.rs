@@ -195,9 +195,7 @@ impl HubClient {
         tracing::info!(repo = %repo, file, endpoint = %self.endpoint, "downloading");
         match api.repo(repo.hf_repo()).download(file) {
             Ok(path) => Ok(Some(path)),
-            Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::StatusCode(404)) => {
-                Ok(None)
-            }
+            Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::StatusCode(404)) => Ok(None),
             Err(e) => Err(DataError::Download {
                 repo: repo.to_string(),
                 file: file.to_string(),
@@ -247,10 +245,7 @@ impl RepoFiles {
 
     /// The local path of a file the repository must hold.
     pub fn get(&self, file: &str) -> Result<PathBuf> {
-        self.get_optional(file)?.ok_or_else(|| DataError::MissingFile {
-            repo: self.name(),
-            file: file.to_string(),
-        })
+        self.get_optional(file)?.ok_or_else(|| DataError::MissingFile { repo: self.name(), file: file.to_string() })
     }
 
     /// The local path of a file the repository may hold; `None` when it does not.
@@ -271,9 +266,9 @@ impl RepoFiles {
     pub fn get_required(&self, file: &str) -> Result<PathBuf> {
         match self {
             Self::Local(_) => self.get(file),
-            Self::Hub { repo, client } => client.fetch(repo, file, false)?.ok_or_else(|| {
-                DataError::MissingFile { repo: self.name(), file: file.to_string() }
-            }),
+            Self::Hub { repo, client } => client
+                .fetch(repo, file, false)?
+                .ok_or_else(|| DataError::MissingFile { repo: self.name(), file: file.to_string() }),
         }
     }
 }

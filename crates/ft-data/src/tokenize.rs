@@ -87,10 +87,9 @@ impl TextTokenizer {
             message: format!("not a valid tokenizer.json: {e}"),
         })?;
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| DataError::Tokenizer {
-            path: tokenizer_json.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| DataError::Tokenizer { path: tokenizer_json.to_path_buf(), message: e.to_string() })?;
         let config = match tokenizer_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -110,18 +109,9 @@ impl TextTokenizer {
         let pad_id = lookup(&config.pad_token, &["[PAD]", "<pad>"]).unwrap_or(0);
         let unk_id = lookup(&config.unk_token, &["[UNK]", "<unk>"]);
         // transformers writes a huge sentinel (1e30) when the length is unknown.
-        let model_max_length = config
-            .model_max_length
-            .filter(|&n| n.is_finite() && n > 0.0 && n < 1e9)
-            .map(|n| n as usize);
-        Ok(Self {
-            inner,
-            path: tokenizer_json.to_path_buf(),
-            max_length: None,
-            pad_id,
-            unk_id,
-            model_max_length,
-        })
+        let model_max_length =
+            config.model_max_length.filter(|&n| n.is_finite() && n > 0.0 && n < 1e9).map(|n| n as usize);
+        Ok(Self { inner, path: tokenizer_json.to_path_buf(), max_length: None, pad_id, unk_id, model_max_length })
     }
 
     /// Loads the tokenizer of a model repository (`tokenizer.json`, plus `tokenizer_config.json`
@@ -200,10 +190,9 @@ impl TextTokenizer {
 
     /// Decodes ids to text.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| DataError::Tokenizer {
-            path: self.path.clone(),
-            message: format!("decode: {e}"),
-        })
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| DataError::Tokenizer { path: self.path.clone(), message: format!("decode: {e}") })
     }
 
     /// Encodes texts in parallel, with special tokens and the configured truncation.

@@ -11,7 +11,8 @@ use support::fixture;
 
 fn check(model: &str) {
     let dir = fixture(&format!("models/{model}"));
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(fixture(&format!("parity/{model}.json"))).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("parity/{model}.json"))).unwrap()).unwrap();
     let max_length = json["max_length"].as_u64().unwrap() as usize;
     let tok = TextTokenizer::from_files(&dir.join("tokenizer.json"), Some(&dir.join("tokenizer_config.json")))
         .unwrap()

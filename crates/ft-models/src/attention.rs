@@ -43,7 +43,13 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 /// Without active dropout this is Burn's fused attention kernel. With it, the probabilities are
 /// materialised so that dropout can be applied to them, as transformers' eager attention does.
 /// Padding keys get a score of `f32::MIN` in that path, which is transformers' additive mask.
-pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &PaddingMask, dropout: &Dropout) -> Tensor<4> {
+pub fn scaled_dot_product(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: &PaddingMask,
+    dropout: &Dropout,
+) -> Tensor<4> {
     let [b, h, l, d] = q.dims();
     let lk = k.dims()[2];
     let dropout_active = dropout.prob > 0.0 && dropout.training.is_enabled() && q.device().is_autodiff();

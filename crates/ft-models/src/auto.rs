@@ -10,7 +10,9 @@ use ft_data::hub::{RepoFiles, RepoKind};
 
 use crate::bert::{BertConfig, BertForSequenceClassification, BertForTokenClassification, BertModel};
 use crate::config::{LabelConfig, parse_json};
-use crate::distilbert::{DistilBertConfig, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel};
+use crate::distilbert::{
+    DistilBertConfig, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
+};
 use crate::layers::ACTIVATIONS;
 use crate::weights::{Checkpoint, LoadReport};
 use crate::{ModelError, Result};
@@ -43,7 +45,8 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Reads `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
         let raw: serde_json::Map<String, serde_json::Value> = parse_json(path, &text)?;
         let config_err = |message: String| ModelError::Config { path: path.to_path_buf(), message };
         let model_type = match raw.get("model_type") {
@@ -170,7 +173,8 @@ impl Encoder {
     pub fn forward(&self, batch: &TextBatch) -> Tensor<3> {
         match self {
             Self::Bert(m) => {
-                m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone())).last_hidden_state
+                m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone()))
+                    .last_hidden_state
             }
             Self::DistilBert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone()),
         }
@@ -193,7 +197,9 @@ impl SequenceClassifier {
     /// - batch tensors: `[batch, seq]`; output `[batch, num_labels]`
     pub fn forward(&self, batch: &TextBatch) -> Tensor<2> {
         match self {
-            Self::Bert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone())),
+            Self::Bert(m) => {
+                m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone()))
+            }
             Self::DistilBert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone()),
         }
     }
@@ -215,7 +221,9 @@ impl TokenClassifier {
     /// - batch tensors: `[batch, seq]`; output `[batch, seq, num_labels]`
     pub fn forward(&self, batch: &TextBatch) -> Tensor<3> {
         match self {
-            Self::Bert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone())),
+            Self::Bert(m) => {
+                m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone()))
+            }
             Self::DistilBert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone()),
         }
     }
@@ -298,22 +306,24 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
 
 fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyModel> {
     Ok(match (&config.arch, task) {
-        (ArchConfig::Bert(c), Task::FeatureExtraction) => AnyModel::Encoder(Encoder::Bert(BertModel::from_checkpoint(ck, c, true)?)),
+        (ArchConfig::Bert(c), Task::FeatureExtraction) => {
+            AnyModel::Encoder(Encoder::Bert(BertModel::from_checkpoint(ck, c, true)?))
+        }
         (ArchConfig::DistilBert(c), Task::FeatureExtraction) => {
             AnyModel::Encoder(Encoder::DistilBert(DistilBertModel::from_checkpoint(ck, c)?))
         }
-        (ArchConfig::Bert(c), Task::SequenceClassification) => {
-            AnyModel::SequenceClassifier(SequenceClassifier::Bert(BertForSequenceClassification::from_checkpoint(ck, c)?))
-        }
+        (ArchConfig::Bert(c), Task::SequenceClassification) => AnyModel::SequenceClassifier(SequenceClassifier::Bert(
+            BertForSequenceClassification::from_checkpoint(ck, c)?,
+        )),
         (ArchConfig::DistilBert(c), Task::SequenceClassification) => AnyModel::SequenceClassifier(
             SequenceClassifier::DistilBert(DistilBertForSequenceClassification::from_checkpoint(ck, c)?),
         ),
         (ArchConfig::Bert(c), Task::TokenClassification) => {
             AnyModel::TokenClassifier(TokenClassifier::Bert(BertForTokenClassification::from_checkpoint(ck, c)?))
         }
-        (ArchConfig::DistilBert(c), Task::TokenClassification) => {
-            AnyModel::TokenClassifier(TokenClassifier::DistilBert(DistilBertForTokenClassification::from_checkpoint(ck, c)?))
-        }
+        (ArchConfig::DistilBert(c), Task::TokenClassification) => AnyModel::TokenClassifier(
+            TokenClassifier::DistilBert(DistilBertForTokenClassification::from_checkpoint(ck, c)?),
+        ),
     })
 }
 
@@ -321,7 +331,9 @@ impl Loaded<AnyModel> {
     /// The model as a sequence classifier, if it is one.
     pub fn into_sequence_classifier(self) -> Result<Loaded<SequenceClassifier>> {
         match self.model {
-            AnyModel::SequenceClassifier(m) => Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files }),
+            AnyModel::SequenceClassifier(m) => {
+                Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files })
+            }
             other => Err(ModelError::Unsupported(format!("{} is not a sequence classifier", other.class_name()))),
         }
     }
@@ -329,7 +341,9 @@ impl Loaded<AnyModel> {
     /// The model as a token classifier, if it is one.
     pub fn into_token_classifier(self) -> Result<Loaded<TokenClassifier>> {
         match self.model {
-            AnyModel::TokenClassifier(m) => Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files }),
+            AnyModel::TokenClassifier(m) => {
+                Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files })
+            }
             other => Err(ModelError::Unsupported(format!("{} is not a token classifier", other.class_name()))),
         }
     }
@@ -337,7 +351,9 @@ impl Loaded<AnyModel> {
     /// The model as a bare encoder, if it is one.
     pub fn into_encoder(self) -> Result<Loaded<Encoder>> {
         match self.model {
-            AnyModel::Encoder(m) => Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files }),
+            AnyModel::Encoder(m) => {
+                Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files })
+            }
             other => Err(ModelError::Unsupported(format!("{} is not a bare encoder", other.class_name()))),
         }
     }

@@ -20,18 +20,13 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     let err = |message: String| ModelError::Device { spec: spec.to_string(), message };
     let (kind, index) = match spec.split_once(':') {
         Some((kind, index)) => {
-            let index: usize = index
-                .parse()
-                .map_err(|_| err(format!("'{index}' is not a device index")))?;
+            let index: usize = index.parse().map_err(|_| err(format!("'{index}' is not a device index")))?;
             (kind, Some(index))
         }
         None => (spec, None),
     };
-    let missing = |feature: &str| {
-        err(format!(
-            "this build of ft has no {feature} backend; rebuild with `--features {feature}`"
-        ))
-    };
+    let missing =
+        |feature: &str| err(format!("this build of ft has no {feature} backend; rebuild with `--features {feature}`"));
     match (kind.to_ascii_lowercase().as_str(), index) {
         ("cpu", None) => cpu_device().ok_or_else(|| missing("flex")),
         ("flex", None) => flex_device().ok_or_else(|| missing("flex")),

@@ -3,11 +3,11 @@
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation;
 use burn::tensor::Tensor;
+use burn::tensor::activation;
 
-use crate::weights::{Checkpoint, Init};
 use crate::Result;
+use crate::weights::{Checkpoint, Init};
 
 /// Loads a `torch.nn.Linear` stored as `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
 pub fn linear(ck: &mut Checkpoint, name: &str, d_in: usize, d_out: usize) -> Result<Linear> {

@@ -111,17 +111,31 @@ impl Checkpoint {
         })
     }
 
+    /// A checkpoint with no tensors: a model built from it is randomly initialised as
+    /// transformers initialises a model from its config (`from_config`).
+    pub fn empty(device: &Device) -> Self {
+        Self {
+            source: PathBuf::from("<random init>"),
+            shards: Vec::new(),
+            names: BTreeMap::new(),
+            used: BTreeSet::new(),
+            report: LoadReport { source: PathBuf::from("<random init>"), ..Default::default() },
+            allow_reinit: BTreeSet::new(),
+            mismatched: Vec::new(),
+            device: device.clone(),
+            init_std: 0.02,
+        }
+    }
+
     /// Opens safetensors files as one checkpoint; `source` names it in messages.
     pub fn from_files(source: &Path, paths: &[PathBuf], device: &Device) -> Result<Self> {
         let mut shards = Vec::new();
         let mut names = BTreeMap::new();
         for (i, path) in paths.iter().enumerate() {
             let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-            let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-                ModelError::Weights {
-                    path: path.clone(),
-                    message: format!("not a valid safetensors file (truncated or corrupt?): {e}"),
-                }
+            let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Weights {
+                path: path.clone(),
+                message: format!("not a valid safetensors file (truncated or corrupt?): {e}"),
             })?;
             let infos: HashMap<String, safetensors::tensor::TensorInfo> =
                 metadata.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
@@ -190,13 +204,9 @@ impl Checkpoint {
             return Ok(Fetched::Missing(Missing::Mismatch(info.shape.clone())));
         }
         let (start, end) = info.data_offsets;
-        let raw = shard
-            .bytes
-            .get(shard.data_start + start..shard.data_start + end)
-            .ok_or_else(|| ModelError::Weights {
-                path: shard.path.clone(),
-                message: format!("tensor '{name}' lies outside the file"),
-            })?;
+        let raw = shard.bytes.get(shard.data_start + start..shard.data_start + end).ok_or_else(|| {
+            ModelError::Weights { path: shard.path.clone(), message: format!("tensor '{name}' lies outside the file") }
+        })?;
         let values = to_f32(raw, info.dtype).ok_or_else(|| ModelError::Weights {
             path: shard.path.clone(),
             message: format!("tensor '{name}' has dtype {:?}, expected a float type", info.dtype),
@@ -207,7 +217,14 @@ impl Checkpoint {
 
     /// Handles a tensor the checkpoint could not provide: initialise it (absent, or
     /// re-initialisable head) or record the mismatch for [`finish`](Self::finish).
-    fn fallback<const D: usize>(&mut self, name: &str, missing: Missing, stored_shape: &[usize], shape: [usize; D], init: Init) -> Tensor<D> {
+    fn fallback<const D: usize>(
+        &mut self,
+        name: &str,
+        missing: Missing,
+        stored_shape: &[usize],
+        shape: [usize; D],
+        init: Init,
+    ) -> Tensor<D> {
         match missing {
             Missing::Absent => self.report.newly_initialized.push(name.to_string()),
             Missing::Mismatch(found) if self.allow_reinit.contains(name) => {
@@ -280,12 +297,8 @@ impl Checkpoint {
                 .join("; ");
             return Err(ModelError::ShapeMismatch { path: self.source, details });
         }
-        self.report.unexpected = self
-            .names
-            .keys()
-            .filter(|n| !self.used.contains(*n) && !n.ends_with("position_ids"))
-            .cloned()
-            .collect();
+        self.report.unexpected =
+            self.names.keys().filter(|n| !self.used.contains(*n) && !n.ends_with("position_ids")).cloned().collect();
         Ok(self.report)
     }
 }
@@ -314,14 +327,8 @@ pub enum Init {
 fn to_f32(raw: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
     Some(match dtype {
         Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => raw
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => raw
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::F64 => raw
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)

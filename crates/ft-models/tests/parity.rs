@@ -16,10 +16,17 @@ fn int_tensor(shape: &[usize], values: &[f64], device: &Device) -> Tensor<2, Int
     Tensor::from_data(TensorData::new(v, [shape[0], shape[1]]), device)
 }
 
-fn batch(expected: &std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>, prefix: &str, device: &Device) -> TextBatch {
+fn batch(
+    expected: &std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>,
+    prefix: &str,
+    device: &Device,
+) -> TextBatch {
     let (shape, ids) = &expected[&format!("{prefix}input_ids")];
     let (_, mask) = &expected[&format!("{prefix}attention_mask")];
-    let types = expected.get(&format!("{prefix}token_type_ids")).map(|(_, t)| t.clone()).unwrap_or_else(|| vec![0.0; ids.len()]);
+    let types = expected
+        .get(&format!("{prefix}token_type_ids"))
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| vec![0.0; ids.len()]);
     let lengths = mask.chunks(shape[1]).map(|r| r.iter().filter(|&&m| m > 0.0).count()).collect();
     TextBatch {
         input_ids: int_tensor(shape, ids, device),
@@ -33,7 +40,12 @@ fn batch(expected: &std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>, p
 fn single(b: &TextBatch, i: usize) -> TextBatch {
     let l = b.lengths[i];
     let pick = |t: &Tensor<2, Int>| t.clone().narrow(0, i, 1).narrow(1, 0, l);
-    TextBatch { input_ids: pick(&b.input_ids), attention_mask: pick(&b.attention_mask), token_type_ids: pick(&b.token_type_ids), lengths: vec![l] }
+    TextBatch {
+        input_ids: pick(&b.input_ids),
+        attention_mask: pick(&b.attention_mask),
+        token_type_ids: pick(&b.token_type_ids),
+        lengths: vec![l],
+    }
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
@@ -56,7 +68,8 @@ fn run(model: &AnyModel, b: &TextBatch) -> (Vec<f64>, Option<Vec<f64>>) {
 /// the largest error.
 fn check(name: &str, task: Task) -> f64 {
     let device = Device::flex();
-    let loaded = load(fixture(&format!("models/{name}")).to_str().unwrap(), task, &LoadOptions::default(), &device).unwrap();
+    let loaded =
+        load(fixture(&format!("models/{name}")).to_str().unwrap(), task, &LoadOptions::default(), &device).unwrap();
     assert!(loaded.report.is_complete(), "{name}: {:?}", loaded.report);
     assert!(loaded.report.unexpected.is_empty(), "{name}: unexpected {:?}", loaded.report.unexpected);
     let expected = read_safetensors(&fixture(&format!("parity/{name}.safetensors")));
@@ -91,7 +104,9 @@ fn tiny_bert_model() {
 #[test]
 fn tiny_bert_sentence_pairs() {
     let device = Device::flex();
-    let loaded = load(fixture("models/tiny-bert").to_str().unwrap(), Task::FeatureExtraction, &LoadOptions::default(), &device).unwrap();
+    let loaded =
+        load(fixture("models/tiny-bert").to_str().unwrap(), Task::FeatureExtraction, &LoadOptions::default(), &device)
+            .unwrap();
     let expected = read_safetensors(&fixture("parity/tiny-bert.safetensors"));
     let (got, pooled) = run(&loaded.model, &batch(&expected, "pair_", &device));
     assert!(max_abs_diff(&got, &expected["pair_last_hidden_state"].1) <= TOL);
@@ -141,12 +156,15 @@ fn real_minilm_hidden_states() {
 fn new_num_labels_reinitializes_the_head() {
     let device = Device::flex();
     let opts = LoadOptions { num_labels: Some(5), ..Default::default() };
-    let loaded = load(fixture("models/tiny-bert-seqcls").to_str().unwrap(), Task::SequenceClassification, &opts, &device).unwrap();
+    let loaded =
+        load(fixture("models/tiny-bert-seqcls").to_str().unwrap(), Task::SequenceClassification, &opts, &device)
+            .unwrap();
     let names: Vec<&str> = loaded.report.reinitialized_mismatched.iter().map(|(n, ..)| n.as_str()).collect();
     assert_eq!(names, ["classifier.weight", "classifier.bias"]);
     assert_eq!(loaded.config.labels().label_names()[4], "LABEL_4");
     // A base checkpoint under a head: the head is new, the encoder loads without the prefix.
-    let loaded = load(fixture("models/tiny-bert").to_str().unwrap(), Task::TokenClassification, &opts, &device).unwrap();
+    let loaded =
+        load(fixture("models/tiny-bert").to_str().unwrap(), Task::TokenClassification, &opts, &device).unwrap();
     assert_eq!(loaded.report.newly_initialized, ["classifier.weight", "classifier.bias"]);
     assert_eq!(loaded.report.unexpected, ["pooler.dense.bias", "pooler.dense.weight"]);
 }

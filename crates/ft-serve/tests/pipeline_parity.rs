@@ -6,7 +6,9 @@ mod support;
 
 use burn::tensor::Device;
 use ft_models::auto::{LoadOptions, Task, load};
-use ft_serve::pipeline::{AggregationStrategy, PipelineOptions, TextClassificationPipeline, TokenClassificationPipeline};
+use ft_serve::pipeline::{
+    AggregationStrategy, PipelineOptions, TextClassificationPipeline, TokenClassificationPipeline,
+};
 use serde_json::Value;
 use support::fixture;
 
@@ -27,20 +29,36 @@ fn texts(json: &Value) -> Vec<String> {
 
 fn text_pipeline(model: &str, batch_size: usize) -> TextClassificationPipeline {
     let device = Device::flex();
-    let loaded = load(fixture(&format!("models/{model}")).to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &device)
-        .unwrap()
-        .into_sequence_classifier()
-        .unwrap();
+    let loaded = load(
+        fixture(&format!("models/{model}")).to_str().unwrap(),
+        Task::SequenceClassification,
+        &LoadOptions::default(),
+        &device,
+    )
+    .unwrap()
+    .into_sequence_classifier()
+    .unwrap();
     TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size, max_length: None }, &device).unwrap()
 }
 
 fn token_pipeline(model: &str, batch_size: usize) -> TokenClassificationPipeline {
     let device = Device::flex();
-    let loaded = load(fixture(&format!("models/{model}")).to_str().unwrap(), Task::TokenClassification, &LoadOptions::default(), &device)
-        .unwrap()
-        .into_token_classifier()
-        .unwrap();
-    TokenClassificationPipeline::new(loaded, &PipelineOptions { batch_size, max_length: None }, AggregationStrategy::Simple, &device).unwrap()
+    let loaded = load(
+        fixture(&format!("models/{model}")).to_str().unwrap(),
+        Task::TokenClassification,
+        &LoadOptions::default(),
+        &device,
+    )
+    .unwrap()
+    .into_token_classifier()
+    .unwrap();
+    TokenClassificationPipeline::new(
+        loaded,
+        &PipelineOptions { batch_size, max_length: None },
+        AggregationStrategy::Simple,
+        &device,
+    )
+    .unwrap()
 }
 
 fn check_text_classification(model: &str) {
@@ -105,10 +123,17 @@ fn distilbert_token_classification_simple_aggregation() {
 #[test]
 fn rejects_bad_options() {
     let device = Device::flex();
-    let loaded = load(fixture("models/tiny-bert-seqcls").to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &device)
-        .unwrap()
-        .into_sequence_classifier()
-        .unwrap();
-    let err = TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size: 8, max_length: Some(41) }, &device).unwrap_err();
+    let loaded = load(
+        fixture("models/tiny-bert-seqcls").to_str().unwrap(),
+        Task::SequenceClassification,
+        &LoadOptions::default(),
+        &device,
+    )
+    .unwrap()
+    .into_sequence_classifier()
+    .unwrap();
+    let err =
+        TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size: 8, max_length: Some(41) }, &device)
+            .unwrap_err();
     assert!(err.to_string().contains("max_position_embeddings 40"), "{err}");
 }

@@ -3,22 +3,46 @@
 
 use std::path::Path;
 
+use crate::Result;
 use crate::config::{LabelConfig, check};
 use crate::layers::Activation;
-use crate::Result;
 
-fn d_vocab() -> usize { 30522 }
-fn d_hidden() -> usize { 768 }
-fn d_layers() -> usize { 12 }
-fn d_heads() -> usize { 12 }
-fn d_intermediate() -> usize { 3072 }
-fn d_act() -> Activation { Activation::Gelu }
-fn d_dropout() -> f64 { 0.1 }
-fn d_positions() -> usize { 512 }
-fn d_type_vocab() -> usize { 2 }
-fn d_init_range() -> f64 { 0.02 }
-fn d_eps() -> f64 { 1e-12 }
-fn d_position_type() -> String { "absolute".into() }
+fn d_vocab() -> usize {
+    30522
+}
+fn d_hidden() -> usize {
+    768
+}
+fn d_layers() -> usize {
+    12
+}
+fn d_heads() -> usize {
+    12
+}
+fn d_intermediate() -> usize {
+    3072
+}
+fn d_act() -> Activation {
+    Activation::Gelu
+}
+fn d_dropout() -> f64 {
+    0.1
+}
+fn d_positions() -> usize {
+    512
+}
+fn d_type_vocab() -> usize {
+    2
+}
+fn d_init_range() -> f64 {
+    0.02
+}
+fn d_eps() -> f64 {
+    1e-12
+}
+fn d_position_type() -> String {
+    "absolute".into()
+}
 
 /// BERT's configuration (transformers' `BertConfig`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]

@@ -21,7 +21,12 @@ pub struct BertForSequenceClassification {
 impl BertForSequenceClassification {
     /// # Shapes
     /// - inputs: `[batch, seq]`; output logits: `[batch, num_labels]`
-    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<2> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Option<Tensor<2, Int>>,
+    ) -> Tensor<2> {
         let out = self.bert.forward(input_ids, attention_mask, token_type_ids);
         let pooled = match out.pooler_output {
             Some(p) => p,
@@ -49,7 +54,12 @@ pub struct BertForTokenClassification {
 impl BertForTokenClassification {
     /// # Shapes
     /// - inputs: `[batch, seq]`; output logits: `[batch, seq, num_labels]`
-    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Option<Tensor<2, Int>>,
+    ) -> Tensor<3> {
         let out = self.bert.forward(input_ids, attention_mask, token_type_ids);
         self.classifier.forward(self.dropout.forward(out.last_hidden_state))
     }

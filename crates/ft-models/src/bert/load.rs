@@ -18,10 +18,12 @@ use burn::nn::DropoutConfig;
 
 use super::config::BertConfig;
 use super::heads::{BertForSequenceClassification, BertForTokenClassification};
-use super::model::{BertAttention, BertEmbeddings, BertLayer, BertModel, BertPooler, BertResidualOutput, BertSelfAttention};
+use super::model::{
+    BertAttention, BertEmbeddings, BertLayer, BertModel, BertPooler, BertResidualOutput, BertSelfAttention,
+};
+use crate::Result;
 use crate::layers::{embedding, layer_norm, linear};
 use crate::weights::Checkpoint;
-use crate::Result;
 
 /// The tensor every BERT checkpoint has, used to find the base-model prefix.
 const PROBE: &str = "embeddings.word_embeddings.weight";
@@ -43,8 +45,18 @@ impl BertModel {
         let h = c.hidden_size;
         let embeddings = BertEmbeddings {
             word_embeddings: embedding(ck, &format!("{p}embeddings.word_embeddings"), c.vocab_size, h)?,
-            position_embeddings: embedding(ck, &format!("{p}embeddings.position_embeddings"), c.max_position_embeddings, h)?,
-            token_type_embeddings: embedding(ck, &format!("{p}embeddings.token_type_embeddings"), c.type_vocab_size, h)?,
+            position_embeddings: embedding(
+                ck,
+                &format!("{p}embeddings.position_embeddings"),
+                c.max_position_embeddings,
+                h,
+            )?,
+            token_type_embeddings: embedding(
+                ck,
+                &format!("{p}embeddings.token_type_embeddings"),
+                c.type_vocab_size,
+                h,
+            )?,
             layer_norm: layer_norm(ck, &format!("{p}embeddings.LayerNorm"), h, c.layer_norm_eps)?,
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
         };
@@ -67,11 +79,8 @@ impl BertModel {
                 activation: c.hidden_act,
             });
         }
-        let pooler = if with_pooler {
-            Some(BertPooler { dense: linear(ck, &format!("{p}pooler.dense"), h, h)? })
-        } else {
-            None
-        };
+        let pooler =
+            if with_pooler { Some(BertPooler { dense: linear(ck, &format!("{p}pooler.dense"), h, h)? }) } else { None };
         Ok(Self { embeddings, layers, pooler, config: c.clone() })
     }
 }

@@ -3,20 +3,40 @@
 
 use std::path::Path;
 
+use crate::Result;
 use crate::config::{LabelConfig, check};
 use crate::layers::Activation;
-use crate::Result;
 
-fn d_vocab() -> usize { 30522 }
-fn d_positions() -> usize { 512 }
-fn d_layers() -> usize { 6 }
-fn d_heads() -> usize { 12 }
-fn d_dim() -> usize { 768 }
-fn d_hidden_dim() -> usize { 3072 }
-fn d_dropout() -> f64 { 0.1 }
-fn d_seq_dropout() -> f64 { 0.2 }
-fn d_act() -> Activation { Activation::Gelu }
-fn d_init_range() -> f64 { 0.02 }
+fn d_vocab() -> usize {
+    30522
+}
+fn d_positions() -> usize {
+    512
+}
+fn d_layers() -> usize {
+    6
+}
+fn d_heads() -> usize {
+    12
+}
+fn d_dim() -> usize {
+    768
+}
+fn d_hidden_dim() -> usize {
+    3072
+}
+fn d_dropout() -> f64 {
+    0.1
+}
+fn d_seq_dropout() -> f64 {
+    0.2
+}
+fn d_act() -> Activation {
+    Activation::Gelu
+}
+fn d_init_range() -> f64 {
+    0.02
+}
 
 /// DistilBERT's configuration (transformers' `DistilBertConfig`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -72,7 +92,12 @@ impl DistilBertConfig {
     /// Checks the fields that must agree, naming the offending one.
     pub fn validate(&self, path: &Path) -> Result<()> {
         check(path, self.n_heads > 0, "n_heads", "must be positive")?;
-        check(path, self.dim % self.n_heads == 0, "dim", format!("{} is not a multiple of n_heads {}", self.dim, self.n_heads))?;
+        check(
+            path,
+            self.dim % self.n_heads == 0,
+            "dim",
+            format!("{} is not a multiple of n_heads {}", self.dim, self.n_heads),
+        )?;
         for (field, v) in [
             ("vocab_size", self.vocab_size),
             ("dim", self.dim),

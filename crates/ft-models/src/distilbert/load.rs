@@ -17,9 +17,9 @@ use burn::tensor::{Tensor, TensorData};
 use super::config::{DISTILBERT_LAYER_NORM_EPS, DistilBertConfig};
 use super::heads::{DistilBertForSequenceClassification, DistilBertForTokenClassification};
 use super::model::{DistilBertAttention, DistilBertEmbeddings, DistilBertFfn, DistilBertLayer, DistilBertModel};
+use crate::Result;
 use crate::layers::{embedding, layer_norm, linear};
 use crate::weights::Checkpoint;
-use crate::Result;
 
 const PROBE: &str = "embeddings.word_embeddings.weight";
 
@@ -48,8 +48,10 @@ impl DistilBertModel {
         let mut position_embeddings = embedding(ck, &pos_name, c.max_position_embeddings, d)?;
         if missing_sinusoidal {
             let table = sinusoidal_table(c.max_position_embeddings, d);
-            position_embeddings.weight =
-                Param::from_tensor(Tensor::from_data(TensorData::new(table, [c.max_position_embeddings, d]), ck.device()));
+            position_embeddings.weight = Param::from_tensor(Tensor::from_data(
+                TensorData::new(table, [c.max_position_embeddings, d]),
+                ck.device(),
+            ));
         }
         let embeddings = DistilBertEmbeddings {
             word_embeddings: embedding(ck, &format!("{p}embeddings.word_embeddings"), c.vocab_size, d)?,

@@ -50,7 +50,15 @@ impl TextClassificationPipeline {
             _ if labels.len() == 1 => ScoreFn::Sigmoid,
             _ => ScoreFn::Softmax,
         };
-        Ok(Self { model: loaded.model, tokenizer, labels, score_fn, batch_size: options.batch_size, device: device.clone(), config: loaded.config })
+        Ok(Self {
+            model: loaded.model,
+            tokenizer,
+            labels,
+            score_fn,
+            batch_size: options.batch_size,
+            device: device.clone(),
+            config: loaded.config,
+        })
     }
 
     /// The tokenizer in use.

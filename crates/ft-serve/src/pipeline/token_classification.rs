@@ -28,9 +28,9 @@ impl std::str::FromStr for AggregationStrategy {
         match s {
             "none" => Ok(Self::None),
             "simple" => Ok(Self::Simple),
-            other => Err(ServeError::Options(format!(
-                "aggregation strategy '{other}' is not supported (none, simple)"
-            ))),
+            other => {
+                Err(ServeError::Options(format!("aggregation strategy '{other}' is not supported (none, simple)")))
+            }
         }
     }
 }
@@ -93,10 +93,23 @@ struct TokenPrediction {
 
 impl TokenClassificationPipeline {
     /// Wraps a loaded model; the tokenizer comes from the model's repository.
-    pub fn new(loaded: Loaded<TokenClassifier>, options: &PipelineOptions, strategy: AggregationStrategy, device: &Device) -> Result<Self> {
+    pub fn new(
+        loaded: Loaded<TokenClassifier>,
+        options: &PipelineOptions,
+        strategy: AggregationStrategy,
+        device: &Device,
+    ) -> Result<Self> {
         let tokenizer = tokenizer_for(&loaded, options)?;
         let labels = loaded.config.labels().label_names();
-        Ok(Self { model: loaded.model, tokenizer, labels, strategy, batch_size: options.batch_size, device: device.clone(), config: loaded.config })
+        Ok(Self {
+            model: loaded.model,
+            tokenizer,
+            labels,
+            strategy,
+            batch_size: options.batch_size,
+            device: device.clone(),
+            config: loaded.config,
+        })
     }
 
     /// The tokenizer in use.
@@ -124,7 +137,12 @@ impl TokenClassificationPipeline {
                         })
                         .collect();
                     let entities = self.entities(texts[i], enc, &rows);
-                    TokenClassification { input_ids: enc.input_ids.clone(), word_ids: enc.word_ids.clone(), logits: rows, entities }
+                    TokenClassification {
+                        input_ids: enc.input_ids.clone(),
+                        word_ids: enc.word_ids.clone(),
+                        logits: rows,
+                        entities,
+                    }
                 })
                 .collect())
         })
@@ -149,7 +167,15 @@ impl TokenClassificationPipeline {
             AggregationStrategy::None => tokens
                 .into_iter()
                 .filter(|t| t.tag != "O")
-                .map(|t| Entity { entity_group: None, entity: Some(t.tag), score: t.score, index: Some(t.index), word: t.word, start: t.start, end: t.end })
+                .map(|t| Entity {
+                    entity_group: None,
+                    entity: Some(t.tag),
+                    score: t.score,
+                    index: Some(t.index),
+                    word: t.word,
+                    start: t.start,
+                    end: t.end,
+                })
                 .collect(),
             AggregationStrategy::Simple => self.group(tokens),
         }
@@ -180,7 +206,15 @@ impl TokenClassificationPipeline {
                 let score = (group.iter().map(|t| t.score as f64).sum::<f64>() / group.len() as f64) as f32;
                 let word = self.tokenizer.tokens_to_string(group.iter().map(|t| t.word.clone()).collect());
                 let end = group.last().map(|t| t.end).unwrap_or(first.end);
-                Some(Entity { entity_group: Some(entity_group), entity: None, score, index: None, word, start: first.start, end })
+                Some(Entity {
+                    entity_group: Some(entity_group),
+                    entity: None,
+                    score,
+                    index: None,
+                    word,
+                    start: first.start,
+                    end,
+                })
             })
             .collect()
     }

@@ -1,0 +1,157 @@
+//! `cargo xtask`: ft's developer tasks.
+//!
+//! - `cargo xtask fixtures models|metrics` regenerates the committed test fixtures with the
+//!   Python reference libraries, in a throwaway virtual environment outside the repository
+//!   (`~/.cache/ft-venv-<name>`, or `--venv DIR`), pinned by `xtask/python/requirements-<name>.txt`.
+//! - `cargo xtask bench encoder` runs the encoder criterion bench on flex and ndarray and the same
+//!   shapes in PyTorch (`benches/torch_encoder.py`, 2 threads) on this machine, and prints the
+//!   throughput ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "ft developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Regenerate committed fixtures with the Python reference libraries.
+    Fixtures {
+        /// `models` (transformers parity) or `metrics` (scikit-learn, seqeval, rouge, bleu).
+        which: String,
+        /// The virtual environment to use (created if missing).
+        #[arg(long)]
+        venv: Option<PathBuf>,
+    },
+    /// Benchmarks side by side with PyTorch on this machine.
+    Bench {
+        /// `encoder`: DistilBERT-base forward, batch 32 x 128.
+        which: String,
+        /// Skip the ndarray backend (deprecated in Burn; slower to build).
+        #[arg(long)]
+        skip_ndarray: bool,
+        /// Timed PyTorch iterations.
+        #[arg(long, default_value_t = 10)]
+        torch_iters: usize,
+        /// Threads for PyTorch (Burn's CPU backends use one per core).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The venv's python, creating the venv and installing the pinned requirements when needed.
+fn venv_python(name: &str, venv: Option<PathBuf>) -> Result<PathBuf> {
+    let venv = venv.unwrap_or_else(|| home().join(format!(".cache/ft-venv-{name}")));
+    let python = venv.join("bin/python");
+    let requirements = root().join(format!("xtask/python/requirements-{name}.txt"));
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(&requirements))?;
+    Ok(python)
+}
+
+fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
+    let root = root();
+    match which {
+        "models" => {
+            let python = venv_python("models", venv)?;
+            let minilm = home().join(".cache/ft-minilm");
+            run(Command::new("bash").arg(root.join("../shared/scripts/fetch-minilm.sh")).arg(&minilm))?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_models.py"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures"))
+                .arg("--minilm")
+                .arg(&minilm))
+        }
+        "metrics" => {
+            let python = venv_python("metrics", venv)?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_metrics.py"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/metrics")))
+        }
+        other => bail!("unknown fixture set '{other}' (models, metrics)"),
+    }
+}
+
+/// Mean time per iteration (seconds) from criterion's estimates.
+fn criterion_mean(bench: &str) -> Result<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let path = target.join(format!("criterion/encoder_forward/{bench}/new/estimates.json"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    v["mean"]["point_estimate"].as_f64().map(|ns| ns / 1e9).with_context(|| format!("{}: no mean", path.display()))
+}
+
+fn bench_encoder(skip_ndarray: bool, torch_iters: usize, threads: usize) -> Result<()> {
+    let root = root();
+    let mut backends = vec!["flex"];
+    if !skip_ndarray {
+        backends.push("ndarray");
+    }
+    let mut rows = Vec::new();
+    for backend in &backends {
+        run(Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["bench", "-p", "ft-models", "--bench", "encoder", "--features", backend])
+            .env("FT_BENCH_DEVICE", backend))?;
+        rows.push((format!("ft (Burn {backend})"), criterion_mean(&format!("distilbert-base_32x128_{backend}"))?));
+    }
+    let python = venv_python("models", None)?;
+    let out = Command::new(python)
+        .arg(root.join("benches/torch_encoder.py"))
+        .args(["--iters", &torch_iters.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .context("running benches/torch_encoder.py")?;
+    if !out.status.success() {
+        bail!("torch_encoder.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("parsing {line}"))?;
+    let torch = v["mean_s"].as_f64().context("mean_s")?;
+    println!("DistilBERT-base encoder forward, batch 32 x 128, inference, {threads} threads");
+    println!("| implementation | mean s/batch | sequences/s | throughput vs PyTorch |");
+    println!("|---|---|---|---|");
+    println!("| PyTorch {} | {torch:.3} | {:.1} | 1.00 |", v["torch"].as_str().unwrap_or("?"), 32.0 / torch);
+    for (name, s) in rows {
+        println!("| {name} | {s:.3} | {:.1} | {:.2} |", 32.0 / s, torch / s);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Task::Fixtures { which, venv } => fixtures(&which, venv),
+        Task::Bench { which, skip_ndarray, torch_iters, threads } => match which.as_str() {
+            "encoder" => bench_encoder(skip_ndarray, torch_iters, threads),
+            other => bail!("unknown bench '{other}' (encoder)"),
+        },
+    }
+}
