@@ -1,7 +1,7 @@
 //! Criterion bench of the encoder forward pass at DistilBERT-base dimensions (dim 768, 6 layers,
 //! 12 heads, FFN 3072, vocab 30522), random weights, inference, batch 32 × 128 tokens.
 //!
-//! `FT_BENCH_DEVICE` picks the device (`cpu`, `flex`, `ndarray`, `cuda:0`, `vulkan:0`); the
+//! `FT_BENCH_SECONDS` sets the measurement time (default 25 s). `FT_BENCH_DEVICE` picks the device (`cpu`, `flex`, `ndarray`, `cuda:0`, `vulkan:0`); the
 //! backend must be compiled in: `cargo bench -p ft-models --bench encoder --features ndarray`
 //! with `FT_BENCH_DEVICE=ndarray`. `cargo xtask bench encoder` runs it for flex and ndarray and
 //! PyTorch's `benches/torch_encoder.py` on the same shapes, and prints the ratios.
@@ -31,7 +31,8 @@ fn encoder(c: &mut Criterion) {
         Tensor::<2>::random([BATCH, SEQ], Distribution::Uniform(0.0, config.vocab_size as f64), &device).int();
     let mask: Tensor<2, Int> = Tensor::ones([BATCH, SEQ], &device);
     let mut group = c.benchmark_group("encoder_forward");
-    group.sample_size(10).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(25));
+    let secs = std::env::var("FT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
+    group.sample_size(10).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(secs));
     group.bench_function(format!("distilbert-base_{BATCH}x{SEQ}_{}", spec.replace(':', "")), |b| {
         b.iter(|| {
             let out = model.forward(ids.clone(), mask.clone());

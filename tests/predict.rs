@@ -285,3 +285,14 @@ fn max_length_truncates() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_outputs(&output)[0]["input_ids"].as_array().unwrap().len(), 40);
 }
+
+#[test]
+fn a_tokenizer_from_another_model_is_caught_at_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy("tiny-bert-seqcls", tmp.path());
+    // all-MiniLM's vocabulary (30522) is larger than the tiny model's (800).
+    std::fs::copy(support::minilm().join("tokenizer.json"), m.join("tokenizer.json")).unwrap();
+    let input = write_inputs(tmp.path(), &["a", "the central bank raised interest rates"]);
+    let output = tmp.path().join("out.jsonl");
+    expect_failure(&m, &input, &output, &["in.jsonl:", "outside the model's vocabulary of 800"]);
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use ft_models::auto::{LoadOptions, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
+use ft_serve::ServeError;
 use ft_serve::pipeline::{
     AggregationStrategy, PipelineOptions, TextClassificationPipeline, TokenClassificationPipeline,
 };
@@ -45,6 +46,14 @@ pub struct PredictArgs {
 /// Inputs per progress step: large enough to batch well, small enough to show progress.
 const CHUNK: usize = 256;
 
+/// Names the input line of a pipeline error (pipelines index inputs within the chunk given).
+fn at_line(input: &std::path::Path, chunk: usize, e: ServeError) -> anyhow::Error {
+    match e {
+        ServeError::Input { index, message } => anyhow::anyhow!("{}:{}: {message}", input.display(), chunk * CHUNK + index + 1),
+        other => other.into(),
+    }
+}
+
 pub fn run(args: &PredictArgs) -> Result<()> {
     let task = match args.task.as_str() {
         "text-classification" | "sentiment-analysis" => Task::SequenceClassification,
@@ -70,9 +79,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     match task {
         Task::SequenceClassification => {
             let pipe = TextClassificationPipeline::new(loaded.into_sequence_classifier()?, &options, &device)?;
-            for chunk in texts.chunks(CHUNK) {
+            for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                for r in pipe.predict(&refs)? {
+                for r in pipe.predict(&refs).map_err(|e| at_line(&args.input, c, e))? {
                     out.write_json(&r)?;
                 }
                 bar.inc(chunk.len() as u64);
@@ -80,9 +89,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         }
         Task::TokenClassification => {
             let pipe = TokenClassificationPipeline::new(loaded.into_token_classifier()?, &options, strategy, &device)?;
-            for chunk in texts.chunks(CHUNK) {
+            for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                for r in pipe.predict(&refs)? {
+                for r in pipe.predict(&refs).map_err(|e| at_line(&args.input, c, e))? {
                     out.write_json(&r)?;
                 }
                 bar.inc(chunk.len() as u64);

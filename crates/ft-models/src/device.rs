@@ -31,8 +31,8 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         ("cpu", None) => cpu_device().ok_or_else(|| missing("flex")),
         ("flex", None) => flex_device().ok_or_else(|| missing("flex")),
         ("ndarray", None) => ndarray_device().ok_or_else(|| missing("ndarray")),
-        ("cuda", index) => cuda_device(index.unwrap_or(0)).ok_or_else(|| missing("cuda")),
-        ("vulkan", index) => vulkan_device(index).ok_or_else(|| missing("vulkan")),
+        ("cuda", index) => cuda_device(index.unwrap_or(0)).ok_or_else(|| missing("cuda"))?.map_err(err),
+        ("vulkan", index) => vulkan_device(index).ok_or_else(|| missing("vulkan"))?.map_err(err),
         ("cpu" | "flex" | "ndarray", Some(_)) => Err(err("CPU devices take no index".into())),
         _ => Err(err(format!("unknown device (expected {DEVICE_HELP})"))),
     }
@@ -61,25 +61,42 @@ fn ndarray_device() -> Option<Device> {
     None
 }
 
+/// A CUDA device, checked to exist first: Burn panics on first use of a missing GPU.
 #[cfg(feature = "cuda")]
-fn cuda_device(index: usize) -> Option<Device> {
-    Some(Device::cuda(index))
+fn cuda_device(index: usize) -> Option<std::result::Result<Device, String>> {
+    use burn::tensor::DeviceType;
+    let found = Device::enumerate(DeviceType::Cuda).into_vec().len();
+    Some(if index < found {
+        Ok(Device::cuda(index))
+    } else {
+        Err(format!("no such CUDA device: {found} found (is the NVIDIA driver installed?)"))
+    })
 }
 #[cfg(not(feature = "cuda"))]
-fn cuda_device(_index: usize) -> Option<Device> {
+fn cuda_device(_index: usize) -> Option<std::result::Result<Device, String>> {
     None
 }
 
+/// A Vulkan device through wgpu, initialised here so that a missing GPU or driver is an error
+/// rather than a panic on first use.
 #[cfg(feature = "vulkan")]
-fn vulkan_device(index: Option<usize>) -> Option<Device> {
+fn vulkan_device(index: Option<usize>) -> Option<std::result::Result<Device, String>> {
     use burn::tensor::DeviceKind;
-    Some(Device::vulkan(match index {
+    use burn::tensor::wgpu::WgpuBackend;
+    let kind = match index {
         Some(i) => DeviceKind::DiscreteGpu(i),
         None => DeviceKind::DefaultDevice,
-    }))
+    };
+    Some(
+        Device::wgpu_options()
+            .device_kind(kind)
+            .graphics_api(WgpuBackend::Vulkan)
+            .init()
+            .map_err(|e| format!("no usable Vulkan GPU ({e}); is a Vulkan driver (ICD) installed?")),
+    )
 }
 #[cfg(not(feature = "vulkan"))]
-fn vulkan_device(_index: Option<usize>) -> Option<Device> {
+fn vulkan_device(_index: Option<usize>) -> Option<std::result::Result<Device, String>> {
     None
 }
 

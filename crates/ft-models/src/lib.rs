@@ -35,6 +35,7 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod distilbert;
+pub mod fast_gelu;
 pub mod layers;
 pub mod weights;
 

@@ -188,3 +188,25 @@ fn real_minilm_batched_equals_alone() {
     println!("all-MiniLM-L6-v2: batched vs one-at-a-time max abs difference {worst:.2e}");
     assert!(worst <= 1e-5, "{worst}");
 }
+
+#[test]
+fn dropout_only_in_training() {
+    use burn::module::Module;
+    let device = Device::flex();
+    let loaded = load(fixture("models/tiny-bert-seqcls").to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &device).unwrap();
+    let expected = read_safetensors(&fixture("parity/tiny-bert-seqcls.safetensors"));
+    // Inference device: deterministic, equal to transformers' eval mode.
+    let b = batch(&expected, "", &device);
+    let (a, _) = run(&loaded.model, &b);
+    let (c, _) = run(&loaded.model, &b);
+    assert_eq!(a, c);
+    // On an autodiff device in training mode, dropout (p = 0.1) changes the logits.
+    let ad = device.clone().autodiff();
+    let model = loaded.model.fork(&ad).train();
+    let b = batch(&expected, "", &ad);
+    let (t, _) = run(&model, &b);
+    assert!(max_abs_diff(&t, &a) > 1e-3, "dropout inactive in training");
+    // valid() switches it off again.
+    let (v, _) = run(&model.valid(), &batch(&expected, "", &device));
+    assert!(max_abs_diff(&v, &a) <= 1e-6);
+}

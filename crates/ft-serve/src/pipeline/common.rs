@@ -42,16 +42,24 @@ pub(crate) fn tokenizer_for<M>(loaded: &Loaded<M>, options: &PipelineOptions) ->
     Ok(TextTokenizer::from_repo(&loaded.files)?.with_max_length(Some(max_length))?)
 }
 
-/// Checks that every token id fits the model's vocabulary (a tokenizer from another model
-/// would otherwise index out of the embedding table).
-pub(crate) fn check_vocab(config: &ModelConfig, encodings: &[Encoded]) -> Result<()> {
+/// Checks that every encoding has tokens and that every token id fits the model's vocabulary
+/// (a tokenizer from another model would otherwise index out of the embedding table).
+pub(crate) fn check_encodings(config: &ModelConfig, encodings: &[Encoded]) -> Result<()> {
     let vocab = config.vocab_size();
     for (i, e) in encodings.iter().enumerate() {
+        if e.is_empty() {
+            return Err(ServeError::Input {
+                index: i,
+                message: "the tokenizer produced no tokens (it adds no special tokens and the text is empty)".into(),
+            });
+        }
         if let Some(&bad) = e.input_ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ServeError::Options(format!(
-                "input {i}: token id {bad} is outside the model's vocabulary of {vocab}: \
-                 the tokenizer does not belong to this model"
-            )));
+            return Err(ServeError::Input {
+                index: i,
+                message: format!(
+                    "token id {bad} is outside the model's vocabulary of {vocab}: the tokenizer does not belong to this model"
+                ),
+            });
         }
     }
     Ok(())

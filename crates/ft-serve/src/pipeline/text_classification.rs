@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use ft_data::tokenize::TextTokenizer;
 use ft_models::auto::{Loaded, SequenceClassifier};
 
-use super::common::{PipelineOptions, argmax, check_vocab, run_batched, sigmoid, softmax, to_vec, tokenizer_for};
+use super::common::{PipelineOptions, argmax, check_encodings, run_batched, sigmoid, softmax, to_vec, tokenizer_for};
 use crate::Result;
 
 /// One text's prediction.
@@ -69,7 +69,7 @@ impl TextClassificationPipeline {
     /// Classifies texts; one result per text, in order.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<TextClassification>> {
         let encodings = self.tokenizer.encode_batch(texts)?;
-        check_vocab(&self.config, &encodings)?;
+        check_encodings(&self.config, &encodings)?;
         let n_labels = self.labels.len();
         run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
             let logits = to_vec(self.model.forward(batch))?;

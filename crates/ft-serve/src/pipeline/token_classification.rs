@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use ft_data::tokenize::{Encoded, TextTokenizer};
 use ft_models::auto::{Loaded, TokenClassifier};
 
-use super::common::{PipelineOptions, argmax, check_vocab, run_batched, softmax, to_vec, tokenizer_for};
+use super::common::{PipelineOptions, argmax, check_encodings, run_batched, softmax, to_vec, tokenizer_for};
 use crate::{Result, ServeError};
 
 /// How tokens are grouped into entities (transformers' `AggregationStrategy`).
@@ -120,7 +120,7 @@ impl TokenClassificationPipeline {
     /// Labels every token of every text; one result per text, in order.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<TokenClassification>> {
         let encodings = self.tokenizer.encode_batch(texts)?;
-        check_vocab(&self.config, &encodings)?;
+        check_encodings(&self.config, &encodings)?;
         let n_labels = self.labels.len();
         run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
             let width = batch.input_ids.dims()[1];

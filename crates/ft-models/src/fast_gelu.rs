@@ -1,0 +1,115 @@
+//! Exact-GELU inference on the CPU, fast.
+//!
+//! Burn's flex backend computes GELU element by element with libm's `erff` on one thread; at
+//! DistilBERT-base sizes that is a quarter of the encoder's time (112 ms per
+//! `[32, 128, 3072]` activation, against PyTorch's 27 ms). For tensors that live on the flex
+//! device outside autodiff (inference), [`gelu`] takes the tensor's buffer (zero-copy for the
+//! fresh output of a linear layer), applies `0.5·x·(1 + erf(x/√2))` with a branch-free erf that
+//! the compiler vectorises, split across threads, and hands the buffer back.
+//!
+//! erf is Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's own
+//! vectorised CPU `erf` uses; `exp` is a Cody–Waite range reduction with a degree-6 polynomial
+//! (relative error < 3e-7). Everywhere else (GPU, training) Burn's `gelu` runs unchanged.
+
+use burn::tensor::{DType, Tensor, activation};
+use rayon::prelude::*;
+
+/// GELU (exact form), through the fast host path when the tensor is a flex inference tensor.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if device.is_autodiff() || x.dtype() != DType::F32 || !is_flex(&device) {
+        return activation::gelu(x);
+    }
+    let mut data = x.into_data();
+    match data.as_mut_slice::<f32>() {
+        Ok(values) => values.par_chunks_mut(1 << 15).for_each(gelu_slice),
+        // Not reachable for an F32 tensor; keep Burn's result rather than fail.
+        Err(_) => return activation::gelu(Tensor::from_data(data, &device)),
+    }
+    Tensor::from_data(data, &device)
+}
+
+/// Whether `device` is Burn's flex CPU device (by its debug name, as Burn exposes no kind query
+/// without a direct dependency on its dispatch crate; a unit test pins the name).
+fn is_flex(device: &burn::tensor::Device) -> bool {
+    format!("{device:?}").contains("Flex")
+}
+
+/// `x ← 0.5·x·(1 + erf(x/√2))` over a slice.
+pub fn gelu_slice(values: &mut [f32]) {
+    for v in values.iter_mut() {
+        let x = *v;
+        *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), branch-free.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    (1.0 - poly * exp_nonpositive(-a * a)).copysign(x)
+}
+
+/// `e^x` for `x ≤ 0` (clamped at -87, where it underflows anyway), branch-free.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Round to nearest by adding and removing 1.5·2^23.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.max(-87.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// erf in f64 by Simpson's rule on its integral (error far below f32 precision).
+    fn erf_ref(x: f64) -> f64 {
+        let n = 2000;
+        let h = x / n as f64;
+        let f = |t: f64| (-t * t).exp();
+        let mut s = f(0.0) + f(x);
+        for i in 1..n {
+            s += f(i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+        }
+        s * h / 3.0 * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn erf_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in -600..=600 {
+            let x = i as f32 / 100.0;
+            worst = worst.max((erf(x) as f64 - erf_ref(x as f64)).abs());
+        }
+        assert!(worst < 5e-7, "{worst}");
+    }
+
+    #[test]
+    fn exp_is_accurate() {
+        for i in 0..=8700 {
+            let x = -(i as f32) / 100.0;
+            let (got, want) = (exp_nonpositive(x) as f64, (x as f64).exp());
+            assert!((got - want).abs() <= 3e-7 * want + 1e-37, "{x}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn matches_burn_gelu_on_flex() {
+        let device = burn::tensor::Device::flex();
+        assert!(is_flex(&device), "{device:?}");
+        let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &device);
+        let want: Vec<f32> = activation::gelu(x.clone()).into_data().try_into_vec_as().unwrap();
+        let got: Vec<f32> = gelu(x).into_data().try_into_vec_as().unwrap();
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 2e-6, "{worst}");
+    }
+}
