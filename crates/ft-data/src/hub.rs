@@ -206,6 +206,70 @@ impl HubClient {
     }
 }
 
+impl HubClient {
+    /// The local path of `file` in `repo`: from the cache, else downloaded. A file the Hub does
+    /// not have, or (offline) one missing from the cache, is an error naming the repository and
+    /// the file.
+    pub fn download(&self, repo: &HubRepo, file: &str) -> Result<PathBuf> {
+        self.fetch(repo, file, false)?
+            .ok_or_else(|| DataError::MissingFile { repo: repo.to_string(), file: file.to_string() })
+    }
+
+    /// The files of `repo` at its revision, as paths inside the repository, sorted.
+    ///
+    /// Online this asks the Hub's info route (`/api/{models,datasets}/{id}/revision/{rev}`);
+    /// offline it lists the cached snapshot of the revision (only the files downloaded before).
+    /// Returns `Ok(None)` when the repository or revision does not exist (or, offline, has no
+    /// cached snapshot).
+    pub fn list_files(&self, repo: &HubRepo) -> Result<Option<Vec<String>>> {
+        let Some(api) = &self.api else {
+            return Ok(self.cached_snapshot_files(repo));
+        };
+        tracing::info!(repo = %repo, endpoint = %self.endpoint, "listing files");
+        match api.repo(repo.hf_repo()).info() {
+            Ok(info) => {
+                let mut files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+                files.sort();
+                Ok(Some(files))
+            }
+            Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::StatusCode(404)) => Ok(None),
+            Err(e) => Err(DataError::Download {
+                repo: repo.to_string(),
+                file: "(file list)".to_string(),
+                endpoint: self.endpoint.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn cached_snapshot_files(&self, repo: &HubRepo) -> Option<Vec<String>> {
+        let folder = self.cache.path().join(repo.hf_repo().folder_name());
+        let commit = if repo.revision.len() == 40 && repo.revision.chars().all(|c| c.is_ascii_hexdigit()) {
+            repo.revision.clone()
+        } else {
+            std::fs::read_to_string(folder.join("refs").join(&repo.revision)).ok()?.trim().to_string()
+        };
+        let root = folder.join("snapshots").join(commit);
+        if !root.is_dir() {
+            return None;
+        }
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&root) {
+                    files.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        files.sort();
+        Some(files)
+    }
+}
+
 /// Where a repository's files come from.
 #[derive(Debug)]
 pub enum RepoFiles {

@@ -42,6 +42,17 @@ impl Encoded {
     }
 }
 
+/// Token ids of one encoded text, without offsets (see [`TextTokenizer::encode_ids_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIds {
+    /// Token ids, special tokens included.
+    pub input_ids: Vec<u32>,
+    /// Segment ids (`token_type_ids`).
+    pub type_ids: Vec<u32>,
+    /// The word each token comes from; `None` for special tokens.
+    pub word_ids: Vec<Option<u32>>,
+}
+
 /// A tokenizer loaded from `tokenizer.json`, with transformers' truncation semantics.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
@@ -209,6 +220,51 @@ impl TextTokenizer {
             .map(|w| EncodeInput::Single(InputSequence::from(w.iter().map(|s| s.as_str()).collect::<Vec<_>>())))
             .collect();
         self.encode_inputs(inputs)
+    }
+
+    /// Encodes texts in parallel like [`encode_batch`](Self::encode_batch), without offsets or
+    /// word ids (the faster path for dataset tokenization).
+    pub fn encode_ids_batch(&self, texts: &[&str]) -> Result<Vec<TokenIds>> {
+        let inputs: Vec<EncodeInput> = texts.iter().map(|t| EncodeInput::Single((*t).into())).collect();
+        self.encode_ids_inputs(inputs)
+    }
+
+    /// Encodes pre-split words in parallel (`is_split_into_words=True`), with word ids but
+    /// without character offsets.
+    pub fn encode_words_ids_batch(&self, words: &[&[String]]) -> Result<Vec<TokenIds>> {
+        let inputs: Vec<EncodeInput> = words
+            .iter()
+            .map(|w| EncodeInput::Single(InputSequence::from(w.iter().map(|s| s.as_str()).collect::<Vec<_>>())))
+            .collect();
+        // The offset-free path of `tokenizers` drops word ids: use the byte-offset one.
+        let encodings = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| DataError::Encode { index: 0, message: e.to_string() })?;
+        Ok(encodings.into_iter().map(Self::token_ids).collect())
+    }
+
+    fn token_ids(e: tokenizers::Encoding) -> TokenIds {
+        TokenIds {
+            input_ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+            word_ids: e.get_word_ids().to_vec(),
+        }
+    }
+
+    fn encode_ids_inputs(&self, inputs: Vec<EncodeInput>) -> Result<Vec<TokenIds>> {
+        let encodings = self
+            .inner
+            .encode_batch_fast(inputs, true)
+            .map_err(|e| DataError::Encode { index: 0, message: e.to_string() })?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| TokenIds {
+                input_ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+                word_ids: e.get_word_ids().to_vec(),
+            })
+            .collect())
     }
 
     fn encode_inputs(&self, inputs: Vec<EncodeInput>) -> Result<Vec<Encoded>> {
