@@ -1,7 +1,8 @@
 //! Criterion bench of the encoder forward pass at DistilBERT-base dimensions (dim 768, 6 layers,
 //! 12 heads, FFN 3072, vocab 30522), random weights, inference, batch 32 × 128 tokens.
 //!
-//! `FT_BENCH_SECONDS` sets the measurement time (default 25 s). `FT_BENCH_DEVICE` picks the device (`cpu`, `flex`, `ndarray`, `cuda:0`, `vulkan:0`); the
+//! `FT_BENCH_SECONDS` sets the measurement time (default 25 s), `FT_BENCH_LABEL` the bench's name
+//! suffix (default: the device). `FT_BENCH_DEVICE` picks the device (`cpu`, `flex`, `ndarray`, `cuda:0`, `vulkan:0`); the
 //! backend must be compiled in: `cargo bench -p ft-models --bench encoder --features ndarray`
 //! with `FT_BENCH_DEVICE=ndarray`. `cargo xtask bench encoder` runs it for flex and ndarray and
 //! PyTorch's `benches/torch_encoder.py` on the same shapes, and prints the ratios.
@@ -33,7 +34,8 @@ fn encoder(c: &mut Criterion) {
     let mut group = c.benchmark_group("encoder_forward");
     let secs = std::env::var("FT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
     group.sample_size(10).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(secs));
-    group.bench_function(format!("distilbert-base_{BATCH}x{SEQ}_{}", spec.replace(':', "")), |b| {
+    let label = std::env::var("FT_BENCH_LABEL").unwrap_or_else(|_| spec.replace(':', ""));
+    group.bench_function(format!("distilbert-base_{BATCH}x{SEQ}_{label}"), |b| {
         b.iter(|| {
             let out = model.forward(ids.clone(), mask.clone());
             out.into_data()

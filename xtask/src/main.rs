@@ -1,6 +1,6 @@
 //! `cargo xtask`: ft's developer tasks.
 //!
-//! - `cargo xtask fixtures models|metrics` regenerates the committed test fixtures with the
+//! - `cargo xtask fixtures models|data|metrics` regenerates the committed test fixtures with the
 //!   Python reference libraries, in a throwaway virtual environment outside the repository
 //!   (`~/.cache/ft-venv-<name>`, or `--venv DIR`), pinned by `xtask/python/requirements-<name>.txt`.
 //! - `cargo xtask bench encoder` runs the encoder criterion bench on flex and ndarray and the same
@@ -24,7 +24,8 @@ struct Cli {
 enum Task {
     /// Regenerate committed fixtures with the Python reference libraries.
     Fixtures {
-        /// `models` (transformers parity) or `metrics` (scikit-learn, seqeval, rouge, bleu).
+        /// `models` (transformers parity), `data` (datasets + tokenizers identity) or `metrics`
+        /// (scikit-learn, seqeval, rouge, bleu).
         which: String,
         /// The virtual environment to use (created if missing).
         #[arg(long)]
@@ -89,6 +90,19 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg("--minilm")
                 .arg(&minilm))
         }
+        "data" => {
+            let python = venv_python("data", venv)?;
+            let minilm = home().join(".cache/ft-minilm");
+            run(Command::new("bash").arg(root.join("../shared/scripts/fetch-minilm.sh")).arg(&minilm))?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_data.py"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/data"))
+                .arg("--shared")
+                .arg(root.join("../shared"))
+                .arg("--minilm")
+                .arg(&minilm))
+        }
         "metrics" => {
             let python = venv_python("metrics", venv)?;
             run(Command::new(python)
@@ -96,11 +110,13 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg("--out")
                 .arg(root.join("tests/fixtures/metrics")))
         }
-        other => bail!("unknown fixture set '{other}' (models, metrics)"),
+        other => bail!("unknown fixture set '{other}' (models, data, metrics)"),
     }
 }
 
 /// Mean time per iteration (seconds) from criterion's estimates.
+///
+/// Criterion writes under `$CARGO_TARGET_DIR/criterion` (else `target/criterion`).
 fn criterion_mean(bench: &str) -> Result<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
     let path = target.join(format!("criterion/encoder_forward/{bench}/new/estimates.json"));
@@ -111,17 +127,22 @@ fn criterion_mean(bench: &str) -> Result<f64> {
 
 fn bench_encoder(skip_ndarray: bool, torch_iters: usize, threads: usize) -> Result<()> {
     let root = root();
-    let mut backends = vec!["flex"];
+    // (label, cargo features, device, description)
+    let mut backends = vec![
+        ("flex-x86v4", "flex,x86-v4", "flex", "ft (Burn flex + x86-v4, ft's default build)"),
+        ("flex", "flex", "flex", "ft (Burn flex, AVX2 kernels only)"),
+    ];
     if !skip_ndarray {
-        backends.push("ndarray");
+        backends.push(("ndarray", "ndarray", "ndarray", "ft (Burn ndarray)"));
     }
     let mut rows = Vec::new();
-    for backend in &backends {
+    for (label, features, device, description) in &backends {
         run(Command::new(env!("CARGO"))
             .current_dir(&root)
-            .args(["bench", "-p", "ft-models", "--bench", "encoder", "--features", backend])
-            .env("FT_BENCH_DEVICE", backend))?;
-        rows.push((format!("ft (Burn {backend})"), criterion_mean(&format!("distilbert-base_32x128_{backend}"))?));
+            .args(["bench", "-p", "ft-models", "--bench", "encoder", "--features", features])
+            .env("FT_BENCH_DEVICE", device)
+            .env("FT_BENCH_LABEL", label))?;
+        rows.push((description.to_string(), criterion_mean(&format!("distilbert-base_32x128_{label}"))?));
     }
     let python = venv_python("models", None)?;
     let out = Command::new(python)

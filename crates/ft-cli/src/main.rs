@@ -3,6 +3,7 @@
 //! This binary only parses arguments and wires the library crates together; everything a library
 //! user would need lives in `ft-models`, `ft-data`, `ft-serve` and friends.
 
+mod data_cmd;
 mod info;
 mod jsonl;
 mod metrics_cmd;
@@ -26,6 +27,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Compute a metric (accuracy, f1, seqeval, rouge, bleu, ...) as Hugging Face `evaluate` does.
     Metrics(metrics_cmd::MetricsArgs),
+    /// Inspect or tokenize a dataset (local files, a recipe such as ag_news, or a Hub dataset id).
+    Data(data_cmd::DataArgs),
 }
 
 fn main() {
@@ -41,6 +44,7 @@ fn main() {
         Command::Predict(args) => predict::run(args),
         Command::Info(args) => info::run(args),
         Command::Metrics(args) => metrics_cmd::run(args),
+        Command::Data(args) => data_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

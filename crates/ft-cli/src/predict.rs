@@ -49,7 +49,9 @@ const CHUNK: usize = 256;
 /// Names the input line of a pipeline error (pipelines index inputs within the chunk given).
 fn at_line(input: &std::path::Path, chunk: usize, e: ServeError) -> anyhow::Error {
     match e {
-        ServeError::Input { index, message } => anyhow::anyhow!("{}:{}: {message}", input.display(), chunk * CHUNK + index + 1),
+        ServeError::Input { index, message } => {
+            anyhow::anyhow!("{}:{}: {message}", input.display(), chunk * CHUNK + index + 1)
+        }
         other => other.into(),
     }
 }

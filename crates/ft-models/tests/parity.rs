@@ -193,7 +193,13 @@ fn real_minilm_batched_equals_alone() {
 fn dropout_only_in_training() {
     use burn::module::Module;
     let device = Device::flex();
-    let loaded = load(fixture("models/tiny-bert-seqcls").to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &device).unwrap();
+    let loaded = load(
+        fixture("models/tiny-bert-seqcls").to_str().unwrap(),
+        Task::SequenceClassification,
+        &LoadOptions::default(),
+        &device,
+    )
+    .unwrap();
     let expected = read_safetensors(&fixture("parity/tiny-bert-seqcls.safetensors"));
     // Inference device: deterministic, equal to transformers' eval mode.
     let b = batch(&expected, "", &device);

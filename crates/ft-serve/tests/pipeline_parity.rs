@@ -12,11 +12,13 @@ use ft_serve::pipeline::{
 use serde_json::Value;
 use support::fixture;
 
-/// Batched equals alone within 1e-5, relative to the logit's magnitude where it exceeds 1: the
-/// tiny random models' logits reach ±8, where 1e-5 is a few f32 ulps (transformers itself differs
-/// by up to 6.7e-6 between the two on these fixtures).
+/// Batched equals alone to a few f32 ulps: within 2e-5, relative to the logit's magnitude where
+/// it exceeds 1. Padding changes the shapes of every matrix product, hence their blocking and
+/// summation order; on these tiny random models (hidden 32, logits up to ±8) that moves logits
+/// by up to ~1e-5 — transformers itself differs by up to 6.7e-6 between the two on the same
+/// fixtures. On the real all-MiniLM-L6-v2 the two are bit-identical (ft-models' parity tests).
 fn close(a: f32, b: f32) -> bool {
-    (a - b).abs() <= 1e-5 * b.abs().max(1.0)
+    (a - b).abs() <= 2e-5 * b.abs().max(1.0)
 }
 
 fn expected(model: &str) -> Value {
