@@ -1,6 +1,6 @@
 //! `cargo xtask`: ft's developer tasks.
 //!
-//! - `cargo xtask fixtures models|data|metrics` regenerates the committed test fixtures with the
+//! - `cargo xtask fixtures models|data|metrics|resnet|gpt2` regenerates the committed test fixtures with the
 //!   Python reference libraries, in a throwaway virtual environment outside the repository
 //!   (`~/.cache/ft-venv-<name>`, or `--venv DIR`), pinned by `xtask/python/requirements-<name>.txt`.
 //! - `cargo xtask bench encoder` runs the encoder criterion bench on flex and ndarray and the same
@@ -24,8 +24,10 @@ struct Cli {
 enum Task {
     /// Regenerate committed fixtures with the Python reference libraries.
     Fixtures {
-        /// `models` (transformers parity), `data` (datasets + tokenizers identity) or `metrics`
-        /// (scikit-learn, seqeval, rouge, bleu).
+        /// `models` (transformers parity), `gpt2` (GPT-2 parity and generation), `data`
+        /// (datasets + tokenizers identity), `metrics` (scikit-learn, seqeval, rouge, bleu),
+        /// `resnet` (torchvision + PIL) or `resnet-full` (a full-size random resnet18 in
+        /// ~/.cache/ft-resnet18-random, not committed).
         which: String,
         /// The virtual environment to use (created if missing).
         #[arg(long)]
@@ -110,7 +112,31 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg("--out")
                 .arg(root.join("tests/fixtures/metrics")))
         }
-        other => bail!("unknown fixture set '{other}' (models, data, metrics)"),
+        "resnet" | "resnet-full" => {
+            // Small random ResNets, images and torchvision's outputs (committed); with
+            // `resnet-full`, a full-size random resnet18 in ~/.cache/ft-resnet18-random instead
+            // (for the ignored `full_size_resnet18` test), using the committed images.
+            let python = venv_python("vision", venv)?;
+            let mut cmd = Command::new(python);
+            cmd.arg(root.join("xtask/python/fixtures_resnet.py")).arg("--out").arg(root.join("tests/fixtures"));
+            if which == "resnet-full" {
+                cmd.arg("--full").arg(home().join(".cache/ft-resnet18-random")).arg("--skip-small");
+            }
+            run(&mut cmd)
+        }
+        "gpt2" => {
+            // The tiny random GPT-2 with the real GPT-2 vocabulary (fetched by the shared script).
+            let python = venv_python("models", venv)?;
+            let tokenizer = home().join(".cache/ft-gpt2-tokenizer");
+            run(Command::new("bash").arg(root.join("../shared/scripts/fetch-gpt2-tokenizer.sh")).arg(&tokenizer))?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_gpt2.py"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures"))
+                .arg("--gpt2-tokenizer")
+                .arg(&tokenizer))
+        }
+        other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2)"),
     }
 }
 

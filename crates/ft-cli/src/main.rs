@@ -4,10 +4,12 @@
 //! user would need lives in `ft-models`, `ft-data`, `ft-serve` and friends.
 
 mod data_cmd;
+mod generate_cmd;
 mod info;
 mod jsonl;
 mod metrics_cmd;
 mod predict;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fine-tune a model as a run file says (transformers' Trainer semantics).
+    Train(train_cmd::TrainArgs),
+    /// Continue a prompt with a causal language model (GPT-2), as transformers' generate().
+    Generate(generate_cmd::GenerateArgs),
     /// Run a model over a JSONL file of inputs and write one JSON line of predictions per input.
     Predict(predict::PredictArgs),
     /// Describe a model: architecture, parameter count, loaded and newly initialised weights.
@@ -41,7 +47,9 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Train(args) => train_cmd::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Generate(args) => generate_cmd::run(args),
         Command::Info(args) => info::run(args),
         Command::Metrics(args) => metrics_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),

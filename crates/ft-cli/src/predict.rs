@@ -7,7 +7,8 @@ use ft_models::auto::{LoadOptions, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
 use ft_serve::ServeError;
 use ft_serve::pipeline::{
-    AggregationStrategy, PipelineOptions, TextClassificationPipeline, TokenClassificationPipeline,
+    AggregationStrategy, ImageClassificationPipeline, PipelineOptions, TextClassificationPipeline,
+    TextGenerationPipeline, TokenClassificationPipeline, resolve_image_path,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -19,10 +20,11 @@ pub struct PredictArgs {
     /// A local model directory or a Hub id (`org/name[@revision]`).
     #[arg(long)]
     model: String,
-    /// `text-classification` or `token-classification`.
+    /// `text-classification`, `token-classification`, `image-classification` or `causal-lm` (next-token logits).
     #[arg(long)]
     task: String,
-    /// JSONL input, one `{"text": "..."}` per line.
+    /// JSONL input, one `{"text": "..."}` per line (`{"image": "path"}` for
+    /// image-classification; relative paths are resolved against this file's directory).
     #[arg(long)]
     input: PathBuf,
     /// JSONL output, one prediction per input line, in order. Written only when complete.
@@ -57,10 +59,19 @@ fn at_line(input: &std::path::Path, chunk: usize, e: ServeError) -> anyhow::Erro
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    if args.task == "image-classification" {
+        return run_image_classification(args);
+    }
     let task = match args.task.as_str() {
         "text-classification" | "sentiment-analysis" => Task::SequenceClassification,
         "token-classification" | "ner" => Task::TokenClassification,
-        other => bail!("unknown task '{other}' (expected text-classification or token-classification)"),
+        "causal-lm" => Task::CausalLm,
+        other => {
+            bail!(
+                "unknown task '{other}' (expected text-classification, token-classification, image-classification \
+                 or causal-lm)"
+            )
+        }
     };
     let strategy: AggregationStrategy = args.aggregation_strategy.parse()?;
     let device = parse_device(&args.device)?;
@@ -99,10 +110,55 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 bar.inc(chunk.len() as u64);
             }
         }
+        Task::CausalLm => {
+            // {"input_ids", "next_token_logits"} per text: logits over the whole vocabulary at the
+            // last position, texts truncated to the first n_positions (or --max-length) tokens.
+            let pipe = TextGenerationPipeline::new(loaded.into_causal_lm()?, &options, &device)?;
+            for (c, chunk) in texts.chunks(CHUNK).enumerate() {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                for r in pipe.next_token_logits(&refs).map_err(|e| at_line(&args.input, c, e))? {
+                    out.write_json(&r)?;
+                }
+                bar.inc(chunk.len() as u64);
+            }
+        }
         Task::FeatureExtraction => bail!("feature extraction is not a task of ft predict yet"),
     }
     bar.finish_and_clear();
     out.commit()?;
     tracing::info!(n = texts.len(), output = %args.output.display(), "predictions written");
+    Ok(())
+}
+
+/// `--task image-classification`: a ResNet (timm layout or a torchvision `.pth`), input lines
+/// `{"image": "path"}` with relative paths resolved against the input file's directory, output
+/// lines `{"label", "score", "logits"}`.
+fn run_image_classification(args: &PredictArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let mut out = AtomicWriter::create(&args.output)?;
+    let images = read_field(&args.input, "image")?;
+    let paths: Vec<PathBuf> = images.iter().map(|p| resolve_image_path(&args.input, p)).collect();
+    let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
+    let loaded = ft_models::resnet::load(&args.model, &LoadOptions::default(), &device).context("loading model")?;
+    if !loaded.report.is_complete() {
+        eprintln!(
+            "warning: {} has no trained weights for {:?}: its predictions are random",
+            args.model, loaded.report.newly_initialized
+        );
+    }
+    let pipe = ImageClassificationPipeline::new(loaded, &options, &device)?;
+    let bar = ProgressBar::new(paths.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images [{elapsed_precise} < {eta_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for (c, chunk) in paths.chunks(CHUNK).enumerate() {
+        for r in pipe.predict_paths(chunk).map_err(|e| at_line(&args.input, c, e))? {
+            out.write_json(&r)?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    out.commit()?;
+    tracing::info!(n = paths.len(), output = %args.output.display(), "predictions written");
     Ok(())
 }

@@ -20,6 +20,8 @@
 //!   `HF_HUB_OFFLINE` and `HF_TOKEN` as `huggingface_hub` does.
 //! - [`tokenize`]: a model's `tokenizer.json` through the `tokenizers` crate, with character
 //!   offsets and word ids.
+//! - [`vision`]: PNG/JPEG decoding as PIL's `convert("RGB")`, and torchvision's evaluation
+//!   preprocessing (PIL's antialiased resize, center crop, normalisation), pixel for pixel.
 //!
 //! The notebook's AG News preparation, in Rust:
 //!
@@ -52,6 +54,7 @@ pub mod recipe;
 pub mod rng;
 pub mod source;
 pub mod tokenize;
+pub mod vision;
 
 mod error;
 

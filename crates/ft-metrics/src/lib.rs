@@ -9,6 +9,7 @@
 //! | [`bleu`] | corpus BLEU with the 13a tokenizer, `max_order`, `smooth`, several references | evaluate's `bleu` (tensorflow/nmt `compute_bleu`) |
 //! | [`evaluate`] | all of the above by name, on JSON, with evaluate's keyword arguments and result keys | `evaluate.load(name).compute(...)` |
 //! | [`plot`] | confusion-matrix heatmaps as PNG and SVG | |
+//! | [`curves`] | training curves (loss, metrics per step) as PNG | |
 //!
 //! Golden tests (`tests/golden.rs`) compare every metric with the Python references on the
 //! randomized cases in `tests/fixtures/metrics/` (produced by `xtask/python/fixtures_metrics.py`,
@@ -32,6 +33,7 @@
 
 pub mod bleu;
 pub mod classification;
+pub mod curves;
 mod error;
 pub mod evaluate;
 pub mod label;

@@ -17,10 +17,10 @@ use plotters::style::{FontStyle, FontTransform, register_font};
 
 use crate::error::{MetricsError, Result};
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+pub(crate) const FAMILY: &str = "sans-serif";
 
-fn ensure_font() -> Result<()> {
+pub(crate) fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     if *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
         Ok(())

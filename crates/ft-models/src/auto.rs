@@ -4,21 +4,24 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::{Device, Tensor};
 use ft_data::collate::TextBatch;
 use ft_data::hub::{RepoFiles, RepoKind};
 
 use crate::bert::{BertConfig, BertForSequenceClassification, BertForTokenClassification, BertModel};
 use crate::config::{LabelConfig, parse_json};
+use crate::export::{HfTensors, write_atomic};
 use crate::distilbert::{
     DistilBertConfig, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
 };
+use crate::gpt2::{GPT2LMHeadModel, Gpt2Config};
 use crate::layers::ACTIVATIONS;
 use crate::weights::{Checkpoint, LoadReport};
 use crate::{ModelError, Result};
 
 /// The `model_type`s ft implements.
-pub const SUPPORTED_MODEL_TYPES: &str = "bert, distilbert";
+pub const SUPPORTED_MODEL_TYPES: &str = "bert, distilbert, gpt2";
 
 /// An architecture's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,8 @@ pub enum ArchConfig {
     Bert(BertConfig),
     /// `model_type: "distilbert"`.
     DistilBert(DistilBertConfig),
+    /// `model_type: "gpt2"`.
+    Gpt2(Gpt2Config),
 }
 
 /// A parsed `config.json`: the architecture's typed configuration plus the file as read.
@@ -74,6 +79,11 @@ impl ModelConfig {
                     c.validate(path)?;
                     ArchConfig::DistilBert(c)
                 }
+                "gpt2" => {
+                    let c: Gpt2Config = serde_json::from_value(value).map_err(fix)?;
+                    c.validate(path)?;
+                    ArchConfig::Gpt2(c)
+                }
                 other => {
                     return Err(ModelError::UnknownModelType {
                         path: path.to_path_buf(),
@@ -97,6 +107,7 @@ impl ModelConfig {
         match self.arch {
             ArchConfig::Bert(_) => "bert",
             ArchConfig::DistilBert(_) => "distilbert",
+            ArchConfig::Gpt2(_) => "gpt2",
         }
     }
 
@@ -105,6 +116,7 @@ impl ModelConfig {
         match &self.arch {
             ArchConfig::Bert(c) => &c.labels,
             ArchConfig::DistilBert(c) => &c.labels,
+            ArchConfig::Gpt2(c) => &c.labels,
         }
     }
 
@@ -113,14 +125,16 @@ impl ModelConfig {
         match &mut self.arch {
             ArchConfig::Bert(c) => &mut c.labels,
             ArchConfig::DistilBert(c) => &mut c.labels,
+            ArchConfig::Gpt2(c) => &mut c.labels,
         }
     }
 
-    /// The longest input the model accepts (`max_position_embeddings`).
+    /// The longest input the model accepts (`max_position_embeddings`; GPT-2's `n_positions`).
     pub fn max_positions(&self) -> usize {
         match &self.arch {
             ArchConfig::Bert(c) => c.max_position_embeddings,
             ArchConfig::DistilBert(c) => c.max_position_embeddings,
+            ArchConfig::Gpt2(c) => c.n_positions,
         }
     }
 
@@ -129,16 +143,38 @@ impl ModelConfig {
         match &self.arch {
             ArchConfig::Bert(c) => c.vocab_size,
             ArchConfig::DistilBert(c) => c.vocab_size,
+            ArchConfig::Gpt2(c) => c.vocab_size,
         }
     }
 
-    /// The task the checkpoint was saved for, from `architectures[0]`.
+    /// The dropout of the notebook's first-token head when the config is marked with
+    /// `"ft_head": "first_token_linear"` (`ft_head_dropout`, default 0.1); `None` otherwise.
+    pub fn first_token_head(&self) -> Option<f64> {
+        (self.raw.get("ft_head").and_then(|v| v.as_str()) == Some(FIRST_TOKEN_HEAD))
+            .then(|| self.raw.get("ft_head_dropout").and_then(|v| v.as_f64()).unwrap_or(0.1))
+    }
+
+    /// Marks the config as holding the notebook's first-token head with this dropout.
+    pub fn set_first_token_head(&mut self, dropout: f64) {
+        self.raw.insert("ft_head".into(), serde_json::Value::String(FIRST_TOKEN_HEAD.into()));
+        self.raw.insert("ft_head_dropout".into(), serde_json::json!(dropout));
+    }
+
+    /// The task the checkpoint was saved for, from `architectures[0]` (and `ft_head`).
     pub fn saved_task(&self) -> Task {
+        if self.first_token_head().is_some() {
+            return Task::SequenceClassification;
+        }
         let arch = self.architectures.first().map(String::as_str).unwrap_or("");
         if arch.ends_with("ForSequenceClassification") {
             Task::SequenceClassification
         } else if arch.ends_with("ForTokenClassification") {
             Task::TokenClassification
+        } else if arch.ends_with("LMHeadModel")
+            || arch.ends_with("ForCausalLM")
+            || (arch.is_empty() && matches!(self.arch, ArchConfig::Gpt2(_)))
+        {
+            Task::CausalLm
         } else {
             Task::FeatureExtraction
         }
@@ -154,6 +190,15 @@ pub enum Task {
     SequenceClassification,
     /// `AutoModelForTokenClassification`: logits per token.
     TokenClassification,
+    /// `AutoModelForCausalLM`: next-token logits at every position (text generation).
+    CausalLm,
+}
+
+/// A causal language model of any supported architecture.
+#[derive(Module, Debug)]
+pub enum CausalLm {
+    /// `GPT2LMHeadModel`.
+    Gpt2(GPT2LMHeadModel),
 }
 
 /// A bare encoder of any supported architecture.
@@ -181,6 +226,35 @@ impl Encoder {
     }
 }
 
+/// The notebook's §5 classifier: a (frozen) encoder with `classifier(dropout(h[:, 0]))` on the
+/// first token's last hidden state. transformers has no class for it: ft saves it as the
+/// encoder's own `config.json` and tensors (loadable with `AutoModel`) plus `classifier.weight`
+/// / `classifier.bias`, and marks the config with `"ft_head": "first_token_linear"`.
+#[derive(Module, Debug)]
+pub struct FirstTokenClassifier {
+    /// The encoder.
+    pub encoder: Encoder,
+    /// Dropout before the head (`ft_head_dropout`, 0.1 in the notebook).
+    pub dropout: Dropout,
+    /// The head `[H, num_labels]`.
+    pub classifier: Linear,
+}
+
+/// The `config.json` marker of a [`FirstTokenClassifier`].
+pub const FIRST_TOKEN_HEAD: &str = "first_token_linear";
+
+impl FirstTokenClassifier {
+    /// Logits from the first token.
+    ///
+    /// # Shapes
+    /// - batch tensors: `[batch, seq]`; output `[batch, num_labels]`
+    pub fn forward(&self, batch: &TextBatch) -> Tensor<2> {
+        let hidden = self.encoder.forward(batch);
+        let [b, _, h] = hidden.dims();
+        self.classifier.forward(self.dropout.forward(hidden.narrow(1, 0, 1).reshape([b, h])))
+    }
+}
+
 /// A sequence classifier of any supported architecture.
 #[derive(Module, Debug)]
 pub enum SequenceClassifier {
@@ -188,6 +262,8 @@ pub enum SequenceClassifier {
     Bert(BertForSequenceClassification),
     /// `DistilBertForSequenceClassification`.
     DistilBert(DistilBertForSequenceClassification),
+    /// An encoder with the notebook's first-token linear head.
+    FirstToken(FirstTokenClassifier),
 }
 
 impl SequenceClassifier {
@@ -201,6 +277,7 @@ impl SequenceClassifier {
                 m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone()))
             }
             Self::DistilBert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone()),
+            Self::FirstToken(m) => m.forward(batch),
         }
     }
 }
@@ -238,6 +315,8 @@ pub enum AnyModel {
     SequenceClassifier(SequenceClassifier),
     /// A token classifier.
     TokenClassifier(TokenClassifier),
+    /// A causal language model.
+    CausalLm(CausalLm),
 }
 
 impl AnyModel {
@@ -248,8 +327,10 @@ impl AnyModel {
             Self::Encoder(Encoder::DistilBert(_)) => "DistilBertModel",
             Self::SequenceClassifier(SequenceClassifier::Bert(_)) => "BertForSequenceClassification",
             Self::SequenceClassifier(SequenceClassifier::DistilBert(_)) => "DistilBertForSequenceClassification",
+            Self::SequenceClassifier(SequenceClassifier::FirstToken(m)) => m.encoder.class_name(),
             Self::TokenClassifier(TokenClassifier::Bert(_)) => "BertForTokenClassification",
             Self::TokenClassifier(TokenClassifier::DistilBert(_)) => "DistilBertForTokenClassification",
+            Self::CausalLm(CausalLm::Gpt2(_)) => "GPT2LMHeadModel",
         }
     }
 }
@@ -292,7 +373,10 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
     }
     let mut ck = Checkpoint::open(&files, device)?;
     let model = build(&mut ck, &config, task)?;
-    let report = ck.finish()?;
+    let mut report = ck.finish()?;
+    if let ArchConfig::Gpt2(c) = &config.arch {
+        crate::gpt2::drop_ignored_tensors(&mut report, c);
+    }
     if !report.newly_initialized.is_empty() || !report.reinitialized_mismatched.is_empty() {
         tracing::warn!(
             model = %files.name(),
@@ -305,6 +389,19 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
 }
 
 fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyModel> {
+    if task == Task::SequenceClassification && config.first_token_head().is_some() {
+        let dropout = config.first_token_head().unwrap_or(0.1);
+        let encoder = match build(ck, config, Task::FeatureExtraction)? {
+            AnyModel::Encoder(e) => e,
+            _ => return Err(ModelError::Unsupported("expected an encoder".into())),
+        };
+        let hidden = encoder.hidden_size();
+        ck.allow_reinit("classifier.weight");
+        ck.allow_reinit("classifier.bias");
+        let classifier = crate::layers::linear(ck, "classifier", hidden, config.labels().num_labels())?;
+        let dropout = DropoutConfig::new(dropout).init();
+        return Ok(AnyModel::SequenceClassifier(SequenceClassifier::FirstToken(FirstTokenClassifier { encoder, dropout, classifier })));
+    }
     Ok(match (&config.arch, task) {
         (ArchConfig::Bert(c), Task::FeatureExtraction) => {
             AnyModel::Encoder(Encoder::Bert(BertModel::from_checkpoint(ck, c, true)?))
@@ -324,6 +421,21 @@ fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyMod
         (ArchConfig::DistilBert(c), Task::TokenClassification) => AnyModel::TokenClassifier(
             TokenClassifier::DistilBert(DistilBertForTokenClassification::from_checkpoint(ck, c)?),
         ),
+        (ArchConfig::Gpt2(c), Task::CausalLm) => {
+            AnyModel::CausalLm(CausalLm::Gpt2(GPT2LMHeadModel::from_checkpoint(ck, c)?))
+        }
+        (ArchConfig::Gpt2(_), other) => {
+            return Err(ModelError::Unsupported(format!(
+                "GPT-2 is implemented as a causal language model (GPT2LMHeadModel, task causal-lm); \
+                 {other:?} is not (GPT2Model alone: ft_models::gpt2::GPT2Model::from_checkpoint)"
+            )));
+        }
+        (ArchConfig::Bert(_) | ArchConfig::DistilBert(_), Task::CausalLm) => {
+            return Err(ModelError::Unsupported(format!(
+                "{} is an encoder: it has no causal language-model head (supported: gpt2)",
+                config.model_type()
+            )));
+        }
     })
 }
 
@@ -348,6 +460,14 @@ impl Loaded<AnyModel> {
         }
     }
 
+    /// The model as a causal language model, if it is one.
+    pub fn into_causal_lm(self) -> Result<Loaded<CausalLm>> {
+        match self.model {
+            AnyModel::CausalLm(m) => Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files }),
+            other => Err(ModelError::Unsupported(format!("{} is not a causal language model", other.class_name()))),
+        }
+    }
+
     /// The model as a bare encoder, if it is one.
     pub fn into_encoder(self) -> Result<Loaded<Encoder>> {
         match self.model {
@@ -357,4 +477,119 @@ impl Loaded<AnyModel> {
             other => Err(ModelError::Unsupported(format!("{} is not a bare encoder", other.class_name()))),
         }
     }
+}
+
+impl Encoder {
+    /// The transformers class name.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "BertModel",
+            Self::DistilBert(_) => "DistilBertModel",
+        }
+    }
+
+    /// Hidden size.
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.config.hidden_size,
+            Self::DistilBert(m) => m.config.dim,
+        }
+    }
+
+    /// The encoder's tensors under the Hub's names (no prefix, as `BertModel.save_pretrained`).
+    pub fn export(&self) -> Result<HfTensors> {
+        let mut out = HfTensors::new();
+        match self {
+            Self::Bert(m) => m.export(&mut out, "")?,
+            Self::DistilBert(m) => m.export(&mut out, "")?,
+        }
+        Ok(out)
+    }
+}
+
+impl SequenceClassifier {
+    /// All tensors under the Hub's names.
+    pub fn export(&self) -> Result<HfTensors> {
+        let mut out = HfTensors::new();
+        match self {
+            Self::Bert(m) => m.export(&mut out)?,
+            Self::DistilBert(m) => m.export(&mut out)?,
+            Self::FirstToken(m) => {
+                out = m.encoder.export()?;
+                out.linear("classifier", &m.classifier)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The transformers class name (the encoder's for a [`FirstTokenClassifier`]).
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "BertForSequenceClassification",
+            Self::DistilBert(_) => "DistilBertForSequenceClassification",
+            Self::FirstToken(m) => m.encoder.class_name(),
+        }
+    }
+}
+
+impl TokenClassifier {
+    /// All tensors under the Hub's names.
+    pub fn export(&self) -> Result<HfTensors> {
+        let mut out = HfTensors::new();
+        match self {
+            Self::Bert(m) => m.export(&mut out)?,
+            Self::DistilBert(m) => m.export(&mut out)?,
+        }
+        Ok(out)
+    }
+
+    /// The transformers class name.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "BertForTokenClassification",
+            Self::DistilBert(_) => "DistilBertForTokenClassification",
+        }
+    }
+}
+
+/// The tokenizer files `save_pretrained` copies along with a model, when the source has them.
+pub const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
+
+impl ModelConfig {
+    /// `config.json` as `save_pretrained` writes it for `class_name`: the original fields, with
+    /// `architectures`, `id2label`, `label2id` (and `problem_type`) brought up to date.
+    pub fn to_json(&self, class_name: &str) -> serde_json::Value {
+        let mut map = self.raw.clone();
+        map.insert("architectures".into(), serde_json::json!([class_name]));
+        let labels = self.labels();
+        let names = labels.label_names();
+        let id2label: serde_json::Map<String, serde_json::Value> =
+            names.iter().enumerate().map(|(i, n)| (i.to_string(), serde_json::Value::String(n.clone()))).collect();
+        let label2id: serde_json::Map<String, serde_json::Value> =
+            names.iter().enumerate().map(|(i, n)| (n.clone(), serde_json::json!(i))).collect();
+        map.insert("id2label".into(), serde_json::Value::Object(id2label));
+        map.insert("label2id".into(), serde_json::Value::Object(label2id));
+        map.remove("num_labels");
+        if let Some(p) = &labels.problem_type {
+            map.insert("problem_type".into(), serde_json::Value::String(p.clone()));
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Writes a model directory in the Hub's layout: `config.json`, `model.safetensors`, and the
+/// tokenizer files of `tokenizer_source` — what `from_pretrained` (and `ft predict`) read.
+/// Each file is written atomically.
+pub fn save_pretrained(dir: &Path, tensors: &HfTensors, config: &ModelConfig, class_name: &str, tokenizer_source: &RepoFiles) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+    tensors.write(dir)?;
+    let json = serde_json::to_vec_pretty(&config.to_json(class_name)).map_err(|e| ModelError::Config { path: dir.join("config.json"), message: e.to_string() })?;
+    write_atomic(&dir.join("config.json"), &json)?;
+    for file in TOKENIZER_FILES {
+        if let Some(src) = tokenizer_source.get_optional(file)? {
+            let bytes = std::fs::read(&src).map_err(|source| ModelError::Io { path: src.clone(), source })?;
+            write_atomic(&dir.join(file), &bytes)?;
+        }
+    }
+    Ok(())
 }

@@ -7,8 +7,12 @@
 //! - [`bert`]: `BertModel`, `BertForSequenceClassification`, `BertForTokenClassification`
 //! - [`distilbert`]: `DistilBertModel`, `DistilBertForSequenceClassification`,
 //!   `DistilBertForTokenClassification`
-//!
-//! GPT-2 and ResNet18 come with a later issue.
+//! - [`gpt2`]: `GPT2Model`, `GPT2LMHeadModel` with a key/value cache; [`generation`]: greedy and
+//!   sampled generation as transformers' `generate` (temperature, top-k, top-p, repetition
+//!   penalty, end-of-sequence stopping, left-padded batches, `generation_config.json`)
+//! - [`resnet`]: torchvision's ResNet18/34 from timm-layout folders (`model.safetensors`) or
+//!   `.pth` state_dicts, with the preprocessing `pretrained_cfg` describes, head replacement and
+//!   freezing (`resnet::load`)
 //!
 //! [`auto::load`] opens a local directory or a Hub id (`org/name[@revision]`, downloaded into
 //! the standard cache, honouring `HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE`), reads
@@ -35,8 +39,12 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod distilbert;
+pub mod export;
 pub mod fast_gelu;
+pub mod generation;
+pub mod gpt2;
 pub mod layers;
+pub mod resnet;
 pub mod weights;
 
 mod error;

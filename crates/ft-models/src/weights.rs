@@ -9,6 +9,10 @@
 //! Checkpoints saved from a base model (`embeddings.…`) and from a task model
 //! (`bert.embeddings.…`) are both accepted, as `from_pretrained` accepts both
 //! ([`Checkpoint::base_prefix`]).
+//!
+//! A PyTorch `torch.save` file (a torchvision `.pth` state_dict, a `pytorch_model.bin`) is a
+//! second source ([`Checkpoint::from_pytorch`]): its pickle is parsed as data by
+//! `pytorch-reader` (no code runs), and its tensors go through the same bookkeeping.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,7 +67,12 @@ pub struct Checkpoint {
     mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
     device: Device,
     init_std: f64,
+    /// Tensors of a PyTorch file (their `names` entries hold [`TORCH`]).
+    torch: HashMap<String, pytorch_reader::Tensor>,
 }
+
+/// The `names` entry of a tensor that lives in [`Checkpoint::torch`] rather than in a shard.
+const TORCH: usize = usize::MAX;
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,7 +133,33 @@ impl Checkpoint {
             mismatched: Vec::new(),
             device: device.clone(),
             init_std: 0.02,
+            torch: HashMap::new(),
         }
+    }
+
+    /// Opens a PyTorch `torch.save` file (`.pth`, `.pt`, `pytorch_model.bin`) holding a
+    /// state_dict, or a dict with one under `state_dict` or `model`. The pickle is read as
+    /// data, never executed; tensors are read when taken.
+    pub fn from_pytorch(path: &Path, device: &Device) -> Result<Self> {
+        let open_err = |e: pytorch_reader::PytorchError| ModelError::Weights {
+            path: path.to_path_buf(),
+            message: format!("not a readable PyTorch checkpoint (truncated or corrupt?): {e}"),
+        };
+        let mut reader = pytorch_reader::PytorchReader::new(path).map_err(open_err)?;
+        for key in ["state_dict", "model"] {
+            let prefix = format!("{key}.");
+            if !reader.is_empty() && reader.keys().iter().all(|k| k.starts_with(&prefix)) {
+                reader = pytorch_reader::PytorchReader::with_top_level_key(path, key).map_err(open_err)?;
+                break;
+            }
+        }
+        let torch = reader.into_tensors();
+        let mut ck = Self::empty(device);
+        ck.source = path.to_path_buf();
+        ck.report.source = path.to_path_buf();
+        ck.names = torch.keys().map(|k| (k.clone(), TORCH)).collect();
+        ck.torch = torch;
+        Ok(ck)
     }
 
     /// Opens safetensors files as one checkpoint; `source` names it in messages.
@@ -159,6 +194,7 @@ impl Checkpoint {
             mismatched: Vec::new(),
             device: device.clone(),
             init_std: 0.02,
+            torch: HashMap::new(),
         })
     }
 
@@ -190,6 +226,9 @@ impl Checkpoint {
 
     /// The checkpoint shape of `name`.
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some(t) = self.torch.get(name) {
+            return Some(t.shape().to_vec());
+        }
         let shard = &self.shards[*self.names.get(name)?];
         shard.infos.get(name).map(|i| i.shape.clone())
     }
@@ -197,6 +236,9 @@ impl Checkpoint {
     /// Reads tensor `name` as f32 data if its checkpoint shape is `shape`.
     fn fetch(&mut self, name: &str, shape: &[usize]) -> Result<Fetched> {
         let Some(&shard_idx) = self.names.get(name) else { return Ok(Fetched::Missing(Missing::Absent)) };
+        if shard_idx == TORCH {
+            return self.fetch_torch(name, shape);
+        }
         let shard = &self.shards[shard_idx];
         let info = &shard.infos[name];
         self.used.insert(name.to_string());
@@ -211,6 +253,29 @@ impl Checkpoint {
             path: shard.path.clone(),
             message: format!("tensor '{name}' has dtype {:?}, expected a float type", info.dtype),
         })?;
+        self.report.loaded.push(name.to_string());
+        Ok(Fetched::Found(values))
+    }
+
+    /// [`fetch`](Self::fetch) for a tensor of a PyTorch file.
+    fn fetch_torch(&mut self, name: &str, shape: &[usize]) -> Result<Fetched> {
+        let t = &self.torch[name];
+        self.used.insert(name.to_string());
+        if t.shape() != shape {
+            return Ok(Fetched::Missing(Missing::Mismatch(t.shape().to_vec())));
+        }
+        let err = |message: String| ModelError::Weights { path: self.source.clone(), message };
+        let raw = t.read().map_err(|e| err(format!("reading tensor '{name}': {e}")))?;
+        // pytorch-reader hands out native-endian bytes; safetensors' are little-endian, which is
+        // native on every platform ft builds for.
+        let dtype = match t.dtype() {
+            pytorch_reader::DType::F32 => Dtype::F32,
+            pytorch_reader::DType::F16 => Dtype::F16,
+            pytorch_reader::DType::BF16 => Dtype::BF16,
+            pytorch_reader::DType::F64 => Dtype::F64,
+            other => return Err(err(format!("tensor '{name}' has dtype {other:?}, expected a float type"))),
+        };
+        let values = to_f32(&raw, dtype).ok_or_else(|| err(format!("tensor '{name}' could not be converted")))?;
         self.report.loaded.push(name.to_string());
         Ok(Fetched::Found(values))
     }
@@ -286,7 +351,8 @@ impl Checkpoint {
 
     /// Ends loading: fails if tensors had the wrong shape (naming each), otherwise returns the
     /// report with the unused checkpoint tensors. Buffers transformers ignores
-    /// (`position_ids`) are not reported.
+    /// (`position_ids`) and BatchNorm's step counters (`num_batches_tracked`, not a weight) are
+    /// not reported.
     pub fn finish(mut self) -> Result<LoadReport> {
         if !self.mismatched.is_empty() {
             let details = self
@@ -298,9 +364,14 @@ impl Checkpoint {
             return Err(ModelError::ShapeMismatch { path: self.source, details });
         }
         self.report.unexpected =
-            self.names.keys().filter(|n| !self.used.contains(*n) && !n.ends_with("position_ids")).cloned().collect();
+            self.names.keys().filter(|n| !self.used.contains(*n) && !is_ignored_buffer(n)).cloned().collect();
         Ok(self.report)
     }
+}
+
+/// Buffers that are never reported as unused checkpoint tensors.
+fn is_ignored_buffer(name: &str) -> bool {
+    name.ends_with("position_ids") || name.ends_with("num_batches_tracked")
 }
 
 enum Fetched {

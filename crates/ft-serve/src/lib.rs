@@ -7,6 +7,10 @@
 //! - [`pipeline::TokenClassificationPipeline`]: `pipeline("token-classification",
 //!   aggregation_strategy=...)` — per-token logits with word ids, and entities grouped as
 //!   transformers groups them (`none` or `simple`).
+//! - [`pipeline::ImageClassificationPipeline`]: `pipeline("image-classification")` for ResNets
+//!   (timm/torchvision) — the preprocessing of the model's `pretrained_cfg` (torchvision's
+//!   `ResNet18_Weights.IMAGENET1K_V1.transforms()` for resnet18), top class, softmax score and
+//!   logits.
 //!
 //! Texts are tokenized with the model's own `tokenizer.json`, truncated at the model's
 //! `max_position_embeddings` unless told otherwise, sorted by length and run in padded batches;

@@ -1,9 +1,45 @@
 //! # ft-train
 //!
-//! Training for ft — what transformers' `Trainer` and `TrainingArguments` do in Python. This crate
-//! is empty today; a later issue fills it with a trainer keeping `TrainingArguments`' names and
-//! defaults (learning rate and schedule, batch sizes, epochs, evaluation/save/logging strategies,
-//! best-model selection, gradient accumulation and clipping, weight decay, seed), checkpoints in
-//! transformers' output layout (`checkpoint-N/`, `trainer_state.json`) written atomically with
-//! resume, early stopping, and task definitions for sequence classification, token
-//! classification, causal language modelling and image classification.
+//! Fine-tuning with transformers' `Trainer` semantics:
+//!
+//! - [`args::TrainingArguments`]: transformers' names and defaults (`learning_rate`,
+//!   `per_device_train_batch_size`, `num_train_epochs`, `max_steps`, `eval_strategy`,
+//!   `save_strategy`, `logging_strategy`, `load_best_model_at_end`, `metric_for_best_model`,
+//!   `save_total_limit`, `gradient_accumulation_steps`, `warmup_ratio`, `lr_scheduler_type`,
+//!   `weight_decay`, `adam_*`, `max_grad_norm`, `seed`, early stopping, ...), validated with
+//!   errors that name the key.
+//! - [`run_config::RunConfig`]: the TOML run file of `ft train` (`[model]`, `[data]`,
+//!   `[method]`, `[training]`), with `--set section.key=value` overrides.
+//! - [`trainer::train`]: full fine-tuning of a sequence or token classifier (§4, §9 of the
+//!   notebook), or a frozen encoder with a linear head on the first token whose features are
+//!   computed once and reused every epoch (§5). AdamW with transformers' decay groups and
+//!   global-norm clipping ([`optim`]), its learning-rate schedules ([`schedule`]), gradient
+//!   accumulation, evaluation with `eval_accuracy`/`eval_f1_macro` or seqeval's
+//!   `eval_overall_*`, best-model tracking, early stopping, a stop with the step named on a
+//!   NaN/infinite loss.
+//! - The output directory as transformers writes it ([`state`]): `checkpoint-N/` folders
+//!   (model in the Hub's layout, optimizer, RNG and scheduler state, `trainer_state.json`), the
+//!   final model in the Hub's layout, `trainer_state.json` with `log_history`,
+//!   `eval_results.json`, `train_results.json`, `all_results.json`. Every file is written
+//!   atomically; `resume` continues from the newest checkpoint to the same final weights as an
+//!   uninterrupted run.
+//!
+//! Burn's pieces are used where they have transformers' semantics (its AdamW and per-parameter
+//! optimizer state, gradient accumulation, autodiff); the schedule, the decay groups, global-norm
+//! clipping and the loop are ft's, because Burn's learner does not express them (see [`optim`]).
+
+pub mod args;
+pub mod data;
+pub mod examples;
+pub mod loss;
+pub mod optim;
+pub mod run_config;
+pub mod schedule;
+pub mod state;
+pub mod trainable;
+pub mod trainer;
+
+mod error;
+
+pub use error::{Result, TrainError};
+pub use trainer::{TrainOptions, TrainOutcome, train};

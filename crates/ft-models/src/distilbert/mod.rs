@@ -3,6 +3,7 @@
 
 mod config;
 mod heads;
+mod export;
 mod load;
 mod model;
 

@@ -1,0 +1,38 @@
+//! `ft train --config run.toml [--set section.key=value ...] [--resume] [--device D]`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use ft_models::device::{DEVICE_HELP, parse_device};
+use ft_train::run_config::RunConfig;
+use ft_train::{TrainOptions, train};
+
+/// Arguments of `ft train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// The run file (TOML: `[model]`, `[data]`, `[method]`, `[training]`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a run-file key, e.g. `--set training.learning_rate=3e-5` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue from the newest `checkpoint-N/` of the output directory.
+    #[arg(long)]
+    resume: bool,
+    /// Device to train on.
+    #[arg(long, default_value = "cpu", help = format!("Device: {DEVICE_HELP}"))]
+    device: String,
+}
+
+/// Runs `ft train`.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let config = RunConfig::load(&args.config, &args.set)?;
+    let device = parse_device(&args.device)?;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = train(&config, &TrainOptions { resume: args.resume, progress }, &device).context("training")?;
+    if outcome.skipped_rows > 0 {
+        eprintln!("skipped {} invalid rows", outcome.skipped_rows);
+    }
+    eprintln!("model and results written to {}", outcome.output_dir.display());
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Preparing a run's data: load the splits, subsample them as the notebook does, tokenize them
+//! with the model's tokenizer (aligning NER labels), and read the label names.
+
+use ft_data::align::{TokenizeOptions, Tokenized, tokenize_and_align_labels, tokenize_text_classification};
+use ft_data::dataset::Dataset;
+use ft_data::hub::RepoFiles;
+use ft_data::source::{DatasetSource, LoadOptions, OnInvalid};
+use ft_data::tokenize::TextTokenizer;
+
+use crate::run_config::RunConfig;
+use crate::{Result, TrainError};
+
+/// The tokenized splits of a run.
+#[derive(Debug, Clone)]
+pub struct PreparedData {
+    /// Training rows: `input_ids`, `attention_mask`, `token_type_ids`, `labels`.
+    pub train: Dataset,
+    /// Evaluation rows, when there is an evaluation split.
+    pub eval: Option<Dataset>,
+    /// Label names by id.
+    pub label_names: Vec<String>,
+    /// The model's tokenizer, truncating at the run's `max_length`.
+    pub tokenizer: TextTokenizer,
+    /// Rows skipped as invalid (with `skip_invalid`).
+    pub skipped: usize,
+}
+
+/// Loads, subsamples and tokenizes the run's splits.
+pub fn prepare(config: &RunConfig, model_files: &RepoFiles, model_max_positions: usize) -> Result<PreparedData> {
+    let d = &config.data;
+    let on_invalid = if d.skip_invalid { OnInvalid::Skip } else { OnInvalid::Error };
+    let options = LoadOptions { on_invalid, config: d.config.clone(), local_data: d.local_data.clone(), ..Default::default() };
+    let source = DatasetSource::open(&d.source, options)?;
+    let mut skipped = 0;
+    let mut split = |name: &str, skip: usize, select: Option<usize>| -> Result<Dataset> {
+        let loaded = source.load(Some(name))?;
+        skipped += loaded.skipped.len();
+        let mut ds = loaded.dataset;
+        if let Some(seed) = d.shuffle_seed {
+            ds = ds.shuffle(seed);
+        }
+        if skip > 0 {
+            ds = ds.slice(skip.min(ds.len()), ds.len());
+        }
+        if let Some(n) = select {
+            if n > ds.len() {
+                return Err(TrainError::Config(format!(
+                    "data: split '{name}' has {} rows (after skipping {skip}); cannot select {n}",
+                    ds.len()
+                )));
+            }
+            ds = ds.take(n);
+        }
+        Ok(ds)
+    };
+    let train = split(&d.train_split, 0, d.train_select)?;
+    let eval = match &d.eval_split {
+        Some(name) => Some(split(name, d.eval_skip, d.eval_select)?),
+        None => None,
+    };
+    let label_column = config.label_column();
+    let text_column = config.text_column();
+    let label_names = match (train.label_names(&label_column), config.model.num_labels) {
+        (Some(names), Some(n)) if names.len() != n => {
+            return Err(TrainError::Config(format!(
+                "model.num_labels is {n} but the data's '{label_column}' has {} label names ({})",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        (Some(names), _) => names.to_vec(),
+        (None, Some(n)) => (0..n).map(|i| format!("LABEL_{i}")).collect(),
+        (None, None) => {
+            return Err(TrainError::Config(format!(
+                "data: column '{label_column}' of {} has no label names (ClassLabel); set model.num_labels",
+                d.source
+            )));
+        }
+    };
+    let tokenizer = TextTokenizer::from_repo(model_files)?;
+    let max_length = d.max_length.or(tokenizer.model_max_length()).unwrap_or(model_max_positions).min(model_max_positions);
+    let tokenizer = tokenizer.with_max_length(Some(max_length))?;
+    let opts = TokenizeOptions {
+        max_length: Some(max_length),
+        num_labels: Some(label_names.len()),
+        label_all_tokens: d.label_all_tokens,
+        on_invalid,
+        ..Default::default()
+    };
+    let tokenize = |ds: &Dataset| -> Result<Tokenized> {
+        Ok(if config.is_token_classification() {
+            tokenize_and_align_labels(ds, &tokenizer, &text_column, &label_column, &opts)?
+        } else {
+            tokenize_text_classification(ds, &tokenizer, &text_column, Some(&label_column), &opts)?
+        })
+    };
+    let train = tokenize(&train)?;
+    skipped += train.skipped.len();
+    let eval = match eval {
+        Some(ds) => {
+            let t = tokenize(&ds)?;
+            skipped += t.skipped.len();
+            Some(t.dataset)
+        }
+        None => None,
+    };
+    if train.dataset.is_empty() {
+        return Err(TrainError::Config(format!("data: the training split '{}' has no rows", d.train_split)));
+    }
+    Ok(PreparedData { train: train.dataset, eval, label_names, tokenizer, skipped })
+}

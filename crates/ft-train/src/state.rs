@@ -1,0 +1,122 @@
+//! `trainer_state.json` and the checkpoint folders, as transformers writes them.
+//!
+//! A checkpoint `checkpoint-N/` holds the model in the Hub's layout (`config.json`,
+//! `model.safetensors`, tokenizer files — loadable by `from_pretrained` and `ft predict`), the
+//! training state ft needs to resume bit for bit (`model.bpk`: Burn's record of the same weights
+//! with their parameter ids; `optimizer.bpk`: AdamW's moments; `rng_state.json`), and
+//! `trainer_state.json`. It is written to `.tmp-checkpoint-N/` and renamed into place, so a
+//! killed run never leaves a half-written `checkpoint-N/`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::io;
+use crate::{Result, TrainError};
+
+/// transformers' `TrainerState` (the fields ft fills).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    /// Fractional epoch reached.
+    pub epoch: f64,
+    /// Optimizer steps done.
+    pub global_step: usize,
+    /// Total optimizer steps of the run.
+    pub max_steps: usize,
+    /// Epochs of the run.
+    pub num_train_epochs: usize,
+    /// `logging_steps`.
+    pub logging_steps: usize,
+    /// `eval_steps`.
+    pub eval_steps: usize,
+    /// `save_steps`.
+    pub save_steps: usize,
+    /// `per_device_train_batch_size`.
+    pub train_batch_size: usize,
+    /// The best value of `metric_for_best_model` so far.
+    pub best_metric: Option<f64>,
+    /// The checkpoint that holds it.
+    pub best_model_checkpoint: Option<String>,
+    /// The step it was reached at.
+    #[serde(default)]
+    pub best_global_step: Option<usize>,
+    /// Every log, evaluation and the final summary, in order.
+    pub log_history: Vec<Value>,
+    /// Evaluations since the best one (early stopping).
+    #[serde(default)]
+    pub early_stopping_patience_counter: usize,
+    /// Always true (one process).
+    pub is_local_process_zero: bool,
+    /// Always true (one process).
+    pub is_world_process_zero: bool,
+    /// Not computed by ft.
+    pub total_flos: f64,
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    ft_models::export::write_atomic(path, bytes).map_err(TrainError::from)
+}
+
+/// Writes a JSON value atomically, pretty-printed as transformers writes its JSON files.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| TrainError::State(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a JSON file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::State(format!("{}: {e}", path.display())))
+}
+
+/// `checkpoint-N` directories of `output_dir`, oldest first.
+pub fn checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(output_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(TrainError::Io { path: output_dir.to_path_buf(), source: e }),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("checkpoint-").and_then(|n| n.parse::<usize>().ok()) {
+            if entry.path().join("trainer_state.json").is_file() {
+                found.push((n, entry.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The newest complete checkpoint of `output_dir`.
+pub fn last_checkpoint(output_dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(checkpoints(output_dir)?.pop().map(|(_, p)| p))
+}
+
+/// Creates `output_dir` and checks that files can be written there, before any work is done.
+pub fn ensure_writable(output_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(output_dir).map_err(io(output_dir))?;
+    let probe = output_dir.join(format!(".ft-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(io(output_dir))?;
+    std::fs::remove_file(&probe).map_err(io(&probe))
+}
+
+/// Deletes the oldest checkpoints beyond `limit`, never `keep` (the best one) — transformers'
+/// `_rotate_checkpoints`.
+pub fn rotate(output_dir: &Path, limit: usize, keep: Option<&Path>) -> Result<()> {
+    let all = checkpoints(output_dir)?;
+    let mut excess = all.len().saturating_sub(limit.max(1));
+    for (_, path) in all {
+        if excess == 0 {
+            break;
+        }
+        if keep.is_some_and(|k| k == path) {
+            continue;
+        }
+        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        excess -= 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! End-to-end: `ft train` on the tiny fixture models and small generated data — the output
+//! directory transformers writes, resume to the same weights bit for bit, NER with seqeval, the
+//! frozen encoder + head, and every bad input of the issue.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::fixture;
+
+fn ft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ft")).args(args).env("HF_HUB_OFFLINE", "1").output().expect("running ft")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A separable two-class text dataset: finance words vs sport words, with shared filler.
+fn write_news(dir: &Path, n_train: usize, n_eval: usize) -> PathBuf {
+    let data = dir.join("news");
+    std::fs::create_dir_all(&data).unwrap();
+    let finance = ["bank", "rates", "market", "shares", "profit", "oil", "prices", "company"];
+    let sport = ["team", "match", "cup", "season", "players", "coach", "win", "league"];
+    let filler = ["the", "on", "in", "said", "new", "week", "after", "for"];
+    let mut seed = 7u64;
+    let mut next = move |n: usize| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n
+    };
+    for (split, n) in [("train", n_train), ("validation", n_eval)] {
+        let mut lines = Vec::new();
+        for i in 0..n {
+            let label = i % 2;
+            let words = if label == 0 { &finance } else { &sport };
+            let text: Vec<&str> = (0..6).map(|k| if k % 2 == 0 { words[next(8)] } else { filler[next(8)] }).collect();
+            lines.push(serde_json::json!({"text": text.join(" "), "label": label}).to_string());
+        }
+        std::fs::write(data.join(format!("{split}.jsonl")), lines.join("\n") + "\n").unwrap();
+    }
+    data
+}
+
+fn run_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn news_run(dir: &Path, out: &Path, extra_training: &str) -> PathBuf {
+    news_run_with(dir, out, &fixture("models/tiny-bert-seqcls"), "1e-3", extra_training)
+}
+
+fn news_run_with(dir: &Path, out: &Path, model: &Path, lr: &str, extra_training: &str) -> PathBuf {
+    let data = write_news(dir, 64, 32);
+    run_file(
+        dir,
+        "run.toml",
+        &format!(
+            r#"
+[model]
+name = "{model}"
+task = "text-classification"
+num_labels = 2
+
+[data]
+source = "{data}"
+eval_split = "validation"
+
+[training]
+output_dir = "{out}"
+learning_rate = {lr}
+per_device_train_batch_size = 8
+per_device_eval_batch_size = 16
+num_train_epochs = 3
+eval_strategy = "epoch"
+save_strategy = "epoch"
+logging_steps = 4
+load_best_model_at_end = true
+metric_for_best_model = "accuracy"
+weight_decay = 0.01
+warmup_ratio = 0.1
+seed = 3
+{extra_training}
+"#,
+            model = model.display(),
+            data = data.display(),
+            out = out.display(),
+        ),
+    )
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Full fine-tuning of the real all-MiniLM-L6-v2 (a pre-trained model that learns) on a small
+/// separable task.
+#[test]
+fn full_finetuning_writes_transformers_output_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let run = news_run_with(tmp.path(), &out, &support::minilm(), "1e-4", "");
+    let o = ft(&["train", "--config", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Logs are JSON lines with transformers' keys.
+    let logs: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(logs.iter().any(|l| l.get("loss").is_some() && l.get("learning_rate").is_some() && l.get("grad_norm").is_some()));
+    assert_eq!(logs.iter().filter(|l| l.get("eval_accuracy").is_some()).count(), 3);
+    assert!(logs.last().unwrap().get("train_runtime").is_some());
+    // 64 rows / 8 = 8 steps per epoch; a checkpoint per epoch.
+    for step in [8, 16, 24] {
+        let c = out.join(format!("checkpoint-{step}"));
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "optimizer.bpk", "model.bpk", "rng_state.json"] {
+            assert!(c.join(f).is_file(), "{}/{f}", c.display());
+        }
+    }
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "eval_results.json", "all_results.json", "train_results.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let config = json(&out.join("config.json"));
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"]["1"], "LABEL_1");
+    let state = json(&out.join("trainer_state.json"));
+    assert_eq!(state["global_step"], 24);
+    assert!(state["best_model_checkpoint"].as_str().unwrap().contains("checkpoint-"));
+    assert!(state["log_history"].as_array().unwrap().len() >= 6);
+    let all = json(&out.join("all_results.json"));
+    for k in ["eval_accuracy", "eval_f1_macro", "eval_loss", "train_runtime", "train_samples_per_second"] {
+        assert!(all.get(k).is_some(), "all_results.json lacks {k}");
+    }
+    // It learned the separable task.
+    assert!(all["eval_accuracy"].as_f64().unwrap() >= 0.9, "{all}");
+    // The final model is what the best checkpoint holds, and ft predict loads it.
+    let best = PathBuf::from(state["best_model_checkpoint"].as_str().unwrap());
+    assert_eq!(std::fs::read(best.join("model.safetensors")).unwrap(), std::fs::read(out.join("model.safetensors")).unwrap());
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"bank rates market shares\"}\n{\"text\": \"team match cup season\"}\n").unwrap();
+    let pred = tmp.path().join("pred.jsonl");
+    let o = ft(&["predict", "--model", out.to_str().unwrap(), "--task", "text-classification", "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let labels: Vec<String> = std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["label"].as_str().unwrap().to_string()).collect();
+    assert_eq!(labels, ["LABEL_0", "LABEL_1"]);
+}
+
+#[test]
+fn resume_reaches_the_same_weights_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let run = news_run(tmp.path(), &a, "gradient_accumulation_steps = 2\nmax_grad_norm = 0.5");
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "training.load_best_model_at_end=false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A run killed after its first checkpoint leaves exactly that checkpoint behind.
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    copy_dir(&a.join("checkpoint-4"), &b.join("checkpoint-4"));
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "training.load_best_model_at_end=false", "--set", &format!("training.output_dir=\"{}\"", b.display()), "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&b.join("trainer_state.json"))["global_step"], 12);
+    assert!(
+        std::fs::read(a.join("model.safetensors")).unwrap() == std::fs::read(b.join("model.safetensors")).unwrap(),
+        "resumed weights differ from the uninterrupted run's"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn token_classification_reports_seqeval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ner");
+    let run = run_file(
+        tmp.path(),
+        "ner.toml",
+        &format!(
+            r#"
+[model]
+name = "{model}"
+task = "token-classification"
+[data]
+source = "{data}"
+train_split = "validation"
+eval_split = "validation"
+[training]
+output_dir = "{out}"
+learning_rate = 5e-3
+per_device_train_batch_size = 4
+num_train_epochs = 2
+eval_strategy = "epoch"
+save_strategy = "no"
+logging_steps = 2
+"#,
+            model = fixture("models/tiny-bert-tokcls").display(),
+            data = fixture("data/mini/ner_parquet").display(),
+            out = out.display()
+        ),
+    );
+    let o = ft(&["train", "--config", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval = json(&out.join("eval_results.json"));
+    for k in ["eval_overall_precision", "eval_overall_recall", "eval_overall_f1", "eval_overall_accuracy", "eval_loss"] {
+        assert!(eval.get(k).is_some(), "eval_results.json lacks {k}: {eval}");
+    }
+    assert_eq!(json(&out.join("config.json"))["architectures"][0], "BertForTokenClassification");
+    assert!(!out.join("checkpoint-2").exists(), "save_strategy = no wrote a checkpoint");
+}
+
+#[test]
+fn frozen_encoder_with_a_linear_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("frozen");
+    let data = write_news(tmp.path(), 64, 32);
+    let run = run_file(
+        tmp.path(),
+        "frozen.toml",
+        &format!(
+            r#"
+[model]
+name = "{model}"
+task = "text-classification"
+num_labels = 2
+[data]
+source = "{data}"
+[method]
+kind = "frozen"
+[training]
+output_dir = "{out}"
+learning_rate = 1e-2
+per_device_train_batch_size = 32
+num_train_epochs = 5
+lr_scheduler_type = "constant"
+max_grad_norm = 0
+weight_decay = 0.01
+eval_strategy = "epoch"
+save_strategy = "no"
+logging_steps = 2
+"#,
+            model = fixture("models/tiny-bert").display(),
+            data = data.display(),
+            out = out.display()
+        ),
+    );
+    let o = ft(&["train", "--config", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = json(&out.join("config.json"));
+    assert_eq!(config["ft_head"], "first_token_linear");
+    assert_eq!(config["architectures"][0], "BertModel");
+    // The encoder's weights are unchanged: the saved encoder equals the base checkpoint's.
+    let results = json(&out.join("all_results.json"));
+    assert!(results.get("feature_extraction_runtime").is_some(), "{results}");
+    let o = ft(&["info", "--model", out.to_str().unwrap()]);
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && info.contains("labels (2)") && info.contains("newly initialized: none"), "{info}{}", stderr(&o));
+}
+
+fn expect_config_error(tmp: &Path, overrides: &[&str], needles: &[&str]) {
+    let out = tmp.join("bad-out");
+    let run = news_run(tmp, &out, "");
+    let mut args = vec!["train", "--config", run.to_str().unwrap()];
+    for o in overrides {
+        args.push("--set");
+        args.push(o);
+    }
+    let o = ft(&args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "succeeded with {overrides:?}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks '{n}': {err}");
+    }
+}
+
+#[test]
+fn bad_run_files_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    expect_config_error(t, &["training.learning_rat=1e-5"], &["learning_rat", "learning_rate"]);
+    expect_config_error(t, &["training.learning_rate=0"], &["training.learning_rate"]);
+    expect_config_error(t, &["training.per_device_train_batch_size=0"], &["per_device_train_batch_size"]);
+    expect_config_error(t, &["data.eval_split=false"], &["eval_split"]);
+    expect_config_error(t, &["data.label_column=\"category\""], &["category"]);
+    expect_config_error(t, &["model.task=\"summarization\""], &["model.task"]);
+    expect_config_error(t, &["training.output_dir=\"/proc/ft-cannot-write\""], &["/proc/ft-cannot-write"]);
+    let o = ft(&["train", "--config", t.join("missing.toml").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("missing.toml"));
+}
+
+#[test]
+fn a_diverging_loss_stops_and_names_the_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("nan");
+    let run = news_run(tmp.path(), &out, "");
+    let o = ft(&[
+        "train",
+        "--config",
+        run.to_str().unwrap(),
+        "--set",
+        "training.learning_rate=1e30",
+        "--set",
+        "training.max_grad_norm=0",
+        "--set",
+        "training.load_best_model_at_end=false",
+        "--set",
+        "training.save_strategy=\"steps\"",
+        "--set",
+        "training.save_steps=1",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "a diverging run succeeded");
+    assert!(err.contains("loss is") && err.contains("at step"), "{err}");
+    let named = err.split("is kept: ").nth(1).map(|s| s.trim().to_string()).unwrap_or_default();
+    assert!(named.contains("checkpoint-"), "the last good checkpoint is not named: {err}");
+    assert!(Path::new(&named).join("model.safetensors").is_file(), "{named}");
+    assert!(!out.join("model.safetensors").exists(), "a final model was written after divergence");
+}
