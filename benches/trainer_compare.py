@@ -1,13 +1,17 @@
 """transformers' Trainer on the same rows and settings as ft's acceptance runs, on this machine.
 
 usage: python benches/trainer_compare.py agnews|conll --minilm DIR [--shared ../shared] [--threads 2]
-Prints one JSON line: the evaluation metrics and train samples/s, for `cargo xtask bench train`
-to set beside ft's (benches/runs/*.toml). Needs torch, transformers, datasets, seqeval
-(xtask/python/requirements-bench.txt), no GPU.
+                                        [--ft target/release/ft]
+Prints one JSON line: the evaluation metrics and train samples/s of transformers' Trainer. With
+`--ft BIN`, first runs `BIN train` on the matching run file (benches/runs/{agnews,conll}_minilm.toml,
+same rows and settings) and prints its line too, then one comparison line (metric differences and
+the samples/s ratio ft / Trainer). The two runs are sequential, never overlapping. Needs torch,
+transformers, datasets, seqeval (xtask/python/requirements-bench.txt), no GPU.
 """
 import argparse
 import json
 import os
+import subprocess
 import tempfile
 import time
 
@@ -15,7 +19,7 @@ import numpy as np
 import torch
 from datasets import load_dataset
 from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
-                          DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments)
+                          DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed)
 
 
 def agnews(args, tok):
@@ -98,8 +102,15 @@ def main():
     ap.add_argument("--minilm", required=True)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=42, help="seed for the head's init (Trainer's seed stays 42)")
+    ap.add_argument("--ft", default=None, help="the ft binary: run ft's side first")
     args = ap.parse_args()
+    ft_result = run_ft(args) if args.ft else None
     torch.set_num_threads(args.threads)
+    # Seed before the new head is initialised (from_pretrained), not only in Trainer, so that
+    # the run is repeatable; without it the head's random init moves CoNLL F1 by several points
+    # from run to run (seen: 0.585 to 0.626).
+    set_seed(args.seed)
     tok = AutoTokenizer.from_pretrained(args.minilm)
     model, train, val, collator, compute_metrics, targs = (agnews if args.task == "agnews" else conll)(args, tok)
     with tempfile.TemporaryDirectory() as out:
@@ -114,6 +125,29 @@ def main():
               "train_samples_per_second": train_out.metrics["train_samples_per_second"], "wall_s": wall}
     result.update({k: v for k, v in metrics.items() if k.startswith("eval_")})
     print(json.dumps(result))
+    if ft_result:
+        key = "eval_accuracy" if args.task == "agnews" else "eval_overall_f1"
+        print(json.dumps({"comparison": args.task, key + "_ft": ft_result.get(key), key + "_trainer": result.get(key),
+                          "difference_points": 100 * (ft_result.get(key, float("nan")) - result.get(key, float("nan"))),
+                          "samples_per_second_ratio_ft_over_trainer":
+                              ft_result["train_samples_per_second"] / result["train_samples_per_second"]}))
+
+
+def run_ft(args):
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    run_file = os.path.join(root, "benches", "runs", f"{args.task}_minilm.toml")
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([args.ft, "train", "--config", run_file, "--set", f"model.name={args.minilm}",
+                        "--set", f"training.output_dir={out}"], check=True, cwd=root,
+                       stdout=subprocess.DEVNULL, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        wall = time.perf_counter() - start
+        with open(os.path.join(out, "all_results.json")) as f:
+            results = json.load(f)
+    line = {"framework": "ft", "task": args.task, "wall_s": wall}
+    line.update(results)
+    print(json.dumps(line), flush=True)
+    return line
 
 
 if __name__ == "__main__":

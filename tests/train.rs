@@ -118,7 +118,7 @@ fn full_finetuning_writes_transformers_output_layout() {
             assert!(c.join(f).is_file(), "{}/{f}", c.display());
         }
     }
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "eval_results.json", "all_results.json", "train_results.json"] {
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "eval_results.json", "all_results.json", "train_results.json", "loss_curve.png", "confusion_matrix.png", "confusion_matrix.svg", "eval_predictions.json"] {
         assert!(out.join(f).is_file(), "{f}");
     }
     let config = json(&out.join("config.json"));
@@ -320,4 +320,41 @@ fn a_diverging_loss_stops_and_names_the_step() {
     assert!(named.contains("checkpoint-"), "the last good checkpoint is not named: {err}");
     assert!(Path::new(&named).join("model.safetensors").is_file(), "{named}");
     assert!(!out.join("model.safetensors").exists(), "a final model was written after divergence");
+}
+
+/// transformers loads what `ft train` writes: `tests/fixtures/trained/*` are final models of
+/// `ft train` runs that `xtask/python/check_from_pretrained.py` loaded with `from_pretrained`
+/// (no missing or unexpected weights) and ran; `ft predict` on the same files gives the same
+/// logits (`cargo xtask fixtures trained` regenerates them).
+#[test]
+fn transformers_loads_ft_output() {
+    for name in ["bert-seqcls", "distilbert-tokcls"] {
+        let dir = fixture(&format!("trained/{name}"));
+        let expected = json(&dir.join("expected.json"));
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in.jsonl");
+        let texts = expected["texts"].as_array().unwrap();
+        let lines: Vec<String> = texts.iter().map(|t| serde_json::json!({"text": t}).to_string()).collect();
+        std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+        let pred = tmp.path().join("pred.jsonl");
+        let task = expected["task"].as_str().unwrap();
+        let o = ft(&["predict", "--model", dir.to_str().unwrap(), "--task", task, "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let got: Vec<Value> = std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(got.len(), texts.len());
+        let flat = |v: &Value| -> Vec<f64> {
+            match v.as_array().unwrap().first() {
+                Some(Value::Array(_)) => v.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect(),
+                _ => v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+            }
+        };
+        let mut worst = 0.0f64;
+        for (g, e) in got.iter().zip(expected["logits"].as_array().unwrap()) {
+            let (g, e) = (flat(&g["logits"]), flat(e));
+            assert_eq!(g.len(), e.len(), "{name}: logits shape");
+            worst = g.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
+        }
+        assert!(worst < 1e-4, "{name}: ft vs transformers logits differ by {worst}");
+        assert!(expected["class"].as_str().unwrap().contains("For"), "{name}");
+    }
 }

@@ -6,12 +6,22 @@
 //! - `cargo xtask bench encoder` runs the encoder criterion bench on flex and ndarray and the same
 //!   shapes in PyTorch (`benches/torch_encoder.py`, 2 threads) on this machine, and prints the
 //!   throughput ratios.
+//! - `cargo xtask bench generate` times GPT-2 greedy generation (tokens/s) with and without the KV
+//!   cache against transformers' `generate`, on the tiny fixture and a random 124M GPT-2
+//!   (`bench_generate.rs`).
+//! - `cargo xtask reproduce-notebook [--sections 3,4,5,9] [--out DIR] [--offline] [--tiny]` runs
+//!   sections of the fine-tuning notebook with the `ft` binary and writes `DIR/report.md` (see
+//!   `notebook/mod.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod bench_generate;
+mod notebook;
+mod trained;
 
 #[derive(Debug, Parser)]
 #[command(name = "xtask", about = "ft developer tasks")]
@@ -26,7 +36,7 @@ enum Task {
     Fixtures {
         /// `models` (transformers parity), `gpt2` (GPT-2 parity and generation), `data`
         /// (datasets + tokenizers identity), `metrics` (scikit-learn, seqeval, rouge, bleu),
-        /// `resnet` (torchvision + PIL) or `resnet-full` (a full-size random resnet18 in
+        /// `resnet` (torchvision + PIL), `trained` (ft train output read by transformers) or `resnet-full` (a full-size random resnet18 in
         /// ~/.cache/ft-resnet18-random, not committed).
         which: String,
         /// The virtual environment to use (created if missing).
@@ -35,7 +45,8 @@ enum Task {
     },
     /// Benchmarks side by side with PyTorch on this machine.
     Bench {
-        /// `encoder`: DistilBERT-base forward, batch 32 x 128.
+        /// `encoder`: DistilBERT-base forward, batch 32 x 128. `generate`: GPT-2 greedy
+        /// generation with and without the KV cache, tiny and 124M.
         which: String,
         /// Skip the ndarray backend (deprecated in Burn; slower to build).
         #[arg(long)]
@@ -47,6 +58,9 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Run sections of the fine-tuning notebook (§3 data, §4 full fine-tuning, §5 frozen encoder
+    /// + head, §9 NER) with `ft` and write DIR/report.md (metrics, loss curves, confusion matrix).
+    ReproduceNotebook(notebook::Args),
 }
 
 fn root() -> PathBuf {
@@ -136,7 +150,12 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg("--gpt2-tokenizer")
                 .arg(&tokenizer))
         }
-        other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2)"),
+        "trained" => {
+            // Tiny models written by `ft train`, loaded back by transformers' from_pretrained.
+            let python = venv_python("models", venv)?;
+            trained::fixtures_trained(&root, &python, |c| run(c))
+        }
+        other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained)"),
     }
 }
 
@@ -198,7 +217,9 @@ fn main() -> Result<()> {
         Task::Fixtures { which, venv } => fixtures(&which, venv),
         Task::Bench { which, skip_ndarray, torch_iters, threads } => match which.as_str() {
             "encoder" => bench_encoder(skip_ndarray, torch_iters, threads),
-            other => bail!("unknown bench '{other}' (encoder)"),
+            "generate" => bench_generate::run(&root(), threads),
+            other => bail!("unknown bench '{other}' (encoder, generate)"),
         },
+        Task::ReproduceNotebook(args) => notebook::run(args),
     }
 }

@@ -18,6 +18,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     model: String,
     /// The prompt. Repeat the option for several prompts: they run as one left-padded batch.
+    /// Prompts are not truncated: one of n_positions tokens or more leaves no room to generate
+    /// and is an error (transformers raises one too).
     #[arg(long, required = true)]
     prompt: Vec<String>,
     /// New tokens to generate at most (default 20, capped at the model's n_positions).
@@ -27,17 +29,17 @@ pub struct GenerateArgs {
     #[arg(long)]
     do_sample: bool,
     /// Sampling temperature, > 0 (default 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f64>,
     /// Sample from the k most likely tokens (default 50); 0 disables top-k, as in transformers.
     #[arg(long)]
     top_k: Option<usize>,
     /// Sample from the smallest set of tokens whose probability reaches p, in (0, 1] (default 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f64>,
     /// Penalty on tokens already in the prompt or the output, > 0 (1 = none; also applies to
     /// greedy decoding, as in transformers).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     repetition_penalty: Option<f64>,
     /// Seed of ft's sampler (NumPy's PCG64): the same seed gives the same text; the tokens
     /// differ from what torch.manual_seed gives in Python. Default: from the clock.

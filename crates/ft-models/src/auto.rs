@@ -251,7 +251,7 @@ impl FirstTokenClassifier {
     pub fn forward(&self, batch: &TextBatch) -> Tensor<2> {
         let hidden = self.encoder.forward(batch);
         let [b, _, h] = hidden.dims();
-        self.classifier.forward(self.dropout.forward(hidden.narrow(1, 0, 1).reshape([b, h])))
+        self.classifier.forward(crate::dropout::dropout(&self.dropout, hidden.narrow(1, 0, 1).reshape([b, h])))
     }
 }
 

@@ -9,16 +9,20 @@
 //!
 //! erf is Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's own
 //! vectorised CPU `erf` uses; `exp` is a Cody–Waite range reduction with a degree-6 polynomial
-//! (relative error < 3e-7). Everywhere else (GPU, training) Burn's `gelu` runs unchanged.
+//! (relative error < 3e-7). In training on flex, [`gelu`] computes the derivative in the same pass and gives autodiff a
+//! multiplication by it (see `gelu_autodiff`). Everywhere else (GPU) Burn's `gelu` runs unchanged.
 
-use burn::tensor::{DType, Tensor, activation};
+use burn::tensor::{DType, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
 /// GELU (exact form), through the fast host path when the tensor is a flex inference tensor.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if device.is_autodiff() || x.dtype() != DType::F32 || !is_flex(&device) {
+    if x.dtype() != DType::F32 || !is_flex(&device) {
         return activation::gelu(x);
+    }
+    if device.is_autodiff() {
+        return gelu_autodiff(x);
     }
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
@@ -27,6 +31,34 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         Err(_) => return activation::gelu(Tensor::from_data(data, &device)),
     }
     Tensor::from_data(data, &device)
+}
+
+/// Training GELU on flex: one host pass computes, per element, the derivative
+/// `g = Φ(x) + x·φ(x)` and `k = gelu(x) − x·g`; the result is `x·g + k` with `g` and `k` constants,
+/// so the forward value is gelu(x) (to an ulp) and the backward is one multiplication by `g` —
+/// instead of libm's `erff` on one thread forward and again backward (8–14% of a MiniLM training
+/// step's CPU time before).
+fn gelu_autodiff<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let shape = x.shape();
+    let data = x.clone().detach().into_data();
+    let Ok(values) = data.as_slice::<f32>() else {
+        return activation::gelu(x);
+    };
+    let mut g = vec![0f32; values.len()];
+    let mut k = vec![0f32; values.len()];
+    values.par_chunks(1 << 15).zip(g.par_chunks_mut(1 << 15).zip(k.par_chunks_mut(1 << 15))).for_each(|(xs, (gs, ks))| {
+        for ((&x, g), k) in xs.iter().zip(gs.iter_mut()).zip(ks.iter_mut()) {
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = 0.398_942_3 * exp_nonpositive(-0.5 * x * x);
+            let d = cdf + x * pdf;
+            *g = d;
+            *k = x * cdf - x * d;
+        }
+    });
+    let g = Tensor::<D>::from_data(TensorData::new(g, shape.clone()), &device);
+    let k = Tensor::<D>::from_data(TensorData::new(k, shape), &device);
+    x * g + k
 }
 
 /// Whether `device` is Burn's flex CPU device (by its debug name, as Burn exposes no kind query
@@ -112,5 +144,26 @@ mod tests {
         let got: Vec<f32> = gelu(x).into_data().try_into_vec_as().unwrap();
         let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst < 2e-6, "{worst}");
+    }
+
+    #[test]
+    fn training_gelu_matches_burn_in_value_and_gradient() {
+        let ad = burn::tensor::Device::flex().autodiff();
+        assert!(is_flex(&ad), "{ad:?}");
+        let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &ad);
+        let w: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
+        let run = |f: &dyn Fn(Tensor<2>) -> Tensor<2>| {
+            let x = x.clone().detach().require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as().unwrap();
+            let y: Vec<f32> = y.into_data().try_into_vec_as().unwrap();
+            (y, g)
+        };
+        let (want_y, want_g) = run(&|x| activation::gelu(x));
+        let (got_y, got_g) = run(&|x| gelu(x));
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst(&want_y, &got_y) < 1e-5, "values {}", worst(&want_y, &got_y));
+        assert!(worst(&want_g, &got_g) < 1e-5, "gradients {}", worst(&want_g, &got_g));
     }
 }

@@ -39,6 +39,7 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod distilbert;
+pub mod dropout;
 pub mod export;
 pub mod fast_gelu;
 pub mod generation;

@@ -33,6 +33,7 @@ pub mod data;
 pub mod examples;
 pub mod loss;
 pub mod optim;
+pub mod report;
 pub mod run_config;
 pub mod schedule;
 pub mod state;

@@ -13,10 +13,17 @@
 //!   which transformers logs as `grad_norm`.
 //! - The learning rate comes from [`crate::schedule`] per step (transformers' `LambdaLR`
 //!   semantics), passed to each `step`.
+//! - **One fused pass per parameter on the CPU** ([`FusedAdamW`]): Burn's `AdamW` runs its update
+//!   as ~12 tensor operations, each allocating a parameter-sized tensor; for all-MiniLM-L6-v2
+//!   (22.7M parameters, half of them the word embeddings) that was 50 ms of a 160 ms CoNLL step.
+//!   On the flex device ft does the same arithmetic, in the same order and precision, in one
+//!   parallel loop, keeping Burn's state type (so checkpoints are Burn's `AdamWState` records);
+//!   on other devices it calls Burn's `AdamW`.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsParams, ModuleOptimizer, Optimizer};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::args::TrainingArguments;
 use crate::{Result, TrainError};
@@ -26,19 +33,99 @@ pub const NO_DECAY_PATTERN: &str = r"(^|\.)bias$|layer_norm\.(gamma|beta)$";
 
 /// AdamW with transformers' hyper-parameters and decay groups.
 pub fn adamw(args: &TrainingArguments) -> Result<ModuleOptimizer> {
-    let config = |wd: f64| {
-        AdamWConfig::new()
-            .with_beta_1(args.adam_beta1 as f32)
-            .with_beta_2(args.adam_beta2 as f32)
-            .with_epsilon(args.adam_epsilon as f32)
-            .with_weight_decay(wd as f32)
-    };
-    let optimizer = config(args.weight_decay).init();
+    let fused = |wd: f64| FusedAdamW::new(args.adam_beta1, args.adam_beta2, args.adam_epsilon, wd);
+    let optimizer = ModuleOptimizer::from(fused(args.weight_decay));
     if args.weight_decay == 0.0 {
         return Ok(optimizer);
     }
     let no_decay = ParamGroup::from_regex(NO_DECAY_PATTERN).map_err(|e| TrainError::Config(format!("no-decay pattern: {e:?}")))?;
-    Ok(optimizer.with_group(no_decay, config(0.0).build(), None))
+    Ok(optimizer.with_group(no_decay, fused(0.0), None))
+}
+
+/// `torch.optim.AdamW` (Burn's `AdamW` arithmetic) as one fused, parallel pass per parameter on
+/// the flex CPU device; Burn's `AdamW` itself elsewhere. The state is Burn's [`AdamWState`].
+#[derive(Clone)]
+pub struct FusedAdamW {
+    inner: AdamW,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+}
+
+impl FusedAdamW {
+    /// AdamW with these hyper-parameters.
+    pub fn new(beta_1: f64, beta_2: f64, epsilon: f64, weight_decay: f64) -> Self {
+        let inner = AdamWConfig::new()
+            .with_beta_1(beta_1 as f32)
+            .with_beta_2(beta_2 as f32)
+            .with_epsilon(epsilon as f32)
+            .with_weight_decay(weight_decay as f32)
+            .build();
+        Self { inner, beta_1: beta_1 as f32, beta_2: beta_2 as f32, epsilon: epsilon as f32, weight_decay: weight_decay as f32 }
+    }
+}
+
+/// Whether `device` is Burn's flex CPU device (by its debug name; see `ft_models::fast_gelu`).
+fn is_flex(device: &Device) -> bool {
+    format!("{device:?}").contains("Flex")
+}
+
+const CHUNK: usize = 1 << 14;
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let device = tensor.device();
+        let f32s = tensor.dtype() == DType::F32 && grad.dtype() == DType::F32;
+        let amsgrad = state.as_ref().is_some_and(|s| s.momentum.max_moment_2.is_some());
+        if !f32s || amsgrad || !is_flex(&device) {
+            return self.inner.step(lr, tensor, grad, state);
+        }
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let (time, m, v) = match state {
+            Some(s) => (s.momentum.time + 1, s.momentum.moment_1.into_data(), s.momentum.moment_2.into_data()),
+            None => (1, TensorData::new(vec![0f32; n], shape.clone()), TensorData::new(vec![0f32; n], shape.clone())),
+        };
+        let (mut p, g, mut m, mut v) = (tensor.into_data(), grad.into_data(), m, v);
+        let (Ok(ps), Ok(gs)) = (p.as_mut_slice::<f32>(), g.as_slice::<f32>()) else {
+            unreachable!("f32 tensors hold f32 data")
+        };
+        let (Ok(ms), Ok(vs)) = (m.as_mut_slice::<f32>(), v.as_mut_slice::<f32>()) else {
+            unreachable!("AdamW moments of an f32 parameter are f32")
+        };
+        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
+        let (f1, f2) = (1.0 - b1, 1.0 - b2);
+        let c1 = 1f32 - b1.powi(time as i32);
+        let c2 = 1f32 - b2.powi(time as i32);
+        let decay = (1.0 - lr * self.weight_decay as f64) as f32;
+        let lr = lr as f32;
+        ps.par_chunks_mut(CHUNK)
+            .zip(gs.par_chunks(CHUNK))
+            .zip(ms.par_chunks_mut(CHUNK).zip(vs.par_chunks_mut(CHUNK)))
+            .for_each(|((ps, gs), (ms, vs))| {
+                for (((p, &g), m), v) in ps.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut()) {
+                    *m = *m * b1 + g * f1;
+                    *v = *v * b2 + (g * g) * f2;
+                    let delta = (*m / c1) / ((*v / c2).sqrt() + eps);
+                    *p = *p * decay - delta * lr;
+                }
+            });
+        let momentum = AdaptiveMomentumState::new(time, Tensor::from_data(m, &device), Tensor::from_data(v, &device));
+        (Tensor::from_data(p, &device), Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        <AdamW as Optimizer>::to_device(state, device)
+    }
 }
 
 struct SquaredNorm<'a> {
@@ -85,4 +172,36 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
         }
     }
     norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// The fused pass computes what Burn's AdamW computes, step after step, with and without decay.
+    #[test]
+    fn fused_adamw_equals_burns_adamw() {
+        let device = Device::flex();
+        for wd in [0.0, 0.01] {
+            let fused = FusedAdamW::new(0.9, 0.999, 1e-8, wd);
+            let reference = fused.inner.clone();
+            let mut a: Tensor<2> = Tensor::random([37, 1000], Distribution::Normal(0.0, 1.0), &device);
+            let mut b = a.clone();
+            let (mut sa, mut sb) = (None, None);
+            for step in 0..5 {
+                let g: Tensor<2> = Tensor::random([37, 1000], Distribution::Normal(0.0, 0.1), &device);
+                let lr = 1e-3 * (step + 1) as f64;
+                (a, sa) = fused.step(lr, a, g.clone(), sa);
+                (b, sb) = reference.step(lr, b, g, sb);
+            }
+            let (a, b): (Vec<f32>, Vec<f32>) = (a.into_data().try_into_vec_as().unwrap(), b.into_data().try_into_vec_as().unwrap());
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-7, "wd {wd}: {worst}");
+            let (ma, mb) = (sa.unwrap().momentum, sb.unwrap().momentum);
+            assert_eq!(ma.time, mb.time);
+            let (ma, mb): (Vec<f32>, Vec<f32>) = (ma.moment_2.into_data().try_into_vec_as().unwrap(), mb.moment_2.into_data().try_into_vec_as().unwrap());
+            assert_eq!(ma, mb);
+        }
+    }
 }

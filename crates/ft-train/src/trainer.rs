@@ -34,6 +34,7 @@ use crate::args::{IntervalStrategy, TrainingArguments};
 use crate::data::{PreparedData, prepare};
 use crate::examples::{Examples, first_token_features};
 use crate::optim::{adamw, clip_global_norm};
+use crate::report;
 use crate::run_config::{MethodKind, RunConfig};
 use crate::schedule::learning_rate;
 use crate::state::{TrainerState, ensure_writable, last_checkpoint, read_json, rotate, write_json};
@@ -240,15 +241,18 @@ pub fn train(config: &RunConfig, options: &TrainOptions, device: &Device) -> Res
         for (bi, chunk) in batches.iter().enumerate().skip(skip) {
             let step_micro_total = accum.min(batches.len() - (bi / accum) * accum);
             ad.seed(step_seed(args.seed, run.state.global_step, micro_in_step));
+            let t0 = Instant::now();
             let batch = train_ex.batch(chunk, &ad)?;
             let (loss, _) = model.forward(&batch)?;
             let value = scalar(loss.clone());
+            let t_forward = t0.elapsed();
             if !value.is_finite() {
                 let last = last_checkpoint(&output_dir)?.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
                 return Err(TrainError::NonFiniteLoss { step: run.state.global_step + 1, epoch: epoch as f64 + bi as f64 / batches.len() as f64, value, last_checkpoint: last });
             }
             let scaled = loss / step_micro_total as f64;
             let grads = GradientsParams::from_grads(scaled.backward(), &model);
+            let t_backward = t0.elapsed();
             accumulator.accumulate(&model, grads);
             tr_loss += value as f64 / step_micro_total as f64;
             micro_in_step += 1;
@@ -259,7 +263,15 @@ pub fn train(config: &RunConfig, options: &TrainOptions, device: &Device) -> Res
             let mut grads = accumulator.grads();
             let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
             let lr = learning_rate(args.lr_scheduler_type, args.learning_rate, run.state.global_step, total_steps, warmup);
+            let t_clip = t0.elapsed();
             model = optimizer.step(lr, model, grads);
+            tracing::debug!(
+                forward_ms = t_forward.as_secs_f64() * 1e3,
+                backward_ms = (t_backward - t_forward).as_secs_f64() * 1e3,
+                clip_ms = (t_clip - t_backward).as_secs_f64() * 1e3,
+                optimizer_ms = (t0.elapsed() - t_clip).as_secs_f64() * 1e3,
+                "step timings (last micro-batch)"
+            );
             run.state.global_step += 1;
             run.state.epoch = epoch as f64 + (bi + 1) as f64 / batches.len() as f64;
             bar.inc(1);
@@ -314,7 +326,8 @@ pub fn train(config: &RunConfig, options: &TrainOptions, device: &Device) -> Res
         }
     }
     bar.finish_and_clear();
-    let runtime = start.elapsed().as_secs_f64();
+    // The frozen encoder's one-off feature extraction is part of the training time.
+    let runtime = start.elapsed().as_secs_f64() + feature_seconds.unwrap_or(0.0);
     let steps_done = run.state.global_step - start_step;
     let samples = (steps_done * bs * accum) as f64;
     if args.load_best_model_at_end {
@@ -361,6 +374,13 @@ pub fn train(config: &RunConfig, options: &TrainOptions, device: &Device) -> Res
     write_json(&output_dir.join("train_results.json"), &train_metrics)?;
     write_json(&output_dir.join("all_results.json"), &all)?;
     write_json(&output_dir.join("trainer_state.json"), &run.state)?;
+    report::write_loss_curve(&output_dir, &run.state.log_history)?;
+    if let Some(p) = &eval_predictions {
+        report::write_predictions(&output_dir, p, &run.label_names, run.token_task)?;
+        if !run.token_task {
+            report::write_confusion_matrix(&output_dir, p, &run.label_names)?;
+        }
+    }
     Ok(TrainOutcome {
         output_dir,
         train_metrics,

@@ -36,7 +36,7 @@ impl BertForSequenceClassification {
                 out.last_hidden_state.narrow(1, 0, 1).reshape([b, h])
             }
         };
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier.forward(crate::dropout::dropout(&self.dropout, pooled))
     }
 }
 
@@ -61,6 +61,6 @@ impl BertForTokenClassification {
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> Tensor<3> {
         let out = self.bert.forward(input_ids, attention_mask, token_type_ids);
-        self.classifier.forward(self.dropout.forward(out.last_hidden_state))
+        self.classifier.forward(crate::dropout::dropout(&self.dropout, out.last_hidden_state))
     }
 }

@@ -44,7 +44,7 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_type_ids);
-        self.dropout.forward(self.layer_norm.forward(x))
+        crate::dropout::dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 
@@ -91,7 +91,7 @@ impl BertResidualOutput {
     /// # Shapes
     /// - `x`: `[batch, seq, in]`, `residual`: `[batch, seq, H]`; output `[batch, seq, H]`
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dropout.forward(self.dense.forward(x)) + residual)
+        self.layer_norm.forward(crate::dropout::dropout(&self.dropout, self.dense.forward(x)) + residual)
     }
 }
 

@@ -28,7 +28,7 @@ impl DistilBertForSequenceClassification {
         let hidden = self.distilbert.forward(input_ids, attention_mask);
         let [b, _, d] = hidden.dims();
         let pooled = relu(self.pre_classifier.forward(hidden.narrow(1, 0, 1).reshape([b, d])));
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier.forward(crate::dropout::dropout(&self.dropout, pooled))
     }
 }
 
@@ -49,6 +49,6 @@ impl DistilBertForTokenClassification {
     /// - inputs: `[batch, seq]`; output logits: `[batch, seq, num_labels]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<3> {
         let hidden = self.distilbert.forward(input_ids, attention_mask);
-        self.classifier.forward(self.dropout.forward(hidden))
+        self.classifier.forward(crate::dropout::dropout(&self.dropout, hidden))
     }
 }

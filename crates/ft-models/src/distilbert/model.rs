@@ -34,7 +34,7 @@ impl DistilBertEmbeddings {
         let [_, l] = input_ids.dims();
         let positions = Tensor::<1, Int>::arange(0..l as i64, &input_ids.device()).reshape([1, l]);
         let x = self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(positions);
-        self.dropout.forward(self.layer_norm.forward(x))
+        crate::dropout::dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 
@@ -84,7 +84,7 @@ impl DistilBertFfn {
     /// # Shapes
     /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.dropout.forward(self.lin2.forward(self.activation.forward(self.lin1.forward(x))))
+        crate::dropout::dropout(&self.dropout, self.lin2.forward(self.activation.forward(self.lin1.forward(x))))
     }
 }
 

@@ -145,7 +145,7 @@ pub fn causal_attention(
     };
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
     let scores = scores.mask_fill(masked.expand([b, h, l, lk]), f32::MIN);
-    dropout.forward(softmax(scores, 3)).matmul(v)
+    crate::dropout::dropout(dropout, softmax(scores, 3)).matmul(v)
 }
 
 /// Causal self-attention (HF `h.N.attn`).
@@ -182,7 +182,7 @@ impl GPT2Attention {
             None => (k, v),
         };
         let out = merge_heads(causal_attention(q, k, v, mask, self.scale, &self.attn_dropout));
-        self.resid_dropout.forward(self.c_proj.forward(out))
+        crate::dropout::dropout(&self.resid_dropout, self.c_proj.forward(out))
     }
 }
 
@@ -204,7 +204,7 @@ impl GPT2MLP {
     /// # Shapes
     /// - `x`: `[batch, seq, n_embd]`; output `[batch, seq, n_embd]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.dropout.forward(self.c_proj.forward(self.act.forward(self.c_fc.forward(x))))
+        crate::dropout::dropout(&self.dropout, self.c_proj.forward(self.act.forward(self.c_fc.forward(x))))
     }
 }
 
@@ -301,7 +301,7 @@ impl GPT2Model {
             None => Tensor::<1, Int>::arange(past as i64..(past + l) as i64, &device).reshape([1, l]),
         };
         let x = self.wte.forward(input_ids) + self.wpe.forward(positions);
-        let mut x = self.drop.forward(x);
+        let mut x = crate::dropout::dropout(&self.drop, x);
         let mask = CausalMask::new(attention_mask.as_ref(), b, l, past + l);
         for block in &self.h {
             x = block.forward(x, &mask, cache.as_deref_mut());

@@ -92,6 +92,11 @@ impl TextGenerationPipeline {
                     ),
                 });
             }
+            // Each prompt alone must leave room for its new tokens (an empty prompt starts from
+            // bos: one token), so that a batch's error names the prompt at fault.
+            if let Err(ft_models::ModelError::Input(message)) = settings.new_tokens_for(e.input_ids.len().max(1)) {
+                return Err(ServeError::Input { index: i, message });
+            }
         }
         let seed = seed.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
