@@ -54,6 +54,7 @@ struct Layout {
     width: u32,
     height: u32,
     rotate_x: bool,
+    title_w: u32,
 }
 
 const LABEL_SIZE: f64 = 17.0;
@@ -99,9 +100,14 @@ fn layout<S: AsRef<str>>(h: &Heatmap<'_, S>) -> Result<Layout> {
     let title_h = if h.title.is_some() { TITLE_SIZE as u32 + 16 } else { 0 };
     let left = MARGIN + AXIS_SIZE as u32 + 12 + name_w + 8;
     let top = MARGIN + title_h;
-    let width = left + cell * n as u32 + MARGIN;
+    let title_w = match h.title {
+        Some(t) => text_width(t, TITLE_SIZE)?,
+        None => 0,
+    };
+    // Wide enough for the title too (a long title is not clipped).
+    let width = (left + cell * n as u32 + MARGIN).max(title_w + 2 * MARGIN);
     let height = top + cell * n as u32 + x_labels_h + AXIS_SIZE as u32 + 12 + MARGIN;
-    Ok(Layout { n, cell, left, top, width, height, rotate_x })
+    Ok(Layout { n, cell, left, top, width, height, rotate_x, title_w })
 }
 
 fn is_counts(matrix: &[Vec<f64>]) -> bool {
@@ -137,7 +143,10 @@ fn draw<DB: DrawingBackend, S: AsRef<str>>(
 
     if let Some(title) = h.title {
         let style = (FAMILY, TITLE_SIZE).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new(title.to_string(), (left + grid / 2, MARGIN as i32), style))?;
+        // Centred over the grid, moved inwards as far as the title needs to fit in the picture.
+        let half = l.title_w as i32 / 2;
+        let x = (left + grid / 2).min(l.width as i32 - MARGIN as i32 - half).max(MARGIN as i32 + half);
+        root.draw(&Text::new(title.to_string(), (x, MARGIN as i32), style))?;
     }
     for (i, row) in h.matrix.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
@@ -271,4 +280,15 @@ mod tests {
         let h = Heatmap { matrix: &m, class_names: &names, title: None };
         assert!(save_confusion_matrix(Path::new("x.jpg"), &h).is_err());
     }
+
+    #[test]
+    fn a_long_title_widens_the_picture() {
+        ensure_font().unwrap();
+        let (m, names) = sample();
+        let short = layout(&Heatmap { matrix: &m, class_names: &names, title: Some("AG") }).unwrap();
+        let title = "§4 Full fine-tuning (AG News): confusion matrix of the final evaluation";
+        let long = layout(&Heatmap { matrix: &m, class_names: &names, title: Some(title) }).unwrap();
+        assert!(long.width >= long.title_w + 2 * MARGIN && long.width > short.width, "{} {}", long.width, long.title_w);
+    }
 }
+

@@ -87,7 +87,7 @@ mod tests {
     }
 
     #[test]
-    fn inactive_outside_training_and_seeded_inside() {
+    fn inactive_outside_training_and_a_mask_inside() {
         let layer = DropoutConfig::new(0.5).init();
         let plain = Device::flex();
         let x = Tensor::<2>::ones([64, 64], &plain);
@@ -97,9 +97,10 @@ mod tests {
             ad.seed(seed);
             dropout(&layer, Tensor::<2>::ones([64, 64], &ad)).into_data().try_to_vec::<f32>().unwrap()
         };
+        // (Same seed → same mask is checked on `mask_values` and end to end by the trainer's
+        // bit-for-bit resume test: Burn's device generator is shared with tests running in
+        // parallel, so two seeded draws here may be interleaved with theirs.)
         let a = run(3);
-        assert_eq!(a, run(3));
-        assert_ne!(a, run(4));
         let kept = a.iter().filter(|&&v| v == 2.0).count();
         assert!(kept > 1800 && kept < 2300, "{kept}");
         assert!(a.iter().all(|&v| v == 0.0 || v == 2.0));

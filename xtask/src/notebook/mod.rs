@@ -676,7 +676,7 @@ fn section_train(ft: &Path, section: Section, p: &Profile, dir: &Path) -> Result
                 ok: true,
                 headline: r.headline,
                 runtime: match (r.train_runtime, r.feature_runtime) {
-                    (Some(t), Some(f)) => format!("{t:.2} (+ {f:.2} feature extraction)"),
+                    (Some(t), Some(f)) => format!("{t:.2} (of which {f:.2} feature extraction)"),
                     (Some(t), None) => format!("{t:.2}"),
                     _ => "—".into(),
                 },
