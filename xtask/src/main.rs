@@ -153,7 +153,7 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
         "trained" => {
             // Tiny models written by `ft train`, loaded back by transformers' from_pretrained.
             let python = venv_python("models", venv)?;
-            trained::fixtures_trained(&root, &python, |c| run(c))
+            trained::fixtures_trained(&root, &python, run)
         }
         other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained)"),
     }

@@ -18,9 +18,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 /// Builds ft, trains both tiny models, and runs the Python check with `python`.
 pub fn fixtures_trained(root: &Path, python: &Path, run: impl Fn(&mut Command) -> Result<()>) -> Result<()> {
-    run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "ft-cli", "--bin", "ft"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let ft = target.join("release/ft");
+    let ft = crate::notebook::build_ft()?;
     let work = std::env::temp_dir().join("ft-fixtures-trained");
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;

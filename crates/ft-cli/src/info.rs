@@ -5,6 +5,7 @@ use burn::module::Module;
 use ft_data::hub::{RepoFiles, RepoKind};
 use ft_models::auto::{ArchConfig, LoadOptions, ModelConfig, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
+use ft_models::weights::LoadReport;
 
 /// Arguments of `ft info`.
 #[derive(Debug, clap::Args)]
@@ -114,7 +115,12 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     }
     let params = loaded.model.num_params();
     println!("parameters: {} (trainable: {})", group_thousands(params), group_thousands(params));
-    let r = &loaded.report;
+    print_load_report(&loaded.report);
+    Ok(())
+}
+
+/// Which weights were loaded, newly initialised, re-initialised or left unused.
+fn print_load_report(r: &LoadReport) {
     println!("weights: {} tensors loaded from {}", r.loaded.len(), r.source.display());
     println!("newly initialized: {}", list(&r.newly_initialized));
     if !r.reinitialized_mismatched.is_empty() {
@@ -126,7 +132,6 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         println!("re-initialized (shape changed): {}", items.join(", "));
     }
     println!("unused checkpoint tensors: {}", list(&r.unexpected));
-    Ok(())
 }
 
 /// Whether the model's `config.json` is a timm one (an image model).
@@ -165,18 +170,7 @@ fn run_resnet(args: &InfoArgs, device: &burn::tensor::Device) -> Result<()> {
     println!("labels ({}): {}", names.len(), names.join(", "));
     let count = model.parameter_count();
     println!("parameters: {} (trainable: {})", group_thousands(count.total), group_thousands(count.trainable));
-    let r = &loaded.report;
-    println!("weights: {} tensors loaded from {}", r.loaded.len(), r.source.display());
-    println!("newly initialized: {}", list(&r.newly_initialized));
-    if !r.reinitialized_mismatched.is_empty() {
-        let items: Vec<String> = r
-            .reinitialized_mismatched
-            .iter()
-            .map(|(n, from, to)| format!("{n} (checkpoint {from:?}, model {to:?})"))
-            .collect();
-        println!("re-initialized (shape changed): {}", items.join(", "));
-    }
-    println!("unused checkpoint tensors: {}", list(&r.unexpected));
+    print_load_report(&loaded.report);
     Ok(())
 }
 

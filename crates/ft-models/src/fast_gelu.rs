@@ -13,6 +13,8 @@
 //! multiplication by it (see `gelu_autodiff`). Everywhere else (GPU) Burn's `gelu` runs unchanged.
 
 use burn::tensor::{DType, Tensor, TensorData, activation};
+
+use crate::device::is_flex;
 use rayon::prelude::*;
 
 /// GELU (exact form), through the fast host path when the tensor is a flex inference tensor.
@@ -59,12 +61,6 @@ fn gelu_autodiff<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let g = Tensor::<D>::from_data(TensorData::new(g, shape.clone()), &device);
     let k = Tensor::<D>::from_data(TensorData::new(k, shape), &device);
     x * g + k
-}
-
-/// Whether `device` is Burn's flex CPU device (by its debug name, as Burn exposes no kind query
-/// without a direct dependency on its dispatch crate; a unit test pins the name).
-fn is_flex(device: &burn::tensor::Device) -> bool {
-    format!("{device:?}").contains("Flex")
 }
 
 /// `x ← 0.5·x·(1 + erf(x/√2))` over a slice.

@@ -23,6 +23,7 @@
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsParams, ModuleOptimizer, Optimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use ft_models::device::is_flex;
 use rayon::prelude::*;
 
 use crate::args::TrainingArguments;
@@ -64,11 +65,6 @@ impl FusedAdamW {
             .build();
         Self { inner, beta_1: beta_1 as f32, beta_2: beta_2 as f32, epsilon: epsilon as f32, weight_decay: weight_decay as f32 }
     }
-}
-
-/// Whether `device` is Burn's flex CPU device (by its debug name; see `ft_models::fast_gelu`).
-fn is_flex(device: &Device) -> bool {
-    format!("{device:?}").contains("Flex")
 }
 
 const CHUNK: usize = 1 << 14;

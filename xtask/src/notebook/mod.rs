@@ -416,7 +416,7 @@ fn root() -> PathBuf {
 
 /// Builds `ft` in release mode and returns the binary's path (from cargo's JSON messages, so that
 /// `CARGO_TARGET_DIR` and cargo configuration are honoured).
-fn build_ft() -> Result<PathBuf> {
+pub(crate) fn build_ft() -> Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root()).args(["build", "--release", "-p", "ft-cli", "--message-format=json-render-diagnostics"]);
     eprintln!("+ {cmd:?}");
