@@ -101,9 +101,10 @@ fn json(path: &Path) -> Value {
 /// separable task.
 #[test]
 fn full_finetuning_writes_transformers_output_layout() {
+    let Some(minilm) = support::minilm() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let run = news_run_with(tmp.path(), &out, &support::minilm(), "1e-4", "");
+    let run = news_run_with(tmp.path(), &out, &minilm, "1e-4", "");
     let o = ft(&["train", "--config", run.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Logs are JSON lines with transformers' keys.
@@ -114,9 +115,11 @@ fn full_finetuning_writes_transformers_output_layout() {
     // 64 rows / 8 = 8 steps per epoch; a checkpoint per epoch.
     for step in [8, 16, 24] {
         let c = out.join(format!("checkpoint-{step}"));
-        for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "optimizer.bpk", "model.bpk", "rng_state.json"] {
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "optimizer.bpk", "rng_state.json"] {
             assert!(c.join(f).is_file(), "{}/{f}", c.display());
         }
+        // The weights are written once per checkpoint (no second copy as a Burn record).
+        assert!(!c.join("model.bpk").exists(), "{}", c.display());
     }
     for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "eval_results.json", "all_results.json", "train_results.json", "loss_curve.png", "confusion_matrix.png", "confusion_matrix.svg", "eval_predictions.json"] {
         assert!(out.join(f).is_file(), "{f}");

@@ -1,10 +1,10 @@
 //! `ft info`.
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use ft_data::hub::{RepoFiles, RepoKind};
 use ft_models::auto::{ArchConfig, LoadOptions, ModelConfig, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
+use ft_models::params::ParameterCount;
 use ft_models::weights::LoadReport;
 
 /// Arguments of `ft info`.
@@ -58,13 +58,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             let files = RepoFiles::open(&args.model, RepoKind::Model)?;
             ModelConfig::from_file(&files.get_required("config.json")?)?.saved_task()
         }
-        Some("feature-extraction") => Task::FeatureExtraction,
-        Some("text-classification") => Task::SequenceClassification,
-        Some("token-classification") => Task::TokenClassification,
-        Some("causal-lm") => Task::CausalLm,
-        Some(other) => {
-            bail!("unknown task '{other}' (feature-extraction, text-classification, token-classification, causal-lm)")
-        }
+        Some(t) => t.parse::<Task>()?,
     };
     let options = LoadOptions { num_labels: args.num_labels, ..Default::default() };
     let loaded = load(&args.model, task, &options, &device).context("loading model")?;
@@ -113,8 +107,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         let names = c.labels().label_names();
         println!("labels ({}): {}", names.len(), names.join(", "));
     }
-    let params = loaded.model.num_params();
-    println!("parameters: {} (trainable: {})", group_thousands(params), group_thousands(params));
+    let count = ParameterCount::of(&loaded.model);
+    println!("parameters: {} (trainable: {})", group_thousands(count.total), group_thousands(count.trainable));
     print_load_report(&loaded.report);
     Ok(())
 }

@@ -63,8 +63,13 @@ impl AtomicWriter {
         if path.is_dir() {
             bail!("{}: is a directory", path.display());
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".ft-partial-")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".ft-partial-");
+        // tempfile creates files readable by their owner only; an output is a normal file, with
+        // the permissions the umask gives (as `ft train`'s outputs).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let tmp = builder
             .tempfile_in(&dir)
             .with_context(|| format!("cannot write {} (directory {})", path.display(), dir.display()))?;
         Ok(Self { path: path.to_path_buf(), file: BufWriter::new(tmp) })

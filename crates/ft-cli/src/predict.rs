@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use ft_models::auto::{LoadOptions, Task, load};
+use ft_models::auto::{LoadOptions, Task, infer_task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
 use ft_serve::ServeError;
 use ft_serve::pipeline::{
@@ -20,9 +20,11 @@ pub struct PredictArgs {
     /// A local model directory or a Hub id (`org/name[@revision]`).
     #[arg(long)]
     model: String,
-    /// `text-classification`, `token-classification`, `image-classification` or `causal-lm` (next-token logits).
+    /// `text-classification` (`sentiment-analysis`), `token-classification` (`ner`),
+    /// `image-classification` or `causal-lm` (next-token logits); default: the task the model's
+    /// `config.json` was saved for.
     #[arg(long)]
-    task: String,
+    task: Option<String>,
     /// JSONL input, one `{"text": "..."}` per line (`{"image": "path"}` for
     /// image-classification; relative paths are resolved against this file's directory).
     #[arg(long)]
@@ -59,32 +61,20 @@ fn at_line(input: &std::path::Path, chunk: usize, e: ServeError) -> anyhow::Erro
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    if args.task == "image-classification" {
+    let task = match &args.task {
+        Some(t) => t.parse::<Task>()?,
+        None => infer_task(&args.model)?,
+    };
+    if task == Task::ImageClassification {
         return run_image_classification(args);
     }
-    let task = match args.task.as_str() {
-        "text-classification" | "sentiment-analysis" => Task::SequenceClassification,
-        "token-classification" | "ner" => Task::TokenClassification,
-        "causal-lm" => Task::CausalLm,
-        other => {
-            bail!(
-                "unknown task '{other}' (expected text-classification, token-classification, image-classification \
-                 or causal-lm)"
-            )
-        }
-    };
     let strategy: AggregationStrategy = args.aggregation_strategy.parse()?;
     let device = parse_device(&args.device)?;
     let mut out = AtomicWriter::create(&args.output)?;
     let texts = read_field(&args.input, "text")?;
     let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
+    // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
     let loaded = load(&args.model, task, &LoadOptions::default(), &device).context("loading model")?;
-    if !loaded.report.newly_initialized.is_empty() {
-        eprintln!(
-            "warning: {} has no trained weights for {:?}: its predictions are random",
-            args.model, loaded.report.newly_initialized
-        );
-    }
     let bar = ProgressBar::new(texts.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} texts [{elapsed_precise} < {eta_precise}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -122,7 +112,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 bar.inc(chunk.len() as u64);
             }
         }
-        Task::FeatureExtraction => bail!("feature extraction is not a task of ft predict yet"),
+        Task::FeatureExtraction | Task::ImageClassification => bail!("{task} is not a task of ft predict for text models"),
     }
     bar.finish_and_clear();
     out.commit()?;
@@ -139,13 +129,8 @@ fn run_image_classification(args: &PredictArgs) -> Result<()> {
     let images = read_field(&args.input, "image")?;
     let paths: Vec<PathBuf> = images.iter().map(|p| resolve_image_path(&args.input, p)).collect();
     let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
+    // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
     let loaded = ft_models::resnet::load(&args.model, &LoadOptions::default(), &device).context("loading model")?;
-    if !loaded.report.is_complete() {
-        eprintln!(
-            "warning: {} has no trained weights for {:?}: its predictions are random",
-            args.model, loaded.report.newly_initialized
-        );
-    }
     let pipe = ImageClassificationPipeline::new(loaded, &options, &device)?;
     let bar = ProgressBar::new(paths.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images [{elapsed_precise} < {eta_precise}]")

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ft_models::device::{DEVICE_HELP, parse_device};
 use ft_train::run_config::RunConfig;
-use ft_train::{TrainOptions, train};
+use ft_train::{Callbacks, TrainOptions, train_with};
 
 /// Arguments of `ft train`.
 #[derive(Debug, clap::Args)]
@@ -24,12 +24,22 @@ pub struct TrainArgs {
     device: String,
 }
 
+/// Prints every log entry as a JSON line on stdout (what transformers' `Trainer` logs).
+struct PrintLog;
+
+impl Callbacks for PrintLog {
+    fn on_log(&mut self, entry: &serde_json::Value) {
+        println!("{entry}");
+    }
+}
+
 /// Runs `ft train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let config = RunConfig::load(&args.config, &args.set)?;
     let device = parse_device(&args.device)?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let outcome = train(&config, &TrainOptions { resume: args.resume, progress }, &device).context("training")?;
+    let options = TrainOptions { resume: args.resume, progress };
+    let outcome = train_with(&config, &options, &mut PrintLog, &device).context("training")?;
     if outcome.skipped_rows > 0 {
         eprintln!("skipped {} invalid rows", outcome.skipped_rows);
     }

@@ -20,8 +20,8 @@ use crate::source::{OnInvalid, Skipped};
 use crate::tokenize::TextTokenizer;
 use crate::{DataError, Result};
 
-/// The label id ignored by the loss (PyTorch's `ignore_index`).
-pub const IGNORE_INDEX: i64 = -100;
+/// The label id ignored by the loss (PyTorch's `ignore_index`; defined in `ft-hub`).
+pub use ft_hub::batch::IGNORE_INDEX;
 
 /// Options of the tokenization functions.
 #[derive(Debug, Clone)]

@@ -13,23 +13,12 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::align::IGNORE_INDEX;
+pub use ft_hub::batch::TextBatch;
+use ft_hub::batch::IGNORE_INDEX;
+
 use crate::dataset::{Column, Dataset};
 use crate::tokenize::Encoded;
 use crate::{DataError, Result};
-
-/// A padded batch of encoded texts.
-#[derive(Debug, Clone)]
-pub struct TextBatch {
-    /// `[batch, seq]` token ids, right-padded with the tokenizer's pad id.
-    pub input_ids: Tensor<2, Int>,
-    /// `[batch, seq]`, 1 for tokens, 0 for padding.
-    pub attention_mask: Tensor<2, Int>,
-    /// `[batch, seq]` segment ids (0 on padding).
-    pub token_type_ids: Tensor<2, Int>,
-    /// Unpadded length of each row.
-    pub lengths: Vec<usize>,
-}
 
 /// Pads `encodings` on the right to the longest one (rounded up to a multiple of
 /// `pad_to_multiple_of` when given) and builds the tensors on `device`.

@@ -4,49 +4,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// A model or dataset argument is neither an existing path nor a valid Hub id.
-    #[error("'{0}' is neither an existing local path nor a Hub id of the form 'org/name[@revision]'")]
-    BadRepoSpec(String),
-    /// A file a repository must hold is not there.
-    #[error("{repo}: no file '{file}'")]
-    MissingFile {
-        /// The repository (local directory or Hub id).
-        repo: String,
-        /// The file name inside it.
-        file: String,
-    },
-    /// Offline mode is on and the file is not in the local cache.
-    #[error(
-        "{repo}: '{file}' is not in the Hub cache ({cache}) and HF_HUB_OFFLINE is set; \
-         download it once with network access, or pass a local directory instead of a Hub id"
-    )]
-    Offline {
-        /// The Hub repository id.
-        repo: String,
-        /// The file name.
-        file: String,
-        /// The cache directory that was searched.
-        cache: PathBuf,
-    },
-    /// Downloading from the Hub failed.
-    #[error("{repo}: could not download '{file}' from {endpoint}: {message}")]
-    Download {
-        /// The Hub repository id.
-        repo: String,
-        /// The file name.
-        file: String,
-        /// The Hub endpoint used.
-        endpoint: String,
-        /// What went wrong.
-        message: String,
-    },
+    /// Resolving or downloading a repository file failed (bad id, missing file, offline, network).
+    #[error(transparent)]
+    Hub(#[from] ft_hub::HubError),
     /// A tokenizer file could not be loaded or used.
     #[error("{path}: {message}")]
     Tokenizer {

@@ -17,7 +17,8 @@
 //! - [`collate`]: dynamic padding (`DataCollatorWithPadding`, `DataCollatorForTokenClassification`,
 //!   `DataCollatorForLanguageModeling(mlm=False)`) and `group_by_length`.
 //! - [`hub`]: model and dataset repositories, honouring `HF_HOME`, `HF_ENDPOINT`,
-//!   `HF_HUB_OFFLINE` and `HF_TOKEN` as `huggingface_hub` does.
+//!   `HF_HUB_OFFLINE` and `HF_TOKEN` as `huggingface_hub` does (from `ft-hub`, shared with the
+//!   models).
 //! - [`tokenize`]: a model's `tokenizer.json` through the `tokenizers` crate, with character
 //!   offsets and word ids.
 //! - [`vision`]: PNG/JPEG decoding as PIL's `convert("RGB")`, and torchvision's evaluation
@@ -49,9 +50,7 @@ pub mod align;
 pub mod collate;
 pub mod dataset;
 pub mod features;
-pub mod hub;
 pub mod recipe;
-pub mod rng;
 pub mod source;
 pub mod tokenize;
 pub mod vision;
@@ -59,6 +58,10 @@ pub mod vision;
 mod error;
 
 pub use error::DataError;
+/// Model and dataset repositories (re-exported from `ft-hub`, which the models share).
+pub use ft_hub::hub;
+/// NumPy's seeded permutation (re-exported from `ft-hub`).
+pub use ft_hub::rng;
 
 /// Result type of this crate.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;

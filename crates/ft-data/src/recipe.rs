@@ -164,7 +164,7 @@ impl Recipe {
     /// Reads a recipe file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 

@@ -104,7 +104,7 @@ impl TextTokenizer {
         let config = match tokenizer_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+                    .map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
                 serde_json::from_str::<TokenizerConfig>(&text).map_err(|e| DataError::Tokenizer {
                     path: path.to_path_buf(),
                     message: format!("invalid tokenizer_config.json: {e}"),

@@ -96,13 +96,12 @@ pub enum MetricsError {
         message: String,
     },
     /// Writing a file failed.
-    #[error("could not write `{path}`: {source}")]
+    #[error("could not write `{path}`: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
 }
 

@@ -230,7 +230,7 @@ pub fn save_confusion_matrix<S: AsRef<str>>(path: &Path, heatmap: &Heatmap<'_, S
             return Err(MetricsError::arg("path", format!("`{}` should end in .png or .svg", path.display())));
         }
     };
-    std::fs::write(path, bytes).map_err(|source| MetricsError::Io { path: path.display().to_string(), source })
+    std::fs::write(path, bytes).map_err(|source| MetricsError::Io { path: path.display().to_string(), error: source })
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ fn main() {
     // `x * 1.0` gives each GELU a fresh tensor, as a linear layer's output is; subtract its time.
     time("x * 1.0", || x.clone() * 1.0);
     time("x * 1.0, then Burn's gelu", || activation::gelu(x.clone() * 1.0));
-    time("x * 1.0, then ft's fast gelu", || ft_models::fast_gelu::gelu(x.clone() * 1.0));
+    time("x * 1.0, then ft's fast gelu", || ft_hub::ops::gelu(x.clone() * 1.0));
     time("layer_norm 768", || layer_norm(h.clone(), gamma.clone(), None, 1e-12));
     let q: Tensor<4> = Tensor::random([32, 12, 128, 64], normal(1.0), &device);
     let mask =

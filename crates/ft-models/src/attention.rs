@@ -59,6 +59,6 @@ pub fn scaled_dot_product(
     }
     let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
     let scores = scores.mask_fill(mask.masked.clone().expand([b, h, l, lk]), f32::MIN);
-    let probs = crate::dropout::dropout(dropout, softmax(scores, 3));
+    let probs = ft_hub::ops::dropout(dropout, softmax(scores, 3));
     probs.matmul(v)
 }

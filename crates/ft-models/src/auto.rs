@@ -4,20 +4,22 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
-use ft_data::collate::TextBatch;
-use ft_data::hub::{RepoFiles, RepoKind};
+use ft_hub::batch::TextBatch;
+use ft_hub::hub::{RepoFiles, RepoKind};
 
 use crate::bert::{BertConfig, BertForSequenceClassification, BertForTokenClassification, BertModel};
 use crate::config::{LabelConfig, parse_json};
-use crate::export::{HfTensors, write_atomic};
 use crate::distilbert::{
     DistilBertConfig, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
 };
+use crate::export::{HfTensors, write_atomic};
 use crate::gpt2::{GPT2LMHeadModel, Gpt2Config};
-use crate::layers::ACTIVATIONS;
-use crate::weights::{Checkpoint, LoadReport};
+use crate::input::{KvCache, TextInput};
+use crate::layers::{ACTIVATIONS, Projection, WeightLayout};
+use crate::naming::{HubModule, HubPath, Part};
+use crate::weights::{Checkpoint, InitScheme, LoadReport, NameMap, load_parts};
 use crate::{ModelError, Result};
 
 /// The `model_type`s ft implements.
@@ -51,7 +53,7 @@ impl ModelConfig {
     /// Reads `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
         let raw: serde_json::Map<String, serde_json::Value> = parse_json(path, &text)?;
         let config_err = |message: String| ModelError::Config { path: path.to_path_buf(), message };
         let model_type = match raw.get("model_type") {
@@ -138,6 +140,15 @@ impl ModelConfig {
         }
     }
 
+    /// `initializer_range`: the standard deviation new weights are drawn with.
+    pub fn initializer_range(&self) -> f64 {
+        match &self.arch {
+            ArchConfig::Bert(c) => c.initializer_range,
+            ArchConfig::DistilBert(c) => c.initializer_range,
+            ArchConfig::Gpt2(c) => c.initializer_range,
+        }
+    }
+
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
         match &self.arch {
@@ -181,17 +192,96 @@ impl ModelConfig {
     }
 }
 
-/// What the model computes: which head sits on the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the model computes: which head sits on the encoder. Parsed from the names
+/// `pipeline()` and the CLI use ([`Task::NAMES`]); the same parser serves every command and run
+/// files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Task {
-    /// The bare encoder (`AutoModel`): hidden states.
+    /// The bare encoder (`AutoModel`): hidden states (`feature-extraction`).
     FeatureExtraction,
-    /// `AutoModelForSequenceClassification`: one set of logits per text.
+    /// `AutoModelForSequenceClassification`: one set of logits per text
+    /// (`text-classification`, alias `sentiment-analysis`).
     SequenceClassification,
-    /// `AutoModelForTokenClassification`: logits per token.
+    /// `AutoModelForTokenClassification`: logits per token (`token-classification`, alias `ner`).
     TokenClassification,
-    /// `AutoModelForCausalLM`: next-token logits at every position (text generation).
+    /// `AutoModelForCausalLM`: next-token logits at every position (`causal-lm`, alias
+    /// `text-generation`).
     CausalLm,
+    /// An image classifier (`image-classification`; ResNets, see [`crate::resnet`]).
+    ImageClassification,
+}
+
+impl Task {
+    /// The accepted names, aliases in parentheses.
+    pub const NAMES: &'static str = "text-classification (sentiment-analysis), token-classification (ner), \
+                                     causal-lm (text-generation), feature-extraction, image-classification";
+
+    /// The canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FeatureExtraction => "feature-extraction",
+            Self::SequenceClassification => "text-classification",
+            Self::TokenClassification => "token-classification",
+            Self::CausalLm => "causal-lm",
+            Self::ImageClassification => "image-classification",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "feature-extraction" => Self::FeatureExtraction,
+            "text-classification" | "sentiment-analysis" => Self::SequenceClassification,
+            "token-classification" | "ner" => Self::TokenClassification,
+            "causal-lm" | "text-generation" => Self::CausalLm,
+            "image-classification" => Self::ImageClassification,
+            other => return Err(ModelError::Input(format!("unknown task '{other}' (expected {})", Self::NAMES))),
+        })
+    }
+}
+
+impl serde::Serialize for Task {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Task {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|e: ModelError| serde::de::Error::custom(e.to_string()))
+    }
+}
+
+/// The task a model was saved for, read from its `config.json` as `pipeline()` infers it:
+/// `architectures[0]` (`…ForSequenceClassification`, `…ForTokenClassification`,
+/// `…LMHeadModel`), a timm config (image classification), ft's first-token head. A bare
+/// encoder (`BertModel`) has no task: an error that asks for one.
+pub fn infer_task(model: &str) -> Result<Task> {
+    let files = RepoFiles::open(model, RepoKind::Model)?;
+    let path = files.get_required("config.json")?;
+    let raw: serde_json::Map<String, serde_json::Value> = crate::config::read_json(&path)?;
+    if crate::resnet::is_timm_config(&raw) {
+        return Ok(Task::ImageClassification);
+    }
+    let config = ModelConfig::from_file(&path)?;
+    match config.saved_task() {
+        Task::FeatureExtraction => Err(ModelError::Input(format!(
+            "{model}: its config.json names no task head (architectures: {}); give the task ({})",
+            if config.architectures.is_empty() { "none".to_string() } else { config.architectures.join(", ") },
+            Task::NAMES
+        ))),
+        task => Ok(task),
+    }
 }
 
 /// A causal language model of any supported architecture.
@@ -224,6 +314,36 @@ impl Encoder {
             Self::DistilBert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone()),
         }
     }
+
+    /// The last hidden state from ids or input embeddings after an optional prefix of past
+    /// keys/values.
+    ///
+    /// # Shapes
+    /// - output `[batch, seq, H]`
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<3>> {
+        match self {
+            Self::Bert(m) => Ok(m.forward_input(input, past)?.last_hidden_state),
+            Self::DistilBert(m) => m.forward_input(input, past),
+        }
+    }
+
+    /// The word-embedding table (`[vocab, H]`), where soft prompts live.
+    pub fn word_embeddings(&self) -> &burn::nn::Embedding {
+        match self {
+            Self::Bert(m) => &m.embeddings.word_embeddings,
+            Self::DistilBert(m) => &m.embeddings.word_embeddings,
+        }
+    }
+}
+
+impl HubModule for Encoder {
+    /// The bare encoder's names (no base-model prefix, as `BertModel.save_pretrained`).
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        match self {
+            Self::Bert(m) => m.parts(path, f),
+            Self::DistilBert(m) => m.parts(path, f),
+        }
+    }
 }
 
 /// The notebook's §5 classifier: a (frozen) encoder with `classifier(dropout(h[:, 0]))` on the
@@ -237,7 +357,7 @@ pub struct FirstTokenClassifier {
     /// Dropout before the head (`ft_head_dropout`, 0.1 in the notebook).
     pub dropout: Dropout,
     /// The head `[H, num_labels]`.
-    pub classifier: Linear,
+    pub classifier: Projection,
 }
 
 /// The `config.json` marker of a [`FirstTokenClassifier`].
@@ -249,9 +369,28 @@ impl FirstTokenClassifier {
     /// # Shapes
     /// - batch tensors: `[batch, seq]`; output `[batch, num_labels]`
     pub fn forward(&self, batch: &TextBatch) -> Tensor<2> {
-        let hidden = self.encoder.forward(batch);
+        self.head(self.encoder.forward(batch))
+    }
+
+    /// Logits from ids or input embeddings after an optional prefix.
+    ///
+    /// # Shapes
+    /// - output `[batch, num_labels]`
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<2>> {
+        Ok(self.head(self.encoder.forward_input(input, past)?))
+    }
+
+    fn head(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = hidden.dims();
-        self.classifier.forward(crate::dropout::dropout(&self.dropout, hidden.narrow(1, 0, 1).reshape([b, h])))
+        self.classifier.forward(ft_hub::ops::dropout(&self.dropout, hidden.narrow(1, 0, 1).reshape([b, h])))
+    }
+}
+
+impl HubModule for FirstTokenClassifier {
+    /// The encoder's own names (no prefix) and `classifier`.
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.encoder.parts(path, f);
+        f(&path.pp("classifier"), Part::Projection(&mut self.classifier));
     }
 }
 
@@ -280,6 +419,28 @@ impl SequenceClassifier {
             Self::FirstToken(m) => m.forward(batch),
         }
     }
+
+    /// Logits from ids or input embeddings after an optional prefix of past keys/values.
+    ///
+    /// # Shapes
+    /// - output `[batch, num_labels]`
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<2>> {
+        match self {
+            Self::Bert(m) => m.forward_input(input, past),
+            Self::DistilBert(m) => m.forward_input(input, past),
+            Self::FirstToken(m) => m.forward_input(input, past),
+        }
+    }
+}
+
+impl HubModule for SequenceClassifier {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        match self {
+            Self::Bert(m) => m.parts(path, f),
+            Self::DistilBert(m) => m.parts(path, f),
+            Self::FirstToken(m) => m.parts(path, f),
+        }
+    }
 }
 
 /// A token classifier of any supported architecture.
@@ -302,6 +463,59 @@ impl TokenClassifier {
                 m.forward(batch.input_ids.clone(), batch.attention_mask.clone(), Some(batch.token_type_ids.clone()))
             }
             Self::DistilBert(m) => m.forward(batch.input_ids.clone(), batch.attention_mask.clone()),
+        }
+    }
+
+    /// Logits per token from ids or input embeddings after an optional prefix.
+    ///
+    /// # Shapes
+    /// - output `[batch, seq, num_labels]`
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<3>> {
+        match self {
+            Self::Bert(m) => m.forward_input(input, past),
+            Self::DistilBert(m) => m.forward_input(input, past),
+        }
+    }
+}
+
+impl HubModule for TokenClassifier {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        match self {
+            Self::Bert(m) => m.parts(path, f),
+            Self::DistilBert(m) => m.parts(path, f),
+        }
+    }
+}
+
+impl CausalLm {
+    /// All tensors under the Hub's names (`transformer.…`; `lm_head.weight` only when untied).
+    pub fn export(&self) -> Result<HfTensors> {
+        HfTensors::from_module(self)
+    }
+
+    /// The transformers class name.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Self::Gpt2(_) => "GPT2LMHeadModel",
+        }
+    }
+}
+
+impl HubModule for CausalLm {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        match self {
+            Self::Gpt2(m) => m.parts(path, f),
+        }
+    }
+}
+
+impl HubModule for AnyModel {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        match self {
+            Self::Encoder(m) => m.parts(path, f),
+            Self::SequenceClassifier(m) => m.parts(path, f),
+            Self::TokenClassifier(m) => m.parts(path, f),
+            Self::CausalLm(m) => m.parts(path, f),
         }
     }
 }
@@ -388,6 +602,15 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
     Ok(Loaded { model, config, report, files })
 }
 
+/// A lone `classifier` projection (the first-token head, loaded after its encoder).
+struct ClassifierOnly(Projection);
+
+impl HubModule for ClassifierOnly {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("classifier"), Part::Projection(&mut self.0));
+    }
+}
+
 fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyModel> {
     if task == Task::SequenceClassification && config.first_token_head().is_some() {
         let dropout = config.first_token_head().unwrap_or(0.1);
@@ -398,8 +621,10 @@ fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyMod
         let hidden = encoder.hidden_size();
         ck.allow_reinit("classifier.weight");
         ck.allow_reinit("classifier.bias");
-        let classifier = crate::layers::linear(ck, "classifier", hidden, config.labels().num_labels())?;
+        let mut head = ClassifierOnly(Projection::new(hidden, config.labels().num_labels(), WeightLayout::Linear, ck.device()));
+        load_parts(&mut head, ck, &NameMap::identity(), InitScheme::Transformers { std: config.initializer_range() })?;
         let dropout = DropoutConfig::new(dropout).init();
+        let classifier = head.0;
         return Ok(AnyModel::SequenceClassifier(SequenceClassifier::FirstToken(FirstTokenClassifier { encoder, dropout, classifier })));
     }
     Ok(match (&config.arch, task) {
@@ -430,6 +655,12 @@ fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyMod
                  {other:?} is not (GPT2Model alone: ft_models::gpt2::GPT2Model::from_checkpoint)"
             )));
         }
+        (_, Task::ImageClassification) => {
+            return Err(ModelError::Unsupported(format!(
+                "{} is a text model; image classification is for image models (ft_models::resnet)",
+                config.model_type()
+            )));
+        }
         (ArchConfig::Bert(_) | ArchConfig::DistilBert(_), Task::CausalLm) => {
             return Err(ModelError::Unsupported(format!(
                 "{} is an encoder: it has no causal language-model head (supported: gpt2)",
@@ -439,43 +670,53 @@ fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyMod
     })
 }
 
+impl<M> Loaded<M> {
+    /// The same loaded model, converted (the configuration, report and files carried along).
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> Loaded<N> {
+        Loaded { model: f(self.model), config: self.config, report: self.report, files: self.files }
+    }
+
+    /// [`map`](Self::map) with a conversion that may fail.
+    pub fn try_map<N>(self, f: impl FnOnce(M) -> Result<N>) -> Result<Loaded<N>> {
+        Ok(Loaded { model: f(self.model)?, config: self.config, report: self.report, files: self.files })
+    }
+}
+
+fn not_a(model: &AnyModel, what: &str) -> ModelError {
+    ModelError::Unsupported(format!("{} is not {what}", model.class_name()))
+}
+
 impl Loaded<AnyModel> {
     /// The model as a sequence classifier, if it is one.
     pub fn into_sequence_classifier(self) -> Result<Loaded<SequenceClassifier>> {
-        match self.model {
-            AnyModel::SequenceClassifier(m) => {
-                Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files })
-            }
-            other => Err(ModelError::Unsupported(format!("{} is not a sequence classifier", other.class_name()))),
-        }
+        self.try_map(|m| match m {
+            AnyModel::SequenceClassifier(m) => Ok(m),
+            other => Err(not_a(&other, "a sequence classifier")),
+        })
     }
 
     /// The model as a token classifier, if it is one.
     pub fn into_token_classifier(self) -> Result<Loaded<TokenClassifier>> {
-        match self.model {
-            AnyModel::TokenClassifier(m) => {
-                Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files })
-            }
-            other => Err(ModelError::Unsupported(format!("{} is not a token classifier", other.class_name()))),
-        }
+        self.try_map(|m| match m {
+            AnyModel::TokenClassifier(m) => Ok(m),
+            other => Err(not_a(&other, "a token classifier")),
+        })
     }
 
     /// The model as a causal language model, if it is one.
     pub fn into_causal_lm(self) -> Result<Loaded<CausalLm>> {
-        match self.model {
-            AnyModel::CausalLm(m) => Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files }),
-            other => Err(ModelError::Unsupported(format!("{} is not a causal language model", other.class_name()))),
-        }
+        self.try_map(|m| match m {
+            AnyModel::CausalLm(m) => Ok(m),
+            other => Err(not_a(&other, "a causal language model")),
+        })
     }
 
     /// The model as a bare encoder, if it is one.
     pub fn into_encoder(self) -> Result<Loaded<Encoder>> {
-        match self.model {
-            AnyModel::Encoder(m) => {
-                Ok(Loaded { model: m, config: self.config, report: self.report, files: self.files })
-            }
-            other => Err(ModelError::Unsupported(format!("{} is not a bare encoder", other.class_name()))),
-        }
+        self.try_map(|m| match m {
+            AnyModel::Encoder(m) => Ok(m),
+            other => Err(not_a(&other, "a bare encoder")),
+        })
     }
 }
 
@@ -498,28 +739,14 @@ impl Encoder {
 
     /// The encoder's tensors under the Hub's names (no prefix, as `BertModel.save_pretrained`).
     pub fn export(&self) -> Result<HfTensors> {
-        let mut out = HfTensors::new();
-        match self {
-            Self::Bert(m) => m.export(&mut out, "")?,
-            Self::DistilBert(m) => m.export(&mut out, "")?,
-        }
-        Ok(out)
+        HfTensors::from_module(self)
     }
 }
 
 impl SequenceClassifier {
     /// All tensors under the Hub's names.
     pub fn export(&self) -> Result<HfTensors> {
-        let mut out = HfTensors::new();
-        match self {
-            Self::Bert(m) => m.export(&mut out)?,
-            Self::DistilBert(m) => m.export(&mut out)?,
-            Self::FirstToken(m) => {
-                out = m.encoder.export()?;
-                out.linear("classifier", &m.classifier)?;
-            }
-        }
-        Ok(out)
+        HfTensors::from_module(self)
     }
 
     /// The transformers class name (the encoder's for a [`FirstTokenClassifier`]).
@@ -535,12 +762,7 @@ impl SequenceClassifier {
 impl TokenClassifier {
     /// All tensors under the Hub's names.
     pub fn export(&self) -> Result<HfTensors> {
-        let mut out = HfTensors::new();
-        match self {
-            Self::Bert(m) => m.export(&mut out)?,
-            Self::DistilBert(m) => m.export(&mut out)?,
-        }
-        Ok(out)
+        HfTensors::from_module(self)
     }
 
     /// The transformers class name.
@@ -581,13 +803,13 @@ impl ModelConfig {
 /// tokenizer files of `tokenizer_source` — what `from_pretrained` (and `ft predict`) read.
 /// Each file is written atomically.
 pub fn save_pretrained(dir: &Path, tensors: &HfTensors, config: &ModelConfig, class_name: &str, tokenizer_source: &RepoFiles) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), error: source })?;
     tensors.write(dir)?;
     let json = serde_json::to_vec_pretty(&config.to_json(class_name)).map_err(|e| ModelError::Config { path: dir.join("config.json"), message: e.to_string() })?;
     write_atomic(&dir.join("config.json"), &json)?;
     for file in TOKENIZER_FILES {
         if let Some(src) = tokenizer_source.get_optional(file)? {
-            let bytes = std::fs::read(&src).map_err(|source| ModelError::Io { path: src.clone(), source })?;
+            let bytes = std::fs::read(&src).map_err(|source| ModelError::Io { path: src.clone(), error: source })?;
             write_atomic(&dir.join(file), &bytes)?;
         }
     }

@@ -95,7 +95,7 @@ impl LabelConfig {
 /// Reads and parses a JSON config file; errors name the file, and the line, column and field
 /// when the JSON is malformed or a field has the wrong type.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
     parse_json(path, &text)
 }
 

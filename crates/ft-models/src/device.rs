@@ -12,12 +12,8 @@ use crate::{ModelError, Result};
 /// The device strings [`parse_device`] accepts, for help texts.
 pub const DEVICE_HELP: &str = "cpu (flex, else ndarray), flex, ndarray, cuda[:N], vulkan[:N]";
 
-/// Whether `device` is Burn's flex CPU device, plain or under autodiff (by its debug name, as
-/// Burn exposes no kind query without a direct dependency on its dispatch crate; the fast_gelu
-/// tests pin the name). ft's host-side fast paths (GELU, AdamW) take it.
-pub fn is_flex(device: &Device) -> bool {
-    format!("{device:?}").contains("Flex")
-}
+/// Whether `device` is Burn's flex CPU device (ft's host-side fast paths take it).
+pub use ft_hub::ops::is_flex;
 
 /// Parses a device string: `cpu`, `flex`, `ndarray`, `cuda`, `cuda:N`, `vulkan`, `vulkan:N`.
 ///

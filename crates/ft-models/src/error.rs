@@ -5,14 +5,14 @@ use std::path::PathBuf;
 pub enum ModelError {
     /// Finding or downloading a repository file failed.
     #[error(transparent)]
-    Data(#[from] ft_data::DataError),
+    Hub(#[from] ft_hub::HubError),
     /// A file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `config.json` is not valid JSON or has a field of the wrong type.
     #[error("{path}: invalid config: {message}")]

@@ -1,17 +1,20 @@
 //! Writing models back in Hugging Face layout (`save_pretrained`): `config.json`,
 //! `model.safetensors` with the Hub's tensor names, and the tokenizer files.
 //!
-//! Each architecture lists its tensors with [`HfTensors`], mirroring its `load.rs` key table
-//! (Linear weights are transposed back to PyTorch's `[out, in]`). Files are written to a
+//! [`HfTensors::from_module`] names every tensor through the model's one list of Hub names
+//! ([`crate::naming::HubModule`]), the same list loading reads (Linear weights are transposed
+//! back to PyTorch's `[out, in]`; GPT-2's `Conv1D` keeps `[in, out]`). Files are written to a
 //! temporary name in the target directory and renamed into place, so an interrupted save never
 //! leaves a half-written `model.safetensors`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::Linear;
 use burn::tensor::Tensor;
 
+use crate::layers::WeightLayout;
+use crate::naming::{HubModule, HubPath, Part};
 use crate::{ModelError, Result};
 
 /// A model's tensors under their Hub names: name → (shape, f32 values).
@@ -37,28 +40,77 @@ impl HfTensors {
         Ok(())
     }
 
-    /// Adds a `torch.nn.Linear` as `{name}.weight` `[out, in]` and `{name}.bias`.
-    pub fn linear(&mut self, name: &str, layer: &Linear) -> Result<()> {
-        // Burn stores [in, out]; PyTorch [out, in].
-        self.tensor(&format!("{name}.weight"), layer.weight.val().transpose())?;
+    /// All base tensors of `module` under their Hub names (adapters are saved in their own
+    /// formats, not here). The module is cloned first (cheap: tensors are shared).
+    pub fn from_module<M: HubModule + Clone>(module: &M) -> Result<Self> {
+        let mut out = Self::new();
+        out.add_module(module, &HubPath::root())?;
+        Ok(out)
+    }
+
+    /// Adds `module`'s base tensors under `path`.
+    pub fn add_module<M: HubModule + Clone>(&mut self, module: &M, path: &HubPath) -> Result<()> {
+        let mut module = module.clone();
+        let mut error = None;
+        module.parts(path, &mut |path, part| {
+            if error.is_none()
+                && let Err(e) = self.add_part(path, part)
+            {
+                error = Some(e);
+            }
+        });
+        error.map_or(Ok(()), Err)
+    }
+
+    fn add_part(&mut self, path: &HubPath, part: Part<'_>) -> Result<()> {
+        match part {
+            Part::Projection(p) => self.linear(path, &p.base, p.layout),
+            Part::Linear(l) => self.linear(path, l, WeightLayout::Linear),
+            Part::LayerNorm(ln) => {
+                self.tensor(&path.tensor("weight"), ln.gamma.val())?;
+                if let Some(b) = &ln.beta {
+                    self.tensor(&path.tensor("bias"), b.val())?;
+                }
+                Ok(())
+            }
+            Part::Embedding(e) => self.tensor(&path.tensor("weight"), e.weight.val()),
+            Part::Matrix(m) => self.tensor(&path.tensor("weight"), m.val()),
+            Part::Conv2d(c) => {
+                self.tensor(&path.tensor("weight"), c.weight.val())?;
+                if let Some(b) = &c.bias {
+                    self.tensor(&path.tensor("bias"), b.val())?;
+                }
+                Ok(())
+            }
+            Part::BatchNorm(bn) => {
+                self.tensor(&path.tensor("weight"), bn.gamma.val())?;
+                self.tensor(&path.tensor("bias"), bn.beta.val())?;
+                self.tensor(&path.tensor("running_mean"), bn.running_mean.value())?;
+                self.tensor(&path.tensor("running_var"), bn.running_var.value())
+            }
+            Part::Bottlenecks(_) => Ok(()),
+        }
+    }
+
+    /// A linear layer as `{path}.weight` (`[out, in]` for `nn.Linear`, `[in, out]` for
+    /// `Conv1D`) and `{path}.bias`.
+    fn linear(&mut self, path: &HubPath, layer: &Linear, layout: WeightLayout) -> Result<()> {
+        let w = layer.weight.val();
+        let w = match layout {
+            // Burn stores [in, out]; PyTorch's nn.Linear [out, in].
+            WeightLayout::Linear => w.transpose(),
+            WeightLayout::Conv1D => w,
+        };
+        self.tensor(&path.tensor("weight"), w)?;
         if let Some(b) = &layer.bias {
-            self.tensor(&format!("{name}.bias"), b.val())?;
+            self.tensor(&path.tensor("bias"), b.val())?;
         }
         Ok(())
     }
 
-    /// Adds a `torch.nn.LayerNorm` as `{name}.weight` / `{name}.bias`.
-    pub fn layer_norm(&mut self, name: &str, layer: &LayerNorm) -> Result<()> {
-        self.tensor(&format!("{name}.weight"), layer.gamma.val())?;
-        if let Some(b) = &layer.beta {
-            self.tensor(&format!("{name}.bias"), b.val())?;
-        }
-        Ok(())
-    }
-
-    /// Adds a `torch.nn.Embedding` as `{name}.weight`.
-    pub fn embedding(&mut self, name: &str, layer: &Embedding) -> Result<()> {
-        self.tensor(&format!("{name}.weight"), layer.weight.val())
+    /// The tensor `name`: its shape and values.
+    pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        self.tensors.get(name).map(|(s, v)| (s.as_slice(), v.as_slice()))
     }
 
     /// Tensor names, sorted.
@@ -105,7 +157,7 @@ impl HfTensors {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let io = |source| ModelError::Io { path: path.to_path_buf(), error: source };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let result = (|| {

@@ -22,7 +22,7 @@
 //! # Randomness
 //!
 //! Sampling uses ft's own generator — NumPy's PCG64 seeded as `np.random.default_rng(seed)`
-//! ([`ft_data::rng::Pcg64`]), one uniform draw per sampled token — not torch's. The same seed
+//! ([`ft_hub::rng::Pcg64`]), one uniform draw per sampled token — not torch's. The same seed
 //! gives the same tokens in ft on every run and every backend (up to float differences that
 //! move a draw across a token boundary), but not the tokens `torch.manual_seed(seed)` gives in
 //! transformers. Greedy decoding uses no randomness and matches transformers token for token.
@@ -40,8 +40,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ft_data::hub::RepoFiles;
-use ft_data::rng::Pcg64;
+use ft_hub::hub::RepoFiles;
+use ft_hub::rng::Pcg64;
 
 use crate::config::read_json;
 use crate::gpt2::{GPT2LMHeadModel, Gpt2Config, KvCache};
@@ -363,16 +363,7 @@ pub fn apply_top_p(scores: &mut [f32], top_p: f64) {
     }
 }
 
-/// Softmax in f32 outputs (computed in f64), −∞ → 0.
-pub fn softmax(scores: &[f32]) -> Vec<f32> {
-    let max = scores.iter().copied().filter(|s| !s.is_nan()).fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return vec![0.0; scores.len()];
-    }
-    let exp: Vec<f64> = scores.iter().map(|&s| ((s - max) as f64).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|e| (e / sum) as f32).collect()
-}
+pub use ft_hub::ops::softmax;
 
 /// Index of the largest score, the first on ties (as `torch.argmax`); NaN never wins.
 pub fn argmax(scores: &[f32]) -> usize {

@@ -1,96 +1,87 @@
-//! Building blocks shared by the architectures: Burn layers loaded from checkpoint tensors, and
-//! the activation functions config files name.
+//! Building blocks shared by the architectures: the projection layer adapters attach to, lazy
+//! skeleton layers for loading, and the activation functions config files name.
 
-use burn::module::Param;
+use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::Tensor;
-use burn::tensor::activation;
+use burn::tensor::{Device, Tensor};
+use ft_peft::slot::ProjectionAdapters;
 
-use crate::Result;
-use crate::weights::{Checkpoint, Init};
+pub use ft_hub::ops::{ACTIVATIONS, Activation};
 
-/// Loads a `torch.nn.Linear` stored as `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
-pub fn linear(ck: &mut Checkpoint, name: &str, d_in: usize, d_out: usize) -> Result<Linear> {
-    let weight = ck.linear_weight(&format!("{name}.weight"), d_in, d_out)?;
-    let bias = ck.tensor(&format!("{name}.bias"), [d_out], Init::Zeros)?;
-    let mut layer = LinearConfig::new(d_in, d_out).init(ck.device());
-    layer.weight = Param::from_tensor(weight);
-    layer.bias = Some(Param::from_tensor(bias));
-    Ok(layer)
+/// How the Hub stores a projection's weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// torch's `nn.Linear`: `[out, in]` (transposed once at load to Burn's `[in, out]`).
+    #[default]
+    Linear,
+    /// GPT-2's `Conv1D`: `[in, out]`, Burn's own layout.
+    Conv1D,
 }
 
-/// Loads a `torch.nn.LayerNorm` stored as `{name}.weight`/`{name}.bias` (or the old
-/// `{name}.gamma`/`{name}.beta`).
-pub fn layer_norm(ck: &mut Checkpoint, name: &str, d: usize, eps: f64) -> Result<LayerNorm> {
-    let (w, b) = if !ck.contains(&format!("{name}.weight")) && ck.contains(&format!("{name}.gamma")) {
-        (format!("{name}.gamma"), format!("{name}.beta"))
-    } else {
-        (format!("{name}.weight"), format!("{name}.bias"))
-    };
-    let gamma = ck.tensor(&w, [d], Init::Ones)?;
-    let beta = ck.tensor(&b, [d], Init::Zeros)?;
-    let mut layer = LayerNormConfig::new(d).with_epsilon(eps).init(ck.device());
-    layer.gamma = Param::from_tensor(gamma);
-    layer.beta = Some(Param::from_tensor(beta));
-    Ok(layer)
+impl WeightLayout {
+    /// The PyTorch class name.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Self::Linear => "Linear",
+            Self::Conv1D => "Conv1D",
+        }
+    }
 }
 
-/// Loads a `torch.nn.Embedding` stored as `{name}.weight` `[n, d]`.
-pub fn embedding(ck: &mut Checkpoint, name: &str, n: usize, d: usize) -> Result<Embedding> {
-    let weight = ck.tensor(&format!("{name}.weight"), [n, d], Init::Normal)?;
-    let mut layer = EmbeddingConfig::new(n, d).init(ck.device());
-    layer.weight = Param::from_tensor(weight);
-    Ok(layer)
+/// A projection layer of a transformer (`query`, `q_lin`, `c_attn`, `dense`, ...): the
+/// pre-trained layer plus the adapters attached to it (LoRA deltas). With no active adapter it
+/// computes exactly its base layer.
+#[derive(Module, Debug)]
+pub struct Projection {
+    /// The pre-trained layer, weight `[in, out]` (Burn's layout whatever the Hub's).
+    pub base: Linear,
+    /// Attached adapters (`ft-peft`), none by default.
+    pub adapters: ProjectionAdapters,
+    /// How the Hub stores the weight.
+    #[module(skip)]
+    pub layout: WeightLayout,
 }
 
-/// The activation functions of transformers' `ACT2FN`, by their config names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub enum Activation {
-    /// Exact GELU, `x·Φ(x)` with the error function (`"gelu"`).
-    #[serde(rename = "gelu")]
-    Gelu,
-    /// Tanh approximation of GELU (`"gelu_new"`, `"gelu_pytorch_tanh"`, `"gelu_fast"`).
-    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
-    GeluNew,
-    /// `x·σ(1.702x)` (`"quick_gelu"`).
-    #[serde(rename = "quick_gelu")]
-    QuickGelu,
-    /// `max(0, x)` (`"relu"`).
-    #[serde(rename = "relu")]
-    Relu,
-    /// `x·σ(x)` (`"silu"`, `"swish"`).
-    #[serde(rename = "silu", alias = "swish")]
-    Silu,
-    /// `tanh(x)` (`"tanh"`).
-    #[serde(rename = "tanh")]
-    Tanh,
-}
+impl Projection {
+    /// A lazily initialised projection (nothing is drawn until loading replaces its tensors).
+    pub fn new(d_in: usize, d_out: usize, layout: WeightLayout, device: &Device) -> Self {
+        Self { base: LinearConfig::new(d_in, d_out).init(device), adapters: ProjectionAdapters::default(), layout }
+    }
 
-impl Activation {
-    /// Applies the activation element-wise.
+    /// Wraps an existing layer.
+    pub fn from_linear(base: Linear, layout: WeightLayout) -> Self {
+        Self { base, adapters: ProjectionAdapters::default(), layout }
+    }
+
+    /// `base(x)`, plus the active adapters' contributions.
+    ///
+    /// # Shapes
+    /// - `x`: `[..., in]`; output `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        match self {
-            Self::Gelu => crate::fast_gelu::gelu(x),
-            Self::GeluNew => activation::gelu_approximate(x),
-            Self::QuickGelu => x.clone() * activation::sigmoid(x * 1.702),
-            Self::Relu => activation::relu(x),
-            Self::Silu => activation::silu(x),
-            Self::Tanh => x.tanh(),
+        if self.adapters.is_inactive() {
+            return self.base.forward(x);
         }
+        let y = self.base.forward(x.clone());
+        self.adapters.apply(x, y)
     }
 
-    /// The config name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Gelu => "gelu",
-            Self::GeluNew => "gelu_new",
-            Self::QuickGelu => "quick_gelu",
-            Self::Relu => "relu",
-            Self::Silu => "silu",
-            Self::Tanh => "tanh",
-        }
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.base.weight.lazy_shape().dims::<2>()[0]
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.base.weight.lazy_shape().dims::<2>()[1]
     }
 }
 
-/// The names [`Activation`] accepts, for error messages.
-pub const ACTIVATIONS: &str = "gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, silu, swish, tanh";
+/// A lazily initialised `nn.LayerNorm` (its tensors come from the checkpoint).
+pub fn layer_norm(d: usize, eps: f64, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(d).with_epsilon(eps).init(device)
+}
+
+/// A lazily initialised `nn.Embedding` (its table comes from the checkpoint).
+pub fn embedding(n: usize, d: usize, device: &Device) -> Embedding {
+    EmbeddingConfig::new(n, d).init(device)
+}

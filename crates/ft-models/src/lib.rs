@@ -30,6 +30,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Every architecture names its parts once, with the Hub's names ([`naming::HubModule`]): the
+//! same list loads checkpoints ([`weights::load_parts`]), saves them ([`export::HfTensors`]),
+//! freezes by name ([`params::set_trainable`]) and finds where adapters attach — each linear
+//! layer is a [`layers::Projection`] that can carry LoRA deltas, each transformer sub-layer has a
+//! bottleneck-adapter slot, and the forward passes take input embeddings and past keys/values
+//! ([`input::TextInput`], [`input::KvCache`]). `ft-peft` provides what goes in those seams.
+//!
 //! The crate has no backend by default; the `flex`, `ndarray`, `cuda` and `vulkan` features
 //! forward to Burn's and make [`device::parse_device`] accept the matching device strings.
 
@@ -39,12 +46,13 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod distilbert;
-pub mod dropout;
 pub mod export;
-pub mod fast_gelu;
 pub mod generation;
 pub mod gpt2;
+pub mod input;
 pub mod layers;
+pub mod naming;
+pub mod params;
 pub mod resnet;
 pub mod weights;
 

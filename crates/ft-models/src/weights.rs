@@ -10,17 +10,28 @@
 //! (`bert.embeddings.…`) are both accepted, as `from_pretrained` accepts both
 //! ([`Checkpoint::base_prefix`]).
 //!
+//! Safetensors files are not read whole: the header is parsed and checked against the file's
+//! size (offsets in range, sizes matching dtype and shape), and each tensor's bytes are read
+//! from the file when the model takes it — peak memory is the model plus one tensor.
+//!
+//! [`load_parts`] fills a model's lazily initialised skeleton from a checkpoint through the
+//! model's one list of Hub names ([`crate::naming::HubModule`]).
+//!
 //! A PyTorch `torch.save` file (a torchvision `.pth` state_dict, a `pytorch_model.bin`) is a
 //! second source ([`Checkpoint::from_pytorch`]): its pickle is parsed as data by
 //! `pytorch-reader` (no code runs), and its tensors go through the same bookkeeping.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use ft_data::hub::RepoFiles;
-use safetensors::{Dtype, SafeTensors};
+use ft_hub::hub::RepoFiles;
+use safetensors::Dtype;
 
+use crate::naming::{HubModule, HubPath, Part, param_id};
 use crate::{ModelError, Result};
 
 /// What loading a checkpoint did, as transformers reports it after `from_pretrained`.
@@ -46,12 +57,21 @@ impl LoadReport {
     }
 }
 
+/// One tensor's entry in a safetensors header.
+#[derive(Debug, Clone)]
+struct TensorInfo {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Byte range within the data section.
+    data_offsets: (usize, usize),
+}
+
 struct Shard {
     path: PathBuf,
-    bytes: Vec<u8>,
-    /// Offset of the data section in `bytes`.
-    data_start: usize,
-    infos: HashMap<String, safetensors::tensor::TensorInfo>,
+    file: File,
+    /// Offset of the data section in the file (8 + header length).
+    data_start: u64,
+    infos: HashMap<String, TensorInfo>,
 }
 
 /// An opened checkpoint: every tensor's metadata, data read lazily by name.
@@ -99,7 +119,7 @@ impl Checkpoint {
         }
         if let Some(index_path) = files.get_optional(SAFETENSORS_INDEX)? {
             let text = std::fs::read_to_string(&index_path)
-                .map_err(|source| ModelError::Io { path: index_path.clone(), source })?;
+                .map_err(|source| ModelError::Io { path: index_path.clone(), error: source })?;
             let index: ShardIndex = serde_json::from_str(&text).map_err(|e| ModelError::Weights {
                 path: index_path.clone(),
                 message: format!("invalid index: {e}"),
@@ -162,18 +182,13 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    /// Opens safetensors files as one checkpoint; `source` names it in messages.
+    /// Opens safetensors files as one checkpoint; `source` names it in messages. Only the
+    /// headers are read here.
     pub fn from_files(source: &Path, paths: &[PathBuf], device: &Device) -> Result<Self> {
         let mut shards = Vec::new();
         let mut names = BTreeMap::new();
         for (i, path) in paths.iter().enumerate() {
-            let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-            let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Weights {
-                path: path.clone(),
-                message: format!("not a valid safetensors file (truncated or corrupt?): {e}"),
-            })?;
-            let infos: HashMap<String, safetensors::tensor::TensorInfo> =
-                metadata.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
+            let (file, data_start, infos) = read_safetensors_header(path)?;
             for name in infos.keys() {
                 if names.insert(name.clone(), i).is_some() {
                     return Err(ModelError::Weights {
@@ -182,7 +197,7 @@ impl Checkpoint {
                     });
                 }
             }
-            shards.push(Shard { path: path.clone(), bytes, data_start: 8 + header_len, infos });
+            shards.push(Shard { path: path.clone(), file, data_start, infos });
         }
         Ok(Self {
             source: source.to_path_buf(),
@@ -239,17 +254,18 @@ impl Checkpoint {
         if shard_idx == TORCH {
             return self.fetch_torch(name, shape);
         }
-        let shard = &self.shards[shard_idx];
-        let info = &shard.infos[name];
+        let shard = &mut self.shards[shard_idx];
+        let info = shard.infos[name].clone();
         self.used.insert(name.to_string());
         if info.shape != shape {
             return Ok(Fetched::Missing(Missing::Mismatch(info.shape.clone())));
         }
         let (start, end) = info.data_offsets;
-        let raw = shard.bytes.get(shard.data_start + start..shard.data_start + end).ok_or_else(|| {
-            ModelError::Weights { path: shard.path.clone(), message: format!("tensor '{name}' lies outside the file") }
-        })?;
-        let values = to_f32(raw, info.dtype).ok_or_else(|| ModelError::Weights {
+        let mut raw = vec![0u8; end - start];
+        let io = |source| ModelError::Io { path: shard.path.clone(), error: source };
+        shard.file.seek(SeekFrom::Start(shard.data_start + start as u64)).map_err(io)?;
+        shard.file.read_exact(&mut raw).map_err(|source| ModelError::Io { path: shard.path.clone(), error: source })?;
+        let values = to_f32(&raw, info.dtype).ok_or_else(|| ModelError::Weights {
             path: shard.path.clone(),
             message: format!("tensor '{name}' has dtype {:?}, expected a float type", info.dtype),
         })?;
@@ -280,54 +296,67 @@ impl Checkpoint {
         Ok(Fetched::Found(values))
     }
 
-    /// Handles a tensor the checkpoint could not provide: initialise it (absent, or
-    /// re-initialisable head) or record the mismatch for [`finish`](Self::finish).
-    fn fallback<const D: usize>(
+    /// Takes tensor `name`, stored with shape `stored`, as a tensor of shape `shape`
+    /// (`transpose`: a 2-D tensor stored `[out, in]` becomes `[in, out]`, read once here so
+    /// that every forward pass reads a contiguous matrix). Returns `None` when the checkpoint
+    /// lacks it, or holds it with another shape and it may be re-initialised (a new head) — the
+    /// caller initialises it then; both are reported. Any other shape mismatch is recorded and
+    /// makes [`finish`](Self::finish) fail.
+    pub fn take<const D: usize>(
         &mut self,
         name: &str,
-        missing: Missing,
-        stored_shape: &[usize],
+        stored: &[usize],
         shape: [usize; D],
-        init: Init,
-    ) -> Tensor<D> {
-        match missing {
-            Missing::Absent => self.report.newly_initialized.push(name.to_string()),
-            Missing::Mismatch(found) if self.allow_reinit.contains(name) => {
-                self.report.reinitialized_mismatched.push((name.to_string(), found, stored_shape.to_vec()))
+        transpose: bool,
+    ) -> Result<Option<Tensor<D>>> {
+        match self.fetch(name, stored)? {
+            Fetched::Found(values) => {
+                let values = if transpose && D == 2 {
+                    let (rows, cols) = (stored[0], stored[1]);
+                    let mut t = vec![0f32; values.len()];
+                    for r in 0..rows {
+                        for c in 0..cols {
+                            t[c * rows + r] = values[r * cols + c];
+                        }
+                    }
+                    t
+                } else {
+                    values
+                };
+                Ok(Some(Tensor::from_data(TensorData::new(values, shape), &self.device)))
             }
-            Missing::Mismatch(found) => {
+            Fetched::Missing(Missing::Absent) => {
+                self.report.newly_initialized.push(name.to_string());
+                Ok(None)
+            }
+            Fetched::Missing(Missing::Mismatch(found)) if self.allow_reinit.contains(name) => {
+                self.report.reinitialized_mismatched.push((name.to_string(), found, stored.to_vec()));
+                Ok(None)
+            }
+            Fetched::Missing(Missing::Mismatch(found)) => {
                 // Reported all at once by `finish`, which then fails.
-                self.mismatched.push((name.to_string(), found, stored_shape.to_vec()));
-                return Tensor::zeros(shape, &self.device);
+                self.mismatched.push((name.to_string(), found, stored.to_vec()));
+                Ok(Some(Tensor::zeros(shape, &self.device)))
             }
         }
-        self.init(shape, init)
     }
 
     /// Takes tensor `name` with the given shape; when absent (or re-initialisable with another
     /// shape) it is initialised with `init` and reported as newly initialised.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D], init: Init) -> Result<Tensor<D>> {
-        match self.fetch(name, &shape)? {
-            Fetched::Found(values) => Ok(Tensor::from_data(TensorData::new(values, shape), &self.device)),
-            Fetched::Missing(m) => Ok(self.fallback(name, m, &shape, shape, init)),
-        }
+        Ok(match self.take(name, &shape, shape, false)? {
+            Some(t) => t,
+            None => self.init(shape, init),
+        })
     }
 
     /// Takes a `torch.nn.Linear` weight stored `[out, in]` and returns it as Burn's `[in, out]`,
     /// transposed once here so that every forward pass reads a contiguous matrix.
     pub fn linear_weight(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<2>> {
-        match self.fetch(name, &[d_out, d_in])? {
-            Fetched::Found(values) => {
-                let mut t = vec![0f32; values.len()];
-                for o in 0..d_out {
-                    for i in 0..d_in {
-                        t[i * d_out + o] = values[o * d_in + i];
-                    }
-                }
-                Ok(Tensor::from_data(TensorData::new(t, [d_in, d_out]), &self.device))
-            }
-            Fetched::Missing(m) => Ok(self.fallback(name, m, &[d_out, d_in], [d_in, d_out], Init::Normal)),
-        }
+        Ok(match self.take(name, &[d_out, d_in], [d_in, d_out], true)? {
+            Some(t) => t,
+            None => self.init([d_in, d_out], Init::Normal),
+        })
     }
 
     /// The name prefix of base-model tensors: `"bert."` for a checkpoint saved from a task model
@@ -341,7 +370,8 @@ impl Checkpoint {
         }
     }
 
-    fn init<const D: usize>(&self, shape: [usize; D], init: Init) -> Tensor<D> {
+    /// A tensor initialised as `init` says (normal with std [`set_init_std`](Self::set_init_std)).
+    pub fn init<const D: usize>(&self, shape: [usize; D], init: Init) -> Tensor<D> {
         match init {
             Init::Normal => Tensor::random(shape, Distribution::Normal(0.0, self.init_std), &self.device),
             Init::Zeros => Tensor::zeros(shape, &self.device),
@@ -372,6 +402,67 @@ impl Checkpoint {
 /// Buffers that are never reported as unused checkpoint tensors.
 fn is_ignored_buffer(name: &str) -> bool {
     name.ends_with("position_ids") || name.ends_with("num_batches_tracked")
+}
+
+/// Largest safetensors header accepted (the `safetensors` crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Opens a safetensors file and reads its header: the tensors' dtypes, shapes and byte ranges,
+/// each checked against the file (ranges inside the data section, sizes equal to shape × dtype).
+/// The data itself is not read.
+fn read_safetensors_header(path: &Path) -> Result<(File, u64, HashMap<String, TensorInfo>)> {
+    let bad = |message: String| ModelError::Weights {
+        path: path.to_path_buf(),
+        message: format!("not a valid safetensors file (truncated or corrupt?): {message}"),
+    };
+    let io = |source| ModelError::Io { path: path.to_path_buf(), error: source };
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    if file_len < 8 {
+        return Err(bad(format!("{file_len} bytes, shorter than the 8-byte header length")));
+    }
+    file.read_exact(&mut len).map_err(io)?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || n > file_len - 8 {
+        return Err(bad(format!("a header of {n} bytes in a file of {file_len} bytes")));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
+    let data_len = (file_len - 8 - n) as usize;
+    let mut infos = HashMap::new();
+    for (name, entry) in json {
+        if name == "__metadata__" {
+            continue;
+        }
+        let field = |key: &str| entry.get(key).ok_or_else(|| bad(format!("tensor '{name}' has no '{key}'")));
+        let dtype: Dtype = serde_json::from_value(field("dtype")?.clone())
+            .map_err(|e| bad(format!("tensor '{name}': dtype: {e}")))?;
+        let shape: Vec<usize> = serde_json::from_value(field("shape")?.clone())
+            .map_err(|e| bad(format!("tensor '{name}': shape: {e}")))?;
+        let offsets: (usize, usize) = serde_json::from_value(field("data_offsets")?.clone())
+            .map_err(|e| bad(format!("tensor '{name}': data_offsets: {e}")))?;
+        let (start, end) = offsets;
+        if start > end || end > data_len {
+            return Err(bad(format!("tensor '{name}' lies outside the file (bytes {start}..{end} of {data_len})")));
+        }
+        let bytes = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .and_then(|numel| numel.checked_mul(dtype.bitsize()))
+            .map(|bits| bits.div_ceil(8));
+        if bytes != Some(end - start) {
+            return Err(bad(format!(
+                "tensor '{name}' of shape {shape:?} and dtype {dtype:?} takes {} bytes, not {}",
+                bytes.map_or("too many".to_string(), |b| b.to_string()),
+                end - start
+            )));
+        }
+        infos.insert(name, TensorInfo { dtype, shape, data_offsets: offsets });
+    }
+    Ok((file, 8 + n, infos))
 }
 
 enum Fetched {
@@ -406,4 +497,198 @@ fn to_f32(raw: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
             .collect(),
         _ => return None,
     })
+}
+
+/// How tensors a checkpoint lacks are initialised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InitScheme {
+    /// transformers' `_init_weights`: linear and embedding weights normal(0, `std` =
+    /// `initializer_range`), biases 0, LayerNorm weight 1 and bias 0.
+    Transformers {
+        /// `initializer_range`.
+        std: f64,
+    },
+    /// torchvision's ResNet: convolutions Kaiming-normal (fan out, ReLU gain), BatchNorm weight 1,
+    /// bias 0, fresh running statistics, and `nn.Linear`'s own default for linear layers.
+    Torchvision,
+}
+
+/// How a model's own tensor names map to a checkpoint's: strip `strip` (a base-model prefix the
+/// checkpoint lacks, e.g. `bert.` for a `BertModel` checkpoint under a task head), then prepend
+/// `add` (`module.` for a model saved from `nn.DataParallel`).
+#[derive(Debug, Clone, Default)]
+pub struct NameMap {
+    /// Prefix of the model's names that the checkpoint does not have.
+    pub strip: String,
+    /// Prefix the checkpoint's names have that the model's do not.
+    pub add: String,
+}
+
+impl NameMap {
+    /// The names as they are.
+    pub fn identity() -> Self {
+        Self::default()
+    }
+
+    /// For a model whose base sits under `prefix` (`"bert"`): strips `prefix.` when the
+    /// checkpoint was saved from the bare base model (see [`Checkpoint::base_prefix`]; `probe`
+    /// is a tensor every such checkpoint has).
+    pub fn base_prefix(ck: &Checkpoint, prefix: &str, probe: &str) -> Self {
+        let strip = if ck.base_prefix(prefix, probe).is_empty() { format!("{prefix}.") } else { String::new() };
+        Self { strip, add: String::new() }
+    }
+
+    /// The checkpoint's name of the model's tensor `name`.
+    pub fn checkpoint_name(&self, name: &str) -> String {
+        let rest = if self.strip.is_empty() { name } else { name.strip_prefix(&self.strip).unwrap_or(name) };
+        format!("{}{rest}", self.add)
+    }
+}
+
+/// A parameter holding `value`, with the stable id of the model's tensor `name`.
+pub fn named_param<const D: usize>(name: &str, value: Tensor<D>) -> Param<Tensor<D>> {
+    let mut p = Param::from_tensor(value);
+    p.id = param_id(name);
+    p
+}
+
+/// Fills every part of `model` — a skeleton built with lazily initialised layers — from `ck`:
+/// each tensor under its Hub name (through `names`), transposed where the Hub's layout differs
+/// from Burn's, converted to f32; tensors the checkpoint lacks are initialised as `scheme` says,
+/// in the model's part order (so that a seeded run draws the same values every time). Every
+/// parameter gets the stable id of its name ([`param_id`]). Bottleneck adapters are left as
+/// they are. Call [`Checkpoint::finish`] afterwards for the report.
+pub fn load_parts<M: HubModule + ?Sized>(
+    model: &mut M,
+    ck: &mut Checkpoint,
+    names: &NameMap,
+    scheme: InitScheme,
+) -> Result<()> {
+    let mut error = None;
+    model.parts(&HubPath::root(), &mut |path, part| {
+        if error.is_none()
+            && let Err(e) = load_part(path, part, ck, names, scheme)
+        {
+            error = Some(e);
+        }
+    });
+    error.map_or(Ok(()), Err)
+}
+
+fn load_part(path: &HubPath, part: Part<'_>, ck: &mut Checkpoint, names: &NameMap, scheme: InitScheme) -> Result<()> {
+    let std = match scheme {
+        InitScheme::Transformers { std } => std,
+        InitScheme::Torchvision => 0.0,
+    };
+    ck.set_init_std(std);
+    match part {
+        Part::Projection(p) => {
+            let (d_in, d_out) = (p.d_in(), p.d_out());
+            let keep_default = scheme == InitScheme::Torchvision;
+            load_linear(path, &mut p.base, d_in, d_out, p.layout == crate::layers::WeightLayout::Linear, keep_default, ck, names)
+        }
+        Part::Linear(l) => {
+            let [d_in, d_out] = l.weight.lazy_shape().dims::<2>();
+            let keep_default = scheme == InitScheme::Torchvision;
+            load_linear(path, l, d_in, d_out, true, keep_default, ck, names)
+        }
+        Part::LayerNorm(ln) => {
+            let [d] = ln.gamma.lazy_shape().dims::<1>();
+            let (w, b) = (path.tensor("weight"), path.tensor("bias"));
+            let (cw, cb) = if !ck.contains(&names.checkpoint_name(&w)) && ck.contains(&names.checkpoint_name(&path.tensor("gamma"))) {
+                (names.checkpoint_name(&path.tensor("gamma")), names.checkpoint_name(&path.tensor("beta")))
+            } else {
+                (names.checkpoint_name(&w), names.checkpoint_name(&b))
+            };
+            let gamma = ck.take(&cw, &[d], [d], false)?.unwrap_or_else(|| ck.init([d], Init::Ones));
+            ln.gamma = named_param(&w, gamma);
+            if ln.beta.is_some() {
+                let beta = ck.take(&cb, &[d], [d], false)?.unwrap_or_else(|| ck.init([d], Init::Zeros));
+                ln.beta = Some(named_param(&b, beta));
+            }
+            Ok(())
+        }
+        Part::Embedding(e) => {
+            let shape = e.weight.lazy_shape().dims::<2>();
+            let w = path.tensor("weight");
+            let t = ck.take(&names.checkpoint_name(&w), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Normal));
+            e.weight = named_param(&w, t);
+            Ok(())
+        }
+        Part::Matrix(m) => {
+            let shape = m.lazy_shape().dims::<2>();
+            let w = path.tensor("weight");
+            let t = ck.take(&names.checkpoint_name(&w), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Normal));
+            *m = named_param(&w, t);
+            Ok(())
+        }
+        Part::Conv2d(c) => {
+            let shape = c.weight.lazy_shape().dims::<4>();
+            let [c_out, _, k, _] = shape;
+            // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
+            ck.set_init_std((2.0 / (c_out * k * k) as f64).sqrt());
+            let w = path.tensor("weight");
+            let t = ck.take(&names.checkpoint_name(&w), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Normal));
+            c.weight = named_param(&w, t);
+            if let Some(bias) = &c.bias {
+                let shape = bias.lazy_shape().dims::<1>();
+                let b = path.tensor("bias");
+                let t = ck.take(&names.checkpoint_name(&b), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Zeros));
+                c.bias = Some(named_param(&b, t));
+            }
+            Ok(())
+        }
+        Part::BatchNorm(bn) => {
+            let shape = bn.gamma.lazy_shape().dims::<1>();
+            let mut get = |tensor: &str, init: Init| -> Result<(String, Tensor<1>)> {
+                let name = path.tensor(tensor);
+                let t = ck.take(&names.checkpoint_name(&name), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, init));
+                Ok((name, t))
+            };
+            let (w, gamma) = get("weight", Init::Ones)?;
+            let (b, beta) = get("bias", Init::Zeros)?;
+            let (m, mean) = get("running_mean", Init::Zeros)?;
+            let (v, var) = get("running_var", Init::Ones)?;
+            bn.gamma = named_param(&w, gamma);
+            bn.beta = named_param(&b, beta);
+            bn.running_mean = burn::module::RunningState::with_id(param_id(&m), mean);
+            bn.running_var = burn::module::RunningState::with_id(param_id(&v), var);
+            Ok(())
+        }
+        Part::Bottlenecks(_) => Ok(()),
+    }
+}
+
+/// Loads a linear layer's `weight` (`transpose`: stored `[out, in]`) and `bias`. Missing
+/// tensors are normal(0, std)/zeros, or with `keep_default` the layer's own (`nn.Linear`'s
+/// default) initialisation.
+#[allow(clippy::too_many_arguments)]
+fn load_linear(
+    path: &HubPath,
+    layer: &mut burn::nn::Linear,
+    d_in: usize,
+    d_out: usize,
+    transpose: bool,
+    keep_default: bool,
+    ck: &mut Checkpoint,
+    names: &NameMap,
+) -> Result<()> {
+    let w = path.tensor("weight");
+    let stored = if transpose { [d_out, d_in] } else { [d_in, d_out] };
+    let weight = match ck.take(&names.checkpoint_name(&w), &stored, [d_in, d_out], transpose)? {
+        Some(t) => t,
+        None if keep_default => layer.weight.val(),
+        None => ck.init([d_in, d_out], Init::Normal),
+    };
+    layer.weight = named_param(&w, weight);
+    if let Some(bias) = &layer.bias {
+        let b = path.tensor("bias");
+        let t = match ck.take(&names.checkpoint_name(&b), &[d_out], [d_out], false)? {
+            Some(t) => t,
+            None if keep_default => bias.val(),
+            None => ck.init([d_out], Init::Zeros),
+        };
+        layer.bias = Some(named_param(&b, t));
+    }
+    Ok(())
 }

@@ -1,14 +1,19 @@
 //! # ft-peft
 //!
 //! Parameter-efficient fine-tuning for ft's models — what Hugging Face PEFT and AdapterHub's
-//! `adapters` library do in Python. This crate is empty today; a later issue fills it with:
+//! `adapters` library do in Python. This crate knows layers, not architectures: `ft-models`
+//! has the seams (projections, adapter slots, input embeddings, past keys/values) and puts these
+//! layers in them, found by the models' Hub names.
 //!
-//! - LoRA (`r`, `lora_alpha`, `lora_dropout`, `bias`, `target_modules` by the Hub's module names
-//!   such as `c_attn`, `q_lin`, `query`, `modules_to_save`, merge/unmerge), saved and loaded in
-//!   PEFT's `adapter_config.json` + `adapter_model.safetensors` format;
-//! - bottleneck adapters (Pfeiffer, Houlsby), named, several per model with one active, in the
-//!   `adapters` library's file format;
-//! - prompt tuning and prefix tuning;
-//! - the equivalent of `print_trainable_parameters`.
+//! - [`slot::ProjectionAdapters`]: the named extra paths of one projection layer (a `Linear` or
+//!   GPT-2 `Conv1D`), e.g. [`lora::LoraLayer`]: `y = base(x) + B(A(dropout(x)))·s`, computed in
+//!   activation space.
+//! - [`slot::BottleneckAdapters`]: the named bottleneck modules after a transformer sub-layer
+//!   (the `adapters` library's `bottleneck_layer_forward`), e.g. [`bottleneck::Bottleneck`].
 //!
-//! It knows layers, not architectures: `ft-models` builds on its building blocks.
+//! With nothing attached, both are the identity on the model's computation: the outputs are
+//! bit-identical to the model without them (tested in `ft-models`).
+
+pub mod bottleneck;
+pub mod lora;
+pub mod slot;

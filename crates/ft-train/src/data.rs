@@ -25,8 +25,15 @@ pub struct PreparedData {
     pub skipped: usize,
 }
 
-/// Loads, subsamples and tokenizes the run's splits.
-pub fn prepare(config: &RunConfig, model_files: &RepoFiles, model_max_positions: usize) -> Result<PreparedData> {
+/// Loads, subsamples and tokenizes the run's splits. `checkpoint_labels` are the label names
+/// of the checkpoint's own head (its `config.json` `id2label`), used when neither the data nor
+/// the run file names the labels — as `from_pretrained` keeps a head's labels.
+pub fn prepare(
+    config: &RunConfig,
+    model_files: &RepoFiles,
+    model_max_positions: usize,
+    checkpoint_labels: Option<Vec<String>>,
+) -> Result<PreparedData> {
     let d = &config.data;
     let on_invalid = if d.skip_invalid { OnInvalid::Skip } else { OnInvalid::Error };
     let options = LoadOptions { on_invalid, config: d.config.clone(), local_data: d.local_data.clone(), ..Default::default() };
@@ -69,13 +76,20 @@ pub fn prepare(config: &RunConfig, model_files: &RepoFiles, model_max_positions:
             )));
         }
         (Some(names), _) => names.to_vec(),
-        (None, Some(n)) => (0..n).map(|i| format!("LABEL_{i}")).collect(),
-        (None, None) => {
-            return Err(TrainError::Config(format!(
-                "data: column '{label_column}' of {} has no label names (ClassLabel); set model.num_labels",
-                d.source
-            )));
-        }
+        (None, Some(n)) => match checkpoint_labels {
+            Some(names) if names.len() == n => names,
+            _ => (0..n).map(|i| format!("LABEL_{i}")).collect(),
+        },
+        (None, None) => match checkpoint_labels {
+            Some(names) => names,
+            None => {
+                return Err(TrainError::Config(format!(
+                    "data: column '{label_column}' of {} has no label names (ClassLabel) and the model has no \
+                     classification head with labels; set model.num_labels",
+                    d.source
+                )));
+            }
+        },
     };
     let tokenizer = TextTokenizer::from_repo(model_files)?;
     let max_length = d.max_length.or(tokenizer.model_max_length()).unwrap_or(model_max_positions).min(model_max_positions);

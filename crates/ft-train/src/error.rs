@@ -6,6 +6,9 @@ pub enum TrainError {
     /// Loading or running the model failed.
     #[error(transparent)]
     Model(#[from] ft_models::ModelError),
+    /// Resolving a model or data repository failed.
+    #[error(transparent)]
+    Hub(#[from] ft_hub::HubError),
     /// Loading or tokenizing the data failed.
     #[error(transparent)]
     Data(#[from] ft_data::DataError),
@@ -16,12 +19,12 @@ pub enum TrainError {
     #[error("{0}")]
     Config(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The loss became NaN or infinite.
     #[error(
@@ -48,5 +51,5 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.into();
-    move |source| TrainError::Io { path, source }
+    move |error| TrainError::Io { path, error }
 }

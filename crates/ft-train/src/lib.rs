@@ -10,9 +10,12 @@
 //!   errors that name the key.
 //! - [`run_config::RunConfig`]: the TOML run file of `ft train` (`[model]`, `[data]`,
 //!   `[method]`, `[training]`), with `--set section.key=value` overrides.
-//! - [`trainer::train`]: full fine-tuning of a sequence or token classifier (§4, §9 of the
-//!   notebook), or a frozen encoder with a linear head on the first token whose features are
-//!   computed once and reused every epoch (§5). AdamW with transformers' decay groups and
+//! - [`fit::fit`]: one training loop for every task ([`task::TrainTask`]: its batch type, its
+//!   forward + loss, its evaluation accumulator) and method ([`fit::ModelStore`]: how its model
+//!   is saved and restored); logging goes to [`fit::Callbacks`] and `tracing`, never stdout.
+//! - [`trainer::train`]: the run file's method — full fine-tuning of a sequence or token
+//!   classifier (§4, §9 of the notebook), or a frozen encoder with a linear head on the first
+//!   token whose features are computed once and reused every epoch (§5). AdamW with transformers' decay groups and
 //!   global-norm clipping ([`optim`]), its learning-rate schedules ([`schedule`]), gradient
 //!   accumulation, evaluation with `eval_accuracy`/`eval_f1_macro` or seqeval's
 //!   `eval_overall_*`, best-model tracking, early stopping, a stop with the step named on a
@@ -30,17 +33,18 @@
 
 pub mod args;
 pub mod data;
-pub mod examples;
+pub mod fit;
 pub mod loss;
 pub mod optim;
 pub mod report;
 pub mod run_config;
 pub mod schedule;
 pub mod state;
-pub mod trainable;
+pub mod task;
 pub mod trainer;
 
 mod error;
 
 pub use error::{Result, TrainError};
-pub use trainer::{TrainOptions, TrainOutcome, train};
+pub use fit::{Callbacks, FitOptions, FitOutcome, ModelStore, fit};
+pub use trainer::{TrainOptions, TrainOutcome, train, train_with};

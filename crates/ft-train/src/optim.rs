@@ -5,9 +5,12 @@
 //! state that saves and loads with the checkpoint — so it is used as is. What Burn does not do the
 //! way transformers does, ft does here:
 //!
-//! - **No weight decay on biases and LayerNorm weights** (transformers'
-//!   `get_decay_parameter_names`): a second parameter group with decay 0, chosen by the
-//!   parameters' module paths.
+//! - **No weight decay on biases and normalisation layers** (transformers'
+//!   `get_decay_parameter_names`: every LayerNorm parameter and every bias): a second parameter
+//!   group with decay 0, chosen by module type — any parameter of a `LayerNorm` or `BatchNorm`
+//!   (GPT-2's `ln_1`, ResNet's `bn1`, whatever the field is called) and any `bias`, adapters'
+//!   included. (transformers would decay a BatchNorm's weight; timm and torchvision's recipes do
+//!   not, and neither does ft.)
 //! - **Clipping by the global norm** over all gradients (`torch.nn.utils.clip_grad_norm_`);
 //!   Burn's gradient clipping works per parameter. [`clip_global_norm`] also returns the norm,
 //!   which transformers logs as `grad_norm`.
@@ -20,27 +23,50 @@
 //!   parallel loop, keeping Burn's state type (so checkpoints are Burn's `AdamWState` records);
 //!   on other devices it calls Burn's `AdamW`.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsParams, ModuleOptimizer, Optimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use ft_models::device::is_flex;
 use rayon::prelude::*;
 
 use crate::args::TrainingArguments;
-use crate::{Result, TrainError};
+use crate::Result;
 
-/// Module paths of the parameters that get no weight decay: biases and LayerNorm weights.
-pub const NO_DECAY_PATTERN: &str = r"(^|\.)bias$|layer_norm\.(gamma|beta)$";
+/// The parameters of `module` that get no weight decay: every parameter of a normalisation
+/// layer and every bias (by module type, not by name).
+pub fn no_decay_params<M: Module>(module: &M) -> Vec<ParamId> {
+    struct Collector {
+        path: Vec<(String, String)>,
+        ids: Vec<ParamId>,
+    }
+    impl ModuleVisitor for Collector {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.push((name.to_string(), container_type.to_string()));
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let Some((field, container)) = self.path.last() else { return };
+            let norm = matches!(container.as_str(), "Struct:LayerNorm" | "Struct:BatchNorm" | "Struct:RmsNorm" | "Struct:GroupNorm");
+            if norm || field == "bias" {
+                self.ids.push(param.id);
+            }
+        }
+    }
+    let mut c = Collector { path: Vec::new(), ids: Vec::new() };
+    module.visit(&mut c);
+    c.ids
+}
 
-/// AdamW with transformers' hyper-parameters and decay groups.
-pub fn adamw(args: &TrainingArguments) -> Result<ModuleOptimizer> {
+/// AdamW with transformers' hyper-parameters and decay groups for `module`'s parameters.
+pub fn adamw<M: Module>(args: &TrainingArguments, module: &M) -> Result<ModuleOptimizer> {
     let fused = |wd: f64| FusedAdamW::new(args.adam_beta1, args.adam_beta2, args.adam_epsilon, wd);
     let optimizer = ModuleOptimizer::from(fused(args.weight_decay));
     if args.weight_decay == 0.0 {
         return Ok(optimizer);
     }
-    let no_decay = ParamGroup::from_regex(NO_DECAY_PATTERN).map_err(|e| TrainError::Config(format!("no-decay pattern: {e:?}")))?;
-    Ok(optimizer.with_group(no_decay, fused(0.0), None))
+    Ok(optimizer.with_group(ParamGroup::from_ids(no_decay_params(module)), fused(0.0), None))
 }
 
 /// `torch.optim.AdamW` (Burn's `AdamW` arithmetic) as one fused, parallel pass per parameter on

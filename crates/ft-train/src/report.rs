@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::state::{write_atomic, write_json};
-use crate::trainer::Predictions;
+use crate::task::Predictions;
 
 /// File names written into the output directory.
 pub const EVAL_PREDICTIONS: &str = "eval_predictions.json";
@@ -115,7 +115,7 @@ mod tests {
         assert!(write_loss_curve(dir.path(), &history()).unwrap());
         let png = std::fs::read(dir.path().join(LOSS_CURVE)).unwrap();
         assert_eq!(&png[1..4], b"PNG");
-        let p = Predictions { predictions: vec![0, 1, 1, 2], references: vec![0, 1, 2, 2] };
+        let p = Predictions { predictions: vec![0, 1, 1, 2], references: vec![0, 1, 2, 2], ..Default::default() };
         let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         assert!(write_confusion_matrix(dir.path(), &p, &names).unwrap());
         assert!(std::fs::read_to_string(dir.path().join(CONFUSION_SVG)).unwrap().contains("Predicted label"));

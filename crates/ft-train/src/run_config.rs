@@ -16,7 +16,8 @@
 //! max_length = 256
 //!
 //! [method]
-//! kind = "full"                      # or "frozen": frozen encoder + linear head (§5)
+//! kind = "full"                      # or "frozen": frozen encoder + linear head (§5); each kind
+//!                                    # has its own keys (e.g. frozen: head_dropout, cache_features)
 //!
 //! [training]
 //! output_dir = "ft_full_agnews"
@@ -29,10 +30,15 @@
 //! metric_for_best_model = "accuracy"
 //! ```
 //!
-//! Unknown keys are errors that list the valid ones. Relative paths are relative to the current
-//! directory, as in transformers; a leading `~/` is the home directory.
+//! Unknown keys are errors that list the valid ones. Paths may use environment variables —
+//! `${VAR}`, or `${VAR:-default}` when unset — and a leading `~/` for the home directory.
+//! Relative model and data paths are relative to the run file's directory (when they exist
+//! there), so a run file works from any working directory; `training.output_dir` is relative to
+//! the working directory, as in transformers.
 
 use std::path::{Path, PathBuf};
+
+use ft_models::auto::Task;
 
 use crate::args::TrainingArguments;
 use crate::{Result, TrainError};
@@ -43,9 +49,10 @@ use crate::{Result, TrainError};
 pub struct ModelSection {
     /// A local model directory or a Hub id (`org/name[@revision]`).
     pub name: String,
-    /// `text-classification` or `token-classification`.
-    pub task: String,
-    /// Number of labels; default: the data's label names.
+    /// What the model is trained for: `text-classification` (alias `sentiment-analysis`) or
+    /// `token-classification` (alias `ner`).
+    pub task: Task,
+    /// Number of labels; default: the data's label names, else the checkpoint's head.
     #[serde(default)]
     pub num_labels: Option<usize>,
 }
@@ -66,8 +73,9 @@ pub struct DataSection {
     /// Training split.
     #[serde(default = "default_train_split")]
     pub train_split: String,
-    /// Evaluation split; none disables evaluation data.
-    #[serde(default = "default_eval_split")]
+    /// Evaluation split. When not set: `validation` if the run evaluates
+    /// (`training.eval_strategy` is not "no"), else no evaluation data at all.
+    #[serde(default)]
     pub eval_split: Option<String>,
     /// Keep this many training rows (after the shuffle).
     #[serde(default)]
@@ -102,49 +110,61 @@ pub struct DataSection {
 fn default_train_split() -> String {
     "train".into()
 }
-fn default_eval_split() -> Option<String> {
-    Some("validation".into())
-}
 
-/// What is trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MethodKind {
+/// `[method]`: what is trained, a tagged table (`kind = "..."`) with each method's own keys.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum MethodConfig {
     /// Every parameter (§4).
-    Full,
+    Full(FullMethod),
     /// A frozen encoder with a new linear head on the first token (§5).
-    Frozen,
+    Frozen(FrozenMethod),
 }
 
-/// `[method]`.
+impl Default for MethodConfig {
+    fn default() -> Self {
+        Self::Full(FullMethod {})
+    }
+}
+
+impl MethodConfig {
+    /// The `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Full(_) => "full",
+            Self::Frozen(_) => "frozen",
+        }
+    }
+}
+
+/// `kind = "full"`: no keys of its own.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullMethod {}
+
+/// `kind = "frozen"`.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct MethodSection {
-    /// `full` or `frozen`.
-    #[serde(default = "default_kind")]
-    pub kind: MethodKind,
-    /// Dropout before the frozen method's head.
+pub struct FrozenMethod {
+    /// Dropout before the head.
     #[serde(default = "default_head_dropout")]
     pub head_dropout: f64,
-    /// Frozen method: run the encoder once per example and reuse its outputs in every epoch.
+    /// Run the encoder once per example and reuse its outputs in every epoch.
     #[serde(default = "default_true")]
     pub cache_features: bool,
 }
 
-fn default_kind() -> MethodKind {
-    MethodKind::Full
+impl Default for FrozenMethod {
+    fn default() -> Self {
+        Self { head_dropout: 0.1, cache_features: true }
+    }
 }
+
 fn default_head_dropout() -> f64 {
     0.1
 }
 fn default_true() -> bool {
     true
-}
-
-impl Default for MethodSection {
-    fn default() -> Self {
-        Self { kind: MethodKind::Full, head_dropout: 0.1, cache_features: true }
-    }
 }
 
 /// A whole run file.
@@ -157,7 +177,7 @@ pub struct RunConfig {
     pub data: DataSection,
     /// `[method]`.
     #[serde(default)]
-    pub method: MethodSection,
+    pub method: MethodConfig,
     /// `[training]`: `TrainingArguments`.
     #[serde(default)]
     pub training: TrainingArguments,
@@ -168,10 +188,14 @@ pub const SECTIONS: [&str; 4] = ["model", "data", "method", "training"];
 
 impl RunConfig {
     /// Reads a run file and applies `--set section.key=value` overrides; every error names the
-    /// file (or the override) and the key.
+    /// file (or the override) and the key. Relative model and data paths are resolved against
+    /// the run file's directory.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
-        Self::parse(&text, &path.display().to_string(), overrides)
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Config(format!("cannot read the run file {}: {e}", path.display())))?;
+        let mut config = Self::parse(&text, &path.display().to_string(), overrides)?;
+        config.resolve_relative_to(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
     }
 
     /// Parses run-file text; `origin` names it in errors.
@@ -188,53 +212,81 @@ impl RunConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        // Deserialized from TOML text so that errors show the offending line (and, for an
-        // unknown key, list the valid ones): the file's own text, or the merged text when
-        // `--set` changed it.
-        let (source, what) = if overrides.is_empty() {
-            (text.to_string(), origin.to_string())
+        // `[method]` without `kind` is full fine-tuning.
+        let mut kind_added = false;
+        if let Some(toml::Value::Table(m)) = table.get_mut("method")
+            && !m.contains_key("kind")
+        {
+            m.insert("kind".into(), toml::Value::String("full".into()));
+            kind_added = true;
+        }
+        let mut config: RunConfig = if overrides.is_empty() && !kind_added {
+            // From the file's own text, so that errors show the offending line (and, for an
+            // unknown key, list the valid ones).
+            toml::from_str(text).map_err(|e: toml::de::Error| TrainError::Config(format!("{origin}: {}", e.to_string().trim())))
         } else {
-            let merged = toml::to_string(&table).map_err(|e| TrainError::Config(format!("{origin}: {e}")))?;
-            (merged, format!("{origin} (with --set overrides)"))
-        };
-        let mut config: RunConfig =
-            toml::from_str(&source).map_err(|e: toml::de::Error| TrainError::Config(format!("{what}: {}", e.to_string().trim())))?;
-        config.model.name = expand_home(&config.model.name);
-        config.data.source = expand_home(&config.data.source);
-        config.data.local_data = config.data.local_data.map(|p| PathBuf::from(expand_home(&p.to_string_lossy())));
-        config.training.output_dir = PathBuf::from(expand_home(&config.training.output_dir.to_string_lossy()));
+            // From the merged table: errors name the key, not a line of a document the user never
+            // wrote.
+            serde::Deserialize::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
+                let with = if overrides.is_empty() { String::new() } else { format!(" (with --set {})", overrides.join(", ")) };
+                TrainError::Config(format!("{origin}{with}: {}", e.to_string().trim()))
+            })
+        }?;
+        config.model.name = expand(&config.model.name, "model.name")?;
+        config.data.source = expand(&config.data.source, "data.source")?;
+        if let Some(p) = &config.data.local_data {
+            config.data.local_data = Some(PathBuf::from(expand(&p.to_string_lossy(), "data.local_data")?));
+        }
+        config.training.output_dir = PathBuf::from(expand(&config.training.output_dir.to_string_lossy(), "training.output_dir")?);
+        if config.data.eval_split.is_none() && config.training.eval_strategy != crate::args::IntervalStrategy::No {
+            config.data.eval_split = Some("validation".into());
+        }
         config.validate(origin)?;
         Ok(config)
     }
 
+    /// Resolves relative `model.name`, `data.source` and `data.local_data` against `dir` (the
+    /// run file's directory) when they exist there; Hub ids and recipe names stay as they are.
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        let resolve = |s: &str| -> String {
+            let p = Path::new(s);
+            if p.is_relative() && !s.is_empty() && dir.join(p).exists() {
+                dir.join(p).to_string_lossy().into_owned()
+            } else {
+                s.to_string()
+            }
+        };
+        self.model.name = resolve(&self.model.name);
+        self.data.source = resolve(&self.data.source);
+        if let Some(p) = &self.data.local_data {
+            self.data.local_data = Some(PathBuf::from(resolve(&p.to_string_lossy())));
+        }
+    }
+
     fn validate(&self, origin: &str) -> Result<()> {
-        if !["text-classification", "token-classification"].contains(&self.model.task.as_str()) {
+        if !matches!(self.model.task, Task::SequenceClassification | Task::TokenClassification) {
             return Err(TrainError::Config(format!(
-                "{origin}: model.task: '{}' (expected text-classification or token-classification)",
+                "{origin}: model.task: '{}' cannot be trained yet (text-classification or token-classification)",
                 self.model.task
             )));
         }
-        if self.method.kind == MethodKind::Frozen && self.model.task != "text-classification" {
-            return Err(TrainError::Config(format!("{origin}: method.kind = \"frozen\" is for text-classification")));
-        }
-        if !(0.0..1.0).contains(&self.method.head_dropout) {
-            return Err(TrainError::Config(format!("{origin}: method.head_dropout: {} is not in [0, 1)", self.method.head_dropout)));
+        if let MethodConfig::Frozen(f) = &self.method {
+            if self.model.task != Task::SequenceClassification {
+                return Err(TrainError::Config(format!("{origin}: method.kind = \"frozen\" is for text-classification")));
+            }
+            if !(0.0..1.0).contains(&f.head_dropout) {
+                return Err(TrainError::Config(format!("{origin}: method.head_dropout: {} is not in [0, 1)", f.head_dropout)));
+            }
         }
         if self.model.num_labels == Some(0) {
             return Err(TrainError::Config(format!("{origin}: model.num_labels must be at least 1")));
-        }
-        if self.training.eval_strategy != crate::args::IntervalStrategy::No && self.data.eval_split.is_none() {
-            return Err(TrainError::Config(format!(
-                "{origin}: training.eval_strategy is {:?} but data.eval_split is not set",
-                self.training.eval_strategy
-            )));
         }
         self.training.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))
     }
 
     /// Whether this is a token-classification run.
     pub fn is_token_classification(&self) -> bool {
-        self.model.task == "token-classification"
+        self.model.task == Task::TokenClassification
     }
 
     /// The text column, with the task's default.
@@ -246,6 +298,41 @@ impl RunConfig {
     pub fn label_column(&self) -> String {
         self.data.label_column.clone().unwrap_or_else(|| if self.is_token_classification() { "ner_tags" } else { "label" }.into())
     }
+
+    /// The run file as TOML text (what `ft train` reads back).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| TrainError::Config(format!("writing a run file: {e}")))
+    }
+}
+
+/// Expands `${VAR}` / `${VAR:-default}` and a leading `~/` in a path-like value of `key`.
+pub fn expand(s: &str, key: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| TrainError::Config(format!("{key}: '{s}' has an unclosed ${{...}}")))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(TrainError::Config(format!(
+                    "{key}: '{s}' uses the environment variable {name}, which is not set"
+                )));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(expand_home(&out))
 }
 
 /// `~/x` → `$HOME/x` (run files are shared between machines; paths under the home directory are
@@ -304,7 +391,7 @@ eval_strategy = "epoch"
         assert_eq!(c.training.num_train_epochs, 1.0);
         assert_eq!(c.data.max_length, Some(128));
         assert_eq!(c.text_column(), "text");
-        assert_eq!(c.method.kind, MethodKind::Full);
+        assert_eq!(c.method, MethodConfig::default());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! `trainer_state.json` and the checkpoint folders, as transformers writes them.
 //!
-//! A checkpoint `checkpoint-N/` holds the model in the Hub's layout (`config.json`,
-//! `model.safetensors`, tokenizer files — loadable by `from_pretrained` and `ft predict`), the
-//! training state ft needs to resume bit for bit (`model.bpk`: Burn's record of the same weights
-//! with their parameter ids; `optimizer.bpk`: AdamW's moments; `rng_state.json`), and
-//! `trainer_state.json`. It is written to `.tmp-checkpoint-N/` and renamed into place, so a
+//! A checkpoint `checkpoint-N/` holds the model in its method's layout (for full fine-tuning the
+//! Hub's: `config.json`, `model.safetensors`, tokenizer files — loadable by `from_pretrained`
+//! and `ft predict`; for adapters PEFT's), the training state ft needs to resume bit for bit
+//! (`optimizer.bpk`: AdamW's moments, keyed by parameter ids that are derived from the Hub names
+//! so that they match the model read back from the weights file; `rng_state.json`), and
+//! `trainer_state.json`. The weights are written once. It is written to `.tmp-checkpoint-N/` and renamed into place, so a
 //! killed run never leaves a half-written `checkpoint-N/`.
 
 use std::path::{Path, PathBuf};
@@ -49,8 +50,14 @@ pub struct TrainerState {
     pub is_local_process_zero: bool,
     /// Always true (one process).
     pub is_world_process_zero: bool,
-    /// Not computed by ft.
+    /// transformers' FLOPs estimate of the training so far (`6 · tokens · non-embedding
+    /// parameters` per batch; 0 for tasks without tokens).
+    #[serde(default)]
     pub total_flos: f64,
+    /// The sum of every optimizer step's mean loss so far (transformers' `_total_loss_scalar`);
+    /// `train_loss` is it divided by the steps. Kept so that a resumed run reports the same.
+    #[serde(default, rename = "ft_total_loss")]
+    pub total_loss: f64,
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
@@ -76,7 +83,7 @@ pub fn checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let entries = match std::fs::read_dir(output_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(TrainError::Io { path: output_dir.to_path_buf(), source: e }),
+        Err(e) => return Err(TrainError::Io { path: output_dir.to_path_buf(), error: e }),
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

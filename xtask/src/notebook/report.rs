@@ -14,6 +14,8 @@ use ft_metrics::curves::{Series, line_chart_png};
 use ft_metrics::plot::{Heatmap, save_confusion_matrix};
 use serde_json::Value;
 
+use super::{Outcome, Section};
+
 /// The loss curve picture, in the section's directory.
 pub const LOSS_CURVE: &str = "loss_curve.png";
 /// The confusion matrix picture, in the section's directory.
@@ -352,6 +354,92 @@ pub fn distribution_cell(counts: &[(String, u64)]) -> String {
         .join(", ")
 }
 
+/// Header facts of the report.
+pub struct Header {
+    pub profile: String,
+    pub version: String,
+    pub commit: String,
+    pub command: String,
+    pub machine: String,
+    pub date: String,
+}
+
+pub fn write_report(
+    out: &Path,
+    h: &Header,
+    tiny: bool,
+    outcomes: &[Outcome],
+    total_s: f64,
+    pending: &[Section],
+) -> Result<()> {
+    let mut md = String::new();
+    let numbers: Vec<String> = outcomes
+        .iter()
+        .map(|o| o.section.number().to_string())
+        .chain(pending.iter().map(|s| s.number().to_string()))
+        .collect();
+    let _ = writeln!(md, "# Reproducing the fine-tuning notebook with ft: §{}\n", numbers.join(", §"));
+    if tiny {
+        md.push_str(
+            "> **TINY PROFILE — THESE NUMBERS MEAN NOTHING.** The runs use tiny random-weight fixture checkpoints \
+(`tests/fixtures/models/tiny-bert-*`, 2 layers, hidden size 32) and small synthetic data written by this task. \
+They show that every step of the sections runs end to end and what the report looks like — not how well \
+fine-tuning works. Run with `--profile hub` (the default) or `--profile local` for real models and data.\n\n",
+        );
+    }
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| profile | {} |", h.profile);
+    let _ = writeln!(md, "| ft | {} |", h.version);
+    let _ = writeln!(md, "| commit | `{}` |", h.commit);
+    let _ = writeln!(md, "| command | `{}` |", h.command);
+    let _ = writeln!(md, "| machine | {} |", h.machine);
+    let _ = writeln!(md, "| date | {} |", h.date);
+    let _ = writeln!(md, "| total wall time | {total_s:.1} s (build excluded) |\n");
+    md.push_str("| section | status | result | train_runtime (s) | wall time (s) |\n|---|---|---|---|---|\n");
+    for o in outcomes {
+        let _ = writeln!(
+            md,
+            "| [{}](#{}) | {} | {} | {} | {:.1} |",
+            o.section.title(),
+            anchor(o.section.title()),
+            if o.ok { "ok" } else { "**failed**" },
+            o.headline,
+            o.runtime,
+            o.wall_s
+        );
+    }
+    for s in pending {
+        let _ = writeln!(md, "| {} | not run yet | | | |", s.title());
+    }
+    for o in outcomes {
+        let _ = writeln!(md, "\n## {}\n\n{}", o.section.title(), o.markdown.trim_end());
+    }
+    let path = out.join("report.md");
+    let tmp = out.join("report.md.tmp");
+    std::fs::write(&tmp, md).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// GitHub's heading anchor: lowercase, spaces to `-`, other punctuation dropped.
+pub fn anchor(title: &str) -> String {
+    title
+        .chars()
+        .filter_map(|c| {
+            if c.is_alphanumeric() {
+                Some(c.to_lowercase().next().unwrap_or(c))
+            } else if c == ' ' {
+                Some('-')
+            } else if c == '-' || c == '_' {
+                Some(c)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -386,6 +474,12 @@ mod tests {
 
     fn is_png(path: &Path) -> bool {
         std::fs::read(path).map(|b| b.starts_with(b"\x89PNG\r\n\x1a\n") && b.len() > 1000).unwrap_or(false)
+    }
+
+    #[test]
+    fn anchors_match_githubs() {
+        assert_eq!(anchor("§4 Full fine-tuning (AG News)"), "4-full-fine-tuning-ag-news");
+        assert_eq!(anchor("§3 Data loading & preparation"), "3-data-loading--preparation");
     }
 
     #[test]

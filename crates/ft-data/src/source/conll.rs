@@ -66,7 +66,7 @@ pub fn looks_like_conll(text: &str, n: usize) -> bool {
 
 /// Reads a CoNLL file.
 pub fn read(path: &Path, options: &ConllOptions, on_invalid: OnInvalid, skipped: &mut Vec<Skipped>) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let n = options.columns.len();
     if n == 0 {
         return Err(DataError::Format { path: path.to_path_buf(), message: "no CoNLL column names given".into() });
@@ -178,7 +178,7 @@ pub fn read(path: &Path, options: &ConllOptions, on_invalid: OnInvalid, skipped:
 
 /// Reads a plain text file, one row per line (`text` column), like `datasets`' `text` builder.
 pub fn read_text(path: &Path) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let lines: Vec<String> = text.lines().map(String::from).collect();
     let origins = (0..lines.len() as u64).map(|i| RowRef { file: 0, row: i, line: i + 1 }).collect();
     let name = path.display().to_string();

@@ -32,7 +32,7 @@ pub fn read(path: &Path, options: &CsvOptions, on_invalid: OnInvalid, skipped: &
         .delimiter
         .unwrap_or_else(|| if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) { b'\t' } else { b',' });
     let header = options.header.unwrap_or(options.column_names.is_none());
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let mut reader = csv::ReaderBuilder::new().has_headers(false).delimiter(delimiter).flexible(true).from_reader(file);
     let mut records = reader.records();
     let line_err = |line: u64, message: String| DataError::Line { path: path.to_path_buf(), line, message };

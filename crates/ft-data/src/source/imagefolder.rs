@@ -24,7 +24,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| DataError::Io { path: d.clone(), source })?;
+        let entries = std::fs::read_dir(&d).map_err(|source| DataError::Io { path: d.clone(), error: source })?;
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {

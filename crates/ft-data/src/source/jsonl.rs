@@ -14,7 +14,7 @@ use crate::{DataError, Result};
 /// Reads a `.jsonl` / `.json` file. Lines that are not JSON objects are errors naming the line
 /// (or skipped with [`OnInvalid::Skip`]); blank lines are ignored.
 pub fn read(path: &Path, on_invalid: OnInvalid, skipped: &mut Vec<Skipped>) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
         DataError::Line { path: path.to_path_buf(), line, message: "invalid UTF-8".into() }

@@ -17,6 +17,7 @@ pub mod csv;
 pub mod hub;
 pub mod imagefolder;
 pub mod jsonl;
+#[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod splits;
 
@@ -213,7 +214,7 @@ impl DatasetSource {
         let mut files = Vec::new();
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|source| DataError::Io { path: dir.clone(), source })?;
+            let entries = std::fs::read_dir(&dir).map_err(|source| DataError::Io { path: dir.clone(), error: source })?;
             for e in entries.flatten() {
                 let p = e.path();
                 let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
@@ -414,7 +415,13 @@ impl DatasetSource {
         let on_invalid = self.options.on_invalid;
         tracing::debug!(file = %path.display(), format = self.format.name(), "reading");
         match self.format {
+            #[cfg(feature = "parquet")]
             Format::Parquet => parquet::read(path),
+            #[cfg(not(feature = "parquet"))]
+            Format::Parquet => Err(DataError::Format {
+                path: path.to_path_buf(),
+                message: "this build of ft-data reads no Parquet files (enable its `parquet` feature)".into(),
+            }),
             Format::Json => jsonl::read(path, on_invalid, skipped),
             Format::Csv => csv::read(path, &self.options.csv, on_invalid, skipped),
             Format::Conll => {
@@ -435,9 +442,9 @@ impl DatasetSource {
 /// The first 64 KiB of a text file (to sniff its format).
 fn read_head(path: &Path) -> Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let mut f = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let mut buf = vec![0u8; 64 * 1024];
-    let n = f.read(&mut buf).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let n = f.read(&mut buf).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     buf.truncate(n);
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }

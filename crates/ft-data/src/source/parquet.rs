@@ -25,7 +25,7 @@ use crate::{DataError, Result};
 /// Reads a whole Parquet file.
 pub fn read(path: &Path) -> Result<Dataset> {
     let fmt_err = |message: String| DataError::Format { path: path.to_path_buf(), message };
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| fmt_err(format!("not a readable Parquet file: {e}")))?;
     let hf_features: Vec<(String, Feature)> = builder

@@ -1,10 +1,16 @@
 //! BERT task heads: sequence classification and token classification.
 
 use burn::module::Module;
-use burn::nn::{Dropout, Linear};
-use burn::tensor::{Int, Tensor};
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::{Device, Int, Tensor};
+use ft_hub::ops::dropout;
 
+use super::config::BertConfig;
 use super::model::BertModel;
+use crate::Result;
+use crate::input::{KvCache, TextInput};
+use crate::layers::{Projection, WeightLayout};
+use crate::naming::{HubModule, HubPath, Part};
 
 /// BERT with a linear classifier over the pooled first token (transformers'
 /// `BertForSequenceClassification`).
@@ -15,10 +21,19 @@ pub struct BertForSequenceClassification {
     /// Dropout (`classifier_dropout`, else `hidden_dropout_prob`).
     pub dropout: Dropout,
     /// HF `classifier` `[H, num_labels]`.
-    pub classifier: Linear,
+    pub classifier: Projection,
 }
 
 impl BertForSequenceClassification {
+    /// The model's skeleton (lazily initialised; see [`crate::weights::load_parts`]).
+    pub fn new(c: &BertConfig, device: &Device) -> Self {
+        Self {
+            bert: BertModel::new(c, true, device),
+            dropout: DropoutConfig::new(c.classifier_dropout()).init(),
+            classifier: Projection::new(c.hidden_size, c.labels.num_labels(), WeightLayout::Linear, device),
+        }
+    }
+
     /// # Shapes
     /// - inputs: `[batch, seq]`; output logits: `[batch, num_labels]`
     pub fn forward(
@@ -28,15 +43,33 @@ impl BertForSequenceClassification {
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> Tensor<2> {
         let out = self.bert.forward(input_ids, attention_mask, token_type_ids);
-        let pooled = match out.pooler_output {
-            Some(p) => p,
+        self.head(out.pooler_output, out.last_hidden_state)
+    }
+
+    /// Logits from ids or input embeddings after an optional prefix (see
+    /// [`BertModel::forward_input`]).
+    ///
+    /// # Shapes
+    /// - output logits: `[batch, num_labels]`
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<2>> {
+        let out = self.bert.forward_input(input, past)?;
+        Ok(self.head(out.pooler_output, out.last_hidden_state))
+    }
+
+    fn head(&self, pooled: Option<Tensor<2>>, hidden: Tensor<3>) -> Tensor<2> {
+        let pooled = pooled.unwrap_or_else(|| {
             // Loading always builds the pooler for this head; keep a sane fallback anyway.
-            None => {
-                let [b, _, h] = out.last_hidden_state.dims();
-                out.last_hidden_state.narrow(1, 0, 1).reshape([b, h])
-            }
-        };
-        self.classifier.forward(crate::dropout::dropout(&self.dropout, pooled))
+            let [b, _, h] = hidden.dims();
+            hidden.narrow(1, 0, 1).reshape([b, h])
+        });
+        self.classifier.forward(dropout(&self.dropout, pooled))
+    }
+}
+
+impl HubModule for BertForSequenceClassification {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.bert.parts(&path.pp("bert"), f);
+        f(&path.pp("classifier"), Part::Projection(&mut self.classifier));
     }
 }
 
@@ -48,10 +81,19 @@ pub struct BertForTokenClassification {
     /// Dropout (`classifier_dropout`, else `hidden_dropout_prob`).
     pub dropout: Dropout,
     /// HF `classifier` `[H, num_labels]`.
-    pub classifier: Linear,
+    pub classifier: Projection,
 }
 
 impl BertForTokenClassification {
+    /// The model's skeleton (lazily initialised; see [`crate::weights::load_parts`]).
+    pub fn new(c: &BertConfig, device: &Device) -> Self {
+        Self {
+            bert: BertModel::new(c, false, device),
+            dropout: DropoutConfig::new(c.classifier_dropout()).init(),
+            classifier: Projection::new(c.hidden_size, c.labels.num_labels(), WeightLayout::Linear, device),
+        }
+    }
+
     /// # Shapes
     /// - inputs: `[batch, seq]`; output logits: `[batch, seq, num_labels]`
     pub fn forward(
@@ -61,6 +103,22 @@ impl BertForTokenClassification {
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> Tensor<3> {
         let out = self.bert.forward(input_ids, attention_mask, token_type_ids);
-        self.classifier.forward(crate::dropout::dropout(&self.dropout, out.last_hidden_state))
+        self.classifier.forward(dropout(&self.dropout, out.last_hidden_state))
+    }
+
+    /// Logits per token from ids or input embeddings after an optional prefix.
+    ///
+    /// # Shapes
+    /// - output logits: `[batch, seq, num_labels]`
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<3>> {
+        let out = self.bert.forward_input(input, past)?;
+        Ok(self.classifier.forward(dropout(&self.dropout, out.last_hidden_state)))
+    }
+}
+
+impl HubModule for BertForTokenClassification {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.bert.parts(&path.pp("bert"), f);
+        f(&path.pp("classifier"), Part::Projection(&mut self.classifier));
     }
 }

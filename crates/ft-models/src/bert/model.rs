@@ -5,17 +5,30 @@
 //! `models/bert/modeling_bert.py`. Post-LayerNorm blocks; learned absolute positions; segment
 //! (token type) embeddings; an optional tanh pooler over the first token.
 //!
-//! Field names follow the Hub's tensor names (`embeddings.word_embeddings`,
-//! `encoder.layer.N.attention.self.query`, ...); where Rust needs another name the mapping is
-//! in [`super::load`].
+//! Every struct names its children with the Hub's names in its [`HubModule`] impl
+//! (`embeddings.word_embeddings`, `encoder.layer.N.attention.self.query`, ...): loading, saving
+//! and adapter matching all read that one list.
+//!
+//! # Seams for parameter-efficient methods
+//! - every linear layer is a [`Projection`] (LoRA deltas attach there);
+//! - each sub-layer's output block ([`BertResidualOutput`]) has a bottleneck-adapter slot
+//!   around its LayerNorm (`attention.output.adapters`, `output.adapters`);
+//! - [`BertModel::forward_input`] takes input embeddings instead of ids (soft prompts) and
+//!   past keys/values (a prefix), with an attention mask over prefix and tokens; positions
+//!   start after the prefix, as transformers' `past_key_values_length`.
 
 use burn::module::Module;
-use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
-use burn::tensor::{Int, Tensor};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
+use burn::tensor::{Device, Int, Tensor};
+use ft_hub::ops::dropout;
+use ft_peft::slot::BottleneckAdapters;
 
 use super::config::BertConfig;
 use crate::attention::{PaddingMask, merge_heads, scaled_dot_product, split_heads};
-use crate::layers::Activation;
+use crate::input::{KvCache, TextInput, Tokens};
+use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
+use crate::naming::{HubModule, HubPath, Part};
+use crate::{ModelError, Result};
 
 /// Word, position and token-type embeddings, summed, normalised and dropped out.
 #[derive(Module, Debug)]
@@ -37,14 +50,38 @@ impl BertEmbeddings {
     /// - `input_ids`, `token_type_ids`: `[batch, seq]`
     /// - output: `[batch, seq, H]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
-        let [b, l] = input_ids.dims();
-        let device = input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l]);
-        let token_type_ids = token_type_ids.unwrap_or_else(|| Tensor::zeros([b, l], &device));
-        let x = self.word_embeddings.forward(input_ids)
-            + self.position_embeddings.forward(positions)
-            + self.token_type_embeddings.forward(token_type_ids);
-        crate::dropout::dropout(&self.dropout, self.layer_norm.forward(x))
+        let input = TextInput::ids(input_ids, None).with_token_type_ids(token_type_ids);
+        self.forward_input(&input, 0)
+    }
+
+    /// Embeds ids (or takes the given input embeddings), adds positions `past .. past + seq`
+    /// (or `input.position_ids`) and token types, normalises and drops out.
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq, H]`
+    pub fn forward_input(&self, input: &TextInput, past: usize) -> Tensor<3> {
+        let [b, l] = input.tokens.dims();
+        let words = match &input.tokens {
+            Tokens::Ids(ids) => self.word_embeddings.forward(ids.clone()),
+            Tokens::Embeds(e) => e.clone(),
+        };
+        let device = words.device();
+        let positions = match &input.position_ids {
+            Some(p) => p.clone(),
+            None => Tensor::<1, Int>::arange(past as i64..(past + l) as i64, &device).reshape([1, l]),
+        };
+        let token_type_ids = input.token_type_ids.clone().unwrap_or_else(|| Tensor::zeros([b, l], &device));
+        let x = words + self.position_embeddings.forward(positions) + self.token_type_embeddings.forward(token_type_ids);
+        dropout(&self.dropout, self.layer_norm.forward(x))
+    }
+}
+
+impl HubModule for BertEmbeddings {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("word_embeddings"), Part::Embedding(&mut self.word_embeddings));
+        f(&path.pp("position_embeddings"), Part::Embedding(&mut self.position_embeddings));
+        f(&path.pp("token_type_embeddings"), Part::Embedding(&mut self.token_type_embeddings));
+        f(&path.pp("LayerNorm"), Part::LayerNorm(&mut self.layer_norm));
     }
 }
 
@@ -52,11 +89,11 @@ impl BertEmbeddings {
 #[derive(Module, Debug)]
 pub struct BertSelfAttention {
     /// `query`.
-    pub query: Linear,
+    pub query: Projection,
     /// `key`.
-    pub key: Linear,
+    pub key: Projection,
     /// `value`.
-    pub value: Linear,
+    pub value: Projection,
     /// Dropout on attention probabilities.
     pub dropout: Dropout,
     /// Number of heads.
@@ -64,34 +101,61 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
+    /// Attention over `past` keys/values (a prefix; `None`: none) and the sequence itself.
+    ///
     /// # Shapes
-    /// - `x`: `[batch, seq, H]`; output `[batch, seq, H]`
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
+    /// - `x`: `[batch, seq, H]`; `past`: `[batch, heads, prefix, H / heads]` each
+    /// - `mask`: over `prefix + seq` keys; output `[batch, seq, H]`
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
         let q = split_heads(self.query.forward(x.clone()), self.num_heads);
         let k = split_heads(self.key.forward(x.clone()), self.num_heads);
         let v = split_heads(self.value.forward(x), self.num_heads);
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k], 2), Tensor::cat(vec![pv.clone(), v], 2)),
+            None => (k, v),
+        };
         merge_heads(scaled_dot_product(q, k, v, mask, &self.dropout))
     }
 }
 
-/// Projection, dropout, residual and LayerNorm after a sub-layer (HF `*.output`).
+impl HubModule for BertSelfAttention {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("query"), Part::Projection(&mut self.query));
+        f(&path.pp("key"), Part::Projection(&mut self.key));
+        f(&path.pp("value"), Part::Projection(&mut self.value));
+    }
+}
+
+/// Projection, dropout, residual and LayerNorm after a sub-layer (HF `*.output`), with the
+/// bottleneck-adapter slot around the LayerNorm.
 #[derive(Module, Debug)]
 pub struct BertResidualOutput {
     /// `dense`.
-    pub dense: Linear,
+    pub dense: Projection,
     /// `LayerNorm`.
     pub layer_norm: LayerNorm,
     /// Dropout (`hidden_dropout_prob`).
     pub dropout: Dropout,
+    /// Bottleneck adapters (none: `LayerNorm(h + residual)`).
+    pub adapters: BottleneckAdapters,
 }
 
 impl BertResidualOutput {
-    /// `LayerNorm(dropout(dense(x)) + residual)`.
+    /// `LayerNorm(dropout(dense(x)) + residual)`, through the active bottleneck adapter if any.
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, in]`, `residual`: `[batch, seq, H]`; output `[batch, seq, H]`
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(crate::dropout::dropout(&self.dropout, self.dense.forward(x)) + residual)
+        let h = dropout(&self.dropout, self.dense.forward(x));
+        self.adapters.forward(h, residual, Some(&self.layer_norm))
+    }
+}
+
+impl HubModule for BertResidualOutput {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("dense"), Part::Projection(&mut self.dense));
+        f(&path.pp("LayerNorm"), Part::LayerNorm(&mut self.layer_norm));
+        f(&path.pp("adapters"), Part::Bottlenecks(&mut self.adapters));
     }
 }
 
@@ -104,13 +168,20 @@ pub struct BertAttention {
     pub output: BertResidualOutput,
 }
 
+impl HubModule for BertAttention {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.self_attention.parts(&path.pp("self"), f);
+        self.output.parts(&path.pp("output"), f);
+    }
+}
+
 /// One encoder layer (HF `encoder.layer.N`).
 #[derive(Module, Debug)]
 pub struct BertLayer {
     /// HF `attention`.
     pub attention: BertAttention,
     /// HF `intermediate.dense`.
-    pub intermediate: Linear,
+    pub intermediate: Projection,
     /// HF `output`.
     pub output: BertResidualOutput,
     /// Feed-forward activation.
@@ -121,11 +192,19 @@ pub struct BertLayer {
 impl BertLayer {
     /// # Shapes
     /// - `x`: `[batch, seq, H]`; output `[batch, seq, H]`
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
-        let attended = self.attention.self_attention.forward(x.clone(), mask);
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
+        let attended = self.attention.self_attention.forward(x.clone(), mask, past);
         let x = self.attention.output.forward(attended, x);
         let inner = self.activation.forward(self.intermediate.forward(x.clone()));
         self.output.forward(inner, x)
+    }
+}
+
+impl HubModule for BertLayer {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.attention.parts(&path.pp("attention"), f);
+        f(&path.pp("intermediate").pp("dense"), Part::Projection(&mut self.intermediate));
+        self.output.parts(&path.pp("output"), f);
     }
 }
 
@@ -133,7 +212,7 @@ impl BertLayer {
 #[derive(Module, Debug)]
 pub struct BertPooler {
     /// `dense` `[H, H]`.
-    pub dense: Linear,
+    pub dense: Projection,
 }
 
 impl BertPooler {
@@ -143,6 +222,12 @@ impl BertPooler {
         let [b, _, h] = hidden.dims();
         let first = hidden.narrow(1, 0, 1).reshape([b, h]);
         self.dense.forward(first).tanh()
+    }
+}
+
+impl HubModule for BertPooler {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("dense"), Part::Projection(&mut self.dense));
     }
 }
 
@@ -170,6 +255,48 @@ pub struct BertModel {
 }
 
 impl BertModel {
+    /// The encoder's skeleton: every layer lazily initialised (nothing is drawn until loading
+    /// replaces the tensors; see [`crate::weights::load_parts`]).
+    pub fn new(c: &BertConfig, with_pooler: bool, device: &Device) -> Self {
+        let h = c.hidden_size;
+        let proj = |i, o| Projection::new(i, o, WeightLayout::Linear, device);
+        let residual = |d_in| BertResidualOutput {
+            dense: proj(d_in, h),
+            layer_norm: layer_norm(h, c.layer_norm_eps, device),
+            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            adapters: BottleneckAdapters::default(),
+        };
+        let layers = (0..c.num_hidden_layers)
+            .map(|_| BertLayer {
+                attention: BertAttention {
+                    self_attention: BertSelfAttention {
+                        query: proj(h, h),
+                        key: proj(h, h),
+                        value: proj(h, h),
+                        dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
+                        num_heads: c.num_attention_heads,
+                    },
+                    output: residual(h),
+                },
+                intermediate: proj(h, c.intermediate_size),
+                output: residual(c.intermediate_size),
+                activation: c.hidden_act,
+            })
+            .collect();
+        Self {
+            embeddings: BertEmbeddings {
+                word_embeddings: embedding(c.vocab_size, h, device),
+                position_embeddings: embedding(c.max_position_embeddings, h, device),
+                token_type_embeddings: embedding(c.type_vocab_size, h, device),
+                layer_norm: layer_norm(h, c.layer_norm_eps, device),
+                dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            },
+            layers,
+            pooler: with_pooler.then(|| BertPooler { dense: proj(h, h) }),
+            config: c.clone(),
+        }
+    }
+
     /// Runs the encoder.
     ///
     /// # Shapes
@@ -185,9 +312,72 @@ impl BertModel {
         let mask = PaddingMask::new(&attention_mask);
         let mut x = self.embeddings.forward(input_ids, token_type_ids);
         for layer in &self.layers {
-            x = layer.forward(x, &mask);
+            x = layer.forward(x, &mask, None);
         }
         let pooler_output = self.pooler.as_ref().map(|p| p.forward(x.clone()));
         BertOutput { last_hidden_state: x, pooler_output }
+    }
+
+    /// Runs the encoder on ids or input embeddings, after the keys/values of `past` (a prefix
+    /// of every layer, e.g. prefix tuning's virtual tokens), which it reads and does not extend.
+    ///
+    /// # Shapes
+    /// - `input.attention_mask`: `[batch, prefix + seq]` (`None`: all tokens)
+    /// - `past`: per layer `[batch, heads, prefix, H / heads]`
+    /// - `last_hidden_state`: `[batch, seq, H]`; `pooler_output`: `[batch, H]`
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] when the mask or the prefix does not fit, or positions run past
+    /// `max_position_embeddings`.
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<BertOutput> {
+        let [b, l] = input.tokens.dims();
+        let _span = tracing::trace_span!("bert", batch = b, seq = l).entered();
+        let prefix = past.map_or(0, KvCache::len);
+        if let Some(c) = past
+            && c.num_layers() != self.layers.len()
+        {
+            return Err(ModelError::Input(format!(
+                "past keys/values for {} layers, the model has {}",
+                c.num_layers(),
+                self.layers.len()
+            )));
+        }
+        if input.position_ids.is_none() && prefix + l > self.config.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "{} positions ({prefix} prefix + {l} tokens) exceed max_position_embeddings = {}",
+                prefix + l,
+                self.config.max_position_embeddings
+            )));
+        }
+        let device = match &input.tokens {
+            Tokens::Ids(t) => t.device(),
+            Tokens::Embeds(t) => t.device(),
+        };
+        let attention_mask = match &input.attention_mask {
+            Some(m) if m.dims() != [b, prefix + l] => {
+                return Err(ModelError::Input(format!(
+                    "attention mask of shape {:?}, expected [{b}, {}] (prefix + tokens)",
+                    m.dims(),
+                    prefix + l
+                )));
+            }
+            Some(m) => m.clone(),
+            None => Tensor::ones([b, prefix + l], &device),
+        };
+        let mask = PaddingMask::new(&attention_mask);
+        let mut x = self.embeddings.forward_input(input, prefix);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &mask, past.and_then(|c| c.layer(i)));
+        }
+        let pooler_output = self.pooler.as_ref().map(|p| p.forward(x.clone()));
+        Ok(BertOutput { last_hidden_state: x, pooler_output })
+    }
+}
+
+impl HubModule for BertModel {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.embeddings.parts(&path.pp("embeddings"), f);
+        self.layers.parts(&path.pp("encoder").pp("layer"), f);
+        self.pooler.parts(&path.pp("pooler"), f);
     }
 }

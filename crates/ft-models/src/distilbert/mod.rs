@@ -3,7 +3,6 @@
 
 mod config;
 mod heads;
-mod export;
 mod load;
 mod model;
 

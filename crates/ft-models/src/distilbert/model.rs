@@ -5,14 +5,25 @@
 //! `models/distilbert/modeling_distilbert.py`. Like BERT without token types and pooler; each
 //! block is `LN(x + Attn(x))` then `LN(h + FFN(h))`; positions are learned or the fixed
 //! sinusoidal table.
+//!
+//! Hub names: each struct's [`HubModule`] impl. Seams: every linear layer is a [`Projection`];
+//! each block has a bottleneck-adapter slot after attention (`attention_adapters`) and after
+//! the feed-forward block (`output_adapters`), around `sa_layer_norm` / `output_layer_norm` as
+//! the `adapters` library places them; [`DistilBertModel::forward_input`] takes input
+//! embeddings and a prefix of past keys/values.
 
 use burn::module::Module;
-use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
-use burn::tensor::{Int, Tensor};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
+use burn::tensor::{Device, Int, Tensor};
+use ft_hub::ops::dropout;
+use ft_peft::slot::BottleneckAdapters;
 
-use super::config::DistilBertConfig;
+use super::config::{DISTILBERT_LAYER_NORM_EPS, DistilBertConfig};
 use crate::attention::{PaddingMask, merge_heads, scaled_dot_product, split_heads};
-use crate::layers::Activation;
+use crate::input::{KvCache, TextInput, Tokens};
+use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
+use crate::naming::{HubModule, HubPath, Part};
+use crate::{ModelError, Result};
 
 /// Word and position embeddings, summed, normalised and dropped out.
 #[derive(Module, Debug)]
@@ -31,10 +42,34 @@ impl DistilBertEmbeddings {
     /// # Shapes
     /// - `input_ids`: `[batch, seq]`; output `[batch, seq, dim]`
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        let [_, l] = input_ids.dims();
-        let positions = Tensor::<1, Int>::arange(0..l as i64, &input_ids.device()).reshape([1, l]);
-        let x = self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(positions);
-        crate::dropout::dropout(&self.dropout, self.layer_norm.forward(x))
+        self.forward_input(&TextInput::ids(input_ids, None), 0)
+    }
+
+    /// Embeds ids (or takes the given input embeddings) and adds positions `past .. past + seq`
+    /// (or `input.position_ids`).
+    ///
+    /// # Shapes
+    /// - output `[batch, seq, dim]`
+    pub fn forward_input(&self, input: &TextInput, past: usize) -> Tensor<3> {
+        let [_, l] = input.tokens.dims();
+        let words = match &input.tokens {
+            Tokens::Ids(ids) => self.word_embeddings.forward(ids.clone()),
+            Tokens::Embeds(e) => e.clone(),
+        };
+        let positions = match &input.position_ids {
+            Some(p) => p.clone(),
+            None => Tensor::<1, Int>::arange(past as i64..(past + l) as i64, &words.device()).reshape([1, l]),
+        };
+        let x = words + self.position_embeddings.forward(positions);
+        dropout(&self.dropout, self.layer_norm.forward(x))
+    }
+}
+
+impl HubModule for DistilBertEmbeddings {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("word_embeddings"), Part::Embedding(&mut self.word_embeddings));
+        f(&path.pp("position_embeddings"), Part::Embedding(&mut self.position_embeddings));
+        f(&path.pp("LayerNorm"), Part::LayerNorm(&mut self.layer_norm));
     }
 }
 
@@ -42,13 +77,13 @@ impl DistilBertEmbeddings {
 #[derive(Module, Debug)]
 pub struct DistilBertAttention {
     /// `q_lin`.
-    pub q_lin: Linear,
+    pub q_lin: Projection,
     /// `k_lin`.
-    pub k_lin: Linear,
+    pub k_lin: Projection,
     /// `v_lin`.
-    pub v_lin: Linear,
+    pub v_lin: Projection,
     /// `out_lin`.
-    pub out_lin: Linear,
+    pub out_lin: Projection,
     /// Dropout on attention probabilities (`attention_dropout`).
     pub dropout: Dropout,
     /// Number of heads.
@@ -56,13 +91,28 @@ pub struct DistilBertAttention {
 }
 
 impl DistilBertAttention {
+    /// Attention over `past` keys/values (a prefix) and the sequence itself.
+    ///
     /// # Shapes
     /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
         let q = split_heads(self.q_lin.forward(x.clone()), self.n_heads);
         let k = split_heads(self.k_lin.forward(x.clone()), self.n_heads);
         let v = split_heads(self.v_lin.forward(x), self.n_heads);
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k], 2), Tensor::cat(vec![pv.clone(), v], 2)),
+            None => (k, v),
+        };
         self.out_lin.forward(merge_heads(scaled_dot_product(q, k, v, mask, &self.dropout)))
+    }
+}
+
+impl HubModule for DistilBertAttention {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("q_lin"), Part::Projection(&mut self.q_lin));
+        f(&path.pp("k_lin"), Part::Projection(&mut self.k_lin));
+        f(&path.pp("v_lin"), Part::Projection(&mut self.v_lin));
+        f(&path.pp("out_lin"), Part::Projection(&mut self.out_lin));
     }
 }
 
@@ -70,9 +120,9 @@ impl DistilBertAttention {
 #[derive(Module, Debug)]
 pub struct DistilBertFfn {
     /// `lin1` `[dim, hidden_dim]`.
-    pub lin1: Linear,
+    pub lin1: Projection,
     /// `lin2` `[hidden_dim, dim]`.
-    pub lin2: Linear,
+    pub lin2: Projection,
     /// Dropout (`dropout`).
     pub dropout: Dropout,
     /// Activation.
@@ -84,7 +134,14 @@ impl DistilBertFfn {
     /// # Shapes
     /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        crate::dropout::dropout(&self.dropout, self.lin2.forward(self.activation.forward(self.lin1.forward(x))))
+        dropout(&self.dropout, self.lin2.forward(self.activation.forward(self.lin1.forward(x))))
+    }
+}
+
+impl HubModule for DistilBertFfn {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("lin1"), Part::Projection(&mut self.lin1));
+        f(&path.pp("lin2"), Part::Projection(&mut self.lin2));
     }
 }
 
@@ -95,18 +152,36 @@ pub struct DistilBertLayer {
     pub attention: DistilBertAttention,
     /// HF `sa_layer_norm`.
     pub sa_layer_norm: LayerNorm,
+    /// Bottleneck adapters after attention (the `adapters` library's `attention_adapters`).
+    pub attention_adapters: BottleneckAdapters,
     /// HF `ffn`.
     pub ffn: DistilBertFfn,
     /// HF `output_layer_norm`.
     pub output_layer_norm: LayerNorm,
+    /// Bottleneck adapters after the feed-forward block (`output_adapters`).
+    pub output_adapters: BottleneckAdapters,
 }
 
 impl DistilBertLayer {
+    /// `h = LN(attn(x) + x)`, then `LN(ffn(h) + h)`, each through its bottleneck slot.
+    ///
     /// # Shapes
     /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
-        let h = self.sa_layer_norm.forward(self.attention.forward(x.clone(), mask) + x);
-        self.output_layer_norm.forward(self.ffn.forward(h.clone()) + h)
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
+        let attended = self.attention.forward(x.clone(), mask, past);
+        let h = self.attention_adapters.forward(attended, x, Some(&self.sa_layer_norm));
+        self.output_adapters.forward(self.ffn.forward(h.clone()), h, Some(&self.output_layer_norm))
+    }
+}
+
+impl HubModule for DistilBertLayer {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.attention.parts(&path.pp("attention"), f);
+        f(&path.pp("sa_layer_norm"), Part::LayerNorm(&mut self.sa_layer_norm));
+        f(&path.pp("attention_adapters").pp("adapters"), Part::Bottlenecks(&mut self.attention_adapters));
+        self.ffn.parts(&path.pp("ffn"), f);
+        f(&path.pp("output_layer_norm"), Part::LayerNorm(&mut self.output_layer_norm));
+        f(&path.pp("output_adapters").pp("adapters"), Part::Bottlenecks(&mut self.output_adapters));
     }
 }
 
@@ -123,6 +198,45 @@ pub struct DistilBertModel {
 }
 
 impl DistilBertModel {
+    /// The encoder's skeleton (lazily initialised; see [`crate::weights::load_parts`]).
+    pub fn new(c: &DistilBertConfig, device: &Device) -> Self {
+        let d = c.dim;
+        let eps = DISTILBERT_LAYER_NORM_EPS;
+        let proj = |i, o| Projection::new(i, o, WeightLayout::Linear, device);
+        let layers = (0..c.n_layers)
+            .map(|_| DistilBertLayer {
+                attention: DistilBertAttention {
+                    q_lin: proj(d, d),
+                    k_lin: proj(d, d),
+                    v_lin: proj(d, d),
+                    out_lin: proj(d, d),
+                    dropout: DropoutConfig::new(c.attention_dropout).init(),
+                    n_heads: c.n_heads,
+                },
+                sa_layer_norm: layer_norm(d, eps, device),
+                attention_adapters: BottleneckAdapters::default(),
+                ffn: DistilBertFfn {
+                    lin1: proj(d, c.hidden_dim),
+                    lin2: proj(c.hidden_dim, d),
+                    dropout: DropoutConfig::new(c.dropout).init(),
+                    activation: c.activation,
+                },
+                output_layer_norm: layer_norm(d, eps, device),
+                output_adapters: BottleneckAdapters::default(),
+            })
+            .collect();
+        Self {
+            embeddings: DistilBertEmbeddings {
+                word_embeddings: embedding(c.vocab_size, d, device),
+                position_embeddings: embedding(c.max_position_embeddings, d, device),
+                layer_norm: layer_norm(d, eps, device),
+                dropout: DropoutConfig::new(c.dropout).init(),
+            },
+            layers,
+            config: c.clone(),
+        }
+    }
+
     /// Runs the encoder and returns `last_hidden_state`.
     ///
     /// # Shapes
@@ -133,8 +247,67 @@ impl DistilBertModel {
         let mask = PaddingMask::new(&attention_mask);
         let mut x = self.embeddings.forward(input_ids);
         for layer in &self.layers {
-            x = layer.forward(x, &mask);
+            x = layer.forward(x, &mask, None);
         }
         x
+    }
+
+    /// Runs the encoder on ids or input embeddings after the keys/values of `past` (a prefix it
+    /// reads and does not extend); positions start after the prefix.
+    ///
+    /// # Shapes
+    /// - `input.attention_mask`: `[batch, prefix + seq]` (`None`: all tokens); output
+    ///   `[batch, seq, dim]`
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] when the mask or the prefix does not fit, or positions run past
+    /// `max_position_embeddings`.
+    pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<3>> {
+        let [b, l] = input.tokens.dims();
+        let prefix = past.map_or(0, KvCache::len);
+        if let Some(c) = past
+            && c.num_layers() != self.layers.len()
+        {
+            return Err(ModelError::Input(format!(
+                "past keys/values for {} layers, the model has {}",
+                c.num_layers(),
+                self.layers.len()
+            )));
+        }
+        if input.position_ids.is_none() && prefix + l > self.config.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "{} positions ({prefix} prefix + {l} tokens) exceed max_position_embeddings = {}",
+                prefix + l,
+                self.config.max_position_embeddings
+            )));
+        }
+        let device = match &input.tokens {
+            Tokens::Ids(t) => t.device(),
+            Tokens::Embeds(t) => t.device(),
+        };
+        let attention_mask = match &input.attention_mask {
+            Some(m) if m.dims() != [b, prefix + l] => {
+                return Err(ModelError::Input(format!(
+                    "attention mask of shape {:?}, expected [{b}, {}] (prefix + tokens)",
+                    m.dims(),
+                    prefix + l
+                )));
+            }
+            Some(m) => m.clone(),
+            None => Tensor::ones([b, prefix + l], &device),
+        };
+        let mask = PaddingMask::new(&attention_mask);
+        let mut x = self.embeddings.forward_input(input, prefix);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &mask, past.and_then(|c| c.layer(i)));
+        }
+        Ok(x)
+    }
+}
+
+impl HubModule for DistilBertModel {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.embeddings.parts(&path.pp("embeddings"), f);
+        self.layers.parts(&path.pp("transformer").pp("layer"), f);
     }
 }

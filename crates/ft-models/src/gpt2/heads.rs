@@ -1,10 +1,14 @@
 //! GPT-2's language-modelling head.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Int, Tensor};
+use burn::nn::Initializer;
+use burn::tensor::{Device, Int, Tensor};
 
+use super::config::Gpt2Config;
 use super::model::{GPT2Model, KvCache};
 use crate::Result;
+use crate::input::TextInput;
+use crate::naming::{HubModule, HubPath, Part};
 
 /// GPT-2 with a language-modelling head (transformers' `GPT2LMHeadModel`): logits over the
 /// vocabulary at every position, from the token embedding matrix `wte` (tied, as in every GPT-2
@@ -18,6 +22,23 @@ pub struct GPT2LMHeadModel {
 }
 
 impl GPT2LMHeadModel {
+    /// The model's skeleton (lazily initialised; see [`crate::weights::load_parts`]); a separate
+    /// `lm_head` only when `tie_word_embeddings` is false.
+    pub fn new(c: &Gpt2Config, device: &Device) -> Self {
+        let lm_head = (!c.tie_word_embeddings)
+            .then(|| Initializer::Normal { mean: 0.0, std: c.initializer_range }.init([c.vocab_size, c.n_embd], device));
+        Self { transformer: GPT2Model::new(c, device), lm_head }
+    }
+
+    /// Logits at every position from ids or input embeddings (see [`GPT2Model::forward_input`]).
+    ///
+    /// # Shapes
+    /// - output `[batch, seq, vocab]`
+    pub fn forward_input(&self, input: &TextInput, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
+        let hidden = self.transformer.forward_input(input, cache)?;
+        Ok(self.logits(hidden))
+    }
+
     /// The LM head's matrix `[vocab, n_embd]`: `wte`'s weight when tied.
     pub fn lm_head_weight(&self) -> Tensor<2> {
         match &self.lm_head {
@@ -72,5 +93,14 @@ impl GPT2LMHeadModel {
         let logits = self.logits(hidden.narrow(1, l - 1, 1));
         let v = logits.dims()[2];
         Ok(logits.reshape([b, v]))
+    }
+}
+
+impl HubModule for GPT2LMHeadModel {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.transformer.parts(&path.pp("transformer"), f);
+        if let Some(w) = &mut self.lm_head {
+            f(&path.pp("lm_head"), Part::Matrix(w));
+        }
     }
 }

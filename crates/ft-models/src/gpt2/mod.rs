@@ -8,5 +8,5 @@ mod model;
 
 pub use config::Gpt2Config;
 pub use heads::GPT2LMHeadModel;
-pub use load::{conv1d, drop_ignored_tensors, is_ignored_tensor};
+pub use load::{drop_ignored_tensors, is_ignored_tensor};
 pub use model::{CausalMask, GPT2Attention, GPT2Block, GPT2MLP, GPT2Model, KvCache, causal_attention};

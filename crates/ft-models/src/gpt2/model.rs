@@ -7,7 +7,15 @@
 //! own layout, so they load without a transpose.
 //!
 //! Field names follow the Hub's tensor names (`wte`, `wpe`, `h.N.ln_1`, `h.N.attn.c_attn`,
-//! `h.N.mlp.c_fc`, `ln_f`, ...); the mapping is in [`super::load`].
+//! `h.N.mlp.c_fc`, `ln_f`, ...); each struct's [`HubModule`] impl lists them once for loading,
+//! saving and adapter matching.
+//!
+//! # Seams for parameter-efficient methods
+//! `c_attn`, `c_proj` and `c_fc` are [`Projection`]s (`Conv1D` layout: LoRA deltas attach
+//! there); each block has bottleneck-adapter slots after attention and after the MLP
+//! (`attention_adapters`, `output_adapters`, pre-LayerNorm: no norm inside the slot);
+//! [`GPT2Model::forward_input`] takes input embeddings, and the [`KvCache`] can be built from
+//! given keys and values ([`KvCache::from_layers`]: a prefix), after which positions continue.
 //!
 //! # Padding and positions
 //!
@@ -21,63 +29,21 @@
 //! position 0.
 
 use burn::module::Module;
-use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
+use ft_hub::ops::dropout;
+use ft_peft::slot::BottleneckAdapters;
 
 use super::config::Gpt2Config;
 use crate::attention::{merge_heads, split_heads};
-use crate::layers::Activation;
+pub use crate::input::KvCache;
+use crate::input::{TextInput, Tokens};
+use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
+use crate::naming::{HubModule, HubPath, Part};
 use crate::{ModelError, Result};
-
-/// Cached keys and values of every block: what generation with `use_cache=True` keeps between
-/// steps (transformers' `DynamicCache`).
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    /// Per block: keys and values `[batch, heads, cached, head_dim]`.
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    len: usize,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of cached positions.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Appends this step's keys and values of block `layer` and returns all of them.
-    ///
-    /// # Shapes
-    /// - `k`, `v`: `[batch, heads, new, head_dim]`; outputs `[batch, heads, cached + new, head_dim]`
-    fn update(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        if self.layers.len() <= layer {
-            self.layers.resize(layer + 1, None);
-        }
-        let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
-        };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
-    }
-
-    /// Records that a forward pass appended `new` positions to every block.
-    fn advance(&mut self, new: usize) {
-        self.len += new;
-    }
-}
 
 /// The attention mask of one forward pass in the form the attention kernels take.
 #[derive(Debug, Clone)]
@@ -145,16 +111,16 @@ pub fn causal_attention(
     };
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
     let scores = scores.mask_fill(masked.expand([b, h, l, lk]), f32::MIN);
-    crate::dropout::dropout(dropout, softmax(scores, 3)).matmul(v)
+    ft_hub::ops::dropout(dropout, softmax(scores, 3)).matmul(v)
 }
 
 /// Causal self-attention (HF `h.N.attn`).
 #[derive(Module, Debug)]
 pub struct GPT2Attention {
     /// `c_attn`: the fused query/key/value projection `[n_embd, 3·n_embd]`.
-    pub c_attn: Linear,
+    pub c_attn: Projection,
     /// `c_proj`: the output projection `[n_embd, n_embd]`.
-    pub c_proj: Linear,
+    pub c_proj: Projection,
     /// Dropout on attention probabilities (`attn_pdrop`).
     pub attn_dropout: Dropout,
     /// Dropout after `c_proj` (`resid_pdrop`).
@@ -182,7 +148,14 @@ impl GPT2Attention {
             None => (k, v),
         };
         let out = merge_heads(causal_attention(q, k, v, mask, self.scale, &self.attn_dropout));
-        crate::dropout::dropout(&self.resid_dropout, self.c_proj.forward(out))
+        dropout(&self.resid_dropout, self.c_proj.forward(out))
+    }
+}
+
+impl HubModule for GPT2Attention {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("c_attn"), Part::Projection(&mut self.c_attn));
+        f(&path.pp("c_proj"), Part::Projection(&mut self.c_proj));
     }
 }
 
@@ -190,9 +163,9 @@ impl GPT2Attention {
 #[derive(Module, Debug)]
 pub struct GPT2MLP {
     /// `c_fc` `[n_embd, inner]`.
-    pub c_fc: Linear,
+    pub c_fc: Projection,
     /// `c_proj` `[inner, n_embd]`.
-    pub c_proj: Linear,
+    pub c_proj: Projection,
     /// Dropout (`resid_pdrop`).
     pub dropout: Dropout,
     /// Activation (`activation_function`).
@@ -204,7 +177,14 @@ impl GPT2MLP {
     /// # Shapes
     /// - `x`: `[batch, seq, n_embd]`; output `[batch, seq, n_embd]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        crate::dropout::dropout(&self.dropout, self.c_proj.forward(self.act.forward(self.c_fc.forward(x))))
+        dropout(&self.dropout, self.c_proj.forward(self.act.forward(self.c_fc.forward(x))))
+    }
+}
+
+impl HubModule for GPT2MLP {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("c_fc"), Part::Projection(&mut self.c_fc));
+        f(&path.pp("c_proj"), Part::Projection(&mut self.c_proj));
     }
 }
 
@@ -219,6 +199,10 @@ pub struct GPT2Block {
     pub ln_2: LayerNorm,
     /// `mlp`.
     pub mlp: GPT2MLP,
+    /// Bottleneck adapters after attention (the `adapters` library's `attention_adapters`).
+    pub attention_adapters: BottleneckAdapters,
+    /// Bottleneck adapters after the MLP (`output_adapters`).
+    pub output_adapters: BottleneckAdapters,
 }
 
 impl GPT2Block {
@@ -227,8 +211,20 @@ impl GPT2Block {
     /// # Shapes
     /// - `x`: `[batch, seq, n_embd]`; output `[batch, seq, n_embd]`
     pub fn forward(&self, x: Tensor<3>, mask: &CausalMask, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let h = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
-        h.clone() + self.mlp.forward(self.ln_2.forward(h))
+        let attended = self.attn.forward(self.ln_1.forward(x.clone()), mask, cache);
+        let h = self.attention_adapters.forward(attended, x, None);
+        self.output_adapters.forward(self.mlp.forward(self.ln_2.forward(h.clone())), h, None)
+    }
+}
+
+impl HubModule for GPT2Block {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("ln_1"), Part::LayerNorm(&mut self.ln_1));
+        self.attn.parts(&path.pp("attn"), f);
+        f(&path.pp("attention_adapters").pp("adapters"), Part::Bottlenecks(&mut self.attention_adapters));
+        f(&path.pp("ln_2"), Part::LayerNorm(&mut self.ln_2));
+        self.mlp.parts(&path.pp("mlp"), f);
+        f(&path.pp("output_adapters").pp("adapters"), Part::Bottlenecks(&mut self.output_adapters));
     }
 }
 
@@ -251,6 +247,43 @@ pub struct GPT2Model {
 }
 
 impl GPT2Model {
+    /// The decoder's skeleton (lazily initialised; see [`crate::weights::load_parts`]).
+    pub fn new(c: &Gpt2Config, device: &Device) -> Self {
+        let e = c.n_embd;
+        let conv1d = |i, o| Projection::new(i, o, WeightLayout::Conv1D, device);
+        let h = (0..c.n_layer)
+            .map(|i| GPT2Block {
+                ln_1: layer_norm(e, c.layer_norm_epsilon, device),
+                attn: GPT2Attention {
+                    c_attn: conv1d(e, 3 * e),
+                    c_proj: conv1d(e, e),
+                    attn_dropout: DropoutConfig::new(c.attn_pdrop).init(),
+                    resid_dropout: DropoutConfig::new(c.resid_pdrop).init(),
+                    n_head: c.n_head,
+                    scale: c.attention_scale(i),
+                    layer_idx: i,
+                },
+                ln_2: layer_norm(e, c.layer_norm_epsilon, device),
+                mlp: GPT2MLP {
+                    c_fc: conv1d(e, c.inner_dim()),
+                    c_proj: conv1d(c.inner_dim(), e),
+                    dropout: DropoutConfig::new(c.resid_pdrop).init(),
+                    act: c.activation_function,
+                },
+                attention_adapters: BottleneckAdapters::default(),
+                output_adapters: BottleneckAdapters::default(),
+            })
+            .collect();
+        Self {
+            wte: embedding(c.vocab_size, e, device),
+            wpe: embedding(c.n_positions, e, device),
+            drop: DropoutConfig::new(c.embd_pdrop).init(),
+            h,
+            ln_f: layer_norm(e, c.layer_norm_epsilon, device),
+            config: c.clone(),
+        }
+    }
+
     /// Runs the decoder over `input_ids`, after the positions already in `cache` (if any), and
     /// appends this pass's keys and values to the cache.
     ///
@@ -270,9 +303,20 @@ impl GPT2Model {
         input_ids: Tensor<2, Int>,
         attention_mask: Option<Tensor<2, Int>>,
         position_ids: Option<Tensor<2, Int>>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor<3>> {
-        let [b, l] = input_ids.dims();
+        self.forward_input(&TextInput::ids(input_ids, attention_mask).with_position_ids(position_ids), cache)
+    }
+
+    /// [`forward`](Self::forward) on ids or input embeddings (`inputs_embeds`, e.g. with a soft
+    /// prompt prepended). A cache built from outside ([`KvCache::from_layers`], a prefix) counts
+    /// as cached positions.
+    ///
+    /// # Shapes
+    /// - `input.tokens`: `[batch, seq]` ids or `[batch, seq, n_embd]` embeddings; the rest as
+    ///   [`forward`](Self::forward)
+    pub fn forward_input(&self, input: &TextInput, mut cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
+        let [b, l] = input.tokens.dims();
         let _span = tracing::trace_span!("gpt2", batch = b, seq = l).entered();
         let past = cache.as_ref().map_or(0, |c| c.len());
         let n_pos = self.config.n_positions;
@@ -286,7 +330,17 @@ impl GPT2Model {
         if l == 0 {
             return Err(ModelError::Input("an empty sequence (0 tokens)".into()));
         }
-        if let Some(m) = &attention_mask
+        if let Some(c) = cache.as_ref()
+            && !c.is_empty()
+            && c.num_layers() != self.h.len()
+        {
+            return Err(ModelError::Input(format!(
+                "past keys/values for {} layers, the model has {}",
+                c.num_layers(),
+                self.h.len()
+            )));
+        }
+        if let Some(m) = &input.attention_mask
             && m.dims() != [b, past + l]
         {
             return Err(ModelError::Input(format!(
@@ -295,14 +349,18 @@ impl GPT2Model {
                 past + l
             )));
         }
-        let device = input_ids.device();
-        let positions = match position_ids {
-            Some(p) => p,
+        let words = match &input.tokens {
+            Tokens::Ids(ids) => self.wte.forward(ids.clone()),
+            Tokens::Embeds(e) => e.clone(),
+        };
+        let device = words.device();
+        let positions = match &input.position_ids {
+            Some(p) => p.clone(),
             None => Tensor::<1, Int>::arange(past as i64..(past + l) as i64, &device).reshape([1, l]),
         };
-        let x = self.wte.forward(input_ids) + self.wpe.forward(positions);
-        let mut x = crate::dropout::dropout(&self.drop, x);
-        let mask = CausalMask::new(attention_mask.as_ref(), b, l, past + l);
+        let x = words + self.wpe.forward(positions);
+        let mut x = dropout(&self.drop, x);
+        let mask = CausalMask::new(input.attention_mask.as_ref(), b, l, past + l);
         for block in &self.h {
             x = block.forward(x, &mask, cache.as_deref_mut());
         }
@@ -310,5 +368,14 @@ impl GPT2Model {
             c.advance(l);
         }
         Ok(self.ln_f.forward(x))
+    }
+}
+
+impl HubModule for GPT2Model {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        self.h.parts(&path.pp("h"), f);
+        f(&path.pp("wte"), Part::Embedding(&mut self.wte));
+        f(&path.pp("wpe"), Part::Embedding(&mut self.wpe));
+        f(&path.pp("ln_f"), Part::LayerNorm(&mut self.ln_f));
     }
 }

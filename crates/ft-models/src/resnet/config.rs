@@ -23,7 +23,7 @@
 
 use std::path::Path;
 
-use ft_data::vision::{ImageTransform, Interpolation};
+use ft_hub::image::{ImageTransform, Interpolation};
 use serde_json::{Map, Value};
 
 use crate::config::check;
@@ -209,7 +209,7 @@ impl ResNetConfig {
 
     /// Reads and checks `config.json`; errors name the file and field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
         let raw: Map<String, Value> = crate::config::parse_json(path, &text)?;
         if !raw.contains_key("architecture") {
             return Err(ModelError::Config {

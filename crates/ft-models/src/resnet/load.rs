@@ -17,17 +17,16 @@
 //! stored with another number of classes is re-initialised when a new `num_classes` was asked
 //! for (and reported), otherwise a shape mismatch is an error naming the tensors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use burn::nn::LinearConfig;
 use burn::tensor::Device;
-use ft_data::hub::{RepoFiles, RepoKind};
+use ft_hub::hub::{RepoFiles, RepoKind};
 
 use super::config::ResNetConfig;
-use super::model::{BasicBlock, Downsample, ResNet, avgpool, batch_norm, conv, maxpool};
+use super::model::ResNet;
 use crate::auto::LoadOptions;
-use crate::layers::linear;
-use crate::weights::{Checkpoint, Init, LoadReport, SAFETENSORS_INDEX, SAFETENSORS_SINGLE};
+use crate::export::{HfTensors, write_atomic};
+use crate::weights::{Checkpoint, InitScheme, LoadReport, NameMap, SAFETENSORS_INDEX, SAFETENSORS_SINGLE, load_parts};
 use crate::{ModelError, Result};
 
 /// A loaded ResNet with its configuration and what loading did.
@@ -56,7 +55,7 @@ pub fn open_checkpoint(files: &RepoFiles, device: &Device) -> Result<Checkpoint>
         return Checkpoint::from_pytorch(&bin, device);
     }
     if let RepoFiles::Local(dir) = files {
-        let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io { path: dir.clone(), error: source })?;
         let mut found: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
@@ -119,84 +118,39 @@ pub fn load(model: &str, options: &LoadOptions, device: &Device) -> Result<Loade
     Ok(LoadedResNet { model, config, report, files })
 }
 
-/// The key prefix of the checkpoint's tensors: `""`, or `"module."` for a model saved from
-/// `nn.DataParallel`.
-fn prefix(ck: &Checkpoint) -> &'static str {
-    if !ck.contains("conv1.weight") && ck.contains("module.conv1.weight") { "module." } else { "" }
-}
-
-fn conv_weight(ck: &mut Checkpoint, name: &str, c_in: usize, c_out: usize, k: usize) -> Result<burn::tensor::Tensor<4>> {
-    // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
-    ck.set_init_std((2.0 / (c_out * k * k) as f64).sqrt());
-    ck.tensor(&format!("{name}.weight"), [c_out, c_in, k, k], Init::Normal)
-}
-
-fn bn(ck: &mut Checkpoint, name: &str, c: usize) -> Result<burn::nn::BatchNorm> {
-    Ok(batch_norm(
-        ck.tensor(&format!("{name}.weight"), [c], Init::Ones)?,
-        ck.tensor(&format!("{name}.bias"), [c], Init::Zeros)?,
-        ck.tensor(&format!("{name}.running_mean"), [c], Init::Zeros)?,
-        ck.tensor(&format!("{name}.running_var"), [c], Init::Ones)?,
-    ))
+/// How the model's names map to the checkpoint's: as they are, or under `module.` for a model
+/// saved from `nn.DataParallel`.
+fn names(ck: &Checkpoint) -> NameMap {
+    let add = if !ck.contains("conv1.weight") && ck.contains("module.conv1.weight") { "module." } else { "" };
+    NameMap { strip: String::new(), add: add.into() }
 }
 
 impl ResNet {
     /// Builds the network from `ck`'s tensors (torchvision key names; see the module docs).
+    /// Missing tensors are initialised as torchvision initialises them; a missing `fc` is
+    /// `nn.Linear`'s default.
     pub fn from_checkpoint(ck: &mut Checkpoint, c: &ResNetConfig) -> Result<Self> {
-        let blocks = c.blocks().ok_or_else(|| {
-            ModelError::Unsupported(format!("architecture '{}' is not supported", c.architecture))
-        })?;
-        let p = prefix(ck);
-        let stem = c.stem_width();
-        let conv1 = conv(conv_weight(ck, &format!("{p}conv1"), 3, stem, 7)?, 2, 3);
-        let bn1 = bn(ck, &format!("{p}bn1"), stem)?;
-        let mut c_in = stem;
-        let mut stages: Vec<Vec<BasicBlock>> = Vec::with_capacity(4);
-        for (s, (&n, &width)) in blocks.iter().zip(c.channels().iter()).enumerate() {
-            let mut stage = Vec::with_capacity(n);
-            for b in 0..n {
-                let name = format!("{p}layer{}.{b}", s + 1);
-                let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                let downsample = if b == 0 && (stride != 1 || c_in != width) {
-                    Some(Downsample {
-                        conv: conv(conv_weight(ck, &format!("{name}.downsample.0"), c_in, width, 1)?, stride, 0),
-                        bn: bn(ck, &format!("{name}.downsample.1"), width)?,
-                    })
-                } else {
-                    None
-                };
-                stage.push(BasicBlock {
-                    conv1: conv(conv_weight(ck, &format!("{name}.conv1"), c_in, width, 3)?, stride, 1),
-                    bn1: bn(ck, &format!("{name}.bn1"), width)?,
-                    conv2: conv(conv_weight(ck, &format!("{name}.conv2"), width, width, 3)?, 1, 1),
-                    bn2: bn(ck, &format!("{name}.bn2"), width)?,
-                    downsample,
-                });
-                c_in = width;
-            }
-            stages.push(stage);
+        let mut model = Self::new(c, ck.device())?;
+        load_parts(&mut model, ck, &names(ck), InitScheme::Torchvision)?;
+        Ok(model)
+    }
+}
+
+impl ResNet {
+    /// Writes the model in timm's Hub layout: `config.json` (`config`, with `num_classes` and
+    /// `label_names` of the current head) and `model.safetensors` with torchvision's key names —
+    /// what [`load`] reads, `timm.create_model(..., pretrained_cfg_overlay=dict(file=...))`
+    /// loads, and `torchvision.models.resnet18(num_classes=...).load_state_dict` accepts. Each
+    /// file is written atomically.
+    pub fn save_pretrained(&self, dir: &Path, config: &ResNetConfig) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|error| ModelError::Io { path: dir.to_path_buf(), error })?;
+        let mut config = config.clone();
+        if config.num_classes != self.num_classes() {
+            config.set_num_labels(self.num_classes());
         }
-        let features = c.feature_dim();
-        let fc_shape = [c.num_classes, features];
-        let fc_stored = ck.shape_of(&format!("{p}fc.weight")).as_deref() == Some(&fc_shape[..])
-            && ck.shape_of(&format!("{p}fc.bias")).as_deref() == Some(&[c.num_classes][..]);
-        let mut fc = linear(ck, &format!("{p}fc"), features, c.num_classes)?;
-        if !fc_stored {
-            // A new head, initialised as `nn.Linear` is (the report already lists it).
-            fc = LinearConfig::new(features, c.num_classes).init(ck.device());
-        }
-        let mut stages = stages.into_iter();
-        let mut next = || stages.next().unwrap_or_default();
-        Ok(Self {
-            conv1,
-            bn1,
-            maxpool: maxpool(),
-            layer1: next(),
-            layer2: next(),
-            layer3: next(),
-            layer4: next(),
-            avgpool: avgpool(),
-            fc,
-        })
+        HfTensors::from_module(self)?.write(dir)?;
+        let json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| ModelError::Config { path: dir.join("config.json"), message: e.to_string() })?;
+        write_atomic(&dir.join("config.json"), &json)
     }
 }

@@ -12,17 +12,19 @@
 //! statistics (updating the running ones) when training on an autodiff device.
 //!
 //! Field names follow torchvision's state_dict keys (`conv1`, `bn1`, `layer1.0.conv1`, ...);
-//! `downsample.0` / `downsample.1` are [`Downsample::conv`] / [`Downsample::bn`] (see
-//! [`super::load`]).
+//! `downsample.0` / `downsample.1` are [`Downsample::conv`] / [`Downsample::bn`]. Each struct's
+//! [`HubModule`] impl lists the names once, for loading, saving and freezing by name.
 
-use burn::module::{Module, Param, RunningState};
-use burn::nn::conv::Conv2d;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::config::ResNetConfig;
+pub use crate::params::ParameterCount;
+use crate::naming::{HubModule, HubPath, Part};
 use crate::{ModelError, Result};
 
 /// BatchNorm epsilon of torchvision's and timm's ResNets.
@@ -30,29 +32,18 @@ pub const BN_EPS: f64 = 1e-5;
 /// BatchNorm momentum of torchvision's and timm's ResNets.
 pub const BN_MOMENTUM: f64 = 0.1;
 
-/// A bias-free square convolution with the given weight (`[out, in, k, k]`, PyTorch's layout).
-pub(crate) fn conv(weight: Tensor<4>, stride: usize, padding: usize) -> Conv2d {
-    let [_, _, k, _] = weight.dims();
-    Conv2d {
-        weight: Param::from_tensor(weight),
-        bias: None,
-        stride: [stride, stride],
-        kernel_size: [k, k],
-        dilation: [1, 1],
-        groups: 1,
-        padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
-    }
+/// A lazily initialised bias-free square convolution (its weight comes from the checkpoint).
+fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_bias(false)
+        .init(device)
 }
 
-/// A BatchNorm from its affine parameters and running statistics (all `[channels]`).
-pub(crate) fn batch_norm(weight: Tensor<1>, bias: Tensor<1>, running_mean: Tensor<1>, running_var: Tensor<1>) -> BatchNorm {
-    let [c] = weight.dims();
-    let mut bn = burn::nn::BatchNormConfig::new(c).with_epsilon(BN_EPS).with_momentum(BN_MOMENTUM).init(&weight.device());
-    bn.gamma = Param::from_tensor(weight);
-    bn.beta = Param::from_tensor(bias);
-    bn.running_mean = RunningState::new(running_mean);
-    bn.running_var = RunningState::new(running_var);
-    bn
+/// A BatchNorm with torchvision's epsilon and momentum (its tensors come from the checkpoint).
+fn batch_norm(c: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(c).with_epsilon(BN_EPS).with_momentum(BN_MOMENTUM).init(device)
 }
 
 /// The 1x1 projection of a block's residual path (torchvision's `downsample`, an
@@ -78,6 +69,23 @@ pub struct BasicBlock {
     pub bn2: BatchNorm,
     /// Projection of the shortcut when the shape changes.
     pub downsample: Option<Downsample>,
+}
+
+impl HubModule for Downsample {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp(0), Part::Conv2d(&mut self.conv));
+        f(&path.pp(1), Part::BatchNorm(&mut self.bn));
+    }
+}
+
+impl HubModule for BasicBlock {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("conv1"), Part::Conv2d(&mut self.conv1));
+        f(&path.pp("bn1"), Part::BatchNorm(&mut self.bn1));
+        f(&path.pp("conv2"), Part::Conv2d(&mut self.conv2));
+        f(&path.pp("bn2"), Part::BatchNorm(&mut self.bn2));
+        self.downsample.parts(&path.pp("downsample"), f);
+    }
 }
 
 impl BasicBlock {
@@ -120,60 +128,60 @@ pub struct ResNet {
 /// The names of [`ResNet`]'s top-level children, as torchvision names them.
 pub const CHILDREN: [&str; 7] = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"];
 
-/// Parameter counts as PyTorch reports them: `sum(p.numel() for p in model.parameters())`,
-/// and the same over parameters with `requires_grad` — BatchNorm running statistics are buffers
-/// and count in neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParameterCount {
-    /// All parameters.
-    pub total: usize,
-    /// Parameters that receive gradients.
-    pub trainable: usize,
-}
-
-impl ParameterCount {
-    /// Counts `module`'s parameters. Trainability is the configured one (what the module will
-    /// train with once on an autodiff device), so it is meaningful on any device.
-    pub fn of<M: Module>(module: &M) -> Self {
-        use burn::module::ModuleVisitor;
-
-        struct Counter {
-            path: Vec<(String, String)>,
-            count: ParameterCount,
-        }
-        impl ModuleVisitor for Counter {
-            fn enter_module(&mut self, name: &str, container_type: &str) {
-                self.path.push((name.to_string(), container_type.to_string()));
-            }
-            fn exit_module(&mut self, _name: &str, _container_type: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                // Burn visits BatchNorm's running statistics like parameters; PyTorch keeps them
-                // as buffers.
-                if let Some((name, container)) = self.path.last()
-                    && container == "Struct:BatchNorm"
-                    && name.starts_with("running_")
-                {
-                    return;
-                }
-                let n = param.lazy_shape().num_elements();
-                self.count.total += n;
-                if param.val().is_require_grad() {
-                    self.count.trainable += n;
-                }
-            }
-        }
-        // `train()` moves parameters onto autodiff with their configured `require_grad`, which
-        // a plain device cannot hold on the tensor itself.
-        let trained = module.clone().train();
-        let mut counter = Counter { path: Vec::new(), count: ParameterCount { total: 0, trainable: 0 } };
-        trained.visit(&mut counter);
-        counter.count
+impl HubModule for ResNet {
+    fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
+        f(&path.pp("conv1"), Part::Conv2d(&mut self.conv1));
+        f(&path.pp("bn1"), Part::BatchNorm(&mut self.bn1));
+        self.layer1.parts(&path.pp("layer1"), f);
+        self.layer2.parts(&path.pp("layer2"), f);
+        self.layer3.parts(&path.pp("layer3"), f);
+        self.layer4.parts(&path.pp("layer4"), f);
+        f(&path.pp("fc"), Part::Linear(&mut self.fc));
     }
 }
 
 impl ResNet {
+    /// The network's skeleton for `config` (lazily initialised; see
+    /// [`crate::weights::load_parts`]).
+    pub fn new(c: &ResNetConfig, device: &Device) -> Result<Self> {
+        let blocks = c
+            .blocks()
+            .ok_or_else(|| ModelError::Unsupported(format!("architecture '{}' is not supported", c.architecture)))?;
+        let stem = c.stem_width();
+        let mut c_in = stem;
+        let mut stages: Vec<Vec<BasicBlock>> = Vec::with_capacity(4);
+        for (s, (&n, &width)) in blocks.iter().zip(c.channels().iter()).enumerate() {
+            let mut stage = Vec::with_capacity(n);
+            for b in 0..n {
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                let downsample = (b == 0 && (stride != 1 || c_in != width))
+                    .then(|| Downsample { conv: conv(c_in, width, 1, stride, 0, device), bn: batch_norm(width, device) });
+                stage.push(BasicBlock {
+                    conv1: conv(c_in, width, 3, stride, 1, device),
+                    bn1: batch_norm(width, device),
+                    conv2: conv(width, width, 3, 1, 1, device),
+                    bn2: batch_norm(width, device),
+                    downsample,
+                });
+                c_in = width;
+            }
+            stages.push(stage);
+        }
+        let mut stages = stages.into_iter();
+        let mut next = || stages.next().unwrap_or_default();
+        Ok(Self {
+            conv1: conv(3, stem, 7, 2, 3, device),
+            bn1: batch_norm(stem, device),
+            maxpool: maxpool(),
+            layer1: next(),
+            layer2: next(),
+            layer3: next(),
+            layer4: next(),
+            avgpool: avgpool(),
+            fc: LinearConfig::new(c.feature_dim(), c.num_classes).init(device),
+        })
+    }
+
     /// A randomly initialised ResNet, as torchvision initialises one (`weights=None`):
     /// convolutions Kaiming-normal (fan out, ReLU gain), BatchNorm weight 1 and bias 0 with
     /// fresh running statistics, `fc` as `nn.Linear`'s default.
@@ -246,37 +254,20 @@ impl ResNet {
     /// trains. Use [`freeze_except`](Self::freeze_except) with `freeze_statistics` to also
     /// freeze them.
     pub fn freeze_backbone(self) -> Self {
-        self.set_trainable(&["fc"], false)
+        crate::params::set_trainable(self, &|name| name.starts_with("fc."), false)
     }
 
     /// Freezes every top-level child ([`CHILDREN`]) except those named, e.g.
     /// `["layer3", "layer4", "fc"]` to fine-tune the last two stages (the notebook's exercise).
     /// Children named are made trainable. With `freeze_statistics`, frozen BatchNorm layers also
-    /// stop using and updating batch statistics in training (Burn's `freeze`).
+    /// stop using and updating batch statistics in training (Burn's `freeze`), and the trainable
+    /// ones train theirs.
     pub fn freeze_except(self, trainable: &[&str], freeze_statistics: bool) -> Result<Self> {
         if let Some(bad) = trainable.iter().find(|n| !CHILDREN.contains(n)) {
             return Err(ModelError::Input(format!("no child '{bad}' in ResNet (children: {})", CHILDREN.join(", "))));
         }
-        Ok(self.set_trainable(trainable, freeze_statistics))
-    }
-
-    fn set_trainable(mut self, trainable: &[&str], freeze_statistics: bool) -> Self {
-        fn set<M: Module>(m: M, train: bool, freeze_statistics: bool) -> M {
-            match (train, freeze_statistics) {
-                (true, _) => m.unfreeze(),
-                (false, true) => m.freeze(),
-                (false, false) => m.no_grad(),
-            }
-        }
-        let t = |name: &str| trainable.contains(&name);
-        self.conv1 = set(self.conv1, t("conv1"), freeze_statistics);
-        self.bn1 = set(self.bn1, t("bn1"), freeze_statistics);
-        self.layer1 = set(self.layer1, t("layer1"), freeze_statistics);
-        self.layer2 = set(self.layer2, t("layer2"), freeze_statistics);
-        self.layer3 = set(self.layer3, t("layer3"), freeze_statistics);
-        self.layer4 = set(self.layer4, t("layer4"), freeze_statistics);
-        self.fc = set(self.fc, t("fc"), freeze_statistics);
-        self
+        let trainable = |name: &str| trainable.iter().any(|c| name.strip_prefix(c).is_some_and(|rest| rest.starts_with('.')));
+        Ok(crate::params::set_trainable(self, &trainable, freeze_statistics))
     }
 
     /// PyTorch's total and trainable parameter counts.
@@ -286,12 +277,12 @@ impl ResNet {
 }
 
 /// The stem and pooling layers that hold no weights.
-pub(crate) fn maxpool() -> MaxPool2d {
+fn maxpool() -> MaxPool2d {
     MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init()
 }
 
 /// Global average pooling to 1x1.
-pub(crate) fn avgpool() -> AdaptiveAvgPool2d {
+fn avgpool() -> AdaptiveAvgPool2d {
     AdaptiveAvgPool2dConfig::new([1, 1]).init()
 }
 

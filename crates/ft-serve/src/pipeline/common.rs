@@ -98,12 +98,7 @@ pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 }
 
 /// Numerically stable softmax (as the pipelines' numpy code: shift by the max).
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f64> = logits.iter().map(|&x| ((x - max) as f64).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|e| (e / sum) as f32).collect()
-}
+pub use ft_hub::ops::softmax;
 
 /// Element-wise logistic sigmoid.
 pub fn sigmoid(logits: &[f32]) -> Vec<f32> {

@@ -14,7 +14,7 @@
 
 use burn::tensor::{DType, Tensor, TensorData, activation};
 
-use crate::device::is_flex;
+use super::is_flex;
 use rayon::prelude::*;
 
 /// GELU (exact form), through the fast host path when the tensor is a flex inference tensor.

@@ -8,10 +8,17 @@
 //! `device.seed(..)` still makes runs reproducible and resumable) and expands it with SplitMix64
 //! in fixed 64 Ki blocks across threads: the mask depends on the seed and the shape only, not on
 //! the number of threads.
+//!
+//! The mask is drawn on the host, which on a GPU would cost a read-back of the seed and an upload
+//! of the mask per call: there (any device but Burn's flex CPU backend) [`dropout`] is Burn's
+//! own `Dropout::forward`, drawn on the device. Every dropout in ft goes through this function —
+//! the models', the PEFT layers' and the frozen-encoder head's — so one RNG path serves them all.
 
 use burn::nn::Dropout;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use rayon::prelude::*;
+
+use super::is_flex;
 
 const BLOCK: usize = 1 << 16;
 
@@ -20,11 +27,14 @@ pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
     if !layer.training.is_enabled() || !input.device().is_autodiff() || layer.prob == 0.0 {
         return input;
     }
+    let device = input.device();
+    if !is_flex(&device) {
+        return layer.forward(input);
+    }
     let keep = 1.0 - layer.prob;
     if keep <= 0.0 {
         return input.zeros_like();
     }
-    let device = input.device();
     let shape = input.shape();
     let seed = draw_seed(&device);
     let mask = mask_values(shape.num_elements(), keep, seed);

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
-use crate::{DataError, Result};
+use crate::{HubError, Result};
 
 /// The kind of Hub repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl HubClient {
                     builder = builder.with_token(Some(token));
                 }
             }
-            Some(builder.build().map_err(|e| DataError::Download {
+            Some(builder.build().map_err(|e| HubError::Download {
                 repo: "-".into(),
                 file: "-".into(),
                 endpoint: endpoint.clone(),
@@ -186,7 +186,7 @@ impl HubClient {
             if optional {
                 return Ok(None);
             }
-            return Err(DataError::Offline {
+            return Err(HubError::Offline {
                 repo: repo.to_string(),
                 file: file.to_string(),
                 cache: self.cache.path().clone(),
@@ -196,7 +196,7 @@ impl HubClient {
         match api.repo(repo.hf_repo()).download(file) {
             Ok(path) => Ok(Some(path)),
             Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::StatusCode(404)) => Ok(None),
-            Err(e) => Err(DataError::Download {
+            Err(e) => Err(HubError::Download {
                 repo: repo.to_string(),
                 file: file.to_string(),
                 endpoint: self.endpoint.clone(),
@@ -212,7 +212,7 @@ impl HubClient {
     /// the file.
     pub fn download(&self, repo: &HubRepo, file: &str) -> Result<PathBuf> {
         self.fetch(repo, file, false)?
-            .ok_or_else(|| DataError::MissingFile { repo: repo.to_string(), file: file.to_string() })
+            .ok_or_else(|| HubError::MissingFile { repo: repo.to_string(), file: file.to_string() })
     }
 
     /// The files of `repo` at its revision, as paths inside the repository, sorted.
@@ -233,7 +233,7 @@ impl HubClient {
                 Ok(Some(files))
             }
             Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::StatusCode(404)) => Ok(None),
-            Err(e) => Err(DataError::Download {
+            Err(e) => Err(HubError::Download {
                 repo: repo.to_string(),
                 file: "(file list)".to_string(),
                 endpoint: self.endpoint.clone(),
@@ -293,9 +293,9 @@ impl RepoFiles {
         }
         if path.exists() {
             // An existing file is not a repository; name it clearly.
-            return Err(DataError::BadRepoSpec(format!("{spec} (a file, expected a directory)")));
+            return Err(HubError::BadRepoSpec(format!("{spec} (a file, expected a directory)")));
         }
-        let repo = HubRepo::parse(spec, kind).ok_or_else(|| DataError::BadRepoSpec(spec.into()))?;
+        let repo = HubRepo::parse(spec, kind).ok_or_else(|| HubError::BadRepoSpec(spec.into()))?;
         Ok(Self::Hub { repo, client: HubClient::from_env()? })
     }
 
@@ -309,7 +309,7 @@ impl RepoFiles {
 
     /// The local path of a file the repository must hold.
     pub fn get(&self, file: &str) -> Result<PathBuf> {
-        self.get_optional(file)?.ok_or_else(|| DataError::MissingFile { repo: self.name(), file: file.to_string() })
+        self.get_optional(file)?.ok_or_else(|| HubError::MissingFile { repo: self.name(), file: file.to_string() })
     }
 
     /// The local path of a file the repository may hold; `None` when it does not.
@@ -332,7 +332,7 @@ impl RepoFiles {
             Self::Local(_) => self.get(file),
             Self::Hub { repo, client } => client
                 .fetch(repo, file, false)?
-                .ok_or_else(|| DataError::MissingFile { repo: self.name(), file: file.to_string() }),
+                .ok_or_else(|| HubError::MissingFile { repo: self.name(), file: file.to_string() }),
         }
     }
 }

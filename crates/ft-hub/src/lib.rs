@@ -1,0 +1,28 @@
+//! # ft-hub
+//!
+//! What the models and the data crates share, and nothing heavier, so that a user of
+//! `ft-models` alone compiles no dataset readers (arrow, parquet, csv) and no image decoders:
+//!
+//! - [`hub`]: model and dataset repositories — a local directory or a Hugging Face Hub id,
+//!   downloaded into the standard cache, honouring `HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`
+//!   and `HF_TOKEN` as `huggingface_hub` does.
+//! - [`rng`]: NumPy's `default_rng(seed)` (PCG64) and its `permutation`, bit for bit.
+//! - [`batch`]: the padded token batch every text model takes ([`batch::TextBatch`]) and
+//!   PyTorch's ignore index.
+//! - [`image`]: torchvision's image preprocessing on decoded 8-bit RGB pixels (resize, center
+//!   crop, normalise), pixel for pixel as PIL.
+//! - [`ops`]: the CPU fast paths for dropout masks and exact GELU that the models and the PEFT
+//!   layers share (Burn's own ops on any other device).
+
+pub mod batch;
+pub mod hub;
+pub mod image;
+pub mod ops;
+pub mod rng;
+
+mod error;
+
+pub use error::HubError;
+
+/// Result type of this crate.
+pub type Result<T, E = HubError> = std::result::Result<T, E>;

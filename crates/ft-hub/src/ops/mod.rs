@@ -1,0 +1,34 @@
+//! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks and
+//! exact GELU, and the activation functions config files name.
+//!
+//! Each checks the device and falls back to Burn's own op anywhere but Burn's flex CPU backend,
+//! so GPU code paths never round-trip through the host.
+
+pub mod activation;
+pub mod dropout;
+pub mod gelu;
+
+pub use activation::{ACTIVATIONS, Activation};
+pub use dropout::dropout;
+pub use gelu::gelu;
+
+use burn::tensor::Device;
+
+/// Softmax of host scores, in f32 outputs computed in f64 (as the pipelines' numpy code: shifted
+/// by the largest score); NaN scores are ignored for the shift, and all −∞ gives all 0.
+pub fn softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().filter(|s| !s.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return vec![0.0; scores.len()];
+    }
+    let exp: Vec<f64> = scores.iter().map(|&s| ((s - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / sum) as f32).collect()
+}
+
+/// Whether `device` is Burn's flex CPU device, plain or under autodiff (by its debug name, as
+/// Burn exposes no kind query without a direct dependency on its dispatch crate; the gelu tests
+/// pin the name). ft's host-side fast paths (dropout masks, GELU, AdamW) take it.
+pub fn is_flex(device: &Device) -> bool {
+    format!("{device:?}").contains("Flex")
+}

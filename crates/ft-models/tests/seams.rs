@@ -1,0 +1,207 @@
+//! The seams parameter-efficient methods attach to are no-ops until something is attached:
+//! each test compares a model with a no-op attachment (a zero LoRA delta, a zero bottleneck, an
+//! empty prefix, input embeddings equal to the word embeddings) with the plain model, bit for
+//! bit. (The methods themselves are tested in `ft-peft` and against PEFT / AdapterHub.)
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use burn::module::Param;
+use burn::nn::{DropoutConfig, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ft_models::auto::{AnyModel, LoadOptions, Task, load};
+use ft_models::gpt2::GPT2LMHeadModel;
+use ft_models::input::{KvCache, TextInput};
+use ft_models::naming::{HubModule, HubPath, Part};
+use ft_peft::bottleneck::{Bottleneck, Placement};
+use ft_peft::lora::LoraLayer;
+use ft_peft::slot::{Delta, NamedBottleneck, NamedDelta};
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().unwrap()
+}
+
+fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let ids = vec![2i64, 17, 45, 99, 3, 0, 2, 8, 9, 10, 11, 3];
+    let mask = vec![1i64, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1];
+    (
+        Tensor::from_data(TensorData::new(ids, [2, 6]), device),
+        Tensor::from_data(TensorData::new(mask, [2, 6]), device),
+    )
+}
+
+fn load_model(name: &str, task: Task) -> AnyModel {
+    let dir = support::fixture(&format!("models/{name}"));
+    load(dir.to_str().unwrap(), task, &LoadOptions::default(), &Device::flex()).unwrap().model
+}
+
+/// Attaches a LoRA delta with B = 0 (PEFT's default init) to every projection, and a bottleneck
+/// whose up projection is 0 to every adapter slot; counts what was attached.
+fn attach_no_ops<M: HubModule>(model: &mut M) -> (usize, usize) {
+    let device = Device::flex();
+    let (mut deltas, mut slots) = (0, 0);
+    // A slot follows its sub-layer's output projection, whose width is the hidden size.
+    let mut hidden = 0;
+    model.parts(&HubPath::root(), &mut |_, part| match part {
+        Part::Projection(p) => {
+            let (i, o) = (p.d_in(), p.d_out());
+            hidden = o;
+            let a = Tensor::<2>::random([i, 4], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+            p.adapters.adapters.push(NamedDelta {
+                layer: Delta::Lora(LoraLayer {
+                    lora_a: Param::from_tensor(a),
+                    lora_b: Param::from_tensor(Tensor::zeros([4, o], &device)),
+                    dropout: DropoutConfig::new(0.0).init(),
+                    scaling: 2.0,
+                }),
+                name: "noop".into(),
+                active: true,
+            });
+            deltas += 1;
+        }
+        Part::Bottlenecks(slot) => {
+            // A random down projection; up is all zeros.
+            let mut up = LinearConfig::new(2, hidden).init(&device);
+            up.weight = Param::from_tensor(Tensor::zeros([2, hidden], &device));
+            up.bias = Some(Param::from_tensor(Tensor::zeros([hidden], &device)));
+            slot.adapters.push(NamedBottleneck {
+                layer: Bottleneck {
+                    adapter_down: LinearConfig::new(hidden, 2).init(&device),
+                    adapter_up: up,
+                    non_linearity: ft_hub::ops::Activation::Relu,
+                    placement: Placement::default(),
+                },
+                name: "noop".into(),
+                active: true,
+            });
+            slots += 1;
+        }
+        _ => {}
+    });
+    (deltas, slots)
+}
+
+#[test]
+fn no_op_adapters_leave_encoders_bit_identical() {
+    for (name, task) in [
+        ("tiny-bert-seqcls", Task::SequenceClassification),
+        ("tiny-distilbert-seqcls", Task::SequenceClassification),
+        ("tiny-bert-tokcls", Task::TokenClassification),
+    ] {
+        let device = Device::flex();
+        let (ids, mask) = batch(&device);
+        let plain = load_model(name, task);
+        let mut attached = load_model(name, task);
+        let (deltas, slots) = attach_no_ops(&mut attached);
+        // Every linear layer is a projection; every layer has two slots.
+        assert!(deltas >= 2 * 6 && slots == 2 * 2, "{name}: {deltas} projections, {slots} slots");
+        let input = TextInput::ids(ids, Some(mask));
+        let run = |m: &AnyModel| -> Vec<f32> {
+            match m {
+                AnyModel::SequenceClassifier(m) => values(m.forward_input(&input, None).unwrap()),
+                AnyModel::TokenClassifier(m) => values(m.forward_input(&input, None).unwrap()),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(run(&plain), run(&attached), "{name}");
+    }
+}
+
+#[test]
+fn no_op_adapters_leave_gpt2_bit_identical() {
+    let device = Device::flex();
+    let (ids, _) = batch(&device);
+    let AnyModel::CausalLm(ft_models::auto::CausalLm::Gpt2(plain)) = load_model("tiny-gpt2", Task::CausalLm) else {
+        unreachable!()
+    };
+    let mut attached: GPT2LMHeadModel = plain.clone();
+    let (deltas, slots) = attach_no_ops(&mut attached);
+    assert_eq!((deltas, slots), (4 * 2, 2 * 2));
+    let a = plain.forward(ids.clone(), None, None, None).unwrap();
+    let b = attached.forward(ids, None, None, None).unwrap();
+    assert_eq!(values(a), values(b));
+}
+
+#[test]
+fn input_embeddings_equal_ids() {
+    let device = Device::flex();
+    let (ids, mask) = batch(&device);
+    let AnyModel::SequenceClassifier(m) = load_model("tiny-bert-seqcls", Task::SequenceClassification) else {
+        unreachable!()
+    };
+    let ft_models::auto::SequenceClassifier::Bert(bert) = &m else { unreachable!() };
+    let embeds = bert.bert.embeddings.word_embeddings.forward(ids.clone());
+    let from_ids = m.forward_input(&TextInput::ids(ids.clone(), Some(mask.clone())), None).unwrap();
+    let from_embeds = m.forward_input(&TextInput::embeds(embeds, Some(mask.clone())), None).unwrap();
+    assert_eq!(values(from_ids.clone()), values(from_embeds));
+    // And the plain forward is the same computation.
+    let plain = bert.forward(ids, mask, None);
+    assert_eq!(values(plain), values(from_ids));
+
+    let AnyModel::CausalLm(ft_models::auto::CausalLm::Gpt2(g)) = load_model("tiny-gpt2", Task::CausalLm) else {
+        unreachable!()
+    };
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 8], [1, 4]), &device);
+    let embeds = g.transformer.wte.forward(ids.clone());
+    let a = g.forward(ids, None, None, None).unwrap();
+    let b = g.forward_input(&TextInput::embeds(embeds, None), None).unwrap();
+    assert_eq!(values(a), values(b));
+}
+
+#[test]
+fn an_empty_prefix_is_a_no_op_and_a_masked_prefix_is_ignored() {
+    let device = Device::flex();
+    let (ids, mask) = batch(&device);
+    let AnyModel::SequenceClassifier(m) = load_model("tiny-bert-seqcls", Task::SequenceClassification) else {
+        unreachable!()
+    };
+    let layers = 2;
+    let empty = |len: usize| {
+        KvCache::from_layers(
+            (0..layers)
+                .map(|_| {
+                    let kv = || Tensor::<4>::random([2, 4, len, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+                    (kv(), kv())
+                })
+                .collect(),
+        )
+        .unwrap()
+    };
+    let input = TextInput::ids(ids.clone(), Some(mask.clone()));
+    let plain = values(m.forward_input(&input, None).unwrap());
+    assert_eq!(plain, values(m.forward_input(&input, Some(&empty(0))).unwrap()));
+
+    // Three prefix keys that the mask hides, positions given explicitly: the same logits (the
+    // masked keys add exact zeros to the softmax; the summation order may differ in the last
+    // bit).
+    let prefix_mask = Tensor::cat(vec![Tensor::<2, Int>::zeros([2, 3], &device), mask], 1);
+    let positions = Tensor::<1, Int>::arange(0..6, &device).reshape([1, 6]);
+    let with_prefix = TextInput::ids(ids, Some(prefix_mask)).with_position_ids(Some(positions));
+    let got = values(m.forward_input(&with_prefix, Some(&empty(3))).unwrap());
+    let worst = plain.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-6, "{worst}");
+
+    // A mask of the wrong width is an error, not a panic.
+    let bad = TextInput::ids(Tensor::<2, Int>::zeros([2, 6], &device), Some(Tensor::ones([2, 6], &device)));
+    assert!(m.forward_input(&bad, Some(&empty(3))).unwrap_err().to_string().contains("attention mask"));
+}
+
+#[test]
+fn gpt2_cache_from_given_tensors_continues_positions() {
+    let device = Device::flex();
+    let AnyModel::CausalLm(ft_models::auto::CausalLm::Gpt2(g)) = load_model("tiny-gpt2", Task::CausalLm) else {
+        unreachable!()
+    };
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 8, 9], [1, 5]), &device);
+    // Run the first three tokens with a cache, rebuild a cache from its tensors, continue.
+    let mut cache = KvCache::new();
+    let _ = g.forward(ids.clone().narrow(1, 0, 3), None, None, Some(&mut cache)).unwrap();
+    let layers: Vec<_> = (0..cache.num_layers()).map(|i| cache.layer(i).unwrap().clone()).collect();
+    let mut rebuilt = KvCache::from_layers(layers).unwrap();
+    assert_eq!(rebuilt.len(), 3);
+    let continued = g.forward(ids.clone().narrow(1, 3, 2), None, None, Some(&mut rebuilt)).unwrap();
+    let full = g.forward(ids, None, None, None).unwrap();
+    let (a, b) = (values(continued), values(full.narrow(1, 3, 2)));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-5, "{worst}");
+}

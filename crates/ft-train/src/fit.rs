@@ -1,0 +1,476 @@
+//! The training loop, with transformers' `Trainer` semantics, for any [`TrainTask`].
+//!
+//! Per optimizer step: `gradient_accumulation_steps` micro-batches, each loss divided by the
+//! number of micro-batches of that step; gradients clipped to `max_grad_norm` by their global
+//! norm; the learning rate of [`crate::schedule`] for the step; AdamW. Logging, evaluation and
+//! checkpoints follow `logging_strategy`/`eval_strategy`/`save_strategy` as transformers does
+//! (`steps`: every N optimizer steps; `epoch`: at the end of each epoch), and the log entries
+//! carry transformers' keys (`loss`, `grad_norm`, `learning_rate`, `epoch`, `step`, `eval_*`).
+//!
+//! The loop is made of pieces it calls: the [`TrainTask`] (batches, forward + loss, metrics),
+//! the [`ModelStore`] (saving and restoring the trained model in its method's layout),
+//! [`Callbacks`] (where log entries go), [`BestModel`] (best-metric tracking and early stopping)
+//! and [`crate::state`] (checkpoint folders). It emits `tracing` events and prints nothing.
+//!
+//! Determinism: the training order of epoch `e` is NumPy's `default_rng(seed + e).permutation`
+//! (or transformers' length grouping with it), and Burn's RNG is reseeded from
+//! `(seed, step, micro-batch)` before every forward pass, so dropout masks depend only on the
+//! position in the run. A run resumed from `checkpoint-N` therefore ends with the same weights as
+//! an uninterrupted one, bit for bit on the CPU.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use ft_data::collate::group_by_length;
+use ft_data::rng::permutation;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::args::{IntervalStrategy, TrainingArguments};
+use crate::optim::clip_global_norm;
+use crate::schedule::learning_rate;
+use crate::state::{TrainerState, last_checkpoint, read_json, rotate, write_json};
+use crate::task::{Predictions, Split, TrainTask};
+use crate::{Result, TrainError};
+
+/// Saves and restores the trained model in its method's layout (a full model in the Hub's,
+/// an adapter in PEFT's, ...): what a checkpoint folder and the final output hold.
+pub trait ModelStore<M> {
+    /// Writes the model into `dir` (an existing, empty or stale folder; files written
+    /// atomically).
+    fn save(&self, model: &M, dir: &Path) -> Result<()>;
+
+    /// Reads the weights saved by [`save`](Self::save) in `dir` back into `model`, with the
+    /// same parameter ids (so a saved optimizer state applies) and the same trainability.
+    fn restore(&self, model: M, dir: &Path) -> Result<M>;
+}
+
+/// Where the loop's events go (transformers' `TrainerCallback`); every method has a no-op
+/// default.
+pub trait Callbacks {
+    /// A log entry, as appended to `log_history` (training loss, an evaluation, the summary).
+    fn on_log(&mut self, _entry: &Value) {}
+}
+
+/// Callbacks that do nothing.
+#[derive(Debug, Default)]
+pub struct NoCallbacks;
+
+impl Callbacks for NoCallbacks {}
+
+/// Options of [`fit`] beyond the training arguments.
+pub struct FitOptions<'a> {
+    /// Continue from the newest checkpoint of the output directory.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Where log entries go.
+    pub callbacks: &'a mut dyn Callbacks,
+    /// The optimizer (with its parameter groups).
+    pub optimizer: ModuleOptimizer,
+    /// Seconds spent before the loop that count as training time (the frozen method's
+    /// one-off feature extraction).
+    pub setup_seconds: f64,
+}
+
+/// What [`fit`] returns.
+#[derive(Debug)]
+pub struct FitOutcome<M> {
+    /// The trained model (the best one with `load_best_model_at_end`).
+    pub model: M,
+    /// The final state (`log_history`, best metric, ...).
+    pub state: TrainerState,
+    /// `train_runtime`, `train_samples_per_second`, `train_loss`, ...
+    pub train_metrics: BTreeMap<String, f64>,
+    /// The final model's evaluation, when there is evaluation data.
+    pub eval: Option<(BTreeMap<String, f64>, Predictions)>,
+}
+
+/// Mixes the seed, the optimizer step and the micro-batch into Burn's RNG seed.
+fn step_seed(seed: u64, step: usize, micro: usize) -> u64 {
+    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for v in [step as u64, micro as u64] {
+        h = (h ^ v).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// Rounds to 4 decimals, as transformers rounds logged values.
+pub fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+fn progress_bar(show: bool, len: u64, unit: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}");
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
+}
+
+/// A progress bar for work done before the loop (e.g. feature extraction), shown when `show`.
+pub fn setup_bar(show: bool, len: u64, unit: &str) -> ProgressBar {
+    progress_bar(show, len, unit)
+}
+
+/// Best-metric tracking (`metric_for_best_model`, `greater_is_better`) and early stopping
+/// (transformers' `EarlyStoppingCallback`), over the trainer state.
+#[derive(Debug)]
+pub struct BestModel<'a> {
+    args: &'a TrainingArguments,
+}
+
+impl BestModel<'_> {
+    /// Updates the best metric from an evaluation at the current step; `checkpoint` is the
+    /// folder saved at this step, if any. Returns true when early stopping says to stop.
+    pub fn update(&self, state: &mut TrainerState, metrics: &BTreeMap<String, f64>, checkpoint: Option<&Path>) -> bool {
+        let key = self.args.best_metric_key();
+        let Some(&value) = metrics.get(&key) else { return false };
+        let greater = self.args.greater_is_better();
+        let improved = match state.best_metric {
+            None => true,
+            Some(best) => {
+                if greater {
+                    value > best
+                } else {
+                    value < best
+                }
+            }
+        };
+        let significant = match state.best_metric {
+            None => true,
+            Some(best) => (if greater { value - best } else { best - value }) > self.args.early_stopping_threshold,
+        };
+        if improved {
+            state.best_metric = Some(value);
+            state.best_global_step = Some(state.global_step);
+            if let Some(dir) = checkpoint {
+                state.best_model_checkpoint = Some(dir.display().to_string());
+            }
+        }
+        if significant {
+            state.early_stopping_patience_counter = 0;
+        } else {
+            state.early_stopping_patience_counter += 1;
+        }
+        self.args.early_stopping_patience.is_some_and(|p| state.early_stopping_patience_counter >= p)
+    }
+}
+
+struct Run<'a, 'c, T: TrainTask> {
+    task: &'a T,
+    args: &'a TrainingArguments,
+    store: &'a dyn ModelStore<T::Model>,
+    plain: Device,
+    state: TrainerState,
+    output_dir: PathBuf,
+    callbacks: &'c mut dyn Callbacks,
+    bar: ProgressBar,
+}
+
+impl<T: TrainTask> Run<'_, '_, T> {
+    fn log(&mut self, entry: Value) {
+        tracing::info!(target: "ft_train::log", entry = %entry, "log");
+        let callbacks = &mut *self.callbacks;
+        self.bar.suspend(|| callbacks.on_log(&entry));
+        self.state.log_history.push(entry);
+    }
+
+    /// Evaluates on the evaluation examples: `eval_loss` plus the task's metrics.
+    fn evaluate(&self, model: &T::Model) -> Result<(BTreeMap<String, f64>, Predictions)> {
+        let start = Instant::now();
+        let model = model.valid();
+        let bs = self.args.per_device_eval_batch_size;
+        let all: Vec<usize> = (0..self.task.len(Split::Eval)).collect();
+        let (mut loss_sum, mut rows) = (0.0f64, 0usize);
+        let mut evaluator = self.task.evaluator();
+        for chunk in all.chunks(bs) {
+            let batch = self.task.batch(Split::Eval, chunk, &self.plain)?;
+            let (loss, outputs) = self.task.forward(&model, &batch)?;
+            loss_sum += scalar(loss) as f64 * chunk.len() as f64;
+            rows += chunk.len();
+            evaluator.add(outputs)?;
+        }
+        let runtime = start.elapsed().as_secs_f64();
+        let (mut m, preds) = evaluator.finish()?;
+        m.insert("eval_loss".to_string(), loss_sum / rows.max(1) as f64);
+        m.insert("eval_runtime".into(), round4(runtime));
+        m.insert("eval_samples_per_second".into(), round3(rows as f64 / runtime.max(1e-9)));
+        m.insert("eval_steps_per_second".into(), round3(rows.div_ceil(bs) as f64 / runtime.max(1e-9)));
+        Ok((m, preds.unwrap_or_default()))
+    }
+
+    /// Writes `checkpoint-N/` atomically (the model in its method's layout, the optimizer, the
+    /// RNG scheme, the schedule, the arguments and the state) and rotates old ones.
+    fn save_checkpoint(&self, model: &T::Model, optimizer: &ModuleOptimizer) -> Result<PathBuf> {
+        let name = format!("checkpoint-{}", self.state.global_step);
+        let final_dir = self.output_dir.join(&name);
+        let tmp = self.output_dir.join(format!(".tmp-{name}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(crate::error::io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(crate::error::io(&tmp))?;
+        let result = (|| -> Result<()> {
+            self.store.save(model, &tmp)?;
+            let optimizer_file = tmp.join("optimizer.bpk");
+            optimizer.save(&optimizer_file).map_err(|e| TrainError::State(format!("{}: {e:?}", optimizer_file.display())))?;
+            write_json(
+                &tmp.join("rng_state.json"),
+                &json!({"seed": self.args.seed, "global_step": self.state.global_step, "scheme": "reseeded from (seed, step, micro-batch)"}),
+            )?;
+            write_json(
+                &tmp.join("scheduler.json"),
+                &json!({"lr_scheduler_type": self.args.lr_scheduler_type, "global_step": self.state.global_step}),
+            )?;
+            write_json(&tmp.join("training_args.json"), self.args)?;
+            write_json(&tmp.join("trainer_state.json"), &self.state)?;
+            if final_dir.exists() {
+                std::fs::remove_dir_all(&final_dir).map_err(crate::error::io(&final_dir))?;
+            }
+            std::fs::rename(&tmp, &final_dir).map_err(crate::error::io(&final_dir))
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if let Some(limit) = self.args.save_total_limit {
+            let best = self.state.best_model_checkpoint.as_ref().map(PathBuf::from);
+            rotate(&self.output_dir, limit, best.as_deref())?;
+        }
+        tracing::info!(checkpoint = %final_dir.display(), "saved");
+        Ok(final_dir)
+    }
+}
+
+fn scalar(t: Tensor<1>) -> f32 {
+    t.into_scalar::<f32>()
+}
+
+fn due(strategy: IntervalStrategy, step: usize, every: usize, end_of_epoch: bool) -> bool {
+    match strategy {
+        IntervalStrategy::Steps => step % every == 0,
+        IntervalStrategy::Epoch => end_of_epoch,
+        IntervalStrategy::No => false,
+    }
+}
+
+/// Trains `model` on `task` as `args` says, on `device` (made autodiff here), writing
+/// checkpoints into `args.output_dir`. Returns the trained model (not yet saved as final) with
+/// the run's metrics and, when there is evaluation data, the final model's evaluation.
+pub fn fit<T: TrainTask>(
+    task: &T,
+    mut model: T::Model,
+    store: &dyn ModelStore<T::Model>,
+    args: &TrainingArguments,
+    options: FitOptions<'_>,
+    device: &Device,
+) -> Result<FitOutcome<T::Model>> {
+    let FitOptions { resume, progress, callbacks, mut optimizer, setup_seconds } = options;
+    let output_dir = args.output_dir.clone();
+    let plain = device.clone().without_autodiff();
+    let ad = plain.clone().autodiff();
+    let has_eval = task.len(Split::Eval) > 0;
+    if args.load_best_model_at_end || args.metric_for_best_model.is_some() {
+        let key = args.best_metric_key();
+        let mut known = vec!["eval_loss".to_string()];
+        known.extend(task.metric_names());
+        if !known.contains(&key) {
+            return Err(TrainError::Config(format!(
+                "training.metric_for_best_model: '{key}' is not among this task's evaluation metrics ({})",
+                known.join(", ")
+            )));
+        }
+    }
+
+    // Schedule.
+    let n = task.len(Split::Train);
+    let bs = args.per_device_train_batch_size;
+    let batches_per_epoch = if args.dataloader_drop_last { n / bs } else { n.div_ceil(bs) };
+    if batches_per_epoch == 0 {
+        return Err(TrainError::Config(format!(
+            "training.per_device_train_batch_size {bs} is larger than the {n} training rows with dataloader_drop_last"
+        )));
+    }
+    let accum = args.gradient_accumulation_steps;
+    let steps_per_epoch = batches_per_epoch.div_ceil(accum).max(1);
+    let total_steps =
+        if args.max_steps > 0 { args.max_steps as usize } else { (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize };
+    let num_epochs = total_steps.div_ceil(steps_per_epoch);
+    let warmup = args.warmup(total_steps);
+    let mut state = TrainerState {
+        is_local_process_zero: true,
+        is_world_process_zero: true,
+        max_steps: total_steps,
+        num_train_epochs: num_epochs,
+        logging_steps: args.logging_steps,
+        eval_steps: args.eval_steps(),
+        save_steps: args.save_steps,
+        train_batch_size: bs,
+        ..Default::default()
+    };
+
+    // Resume.
+    if resume {
+        match last_checkpoint(&output_dir)? {
+            Some(ckpt) => {
+                model = store.restore(model, &ckpt)?;
+                optimizer = optimizer
+                    .load(ckpt.join("optimizer.bpk"))
+                    .map_err(|e| TrainError::State(format!("{}: cannot restore the optimizer: {e:?}", ckpt.display())))?;
+                state = read_json(&ckpt.join("trainer_state.json"))?;
+                tracing::info!(checkpoint = %ckpt.display(), step = state.global_step, "resuming");
+            }
+            None => tracing::warn!(output_dir = %output_dir.display(), "--resume: no checkpoint yet, starting from scratch"),
+        }
+    }
+
+    let bar = progress_bar(progress, total_steps as u64, "steps");
+    bar.set_position(state.global_step as u64);
+    let mut run = Run { task, args, store, plain: plain.clone(), state, output_dir: output_dir.clone(), callbacks, bar };
+    let best = BestModel { args };
+    let start = Instant::now();
+    let start_step = run.state.global_step;
+    // Loss since the last log entry, and over the whole run (transformers' `tr_loss` and
+    // `_total_loss_scalar`; the latter is kept in the state so a resumed run reports the same).
+    let mut window_loss = 0.0f64;
+    let mut logged_at = run.state.global_step;
+    let mut stop = false;
+    let lengths = task.lengths();
+    'epochs: for epoch in run.state.global_step / steps_per_epoch..num_epochs {
+        let order = if args.group_by_length {
+            group_by_length(&lengths, bs, args.seed.wrapping_add(epoch as u64))
+        } else {
+            permutation(n, args.seed.wrapping_add(epoch as u64))
+        };
+        let batches: Vec<&[usize]> = order.chunks(bs).take(batches_per_epoch).collect();
+        let skip = (run.state.global_step - epoch * steps_per_epoch) * accum;
+        let mut accumulator = GradientsAccumulator::<T::Model>::new();
+        let mut micro_in_step = 0;
+        for (bi, chunk) in batches.iter().enumerate().skip(skip) {
+            let step_micro_total = accum.min(batches.len() - (bi / accum) * accum);
+            ad.seed(step_seed(args.seed, run.state.global_step, micro_in_step));
+            let t0 = Instant::now();
+            let batch = task.batch(Split::Train, chunk, &ad)?;
+            run.state.total_flos += task.flops(&batch);
+            let (loss, _) = task.forward(&model, &batch)?;
+            let value = scalar(loss.clone());
+            let t_forward = t0.elapsed();
+            if !value.is_finite() {
+                let last = last_checkpoint(&output_dir)?.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+                return Err(TrainError::NonFiniteLoss {
+                    step: run.state.global_step + 1,
+                    epoch: epoch as f64 + bi as f64 / batches.len() as f64,
+                    value,
+                    last_checkpoint: last,
+                });
+            }
+            let scaled = loss / step_micro_total as f64;
+            let grads = GradientsParams::from_grads(scaled.backward(), &model);
+            let t_backward = t0.elapsed();
+            accumulator.accumulate(&model, grads);
+            let contribution = value as f64 / step_micro_total as f64;
+            window_loss += contribution;
+            run.state.total_loss += contribution;
+            micro_in_step += 1;
+            if micro_in_step < step_micro_total {
+                continue;
+            }
+            micro_in_step = 0;
+            let mut grads = accumulator.grads();
+            let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
+            let lr = learning_rate(args.lr_scheduler_type, args.learning_rate, run.state.global_step, total_steps, warmup);
+            let t_clip = t0.elapsed();
+            model = optimizer.step(lr, model, grads);
+            tracing::debug!(
+                forward_ms = t_forward.as_secs_f64() * 1e3,
+                backward_ms = (t_backward - t_forward).as_secs_f64() * 1e3,
+                clip_ms = (t_clip - t_backward).as_secs_f64() * 1e3,
+                optimizer_ms = (t0.elapsed() - t_clip).as_secs_f64() * 1e3,
+                "step timings (last micro-batch)"
+            );
+            run.state.global_step += 1;
+            run.state.epoch = epoch as f64 + (bi + 1) as f64 / batches.len() as f64;
+            run.bar.inc(1);
+            let step = run.state.global_step;
+            let end_of_epoch = bi + 1 == batches.len();
+            let last_step = step >= total_steps;
+
+            let log_now = due(args.logging_strategy, step, args.logging_steps, end_of_epoch)
+                || (args.logging_strategy == IntervalStrategy::Steps && args.logging_first_step && step == 1);
+            if log_now && step > logged_at {
+                let next_lr = learning_rate(args.lr_scheduler_type, args.learning_rate, step, total_steps, warmup);
+                let entry = json!({
+                    "loss": round4(window_loss / (step - logged_at) as f64),
+                    "grad_norm": grad_norm,
+                    "learning_rate": next_lr,
+                    "epoch": run.state.epoch,
+                    "step": step,
+                });
+                run.log(entry);
+                window_loss = 0.0;
+                logged_at = step;
+            }
+            let mut metrics = None;
+            if has_eval && due(args.eval_strategy, step, args.eval_steps(), end_of_epoch) {
+                let (m, _) = run.evaluate(&model)?;
+                run.log(metrics_entry(&m, run.state.epoch, step));
+                metrics = Some(m);
+            }
+            let save_now = due(args.save_strategy, step, args.save_steps, end_of_epoch);
+            if let Some(m) = &metrics {
+                let checkpoint = save_now.then(|| run.output_dir.join(format!("checkpoint-{step}")));
+                stop = best.update(&mut run.state, m, checkpoint.as_deref());
+            }
+            if save_now {
+                run.save_checkpoint(&model, &optimizer)?;
+            }
+            if stop || last_step {
+                break 'epochs;
+            }
+        }
+    }
+    run.bar.finish_and_clear();
+    let runtime = start.elapsed().as_secs_f64() + setup_seconds;
+    let steps_done = run.state.global_step - start_step;
+    let samples = (steps_done * bs * accum) as f64;
+    if args.load_best_model_at_end {
+        if let Some(best) = run.state.best_model_checkpoint.clone() {
+            model = store.restore(model, Path::new(&best))?;
+            tracing::info!(checkpoint = %best, "loaded the best model");
+        }
+    }
+    let mut train_metrics: BTreeMap<String, f64> = BTreeMap::new();
+    train_metrics.insert("train_runtime".into(), round4(runtime));
+    train_metrics.insert("train_samples_per_second".into(), round3(samples / runtime.max(1e-9)));
+    train_metrics.insert("train_steps_per_second".into(), round3(steps_done as f64 / runtime.max(1e-9)));
+    // transformers: the total of every step's loss over the number of steps.
+    train_metrics.insert("train_loss".into(), run.state.total_loss / run.state.global_step.max(1) as f64);
+    train_metrics.insert("epoch".into(), run.state.epoch);
+    if setup_seconds > 0.0 {
+        train_metrics.insert("feature_extraction_runtime".into(), round4(setup_seconds));
+    }
+    let mut summary: serde_json::Map<String, Value> = train_metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    summary.insert("step".into(), json!(run.state.global_step));
+    summary.insert("total_flos".into(), json!(run.state.total_flos));
+    run.log(Value::Object(summary));
+    let eval = if has_eval { Some(run.evaluate(&model)?) } else { None };
+    Ok(FitOutcome { model, state: run.state, train_metrics, eval })
+}
+
+fn metrics_entry(m: &BTreeMap<String, f64>, epoch: f64, step: usize) -> Value {
+    let mut entry: serde_json::Map<String, Value> = m.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    entry.insert("epoch".into(), json!(epoch));
+    entry.insert("step".into(), json!(step));
+    Value::Object(entry)
+}

@@ -1,0 +1,84 @@
+//! Training tasks: what a run's examples are, how the model turns a batch into a loss, and how
+//! an evaluation accumulates its metrics — transformers' `compute_loss` and `compute_metrics`,
+//! shaped as `burn-train`'s `TrainStep`/`ValidStep` with associated types.
+//!
+//! The loop ([`crate::fit`]) knows nothing else about a task: a new task (causal LM, image
+//! classification) is a new implementation of [`TrainTask`], not a new arm in the loop.
+
+pub mod classification;
+pub mod head;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use crate::Result;
+
+/// Which examples a batch is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training examples.
+    Train,
+    /// The evaluation examples.
+    Eval,
+}
+
+/// A training task (see the module docs).
+pub trait TrainTask {
+    /// What is trained: a Burn module whose trainable parameters the optimizer updates.
+    type Model: Module;
+    /// One batch, on a device.
+    type Batch;
+    /// What evaluation reads from one batch's forward pass (logits and labels).
+    type Outputs;
+
+    /// Number of examples of `split` (0 when the run has no evaluation data).
+    fn len(&self, split: Split) -> usize;
+
+    /// Token counts of the training examples (for `group_by_length`).
+    fn lengths(&self) -> Vec<usize>;
+
+    /// The batch of examples `indices` of `split`, on `device`.
+    fn batch(&self, split: Split, indices: &[usize], device: &Device) -> Result<Self::Batch>;
+
+    /// The model's forward pass and loss (transformers' `outputs.loss`).
+    ///
+    /// # Shapes
+    /// - loss: `[1]`
+    fn forward(&self, model: &Self::Model, batch: &Self::Batch) -> Result<(Tensor<1>, Self::Outputs)>;
+
+    /// A fresh accumulator for one evaluation.
+    fn evaluator(&self) -> Box<dyn Evaluator<Self::Outputs>>;
+
+    /// The metrics an evaluation reports besides `eval_loss` and the timings, with their `eval_`
+    /// prefix (checked against `metric_for_best_model` before training starts).
+    fn metric_names(&self) -> Vec<String>;
+
+    /// transformers' `floating_point_ops` for one batch (`6 · tokens · non-embedding
+    /// parameters`); 0 when the task has no tokens.
+    fn flops(&self, _batch: &Self::Batch) -> f64 {
+        0.0
+    }
+}
+
+/// Accumulates the outputs of one evaluation's batches into metrics.
+pub trait Evaluator<O> {
+    /// Adds one batch's outputs.
+    fn add(&mut self, outputs: O) -> Result<()>;
+
+    /// The metrics (`eval_`-prefixed names) and the predictions behind them.
+    fn finish(self: Box<Self>) -> Result<(BTreeMap<String, f64>, Option<Predictions>)>;
+}
+
+/// Predictions of an evaluation, for reports (confusion matrix, per-class scores).
+#[derive(Debug, Clone, Default)]
+pub struct Predictions {
+    /// Predicted class per row, or per labelled token (flattened).
+    pub predictions: Vec<i64>,
+    /// Reference class, aligned with `predictions`.
+    pub references: Vec<i64>,
+    /// `"example"`, or `"token"` when the lists hold every labelled token in order.
+    pub unit: &'static str,
+}
