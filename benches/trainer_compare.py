@@ -140,7 +140,8 @@ def run_ft(args):
         start = time.perf_counter()
         subprocess.run([args.ft, "train", "--config", run_file, "--set", f"model.name={args.minilm}",
                         "--set", f"training.output_dir={out}"], check=True, cwd=root,
-                       stdout=subprocess.DEVNULL, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                       stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1", FT_SHARED=os.path.abspath(args.shared)))
         wall = time.perf_counter() - start
         with open(os.path.join(out, "all_results.json")) as f:
             results = json.load(f)

@@ -292,8 +292,91 @@ fn bad_run_files_are_clear_errors() {
     expect_config_error(t, &["data.label_column=\"category\""], &["category"]);
     expect_config_error(t, &["model.task=\"summarization\""], &["model.task"]);
     expect_config_error(t, &["training.output_dir=\"/proc/ft-cannot-write\""], &["/proc/ft-cannot-write"]);
+    // A metric the task does not produce is found before any training step.
+    expect_config_error(t, &["training.metric_for_best_model=\"bleu\""], &["metric_for_best_model", "eval_bleu", "eval_accuracy"]);
+    assert!(!std::fs::read_dir(t.join("bad-out")).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))).unwrap_or(false));
+    // Each method has its own keys; a key of another method is an error listing the valid ones.
+    expect_config_error(t, &["method.kind=\"frozen\"", "method.head_dropot=0.2"], &["head_dropot", "head_dropout"]);
+    expect_config_error(t, &["method.kind=\"full\"", "method.head_dropout=0.2"], &["head_dropout"]);
+    // --set errors name the key, not a line of a document the user never wrote.
+    expect_config_error(t, &["training.num_train_epochs=\"many\""], &["num_train_epochs", "--set"]);
     let o = ft(&["train", "--config", t.join("missing.toml").to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("missing.toml"));
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("missing.toml"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// With `eval_strategy = "no"` no evaluation split is needed (a single training file works);
+/// a checkpoint that has a head keeps its labels when the data names none; relative paths in a
+/// run file are relative to the run file; `train_loss` is the mean step loss and `total_flos`
+/// is counted.
+#[test]
+fn a_single_training_file_with_the_checkpoints_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("experiment");
+    std::fs::create_dir_all(exp.join("data")).unwrap();
+    let lines: Vec<String> = (0..12)
+        .map(|i| serde_json::json!({"text": format!("market report number {i} on rates"), "label": i % 3}).to_string())
+        .collect();
+    std::fs::write(exp.join("data/train.jsonl"), lines.join("\n") + "\n").unwrap();
+    let model = tmp.path().join("model");
+    copy_dir(&fixture("models/tiny-bert-seqcls"), &model);
+    let out = tmp.path().join("out");
+    let run = run_file(
+        &exp,
+        "run.toml",
+        &format!(
+            r#"
+[model]
+name = "../model"
+task = "sentiment-analysis"
+
+[data]
+source = "data/train.jsonl"
+train_split = "train"
+
+[training]
+output_dir = "{out}"
+learning_rate = 1e-3
+per_device_train_batch_size = 4
+num_train_epochs = 1
+eval_strategy = "no"
+save_strategy = "no"
+logging_steps = 2
+seed = 0
+"#,
+            out = out.display()
+        ),
+    );
+    // Run from another directory: the run file's relative paths still resolve.
+    let o = Command::new(env!("CARGO_BIN_EXE_ft"))
+        .args(["train", "--config", run.to_str().unwrap()])
+        .current_dir(tmp.path().join("model"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = json(&out.join("config.json"));
+    assert_eq!(config["id2label"], json(&fixture("models/tiny-bert-seqcls/config.json"))["id2label"]);
+    assert!(!out.join("eval_results.json").exists());
+    let state = json(&out.join("trainer_state.json"));
+    assert_eq!(state["global_step"], 3);
+    assert!(state["total_flos"].as_f64().unwrap() > 0.0, "{state}");
+    // train_loss is the mean over the 3 steps — the last one is in no logged window (2 steps).
+    let logs: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let windows: Vec<f64> = logs.iter().filter_map(|l| l.get("loss").and_then(Value::as_f64)).collect();
+    assert_eq!(windows.len(), 1, "{logs:?}");
+    let train_loss = json(&out.join("train_results.json"))["train_loss"].as_f64().unwrap();
+    let again = tmp.path().join("out-log-every-step");
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", &format!("training.output_dir=\"{}\"", again.display()), "--set", "training.logging_steps=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let steps: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap().get("loss").and_then(Value::as_f64))
+        .collect();
+    assert_eq!(steps.len(), 3);
+    let mean = steps.iter().sum::<f64>() / 3.0;
+    assert!((train_loss - mean).abs() < 1e-4, "train_loss {train_loss} vs mean step loss {mean} ({steps:?})");
 }
 
 #[test]

@@ -36,8 +36,9 @@ enum Task {
     Fixtures {
         /// `models` (transformers parity), `gpt2` (GPT-2 parity and generation), `data`
         /// (datasets + tokenizers identity), `metrics` (scikit-learn, seqeval, rouge, bleu),
-        /// `resnet` (torchvision + PIL), `trained` (ft train output read by transformers) or `resnet-full` (a full-size random resnet18 in
-        /// ~/.cache/ft-resnet18-random, not committed).
+        /// `resnet` (torchvision + PIL), `trained` (ft train output read by transformers), `saved`
+        /// (GPT-2 and ResNet saved by ft, read by transformers / torchvision / timm) or
+        /// `resnet-full` (a full-size random resnet18 in ~/.cache/ft-resnet18-random, not committed).
         which: String,
         /// The virtual environment to use (created if missing).
         #[arg(long)]
@@ -155,7 +156,24 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
             let python = venv_python("models", venv)?;
             trained::fixtures_trained(&root, &python, run)
         }
-        other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained)"),
+        "saved" => {
+            // GPT-2 and ResNet saved by ft in the Hub layout, loaded back by transformers,
+            // torchvision and timm.
+            let python = venv_python("models", venv)?;
+            let saved = root.join("target/saved-fixtures");
+            run(Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args(["test", "--workspace", "--test", "save"])
+                .env("FT_UPDATE_FIXTURES", "1")
+                .env("FT_SAVED_DIR", &saved))?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/check_saved.py"))
+                .arg("--saved")
+                .arg(&saved)
+                .arg("--out")
+                .arg(root.join("tests/fixtures/saved_check.json")))
+        }
+        other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained, saved)"),
     }
 }
 

@@ -113,6 +113,16 @@ impl ModelConfig {
         }
     }
 
+    /// transformers' `base_model_prefix`: the attribute the bare model sits under in a task
+    /// model (`bert`, `distilbert`, `transformer`).
+    pub fn base_model_prefix(&self) -> &'static str {
+        match self.arch {
+            ArchConfig::Bert(_) => "bert",
+            ArchConfig::DistilBert(_) => "distilbert",
+            ArchConfig::Gpt2(_) => "transformer",
+        }
+    }
+
     /// Labels and problem type.
     pub fn labels(&self) -> &LabelConfig {
         match &self.arch {
@@ -586,6 +596,18 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
         config.labels_mut().set_num_labels(n);
     }
     let mut ck = Checkpoint::open(&files, device)?;
+    let saved = config.saved_task();
+    let heads = [Task::SequenceClassification, Task::TokenClassification];
+    if heads.contains(&saved) && heads.contains(&task) && saved != task && config.first_token_head().is_none() {
+        // A head trained for another task is not this task's head, even where the shapes agree
+        // (transformers would load it silently): it is new, and said so.
+        let base = format!("{}.", config.base_model_prefix());
+        ck.exclude(|name| !name.starts_with(&base));
+        tracing::warn!(
+            model = %files.name(),
+            "the checkpoint's head was trained for {saved}; the {task} head is newly initialized"
+        );
+    }
     let model = build(&mut ck, &config, task)?;
     let mut report = ck.finish()?;
     if let ArchConfig::Gpt2(c) = &config.arch {

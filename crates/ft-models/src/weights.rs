@@ -84,6 +84,8 @@ pub struct Checkpoint {
     report: LoadReport,
     /// Whether tensors whose shape differs may be re-initialised instead of failing.
     allow_reinit: BTreeSet<String>,
+    /// Tensors held but not to be used (a head saved for another task).
+    excluded: BTreeSet<String>,
     mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
     device: Device,
     init_std: f64,
@@ -150,6 +152,7 @@ impl Checkpoint {
             used: BTreeSet::new(),
             report: LoadReport { source: PathBuf::from("<random init>"), ..Default::default() },
             allow_reinit: BTreeSet::new(),
+            excluded: BTreeSet::new(),
             mismatched: Vec::new(),
             device: device.clone(),
             init_std: 0.02,
@@ -206,6 +209,7 @@ impl Checkpoint {
             used: BTreeSet::new(),
             report: LoadReport { source: source.to_path_buf(), ..Default::default() },
             allow_reinit: BTreeSet::new(),
+            excluded: BTreeSet::new(),
             mismatched: Vec::new(),
             device: device.clone(),
             init_std: 0.02,
@@ -229,6 +233,14 @@ impl Checkpoint {
         self.allow_reinit.insert(name.to_string());
     }
 
+    /// Treats every checkpoint tensor for which `exclude` holds as absent: the model initialises
+    /// it anew and the report lists it as newly initialised (and the stored one as unused) —
+    /// for a head saved for another task.
+    pub fn exclude(&mut self, exclude: impl Fn(&str) -> bool) {
+        let names: Vec<String> = self.names.keys().filter(|n| exclude(n)).cloned().collect();
+        self.excluded.extend(names);
+    }
+
     /// All tensor names in the checkpoint.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.keys().map(|s| s.as_str())
@@ -250,7 +262,9 @@ impl Checkpoint {
 
     /// Reads tensor `name` as f32 data if its checkpoint shape is `shape`.
     fn fetch(&mut self, name: &str, shape: &[usize]) -> Result<Fetched> {
-        let Some(&shard_idx) = self.names.get(name) else { return Ok(Fetched::Missing(Missing::Absent)) };
+        let Some(&shard_idx) = self.names.get(name).filter(|_| !self.excluded.contains(name)) else {
+            return Ok(Fetched::Missing(Missing::Absent));
+        };
         if shard_idx == TORCH {
             return self.fetch_torch(name, shape);
         }
@@ -691,4 +705,57 @@ fn load_linear(
         layer.bias = Some(named_param(&b, t));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(header: &str, data: &[u8]) -> tempfile::NamedTempFile {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        f
+    }
+
+    fn open(f: &tempfile::NamedTempFile) -> Result<Checkpoint> {
+        Checkpoint::from_files(f.path(), &[f.path().to_path_buf()], &Device::flex())
+    }
+
+    #[test]
+    fn tensors_are_read_from_the_file_on_demand() {
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f = file_with(r#"{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}"#, &data);
+        let mut ck = open(&f).unwrap();
+        let t: Vec<f32> = ck.linear_weight("w", 2, 2).unwrap().into_data().try_into_vec_as().unwrap();
+        // Stored [out, in] = [[1, 2], [3, 4]]; Burn's [in, out] is its transpose.
+        assert_eq!(t, vec![1.0, 3.0, 2.0, 4.0]);
+        assert!(ck.finish().unwrap().unexpected.is_empty());
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics() {
+        let data = [0u8; 16];
+        for (header, needle) in [
+            (r#"{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 1000]}}"#, "outside the file"),
+            (r#"{"w": {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 16]}}"#, "takes 24 bytes"),
+            (r#"{"w": {"dtype": "F32", "shape": [4611686018427387904, 8], "data_offsets": [0, 16]}}"#, "too many"),
+            (r#"{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 4]}}"#, "outside the file"),
+            (r#"{"w": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 8]}}"#, "dtype"),
+            (r#"{"w": {"shape": [2], "data_offsets": [0, 8]}}"#, "no 'dtype'"),
+            (r#"[1, 2]"#, "not a JSON object"),
+        ] {
+            let f = file_with(header, &data);
+            let e = open(&f).err().unwrap_or_else(|| panic!("{header}: accepted")).to_string();
+            assert!(e.contains(needle) && e.contains("safetensors"), "{header}: {e}");
+        }
+        // A header length beyond the file, and a file shorter than the length field.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), [255u8, 255, 255, 255, 0, 0, 0, 0, b'{']).unwrap();
+        assert!(open(&f).err().unwrap().to_string().contains("header of"));
+        std::fs::write(f.path(), [1u8, 2]).unwrap();
+        assert!(open(&f).err().unwrap().to_string().contains("shorter than"));
+    }
 }

@@ -170,6 +170,19 @@ fn new_num_labels_reinitializes_the_head() {
     assert_eq!(loaded.report.unexpected, ["pooler.dense.bias", "pooler.dense.weight"]);
 }
 
+/// A head trained for sequence classification is not a token-classification head, though the
+/// shapes agree: it is new, and reported so (the stored one unused).
+#[test]
+fn a_head_for_another_task_is_new() {
+    let device = Device::flex();
+    let dir = fixture("models/tiny-bert-seqcls");
+    let loaded = load(dir.to_str().unwrap(), Task::TokenClassification, &LoadOptions::default(), &device).unwrap();
+    assert_eq!(loaded.report.newly_initialized, ["classifier.weight", "classifier.bias"]);
+    assert!(loaded.report.unexpected.contains(&"classifier.weight".to_string()), "{:?}", loaded.report.unexpected);
+    let same = load(dir.to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &device).unwrap();
+    assert!(same.report.is_complete());
+}
+
 #[test]
 fn real_minilm_batched_equals_alone() {
     let device = Device::flex();

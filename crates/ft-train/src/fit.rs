@@ -73,7 +73,8 @@ pub struct FitOptions<'a> {
     /// The optimizer (with its parameter groups).
     pub optimizer: ModuleOptimizer,
     /// Seconds spent before the loop that count as training time (the frozen method's
-    /// one-off feature extraction).
+    /// one-off feature extraction of the training rows), reported as
+    /// `feature_extraction_runtime` too.
     pub setup_seconds: f64,
 }
 
@@ -202,7 +203,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
             rows += chunk.len();
             evaluator.add(outputs)?;
         }
-        let runtime = start.elapsed().as_secs_f64();
+        let runtime = start.elapsed().as_secs_f64() + self.task.eval_setup_seconds();
         let (mut m, preds) = evaluator.finish()?;
         m.insert("eval_loss".to_string(), loss_sum / rows.max(1) as f64);
         m.insert("eval_runtime".into(), round4(runtime));

@@ -201,6 +201,42 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
+    /// Decay is decided by module type: GPT-2's `ln_1`/`ln_2`/`ln_f` (not named `layer_norm`) and
+    /// ResNet's BatchNorm layers get none, every bias gets none, weights do.
+    #[test]
+    fn no_decay_by_module_type() {
+        use ft_models::auto::{AnyModel, LoadOptions, Task, load};
+        use ft_models::naming::HubModule;
+        use ft_models::params::param_names;
+        let device = Device::flex();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/models/tiny-gpt2");
+        let AnyModel::CausalLm(mut m) = load(dir, Task::CausalLm, &LoadOptions::default(), &device).unwrap().model else {
+            panic!("not a causal LM")
+        };
+        let exempt = no_decay_params(&m);
+        let names = param_names(&mut m);
+        let is_exempt = |name: &str| {
+            let id = names.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name}")).1;
+            exempt.contains(&id)
+        };
+        for name in ["transformer.h.0.ln_1.weight", "transformer.h.1.ln_2.bias", "transformer.ln_f.weight", "transformer.h.0.attn.c_attn.bias"] {
+            assert!(is_exempt(name), "{name} should get no weight decay");
+        }
+        for name in ["transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.weight", "transformer.wte.weight"] {
+            assert!(!is_exempt(name), "{name} should get weight decay");
+        }
+        let mut c = ft_models::resnet::ResNetConfig::new("resnet18", 3);
+        c.model_args.channels = Some([4, 8, 8, 16]);
+        c.model_args.stem_width = 4.into();
+        let mut r = ft_models::resnet::ResNet::init(&c, &device).unwrap();
+        let exempt = no_decay_params(&r);
+        let names = param_names(&mut r);
+        let id = |name: &str| names.iter().find(|(n, _)| n == name).unwrap().1;
+        assert!(exempt.contains(&id("layer1.0.bn1.weight")) && exempt.contains(&id("fc.bias")));
+        assert!(!exempt.contains(&id("layer1.0.conv1.weight")) && !exempt.contains(&id("fc.weight")));
+        let _ = <ft_models::resnet::ResNet as HubModule>::parts;
+    }
+
     /// The fused pass computes what Burn's AdamW computes, step after step, with and without decay.
     #[test]
     fn fused_adamw_equals_burns_adamw() {

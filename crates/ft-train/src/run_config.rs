@@ -82,7 +82,7 @@ pub struct DataSection {
     pub train_select: Option<usize>,
     /// Skip this many evaluation rows first (after the shuffle) — to carve a validation set out of
     /// the same split as the training rows.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub eval_skip: usize,
     /// Keep this many evaluation rows (after the shuffle and skip).
     #[serde(default)]
@@ -100,11 +100,19 @@ pub struct DataSection {
     #[serde(default)]
     pub max_length: Option<usize>,
     /// Label every sub-token of a word, not only the first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub label_all_tokens: bool,
     /// Skip invalid rows (and report how many) instead of failing.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub skip_invalid: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_train_split() -> String {

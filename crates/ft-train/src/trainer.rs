@@ -243,6 +243,7 @@ impl RunContext<'_> {
             pad_id,
             train: Features::Recompute(self.data.train.clone()),
             eval: self.data.eval.clone().map(Features::Recompute),
+            eval_feature_seconds: 0.0,
         };
         let mut feature_seconds = None;
         if method.cache_features {
@@ -252,13 +253,18 @@ impl RunContext<'_> {
             let bs = self.args().per_device_eval_batch_size;
             task.train = task.cache(&self.data.train, bs, &mut |n| bar.inc(n as u64))?;
             if let Some(eval) = &self.data.eval {
+                let eval_start = Instant::now();
                 task.eval = Some(task.cache(eval, bs, &mut |n| bar.inc(n as u64))?);
+                task.eval_feature_seconds = eval_start.elapsed().as_secs_f64();
             }
             bar.finish_and_clear();
             feature_seconds = Some(start.elapsed().as_secs_f64());
         }
         let store = HeadStore { encoder: &task.encoder, config: &self.model_config, files: &self.files, device: self.ad.clone() };
-        let outcome = self.fit(&task, head, &store, feature_seconds.unwrap_or(0.0))?;
+        // The training rows' features count as training time; the evaluation rows' as
+        // evaluation time (see `TrainTask::eval_setup_seconds`).
+        let setup = feature_seconds.map_or(0.0, |s| s - task.eval_feature_seconds);
+        let outcome = self.fit(&task, head, &store, setup)?;
         store.save(&outcome.model, &self.args().output_dir)?;
         if feature_seconds.is_some() {
             tracing::info!(

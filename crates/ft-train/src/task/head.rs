@@ -90,6 +90,8 @@ pub struct HeadTask {
     pub train: Features,
     /// Evaluation features.
     pub eval: Option<Features>,
+    /// Seconds it took to cache the evaluation features (0 when they are recomputed).
+    pub eval_feature_seconds: f64,
 }
 
 impl HeadTask {
@@ -160,6 +162,10 @@ impl TrainTask for HeadTask {
 
     fn metric_names(&self) -> Vec<String> {
         ROW_METRICS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn eval_setup_seconds(&self) -> f64 {
+        self.eval_feature_seconds
     }
 }
 

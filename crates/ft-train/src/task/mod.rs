@@ -56,6 +56,13 @@ pub trait TrainTask {
     /// prefix (checked against `metric_for_best_model` before training starts).
     fn metric_names(&self) -> Vec<String>;
 
+    /// Seconds spent once, outside the loop, preparing the evaluation examples (the frozen
+    /// encoder's cached features). Added to every evaluation's `eval_runtime`, so that
+    /// `eval_samples_per_second` measures the whole model, not only what runs per evaluation.
+    fn eval_setup_seconds(&self) -> f64 {
+        0.0
+    }
+
     /// transformers' `floating_point_ops` for one batch (`6 · tokens · non-embedding
     /// parameters`); 0 when the task has no tokens.
     fn flops(&self, _batch: &Self::Batch) -> f64 {
