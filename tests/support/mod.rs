@@ -63,32 +63,44 @@ pub fn minilm() -> Option<PathBuf> {
     let dir = std::env::var_os("FT_MINILM_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/ft-minilm"));
-    if dir.join("model.safetensors").is_file() {
+    // A complete model is marked by `.complete`, written after the fetch into a temporary
+    // folder was renamed into place: a parallel test never reads a half-written file.
+    let done = dir.join(".complete");
+    if done.is_file() || (dir.join("model.safetensors").is_file() && std::env::var_os("FT_MINILM_DIR").is_some()) {
         return Some(dir);
     }
     let shared = shared()?;
     let script = shared.join("scripts/fetch-minilm.sh");
-    let lock = dir.with_extension("lock");
-    if let Some(parent) = lock.parent() {
+    let lock_path = dir.with_extension("lock");
+    if let Some(parent) = lock_path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    // The first test to create the lock file fetches; the others wait for it to go away.
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-        Ok(_) => {
-            let status = Command::new("bash").arg(&script).arg(&dir).status();
-            let _ = std::fs::remove_file(&lock);
-            if !matches!(status, Ok(s) if s.success()) {
-                skip(&format!("all-MiniLM-L6-v2 could not be fetched with {}", script.display()));
-                return None;
-            }
-        }
-        Err(_) => {
-            let start = std::time::Instant::now();
-            while lock.exists() && start.elapsed() < std::time::Duration::from_secs(600) {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+    // An OS file lock (released when its holder exits, even if killed): one test fetches, the
+    // others wait on the lock and then find the model.
+    let Ok(lock) = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&lock_path) else {
+        skip(&format!("cannot open the lock file {}", lock_path.display()));
+        return None;
+    };
+    if lock.lock().is_err() {
+        skip(&format!("cannot lock {}", lock_path.display()));
+        return None;
+    }
+    if !done.is_file() {
+        let tmp = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let status = Command::new("bash").arg(&script).arg(&tmp).status();
+        let ok = matches!(status, Ok(s) if s.success()) && tmp.join("model.safetensors").is_file();
+        if ok {
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::rename(&tmp, &dir);
+            let _ = std::fs::write(&done, b"");
+        } else {
+            let _ = std::fs::remove_dir_all(&tmp);
+            skip(&format!("all-MiniLM-L6-v2 could not be fetched with {}", script.display()));
+            return None;
         }
     }
+    drop(lock);
     if dir.join("model.safetensors").is_file() {
         Some(dir)
     } else {
@@ -123,4 +135,15 @@ pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f64>)> 
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// FNV-1a (64-bit) of a file's bytes, as the fixture scripts record it.
+#[allow(dead_code)]
+pub fn fnv(path: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }

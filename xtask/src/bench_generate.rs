@@ -59,7 +59,7 @@ pub fn run(root: &Path, threads: usize) -> Result<()> {
     let mut versions = String::new();
     for case in &cases {
         let ft = json_lines(
-            Command::new(env!("CARGO"))
+            crate::cargo_command()
                 .current_dir(root)
                 .args(["bench", "-p", "ft-models", "--bench", "generate", "--features", "flex,x86-v4"])
                 .env("FT_BENCH_MODEL", &case.dir)

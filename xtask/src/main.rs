@@ -93,6 +93,25 @@ fn venv_python(name: &str, venv: Option<PathBuf>) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// `cargo` without the variables `cargo run` gave this process for its own package: passed on,
+/// they would differ from those of a plain `cargo build` and make build scripts that track them
+/// rerun (and everything after them rebuild) at every switch between the two.
+pub(crate) fn cargo_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
 fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
     let root = root();
     match which {
@@ -161,7 +180,7 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
             // torchvision and timm.
             let python = venv_python("models", venv)?;
             let saved = root.join("target/saved-fixtures");
-            run(Command::new(env!("CARGO"))
+            run(cargo_command()
                 .current_dir(&root)
                 .args(["test", "--workspace", "--test", "save"])
                 .env("FT_UPDATE_FIXTURES", "1")
@@ -173,7 +192,38 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg("--out")
                 .arg(root.join("tests/fixtures/saved_check.json")))
         }
-        other => bail!("unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained, saved)"),
+        "peft" => {
+            // Adapters saved by PEFT on the tiny checkpoints, with PEFT's outputs.
+            let python = venv_python("models", venv)?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_peft.py"))
+                .arg("--models")
+                .arg(root.join("tests/fixtures/models"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/peft")))
+        }
+        "peft-check" => {
+            // The adapters ft re-saves (test `peft_parity` with FT_UPDATE_FIXTURES=1), loaded back
+            // by PEFT's `PeftModel.from_pretrained`.
+            let python = venv_python("models", venv)?;
+            let saved = root.join("target/peft-saved");
+            let _ = std::fs::remove_dir_all(&saved);
+            run(cargo_command()
+                .current_dir(&root)
+                .args(["test", "--workspace", "--test", "peft_parity"])
+                .env("FT_UPDATE_FIXTURES", "1"))?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_peft.py"))
+                .arg("--models")
+                .arg(root.join("tests/fixtures/models"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/peft"))
+                .arg("--check-ft")
+                .arg(&saved))
+        }
+        other => bail!(
+            "unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained, saved, peft, peft-check)"
+        ),
     }
 }
 
@@ -200,7 +250,7 @@ fn bench_encoder(skip_ndarray: bool, torch_iters: usize, threads: usize) -> Resu
     }
     let mut rows = Vec::new();
     for (label, features, device, description) in &backends {
-        run(Command::new(env!("CARGO"))
+        run(cargo_command()
             .current_dir(&root)
             .args(["bench", "-p", "ft-models", "--bench", "encoder", "--features", features])
             .env("FT_BENCH_DEVICE", device)

@@ -297,8 +297,9 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
             None => Some(recipe.as_ref().map(|r| r.label_column.clone()).unwrap_or_else(|| default.to_string())),
         }
     };
-    let tokenized: Tokenized = match task.as_str() {
-        "text-classification" | "sentiment-analysis" => {
+    let task: ft_models::auto::Task = task.parse().map_err(|e| anyhow::anyhow!("--task: {e}"))?;
+    let tokenized: Tokenized = match task {
+        ft_models::auto::Task::SequenceClassification => {
             let text = args
                 .text_column
                 .clone()
@@ -307,7 +308,7 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
             let label = label_column("label").filter(|c| args.label_column.is_some() || ds.has_column(c));
             tokenize_text_classification(&ds, &tok, &text, label.as_deref(), &options)?
         }
-        "token-classification" | "ner" => {
+        ft_models::auto::Task::TokenClassification => {
             let words = args
                 .tokens_column
                 .clone()
@@ -316,7 +317,7 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
             let Some(tags) = label_column("ner_tags") else { bail!("token classification needs a label column") };
             tokenize_and_align_labels(&ds, &tok, &words, &tags, &options)?
         }
-        other => bail!("unknown task '{other}' (expected text-classification or token-classification)"),
+        other => bail!("--task {other}: ft data tokenize prepares text-classification or token-classification rows"),
     };
     let mut skipped = loaded.skipped;
     skipped.extend(tokenized.skipped);

@@ -14,9 +14,11 @@ use ft_serve::pipeline::{PipelineOptions, TextGenerationPipeline};
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
     /// A local model directory or a Hub id (`org/name[@revision]`) of a causal language model
-    /// (GPT-2).
+    /// (GPT-2); default with `--adapter`: the adapter's base model.
     #[arg(long)]
-    model: String,
+    model: Option<String>,
+    #[command(flatten)]
+    adapter: crate::adapters::AdapterArgs,
     /// The prompt. Repeat the option for several prompts: they run as one left-padded batch.
     /// Prompts are not truncated: one of n_positions tokens or more leaves no room to generate
     /// and is an error (transformers raises one too).
@@ -103,15 +105,16 @@ impl GenerateArgs {
 pub fn run(args: &GenerateArgs) -> Result<()> {
     let overrides = args.overrides()?;
     let device = parse_device(&args.device)?;
-    let loaded = load(&args.model, Task::CausalLm, &LoadOptions::default(), &device).context("loading model")?;
+    let specs = args.adapter.specs()?;
+    let model = args.adapter.base_model(args.model.as_deref(), &specs)?;
+    let loaded = load(&model, Task::CausalLm, &LoadOptions::default(), &device).context("loading model")?;
     if !loaded.report.newly_initialized.is_empty() {
-        eprintln!(
-            "warning: {} has no trained weights for {:?}: its text is random",
-            args.model, loaded.report.newly_initialized
-        );
+        eprintln!("warning: {model} has no trained weights for {:?}: its text is random", loaded.report.newly_initialized);
     }
+    let mut loaded = loaded.into_causal_lm()?;
+    loaded.model = crate::adapters::lora_model(&args.adapter, loaded.model, &specs)?;
     let options = PipelineOptions { batch_size: args.prompt.len().max(1), max_length: None };
-    let pipe = TextGenerationPipeline::new(loaded.into_causal_lm()?, &options, &device)?;
+    let pipe = TextGenerationPipeline::new(loaded, &options, &device)?;
     let sampling = overrides.do_sample.or(pipe.generation_config().do_sample).unwrap_or(false);
     if !sampling {
         let ignored: Vec<&str> = [

@@ -10,9 +10,10 @@ use ft_models::weights::LoadReport;
 /// Arguments of `ft info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// A local model directory or a Hub id (`org/name[@revision]`).
+    /// A local model directory or a Hub id (`org/name[@revision]`); default with `--adapter`:
+    /// the adapter's base model.
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// Load with this head instead of the one the checkpoint was saved with:
     /// `feature-extraction`, `text-classification` or `token-classification`.
     #[arg(long)]
@@ -27,18 +28,8 @@ pub struct InfoArgs {
     /// Device to load on.
     #[arg(long, default_value = "cpu", help = format!("Device: {DEVICE_HELP}"))]
     device: String,
-}
-
-fn group_thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    #[command(flatten)]
+    adapter: crate::adapters::AdapterArgs,
 }
 
 fn list(names: &[String]) -> String {
@@ -47,21 +38,29 @@ fn list(names: &[String]) -> String {
 
 pub fn run(args: &InfoArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    if is_timm_model(&args.model)? {
-        return run_resnet(args, &device);
+    let specs = args.adapter.specs()?;
+    let model = args.adapter.base_model(args.model.as_deref(), &specs)?;
+    if is_timm_model(&model)? {
+        if !specs.is_empty() {
+            bail!("--adapter: PEFT adapters apply to text models");
+        }
+        return run_resnet(args, &model, &device);
     }
     if args.freeze_backbone {
         bail!("--freeze-backbone applies to image models (timm/torchvision ResNets)");
     }
     let task = match args.task.as_deref() {
+        None if !specs.is_empty() && crate::adapters::AdapterArgs::task(&specs)?.is_some() => {
+            crate::adapters::AdapterArgs::task(&specs)?.unwrap_or(Task::FeatureExtraction)
+        }
         None => {
-            let files = RepoFiles::open(&args.model, RepoKind::Model)?;
+            let files = RepoFiles::open(&model, RepoKind::Model)?;
             ModelConfig::from_file(&files.get_required("config.json")?)?.saved_task()
         }
         Some(t) => t.parse::<Task>()?,
     };
     let options = LoadOptions { num_labels: args.num_labels, ..Default::default() };
-    let loaded = load(&args.model, task, &options, &device).context("loading model")?;
+    let loaded = load(&model, task, &options, &device).context("loading model")?;
     let c = &loaded.config;
     println!("model: {}", loaded.files.name());
     println!("architecture: {} (model_type {})", loaded.model.class_name(), c.model_type());
@@ -108,8 +107,45 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         println!("labels ({}): {}", names.len(), names.join(", "));
     }
     let count = ParameterCount::of(&loaded.model);
-    println!("parameters: {} (trainable: {})", group_thousands(count.total), group_thousands(count.trainable));
+    println!("parameters: {} (trainable: {})", ft_peft::thousands(count.total), ft_peft::thousands(count.trainable));
     print_load_report(&loaded.report);
+    if !specs.is_empty() {
+        use ft_models::auto::AnyModel;
+        match loaded.model {
+            AnyModel::CausalLm(m) => print_adapters(&args.adapter, m, &specs)?,
+            AnyModel::SequenceClassifier(m) => print_adapters(&args.adapter, m, &specs)?,
+            AnyModel::TokenClassifier(m) => print_adapters(&args.adapter, m, &specs)?,
+            AnyModel::Encoder(_) => bail!("--adapter: load the model with its task (--task causal-lm, text-classification or token-classification)"),
+        }
+    }
+    Ok(())
+}
+
+/// The adapters' configurations and PEFT's trainable-parameter line for the active one.
+fn print_adapters<M: ft_models::peft::PeftBase>(
+    args: &crate::adapters::AdapterArgs,
+    base: M,
+    specs: &[crate::adapters::AdapterSpec],
+) -> Result<()> {
+    let mut model = args.attach(base, specs)?;
+    for a in &model.adapters {
+        let active = if model.active.as_deref() == Some(a.name.as_str()) { ", active" } else { "" };
+        let spec = specs.iter().find(|s| s.name == a.name);
+        println!(
+            "adapter '{}' ({}{active}) from {}",
+            a.name,
+            a.config.method.peft_type(),
+            spec.map_or(String::new(), |s| s.dir.display().to_string())
+        );
+        if !a.lora_modules.is_empty() {
+            println!("  LoRA on {} layers: {}", a.lora_modules.len(), a.lora_modules.join(", "));
+        }
+        if !a.saved_modules.is_empty() {
+            println!("  trained whole (modules_to_save): {}", a.saved_modules.join(", "));
+        }
+        println!("  adapter_config.json: {}", serde_json::to_string(&a.config.to_value())?);
+    }
+    println!("{}", model.trainable_line()?);
     Ok(())
 }
 
@@ -137,12 +173,12 @@ fn is_timm_model(model: &str) -> Result<bool> {
 }
 
 /// `ft info` for a ResNet (timm layout or torchvision `.pth`).
-fn run_resnet(args: &InfoArgs, device: &burn::tensor::Device) -> Result<()> {
+fn run_resnet(args: &InfoArgs, model_name: &str, device: &burn::tensor::Device) -> Result<()> {
     if let Some(task) = args.task.as_deref().filter(|t| *t != "image-classification") {
-        bail!("{} is an image model: task '{task}' does not apply (image-classification)", args.model);
+        bail!("{model_name} is an image model: task '{task}' does not apply (image-classification)");
     }
     let options = LoadOptions { num_labels: args.num_labels, ..Default::default() };
-    let loaded = ft_models::resnet::load(&args.model, &options, device).context("loading model")?;
+    let loaded = ft_models::resnet::load(model_name, &options, device).context("loading model")?;
     let c = &loaded.config;
     let model = if args.freeze_backbone { loaded.model.freeze_backbone() } else { loaded.model };
     println!("model: {}", loaded.files.name());
@@ -163,16 +199,7 @@ fn run_resnet(args: &InfoArgs, device: &burn::tensor::Device) -> Result<()> {
     let names = c.label_names();
     println!("labels ({}): {}", names.len(), names.join(", "));
     let count = model.parameter_count();
-    println!("parameters: {} (trainable: {})", group_thousands(count.total), group_thousands(count.trainable));
+    println!("parameters: {} (trainable: {})", ft_peft::thousands(count.total), ft_peft::thousands(count.trainable));
     print_load_report(&loaded.report);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands() {
-        assert_eq!(super::group_thousands(66955010), "66,955,010");
-        assert_eq!(super::group_thousands(999), "999");
-    }
 }

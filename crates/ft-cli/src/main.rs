@@ -3,11 +3,13 @@
 //! This binary only parses arguments and wires the library crates together; everything a library
 //! user would need lives in `ft-models`, `ft-data`, `ft-serve` and friends.
 
+mod adapters;
 mod data_cmd;
 mod generate_cmd;
 mod info;
 mod jsonl;
 mod metrics_cmd;
+mod peft_cmd;
 mod predict;
 mod train_cmd;
 
@@ -35,6 +37,8 @@ enum Command {
     Metrics(metrics_cmd::MetricsArgs),
     /// Inspect or tokenize a dataset (local files, a recipe such as ag_news, or a Hub dataset id).
     Data(data_cmd::DataArgs),
+    /// PEFT adapters: merge a LoRA adapter into its base model.
+    Peft(peft_cmd::PeftArgs),
 }
 
 fn main() {
@@ -58,6 +62,7 @@ fn main() {
         Command::Info(args) => info::run(args),
         Command::Metrics(args) => metrics_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),
+        Command::Peft(args) => peft_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -12,14 +12,16 @@ use ft_serve::pipeline::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::adapters::{AdapterArgs, lora_model};
 use crate::jsonl::{AtomicWriter, read_field};
 
 /// Arguments of `ft predict`.
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// A local model directory or a Hub id (`org/name[@revision]`).
+    /// A local model directory or a Hub id (`org/name[@revision]`); default with `--adapter`:
+    /// the adapter's base model.
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// `text-classification` (`sentiment-analysis`), `token-classification` (`ner`),
     /// `image-classification` or `causal-lm` (next-token logits); default: the task the model's
     /// `config.json` was saved for.
@@ -45,6 +47,8 @@ pub struct PredictArgs {
     /// Device to run on.
     #[arg(long, default_value = "cpu", help = format!("Device: {DEVICE_HELP}"))]
     device: String,
+    #[command(flatten)]
+    adapter: AdapterArgs,
 }
 
 /// Inputs per progress step: large enough to batch well, small enough to show progress.
@@ -61,12 +65,20 @@ fn at_line(input: &std::path::Path, chunk: usize, e: ServeError) -> anyhow::Erro
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let specs = args.adapter.specs()?;
+    let model = args.adapter.base_model(args.model.as_deref(), &specs)?;
     let task = match &args.task {
         Some(t) => t.parse::<Task>()?,
-        None => infer_task(&args.model)?,
+        None => match AdapterArgs::task(&specs)? {
+            Some(t) => t,
+            None => infer_task(&model)?,
+        },
     };
     if task == Task::ImageClassification {
-        return run_image_classification(args);
+        if !specs.is_empty() {
+            bail!("--adapter: PEFT adapters apply to text models");
+        }
+        return run_image_classification(args, &model);
     }
     let strategy: AggregationStrategy = args.aggregation_strategy.parse()?;
     let device = parse_device(&args.device)?;
@@ -74,14 +86,16 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let texts = read_field(&args.input, "text")?;
     let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
     // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
-    let loaded = load(&args.model, task, &LoadOptions::default(), &device).context("loading model")?;
+    let loaded = load(&model, task, &LoadOptions::default(), &device).context("loading model")?;
     let bar = ProgressBar::new(texts.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} texts [{elapsed_precise} < {eta_precise}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     match task {
         Task::SequenceClassification => {
-            let pipe = TextClassificationPipeline::new(loaded.into_sequence_classifier()?, &options, &device)?;
+            let mut loaded = loaded.into_sequence_classifier()?;
+            loaded.model = lora_model(&args.adapter, loaded.model, &specs)?;
+            let pipe = TextClassificationPipeline::new(loaded, &options, &device)?;
             for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 for r in pipe.predict(&refs).map_err(|e| at_line(&args.input, c, e))? {
@@ -91,7 +105,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             }
         }
         Task::TokenClassification => {
-            let pipe = TokenClassificationPipeline::new(loaded.into_token_classifier()?, &options, strategy, &device)?;
+            let mut loaded = loaded.into_token_classifier()?;
+            loaded.model = lora_model(&args.adapter, loaded.model, &specs)?;
+            let pipe = TokenClassificationPipeline::new(loaded, &options, strategy, &device)?;
             for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 for r in pipe.predict(&refs).map_err(|e| at_line(&args.input, c, e))? {
@@ -103,7 +119,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         Task::CausalLm => {
             // {"input_ids", "next_token_logits"} per text: logits over the whole vocabulary at the
             // last position, texts truncated to the first n_positions (or --max-length) tokens.
-            let pipe = TextGenerationPipeline::new(loaded.into_causal_lm()?, &options, &device)?;
+            let mut loaded = loaded.into_causal_lm()?;
+            loaded.model = lora_model(&args.adapter, loaded.model, &specs)?;
+            let pipe = TextGenerationPipeline::new(loaded, &options, &device)?;
             for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 for r in pipe.next_token_logits(&refs).map_err(|e| at_line(&args.input, c, e))? {
@@ -123,14 +141,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
 /// `--task image-classification`: a ResNet (timm layout or a torchvision `.pth`), input lines
 /// `{"image": "path"}` with relative paths resolved against the input file's directory, output
 /// lines `{"label", "score", "logits"}`.
-fn run_image_classification(args: &PredictArgs) -> Result<()> {
+fn run_image_classification(args: &PredictArgs, model: &str) -> Result<()> {
     let device = parse_device(&args.device)?;
     let mut out = AtomicWriter::create(&args.output)?;
     let images = read_field(&args.input, "image")?;
     let paths: Vec<PathBuf> = images.iter().map(|p| resolve_image_path(&args.input, p)).collect();
     let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
     // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
-    let loaded = ft_models::resnet::load(&args.model, &LoadOptions::default(), &device).context("loading model")?;
+    let loaded = ft_models::resnet::load(model, &LoadOptions::default(), &device).context("loading model")?;
     let pipe = ImageClassificationPipeline::new(loaded, &options, &device)?;
     let bar = ProgressBar::new(paths.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images [{elapsed_precise} < {eta_precise}]")

@@ -13,12 +13,15 @@
 //!   crop, normalise), pixel for pixel as PIL.
 //! - [`ops`]: the CPU fast paths for dropout masks and exact GELU that the models and the PEFT
 //!   layers share (Burn's own ops on any other device).
+//! - [`tensors`]: named f32 tensors in safetensors files, written atomically (checkpoints and
+//!   adapters).
 
 pub mod batch;
 pub mod hub;
 pub mod image;
 pub mod ops;
 pub mod rng;
+pub mod tensors;
 
 mod error;
 

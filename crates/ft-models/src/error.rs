@@ -6,6 +6,9 @@ pub enum ModelError {
     /// Finding or downloading a repository file failed.
     #[error(transparent)]
     Hub(#[from] ft_hub::HubError),
+    /// An adapter file or operation failed.
+    #[error(transparent)]
+    Peft(#[from] ft_peft::PeftError),
     /// A file could not be read.
     #[error("{path}: {error}")]
     Io {

@@ -7,11 +7,11 @@
 //! temporary name in the target directory and renamed into place, so an interrupted save never
 //! leaves a half-written `model.safetensors`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::nn::Linear;
 use burn::tensor::Tensor;
+use ft_hub::tensors::NamedTensors;
 
 use crate::layers::WeightLayout;
 use crate::naming::{HubModule, HubPath, Part};
@@ -20,7 +20,8 @@ use crate::{ModelError, Result};
 /// A model's tensors under their Hub names: name → (shape, f32 values).
 #[derive(Debug, Default)]
 pub struct HfTensors {
-    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The tensors.
+    pub tensors: NamedTensors,
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
@@ -36,8 +37,7 @@ impl HfTensors {
     /// Adds a tensor as it is.
     pub fn tensor<const D: usize>(&mut self, name: &str, t: Tensor<D>) -> Result<()> {
         let shape = t.dims().to_vec();
-        self.tensors.insert(name.to_string(), (shape, values(t)?));
-        Ok(())
+        Ok(self.tensors.insert(name, shape, values(t)?)?)
     }
 
     /// All base tensors of `module` under their Hub names (adapters are saved in their own
@@ -54,6 +54,20 @@ impl HfTensors {
         let mut error = None;
         module.parts(path, &mut |path, part| {
             if error.is_none()
+                && let Err(e) = self.add_part(path, part)
+            {
+                error = Some(e);
+            }
+        });
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Adds the base tensors of the parts of `module` whose path `keep` accepts.
+    pub fn add_parts_where<M: HubModule + ?Sized>(&mut self, module: &mut M, keep: &dyn Fn(&str) -> bool) -> Result<()> {
+        let mut error = None;
+        module.parts(&HubPath::root(), &mut |path, part| {
+            if error.is_none()
+                && keep(path.as_str())
                 && let Err(e) = self.add_part(path, part)
             {
                 error = Some(e);
@@ -110,12 +124,12 @@ impl HfTensors {
 
     /// The tensor `name`: its shape and values.
     pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
-        self.tensors.get(name).map(|(s, v)| (s.as_slice(), v.as_slice()))
+        self.tensors.get(name)
     }
 
     /// Tensor names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
+        self.tensors.names()
     }
 
     /// Number of tensors.
@@ -131,20 +145,7 @@ impl HfTensors {
     /// The safetensors file contents (f32, little-endian), with `{"format": "pt"}` metadata as
     /// transformers writes it.
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(n, (s, v))| (n.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, s, b)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (n.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| ModelError::Unsupported(format!("building safetensors: {e}")))?;
-        let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-        safetensors::tensor::serialize(views, metadata).map_err(|e| ModelError::Unsupported(format!("building safetensors: {e}")))
+        Ok(self.tensors.to_safetensors_bytes()?)
     }
 
     /// Writes `model.safetensors` into `dir` atomically.
@@ -155,19 +156,5 @@ impl HfTensors {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, then renames it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |source| ModelError::Io { path: path.to_path_buf(), error: source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    Ok(ft_hub::tensors::write_atomic(path, bytes)?)
 }

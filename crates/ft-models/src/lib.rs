@@ -53,6 +53,7 @@ pub mod input;
 pub mod layers;
 pub mod naming;
 pub mod params;
+pub mod peft;
 pub mod resnet;
 pub mod weights;
 

@@ -4,8 +4,8 @@
 //!
 //! - loading a checkpoint ([`crate::weights::load_parts`]),
 //! - saving in the Hub's layout ([`crate::export::HfTensors::from_module`]),
-//! - matching module names — PEFT's `target_modules` / `modules_to_save`, freezing by name
-//!   ([`crate::params`]) and weight-decay groups by module type.
+//! - matching module names — PEFT's `target_modules` / `modules_to_save` ([`crate::peft`]) and
+//!   freezing by name ([`crate::params`]).
 //!
 //! A [`Part`] tells what kind of layer sits at a path, and so which tensors it stores there
 //! (`{path}.weight`, `{path}.bias`, BatchNorm's running statistics, ...) and in which layout
@@ -91,11 +91,6 @@ impl Part<'_> {
         }
     }
 
-    /// Whether this is a normalisation layer (whose weights get no weight decay).
-    pub fn is_norm(&self) -> bool {
-        matches!(self, Self::LayerNorm(_) | Self::BatchNorm(_))
-    }
-
     /// The base parameters of the part with the names of their tensors relative to the part
     /// (`weight`, `bias`, ...), as `(name, id, number of elements)`. BatchNorm's running
     /// statistics are buffers, not parameters: they are not listed. Adapters are not listed.
@@ -156,13 +151,6 @@ impl<M: HubModule> HubModule for Option<M> {
             m.parts(path, f);
         }
     }
-}
-
-/// The Hub paths and kinds of every part of `module`, in order.
-pub fn part_paths<M: HubModule + ?Sized>(module: &mut M) -> Vec<(HubPath, &'static str)> {
-    let mut out = Vec::new();
-    module.parts(&HubPath::root(), &mut |path, part| out.push((path.clone(), part.kind())));
-    out
 }
 
 /// The stable id of the parameter stored under Hub name `name`: FNV-1a of the name. Loading the

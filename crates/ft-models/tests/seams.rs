@@ -56,6 +56,7 @@ fn attach_no_ops<M: HubModule>(model: &mut M) -> (usize, usize) {
                 }),
                 name: "noop".into(),
                 active: true,
+                merged: false,
             });
             deltas += 1;
         }

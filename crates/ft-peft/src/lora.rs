@@ -4,12 +4,14 @@
 //! Burn 0.22's own `apply_lora` folds `W + s·A·B` into a dense weight on every forward pass:
 //! dropout cannot act on the adapter path alone, it cannot be unmerged, it holds one adapter per
 //! weight and initialises A with a Gaussian only. ft keeps the two small matrices on their own
-//! path instead, as PEFT does.
+//! path instead, as PEFT does; [`LoraLayer::delta_weight`] gives the dense delta for merging.
 
-use burn::module::{Module, Param};
-use burn::nn::Dropout;
-use burn::tensor::Tensor;
+use burn::module::{Module, Param, ParamId};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::linear;
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::config::InitLoraWeights;
 
 /// One LoRA adapter on one projection.
 #[derive(Module, Debug)]
@@ -25,7 +27,61 @@ pub struct LoraLayer {
     pub scaling: f64,
 }
 
+/// `lora_alpha / r`, or `lora_alpha / √r` with rsLoRA.
+pub fn scaling(lora_alpha: f64, r: usize, use_rslora: bool) -> f64 {
+    if use_rslora { lora_alpha / (r as f64).sqrt() } else { lora_alpha / r as f64 }
+}
+
+/// Ids for a new adapter's two matrices (stable ones come from their saved names).
+#[derive(Debug, Clone, Copy)]
+pub struct LoraIds {
+    /// A's id.
+    pub a: ParamId,
+    /// B's id.
+    pub b: ParamId,
+}
+
 impl LoraLayer {
+    /// A new adapter for a layer of `d_in` → `d_out`, as PEFT's `update_layer`: A `[in, r]`
+    /// Kaiming-uniform with a = √5 (`U(±1/√in)`, `nn.Linear`'s default) and B zero for
+    /// `init = true`; A normal with std 1/r and B zero for `"gaussian"`; both as `nn.Linear`'s
+    /// default for `false`. Values are drawn from `device`'s generator.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        d_in: usize,
+        d_out: usize,
+        r: usize,
+        lora_alpha: f64,
+        use_rslora: bool,
+        lora_dropout: f64,
+        init: InitLoraWeights,
+        ids: LoraIds,
+        device: &Device,
+    ) -> Self {
+        let bound_in = 1.0 / (d_in as f64).sqrt();
+        let a = match init {
+            InitLoraWeights::Gaussian => Tensor::random([d_in, r], Distribution::Normal(0.0, 1.0 / r as f64), device),
+            _ => Tensor::random([d_in, r], Distribution::Uniform(-bound_in, bound_in), device),
+        };
+        let b = match init {
+            InitLoraWeights::Random => {
+                let bound_r = 1.0 / (r as f64).sqrt();
+                Tensor::random([r, d_out], Distribution::Uniform(-bound_r, bound_r), device)
+            }
+            _ => Tensor::zeros([r, d_out], device),
+        };
+        Self::from_tensors(a, b, scaling(lora_alpha, r, use_rslora), lora_dropout, ids)
+    }
+
+    /// An adapter from its matrices in Burn's layout (A `[in, r]`, B `[r, out]`).
+    pub fn from_tensors(a: Tensor<2>, b: Tensor<2>, scaling: f64, lora_dropout: f64, ids: LoraIds) -> Self {
+        let mut lora_a = Param::from_tensor(a);
+        lora_a.id = ids.a;
+        let mut lora_b = Param::from_tensor(b);
+        lora_b.id = ids.b;
+        Self { lora_a, lora_b, dropout: DropoutConfig::new(lora_dropout).init(), scaling }
+    }
+
     /// The adapter's contribution to the layer's output.
     ///
     /// # Shapes
@@ -33,6 +89,16 @@ impl LoraLayer {
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = ft_hub::ops::dropout(&self.dropout, x);
         linear(linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling
+    }
+
+    /// The dense change of the base weight, in Burn's `[in, out]` layout: `A·B·s` (PEFT's
+    /// `get_delta_weight`, `(B@A)·s`, transposed for `nn.Linear`; as is for `Conv1D`, whose
+    /// `fan_in_fan_out` transpose lands on the same layout).
+    ///
+    /// # Shapes
+    /// - output `[in, out]`
+    pub fn delta_weight(&self) -> Tensor<2> {
+        self.lora_a.val().matmul(self.lora_b.val()) * self.scaling
     }
 
     /// The rank r.
@@ -44,22 +110,40 @@ impl LoraLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::DropoutConfig;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
+
+    fn ids() -> LoraIds {
+        LoraIds { a: ParamId::new(), b: ParamId::new() }
+    }
 
     #[test]
     fn delta_is_x_a_b_times_scaling() {
         let device = Device::flex();
         // x [1, 2], A [2, 1], B [1, 3]: x·A = 1·0.5 + 2·(-1) = -1.5; ·B = [-1.5, -3, 1.5]; ·s
-        let layer = LoraLayer {
-            lora_a: Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32, -1.0], [2, 1]), &device)),
-            lora_b: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, -1.0], [1, 3]), &device)),
-            dropout: DropoutConfig::new(0.0).init(),
-            scaling: 2.0,
-        };
+        let a = Tensor::from_data(TensorData::new(vec![0.5f32, -1.0], [2, 1]), &device);
+        let b = Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, -1.0], [1, 3]), &device);
+        let layer = LoraLayer::from_tensors(a, b, 2.0, 0.0, ids());
         let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0], [1, 2]), &device);
-        let got: Vec<f32> = layer.delta(x).into_data().try_into_vec_as().unwrap();
+        let got: Vec<f32> = layer.delta(x.clone()).into_data().try_into_vec_as().unwrap();
         assert_eq!(got, vec![-3.0, -6.0, 3.0]);
         assert_eq!(layer.rank(), 1);
+        // The merged delta gives the same change: x · ΔW.
+        let merged: Vec<f32> = x.matmul(layer.delta_weight()).into_data().try_into_vec_as().unwrap();
+        assert_eq!(merged, got);
+    }
+
+    #[test]
+    fn initialisations_follow_peft() {
+        let device = Device::flex();
+        let l = LoraLayer::new(64, 10, 4, 8.0, false, 0.0, InitLoraWeights::Default, ids(), &device);
+        let a: Vec<f32> = l.lora_a.val().into_data().try_into_vec_as().unwrap();
+        let b: Vec<f32> = l.lora_b.val().into_data().try_into_vec_as().unwrap();
+        assert!(a.iter().all(|v| v.abs() <= 1.0 / 8.0) && a.iter().any(|v| *v != 0.0));
+        assert!(b.iter().all(|v| *v == 0.0));
+        assert_eq!(l.scaling, 2.0);
+        assert_eq!(scaling(16.0, 4, true), 8.0);
+        let r = LoraLayer::new(64, 10, 4, 8.0, false, 0.0, InitLoraWeights::Random, ids(), &device);
+        let b: Vec<f32> = r.lora_b.val().into_data().try_into_vec_as().unwrap();
+        assert!(b.iter().any(|v| *v != 0.0) && b.iter().all(|v| v.abs() <= 0.5));
     }
 }

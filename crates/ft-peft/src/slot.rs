@@ -1,7 +1,8 @@
 //! The seams' contents: the named adapters attached at one place of a model.
 //!
 //! A model holds one [`ProjectionAdapters`] per projection layer and one
-//! [`BottleneckAdapters`] after each transformer sub-layer. Adapters are named, so that one base
+//! [`BottleneckAdapters`] after each transformer sub-layer; prompt-learning adapters, which
+//! change the inputs, sit beside the model ([`PromptAdapters`]). Adapters are named, so that one base
 //! model can carry several and switch between them without copying or reloading the base
 //! weights; each entry says whether it is active.
 
@@ -11,6 +12,8 @@ use burn::tensor::Tensor;
 
 use crate::bottleneck::Bottleneck;
 use crate::lora::LoraLayer;
+use crate::prefix::PrefixEncoder;
+use crate::prompt::PromptEmbedding;
 
 /// An adapter layer that changes a projection's output.
 #[derive(Module, Debug)]
@@ -42,6 +45,9 @@ pub struct NamedDelta {
     /// Whether it takes part in the forward pass.
     #[module(skip)]
     pub active: bool,
+    /// Whether its delta has been added into the base weight (then it is not applied again).
+    #[module(skip)]
+    pub merged: bool,
 }
 
 /// The adapters of one projection layer; empty means the plain layer.
@@ -54,7 +60,7 @@ pub struct ProjectionAdapters {
 impl ProjectionAdapters {
     /// Whether no adapter is active (the layer computes its base output alone).
     pub fn is_inactive(&self) -> bool {
-        !self.adapters.iter().any(|a| a.active)
+        !self.adapters.iter().any(|a| a.active && !a.merged)
     }
 
     /// Applies the active adapters to the base output `y` of input `x`.
@@ -62,7 +68,7 @@ impl ProjectionAdapters {
     /// # Shapes
     /// - `x`: `[..., in]`, `y`: `[..., out]`; output `[..., out]`
     pub fn apply<const D: usize>(&self, x: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
-        self.adapters.iter().filter(|a| a.active).fold(y, |y, a| a.layer.apply(x.clone(), y))
+        self.adapters.iter().filter(|a| a.active && !a.merged).fold(y, |y, a| a.layer.apply(x.clone(), y))
     }
 }
 
@@ -100,5 +106,59 @@ impl BottleneckAdapters {
                 None => hidden + residual,
             },
         }
+    }
+}
+
+/// A prompt-learning adapter: it changes a model's inputs, not its layers.
+#[derive(Module, Debug)]
+pub enum PromptAdapter {
+    /// Prompt tuning: vectors prepended to the input embeddings.
+    Prompt(PromptEmbedding),
+    /// Prefix tuning: keys and values every layer's attention sees first.
+    Prefix(PrefixEncoder),
+}
+
+impl PromptAdapter {
+    /// Number of virtual tokens.
+    pub fn num_virtual_tokens(&self) -> usize {
+        match self {
+            Self::Prompt(p) => p.num_virtual_tokens(),
+            Self::Prefix(p) => p.num_virtual_tokens(),
+        }
+    }
+
+    /// The tensor PEFT saves as `prompt_embeddings`.
+    ///
+    /// # Shapes
+    /// - output `[virtual, hidden]` (prompt) or `[virtual, layers·2·hidden]` (prefix)
+    pub fn saved_tensor(&self) -> Tensor<2> {
+        match self {
+            Self::Prompt(p) => p.embedding.val(),
+            Self::Prefix(p) => p.prefix(),
+        }
+    }
+}
+
+/// A named [`PromptAdapter`].
+#[derive(Module, Debug)]
+pub struct NamedPrompt {
+    /// The adapter.
+    pub layer: PromptAdapter,
+    /// Its name.
+    #[module(skip)]
+    pub name: String,
+}
+
+/// The prompt-learning adapters of a model, by name.
+#[derive(Module, Debug, Default)]
+pub struct PromptAdapters {
+    /// Attached adapters.
+    pub adapters: Vec<NamedPrompt>,
+}
+
+impl PromptAdapters {
+    /// The adapter named `name`.
+    pub fn get(&self, name: &str) -> Option<&PromptAdapter> {
+        self.adapters.iter().find(|a| a.name == name).map(|a| &a.layer)
     }
 }

@@ -66,8 +66,25 @@ pub fn prepare(
         None => None,
     };
     let label_column = config.label_column();
-    let text_column = config.text_column();
-    let label_names = match (train.label_names(&label_column), config.model.num_labels) {
+    let causal = config.model.task == ft_models::auto::Task::CausalLm;
+    let label_names = if causal {
+        Vec::new()
+    } else {
+        label_names(config, &train, &label_column, checkpoint_labels)?
+    };
+    let tokenizer = TextTokenizer::from_repo(model_files)?;
+    tokenize_splits(config, tokenizer, model_max_positions, train, eval, label_names, skipped)
+}
+
+/// The run's label names: the data's (ClassLabel), else `model.num_labels` (with the
+/// checkpoint's names when their number agrees), else the checkpoint's.
+fn label_names(
+    config: &RunConfig,
+    train: &Dataset,
+    label_column: &str,
+    checkpoint_labels: Option<Vec<String>>,
+) -> Result<Vec<String>> {
+    Ok(match (train.label_names(label_column), config.model.num_labels) {
         (Some(names), Some(n)) if names.len() != n => {
             return Err(TrainError::Config(format!(
                 "model.num_labels is {n} but the data's '{label_column}' has {} label names ({})",
@@ -86,17 +103,33 @@ pub fn prepare(
                 return Err(TrainError::Config(format!(
                     "data: column '{label_column}' of {} has no label names (ClassLabel) and the model has no \
                      classification head with labels; set model.num_labels",
-                    d.source
+                    config.data.source
                 )));
             }
         },
-    };
-    let tokenizer = TextTokenizer::from_repo(model_files)?;
+    })
+}
+
+/// Tokenizes, truncates and finishes the splits (see [`prepare`]).
+fn tokenize_splits(
+    config: &RunConfig,
+    tokenizer: TextTokenizer,
+    model_max_positions: usize,
+    train: Dataset,
+    eval: Option<Dataset>,
+    label_names: Vec<String>,
+    mut skipped: usize,
+) -> Result<PreparedData> {
+    let d = &config.data;
+    let on_invalid = if d.skip_invalid { OnInvalid::Skip } else { OnInvalid::Error };
+    let label_column = config.label_column();
+    let text_column = config.text_column();
+    let causal = config.model.task == ft_models::auto::Task::CausalLm;
     let max_length = d.max_length.or(tokenizer.model_max_length()).unwrap_or(model_max_positions).min(model_max_positions);
     let tokenizer = tokenizer.with_max_length(Some(max_length))?;
     let opts = TokenizeOptions {
         max_length: Some(max_length),
-        num_labels: Some(label_names.len()),
+        num_labels: (!causal).then_some(label_names.len()),
         label_all_tokens: d.label_all_tokens,
         on_invalid,
         ..Default::default()
@@ -104,6 +137,8 @@ pub fn prepare(
     let tokenize = |ds: &Dataset| -> Result<Tokenized> {
         Ok(if config.is_token_classification() {
             tokenize_and_align_labels(ds, &tokenizer, &text_column, &label_column, &opts)?
+        } else if causal {
+            tokenize_text_classification(ds, &tokenizer, &text_column, None, &opts)?
         } else {
             tokenize_text_classification(ds, &tokenizer, &text_column, Some(&label_column), &opts)?
         })

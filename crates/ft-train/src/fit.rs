@@ -44,6 +44,12 @@ pub trait ModelStore<M> {
     /// atomically).
     fn save(&self, model: &M, dir: &Path) -> Result<()>;
 
+    /// Writes the model into a checkpoint folder: what [`save`](Self::save) writes, plus whatever
+    /// [`restore`](Self::restore) needs beyond it to continue training exactly.
+    fn save_checkpoint(&self, model: &M, dir: &Path) -> Result<()> {
+        self.save(model, dir)
+    }
+
     /// Reads the weights saved by [`save`](Self::save) in `dir` back into `model`, with the
     /// same parameter ids (so a saved optimizer state applies) and the same trainability.
     fn restore(&self, model: M, dir: &Path) -> Result<M>;
@@ -223,7 +229,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
         }
         std::fs::create_dir_all(&tmp).map_err(crate::error::io(&tmp))?;
         let result = (|| -> Result<()> {
-            self.store.save(model, &tmp)?;
+            self.store.save_checkpoint(model, &tmp)?;
             let optimizer_file = tmp.join("optimizer.bpk");
             optimizer.save(&optimizer_file).map_err(|e| TrainError::State(format!("{}: {e:?}", optimizer_file.display())))?;
             write_json(

@@ -15,7 +15,9 @@
 //!   is saved and restored); logging goes to [`fit::Callbacks`] and `tracing`, never stdout.
 //! - [`trainer::train`]: the run file's method — full fine-tuning of a sequence or token
 //!   classifier (§4, §9 of the notebook), or a frozen encoder with a linear head on the first
-//!   token whose features are computed once and reused every epoch (§5). AdamW with transformers' decay groups and
+//!   token whose features are computed once and reused every epoch (§5), or a PEFT adapter
+//!   on a frozen base (`lora`, `prompt`, `prefix`: §6-§8, [`peft`]); causal-LM training with
+//!   transformers' `DataCollatorForLanguageModeling(mlm=False)` ([`task::causal`]). AdamW with transformers' decay groups and
 //!   global-norm clipping ([`optim`]), its learning-rate schedules ([`schedule`]), gradient
 //!   accumulation, evaluation with `eval_accuracy`/`eval_f1_macro` or seqeval's
 //!   `eval_overall_*`, best-model tracking, early stopping, a stop with the step named on a
@@ -36,6 +38,7 @@ pub mod data;
 pub mod fit;
 pub mod loss;
 pub mod optim;
+pub mod peft;
 pub mod report;
 pub mod run_config;
 pub mod schedule;

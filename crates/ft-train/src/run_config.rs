@@ -127,6 +127,15 @@ pub enum MethodConfig {
     Full(FullMethod),
     /// A frozen encoder with a new linear head on the first token (§5).
     Frozen(FrozenMethod),
+    /// LoRA (§8), with PEFT's `LoraConfig` keys (`r`, `lora_alpha`, `lora_dropout`,
+    /// `target_modules`, `bias`, `modules_to_save`, `use_rslora`, `init_lora_weights`, ...).
+    Lora(ft_peft::config::LoraConfig),
+    /// Prompt tuning (§7), with PEFT's `PromptTuningConfig` keys (`num_virtual_tokens`,
+    /// `prompt_tuning_init`, `prompt_tuning_init_text`).
+    Prompt(ft_peft::config::PromptTuningConfig),
+    /// Prefix tuning, with PEFT's `PrefixTuningConfig` keys (`num_virtual_tokens`,
+    /// `prefix_projection`, `encoder_hidden_size`).
+    Prefix(ft_peft::config::PrefixTuningConfig),
 }
 
 impl Default for MethodConfig {
@@ -141,7 +150,37 @@ impl MethodConfig {
         match self {
             Self::Full(_) => "full",
             Self::Frozen(_) => "frozen",
+            Self::Lora(_) => "lora",
+            Self::Prompt(_) => "prompt",
+            Self::Prefix(_) => "prefix",
         }
+    }
+
+    /// The PEFT adapter configuration of a PEFT method (`lora`, `prompt`, `prefix`).
+    pub fn peft(&self) -> Option<ft_peft::config::MethodConfig> {
+        use ft_peft::config::MethodConfig as P;
+        match self {
+            Self::Full(_) | Self::Frozen(_) => None,
+            Self::Lora(c) => Some(P::Lora(c.clone())),
+            Self::Prompt(c) => Some(P::PromptTuning(c.clone())),
+            Self::Prefix(c) => Some(P::PrefixTuning(c.clone())),
+        }
+    }
+}
+
+/// The keys `[method]` takes for a PEFT `kind` (its config's fields), to reject typos: PEFT's
+/// configs keep unknown keys when read from `adapter_config.json`, a run file does not.
+fn peft_method_keys(kind: &str) -> Option<Vec<String>> {
+    use ft_peft::config::{LoraConfig, PrefixTuningConfig, PromptTuningConfig};
+    let value = match kind {
+        "lora" => serde_json::to_value(LoraConfig::default()),
+        "prompt" => serde_json::to_value(PromptTuningConfig::default()),
+        "prefix" => serde_json::to_value(PrefixTuningConfig::default()),
+        _ => return None,
+    };
+    match value {
+        Ok(serde_json::Value::Object(o)) => Some(o.keys().cloned().collect()),
+        _ => None,
     }
 }
 
@@ -228,6 +267,19 @@ impl RunConfig {
             m.insert("kind".into(), toml::Value::String("full".into()));
             kind_added = true;
         }
+        if let Some(toml::Value::Table(m)) = table.get("method")
+            && let Some(kind) = m.get("kind").and_then(|k| k.as_str())
+            && let Some(known) = peft_method_keys(kind)
+        {
+            for key in m.keys().filter(|k| k.as_str() != "kind") {
+                if !known.contains(key) {
+                    return Err(TrainError::Config(format!(
+                        "{origin}: method.{key}: unknown key for kind = \"{kind}\" (keys: {})",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
         let mut config: RunConfig = if overrides.is_empty() && !kind_added {
             // From the file's own text, so that errors show the offending line (and, for an
             // unknown key, list the valid ones).
@@ -272,11 +324,21 @@ impl RunConfig {
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
-        if !matches!(self.model.task, Task::SequenceClassification | Task::TokenClassification) {
+        if !matches!(self.model.task, Task::SequenceClassification | Task::TokenClassification | Task::CausalLm) {
             return Err(TrainError::Config(format!(
-                "{origin}: model.task: '{}' cannot be trained yet (text-classification or token-classification)",
+                "{origin}: model.task: '{}' cannot be trained yet (text-classification, token-classification or causal-lm)",
                 self.model.task
             )));
+        }
+        if let Some(peft) = self.method.peft() {
+            ft_peft::config::AdapterConfig::new(peft, None, None)
+                .validate(Path::new(origin))
+                .map_err(|e| TrainError::Config(format!("{}", e).replacen(origin, &format!("{origin}: [method]"), 1)))?;
+            if self.model.task == Task::TokenClassification && matches!(self.method, MethodConfig::Prefix(_)) {
+                return Err(TrainError::Config(format!(
+                    "{origin}: method.kind = \"prefix\" trains causal-lm and text-classification models"
+                )));
+            }
         }
         if let MethodConfig::Frozen(f) = &self.method {
             if self.model.task != Task::SequenceClassification {
@@ -288,6 +350,18 @@ impl RunConfig {
         }
         if self.model.num_labels == Some(0) {
             return Err(TrainError::Config(format!("{origin}: model.num_labels must be at least 1")));
+        }
+        // Checked here, before any data is read or model loaded (fit checks again).
+        if self.training.load_best_model_at_end || self.training.metric_for_best_model.is_some() {
+            let key = self.training.best_metric_key();
+            let mut known = vec!["eval_loss".to_string()];
+            known.extend(crate::task::eval_metric_names(self.model.task).iter().map(|s| s.to_string()));
+            if !known.contains(&key) {
+                return Err(TrainError::Config(format!(
+                    "{origin}: training.metric_for_best_model: '{key}' is not among this task's evaluation metrics ({})",
+                    known.join(", ")
+                )));
+            }
         }
         self.training.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))
     }

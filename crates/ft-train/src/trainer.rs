@@ -13,7 +13,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use ft_data::hub::{RepoFiles, RepoKind};
 use ft_models::auto::{
-    Encoder, FirstTokenClassifier, LoadOptions, ModelConfig, SequenceClassifier, Task, TokenClassifier, load,
+    CausalLm, Encoder, FirstTokenClassifier, LoadOptions, ModelConfig, SequenceClassifier, Task, TokenClassifier, load,
     save_pretrained,
 };
 use ft_models::layers::{Projection, WeightLayout};
@@ -29,7 +29,11 @@ use crate::report;
 use crate::run_config::{FrozenMethod, MethodConfig, RunConfig};
 use crate::state::{ensure_writable, write_json};
 use crate::task::head::{Features, HeadTask, LinearHead};
+use crate::task::causal::{CausalExamples, CausalLmTask};
 use crate::task::text::{SequenceClassificationTask, TextExamples, TokenClassificationTask};
+use crate::peft::{self, PeftStore};
+use ft_models::peft::{PeftBase, PeftModel};
+use ft_peft::config::{AdapterConfig, PromptTuningInit};
 use crate::task::{Predictions, TrainTask};
 use crate::{Result, TrainError};
 
@@ -84,8 +88,23 @@ pub fn train_with(
 
     let files = RepoFiles::open(&config.model.name, RepoKind::Model)?;
     let mut model_config = ModelConfig::from_file(&files.get_required("config.json")?)?;
-    let checkpoint_labels = model_config.labels().id2label.is_some().then(|| model_config.labels().label_names());
-    let data = prepare(config, &files, model_config.max_positions(), checkpoint_labels)?;
+    // A checkpoint's label names are this run's only when its head was trained for this task.
+    let checkpoint_labels = (model_config.labels().id2label.is_some() && model_config.saved_task() == config.model.task)
+        .then(|| model_config.labels().label_names());
+    // Prompt and prefix tuning's virtual tokens take positions too: inputs are truncated so
+    // that both fit.
+    let virtual_tokens = match &config.method {
+        MethodConfig::Prompt(c) => c.num_virtual_tokens,
+        MethodConfig::Prefix(c) => c.num_virtual_tokens,
+        _ => 0,
+    };
+    let Some(positions) = model_config.max_positions().checked_sub(virtual_tokens).filter(|p| *p > 0) else {
+        return Err(TrainError::Config(format!(
+            "method.num_virtual_tokens = {virtual_tokens} leaves no room for input tokens: the model has {} positions",
+            model_config.max_positions()
+        )));
+    };
+    let data = prepare(config, &files, positions, checkpoint_labels)?;
     model_config.labels_mut().set_labels(&data.label_names);
     tracing::info!(
         train = data.train.len(),
@@ -98,6 +117,7 @@ pub fn train_with(
     match &config.method {
         MethodConfig::Full(_) => run.full(),
         MethodConfig::Frozen(m) => run.frozen(m),
+        MethodConfig::Lora(_) | MethodConfig::Prompt(_) | MethodConfig::Prefix(_) => run.peft(),
     }
 }
 
@@ -138,6 +158,19 @@ impl ModelStore<SequenceClassifier> for HubStore<'_> {
         match self.reload(dir)? {
             ft_models::auto::AnyModel::SequenceClassifier(m) => Ok(m),
             _ => Err(TrainError::State(format!("{}: not a sequence classifier", dir.display()))),
+        }
+    }
+}
+
+impl ModelStore<CausalLm> for HubStore<'_> {
+    fn save(&self, model: &CausalLm, dir: &Path) -> Result<()> {
+        Ok(save_pretrained(dir, &model.export()?, self.config, model.class_name(), self.files)?)
+    }
+
+    fn restore(&self, _model: CausalLm, dir: &Path) -> Result<CausalLm> {
+        match self.reload(dir)? {
+            ft_models::auto::AnyModel::CausalLm(m) => Ok(m),
+            _ => Err(TrainError::State(format!("{}: not a causal language model", dir.display()))),
         }
     }
 }
@@ -211,6 +244,14 @@ impl RunContext<'_> {
             device: self.ad.clone(),
         };
         match task {
+            Task::CausalLm => {
+                let mut model = loaded.into_causal_lm()?.model;
+                let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut model) as f64);
+                let t = CausalLmTask::<CausalLm>::new(examples);
+                let outcome = self.fit(&t, model, &store, 0.0)?;
+                store.save(&outcome.model, &self.args().output_dir)?;
+                self.finish(outcome, None)
+            }
             Task::TokenClassification => {
                 let mut model = loaded.into_token_classifier()?.model;
                 let examples = self.text_examples(6.0 * non_embedding_parameters(&mut model) as f64);
@@ -228,6 +269,79 @@ impl RunContext<'_> {
                 self.finish(outcome, None)
             }
         }
+    }
+
+    /// The rows of a causal-LM run; GPT-2 pads with its end-of-text token (`pad_token_id`, else
+    /// `eos_token_id`), as the notebook sets `tokenizer.pad_token = tokenizer.eos_token`.
+    fn causal_examples(&self, flops_per_token: f64) -> CausalExamples {
+        let PreparedData { train, eval, tokenizer, .. } = self.data.clone();
+        let pad_id = match &self.model_config.arch {
+            ft_models::auto::ArchConfig::Gpt2(c) => c.pad_token_id.or(c.eos_token_id).unwrap_or(tokenizer.pad_id()),
+            _ => tokenizer.pad_id(),
+        };
+        CausalExamples { train, eval, pad_id, flops_per_token }
+    }
+
+    /// §6-§8: a frozen base with a new PEFT adapter (LoRA, prompt or prefix tuning).
+    fn peft(self) -> Result<TrainOutcome> {
+        let task = self.config.model.task;
+        let Some(method) = self.config.method.peft() else {
+            return Err(TrainError::Config(format!("method.kind = {} is not a PEFT method", self.config.method.kind())));
+        };
+        let adapter = AdapterConfig::new(method, None, Some(&self.config.model.name));
+        let labels = (task != Task::CausalLm).then(|| self.data.label_names.clone());
+        let options = LoadOptions { labels, ..Default::default() };
+        let loaded = load(&self.config.model.name, task, &options, &self.ad)?;
+        let store = PeftStore;
+        match task {
+            Task::CausalLm => {
+                let mut base = loaded.into_causal_lm()?.model;
+                let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut base) as f64);
+                let model = self.peft_model(base, adapter)?;
+                let t = CausalLmTask::<PeftModel<CausalLm>>::new(examples);
+                let outcome = self.fit(&t, model, &store, 0.0)?;
+                store.save(&outcome.model, &self.args().output_dir)?;
+                self.finish(outcome, None)
+            }
+            Task::TokenClassification => {
+                let mut base = loaded.into_token_classifier()?.model;
+                let examples = self.text_examples(6.0 * non_embedding_parameters(&mut base) as f64);
+                let model = self.peft_model(base, adapter)?;
+                let t = TokenClassificationTask::<PeftModel<TokenClassifier>>::new(examples, self.data.label_names.clone());
+                let outcome = self.fit(&t, model, &store, 0.0)?;
+                store.save(&outcome.model, &self.args().output_dir)?;
+                self.finish(outcome, None)
+            }
+            _ => {
+                let mut base = loaded.into_sequence_classifier()?.model;
+                let examples = self.text_examples(6.0 * non_embedding_parameters(&mut base) as f64);
+                let model = self.peft_model(base, adapter)?;
+                let t = SequenceClassificationTask::<PeftModel<SequenceClassifier>>::new(examples);
+                let outcome = self.fit(&t, model, &store, 0.0)?;
+                store.save(&outcome.model, &self.args().output_dir)?;
+                self.finish(outcome, None)
+            }
+        }
+    }
+
+    /// `base` frozen, with the run's adapter added as `default`; logs PEFT's
+    /// trainable-parameter line.
+    fn peft_model<M: PeftBase>(&self, base: M, adapter: AdapterConfig) -> Result<PeftModel<M>> {
+        let text_ids = match &adapter.method {
+            ft_peft::config::MethodConfig::PromptTuning(c) if c.prompt_tuning_init == PromptTuningInit::Text => {
+                let text = c.prompt_tuning_init_text.clone().unwrap_or_default();
+                // PEFT tokenizes the init text with the tokenizer's defaults (special tokens
+                // included).
+                self.data.tokenizer.encode_ids_batch(&[text.as_str()])?.into_iter().next().map(|e| e.input_ids)
+            }
+            _ => None,
+        };
+        let mut model = PeftModel::new(base);
+        model.add_adapter(peft::ADAPTER, adapter, text_ids.as_deref(), &self.ad)?;
+        let mut model = model.freeze_base();
+        let line = model.trainable_line()?;
+        tracing::info!("{line}");
+        Ok(model)
     }
 
     /// §5: a frozen encoder, a new linear head on the first token; features computed once.
@@ -268,8 +382,8 @@ impl RunContext<'_> {
         store.save(&outcome.model, &self.args().output_dir)?;
         if feature_seconds.is_some() {
             tracing::info!(
-                "evaluation reads cached features: eval_samples_per_second counts the head only, not the encoder \\
-                 (feature extraction is reported as feature_extraction_runtime)"
+                "evaluation reads cached features: eval_runtime and eval_samples_per_second include the one-off \
+                 extraction of the evaluation rows' features (see feature_extraction_runtime)"
             );
         }
         self.finish(outcome, feature_seconds)

@@ -13,22 +13,8 @@ use super::root;
 /// Builds `ft` in release mode and returns the binary's path (from cargo's JSON messages, so that
 /// `CARGO_TARGET_DIR` and cargo configuration are honoured).
 pub(crate) fn build_ft() -> Result<PathBuf> {
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::cargo_command();
     cmd.current_dir(root()).args(["build", "--release", "-p", "ft-cli", "--message-format=json-render-diagnostics"]);
-    // `cargo run` gave this process its own package's variables; passed on, they would differ
-    // from those of a plain `cargo build` and make build scripts that track them rerun (and
-    // everything after them rebuild) at every switch between the two.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || matches!(
-                key.as_ref(),
-                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
-            )
-        {
-            cmd.env_remove(key.as_ref());
-        }
-    }
     eprintln!("+ {cmd:?}");
     let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {

@@ -5,6 +5,7 @@
 //! The loop ([`crate::fit`]) knows nothing else about a task: a new task (causal LM, image
 //! classification) is a new implementation of [`TrainTask`], not a new arm in the loop.
 
+pub mod causal;
 pub mod classification;
 pub mod head;
 pub mod text;
@@ -88,4 +89,15 @@ pub struct Predictions {
     pub references: Vec<i64>,
     /// `"example"`, or `"token"` when the lists hold every labelled token in order.
     pub unit: &'static str,
+}
+
+/// The evaluation metrics (`eval_` names, besides `eval_loss`) a task's evaluation reports.
+pub fn eval_metric_names(task: ft_models::auto::Task) -> &'static [&'static str] {
+    use ft_models::auto::Task;
+    match task {
+        Task::TokenClassification => &classification::TOKEN_METRICS,
+        Task::SequenceClassification => &classification::ROW_METRICS,
+        Task::CausalLm => &causal::CAUSAL_METRICS,
+        _ => &[],
+    }
 }

@@ -8,6 +8,8 @@ use ft_data::collate::{ClassificationBatch, CollateKind, Collated, TokenLabelBat
 use ft_data::dataset::{Column, Dataset};
 use ft_hub::batch::TextBatch;
 use ft_models::auto::{SequenceClassifier, TokenClassifier};
+use ft_models::input::TextInput;
+use ft_models::peft::PeftModel;
 
 use super::classification::{
     ROW_METRICS, RowClassificationEvaluator, RowOutputs, TOKEN_METRICS, TokenClassificationEvaluator, TokenOutputs,
@@ -29,6 +31,12 @@ impl SequenceModel for SequenceClassifier {
     }
 }
 
+impl SequenceModel for PeftModel<SequenceClassifier> {
+    fn logits(&self, batch: &TextBatch) -> Result<Tensor<2>> {
+        Ok(self.forward(&TextInput::from_batch(batch))?)
+    }
+}
+
 /// A model with logits per token.
 pub trait TokenModel: Module {
     /// # Shapes
@@ -39,6 +47,16 @@ pub trait TokenModel: Module {
 impl TokenModel for TokenClassifier {
     fn logits(&self, batch: &TextBatch) -> Result<Tensor<3>> {
         Ok(self.forward(batch))
+    }
+}
+
+impl TokenModel for PeftModel<TokenClassifier> {
+    fn logits(&self, batch: &TextBatch) -> Result<Tensor<3>> {
+        let logits = self.forward(&TextInput::from_batch(batch))?;
+        // Prompt tuning's virtual tokens have no labels: their logits are left out.
+        let [b, l, c] = logits.dims();
+        let off = self.output_offset();
+        Ok(if off == 0 { logits } else { logits.narrow(1, off, l - off).reshape([b, l - off, c]) })
     }
 }
 

@@ -1,0 +1,131 @@
+//! `--adapter [NAME=]DIR|HUB_ID` and `--active NAME`: PEFT adapters on the base model of
+//! `ft predict`, `ft generate`, `ft info` and `ft peft merge`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use ft_data::hub::{RepoFiles, RepoKind};
+use ft_models::auto::Task;
+use ft_models::peft::{PeftBase, PeftModel};
+use ft_peft::config::{AdapterConfig, MethodConfig};
+use ft_peft::files::{CONFIG_FILE, WEIGHTS_FILE};
+
+/// Adapter options shared by the commands that load a model.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AdapterArgs {
+    /// A PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`, as PEFT's
+    /// `save_pretrained` writes it): a folder or a Hub id. Repeat as `NAME=DIR` to load several
+    /// on one base; `--model` defaults to the adapter's `base_model_name_or_path`.
+    #[arg(long = "adapter", value_name = "[NAME=]DIR|HUB_ID")]
+    pub adapters: Vec<String>,
+    /// The adapter that runs (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub active: Option<String>,
+}
+
+/// One `--adapter`: its name and folder.
+#[derive(Debug, Clone)]
+pub struct AdapterSpec {
+    /// The name it is loaded under (`default` when not given).
+    pub name: String,
+    /// Its local folder (downloaded into the Hub cache for a Hub id).
+    pub dir: PathBuf,
+    /// Its configuration.
+    pub config: AdapterConfig,
+}
+
+impl AdapterArgs {
+    /// The adapters, named and fetched. Names must be unique; a second unnamed adapter is an
+    /// error (name it `NAME=DIR`).
+    pub fn specs(&self) -> Result<Vec<AdapterSpec>> {
+        let mut out: Vec<AdapterSpec> = Vec::new();
+        for raw in &self.adapters {
+            let (name, source) = match raw.split_once('=') {
+                Some((n, s)) if !n.is_empty() && !n.contains('/') => (n.to_string(), s.to_string()),
+                _ => ("default".to_string(), raw.clone()),
+            };
+            if out.iter().any(|a| a.name == name) {
+                bail!("--adapter {raw}: an adapter named '{name}' is already given (load several as NAME=DIR)");
+            }
+            let dir = adapter_dir(&source).with_context(|| format!("--adapter {raw}"))?;
+            let config = AdapterConfig::read(&dir.join(CONFIG_FILE))?;
+            out.push(AdapterSpec { name, dir, config });
+        }
+        if let Some(active) = &self.active
+            && !out.iter().any(|a| &a.name == active)
+        {
+            let names: Vec<&str> = out.iter().map(|a| a.name.as_str()).collect();
+            bail!("--active {active}: no adapter of that name (given: {names:?})");
+        }
+        Ok(out)
+    }
+
+    /// The base model: `--model`, else the first adapter's `base_model_name_or_path`.
+    pub fn base_model(&self, model: Option<&str>, specs: &[AdapterSpec]) -> Result<String> {
+        if let Some(m) = model {
+            return Ok(m.to_string());
+        }
+        match specs.first() {
+            None => bail!("--model is required"),
+            Some(a) => a.config.base_model_name_or_path.clone().with_context(|| {
+                format!("{}: no base_model_name_or_path: give --model", a.dir.join(CONFIG_FILE).display())
+            }),
+        }
+    }
+
+    /// The task the first adapter was trained for (its `task_type`), if it says.
+    pub fn task(specs: &[AdapterSpec]) -> Result<Option<Task>> {
+        let Some(t) = specs.first().and_then(|a| a.config.task_type.as_deref()) else { return Ok(None) };
+        Ok(Some(match t {
+            "CAUSAL_LM" => Task::CausalLm,
+            "SEQ_CLS" => Task::SequenceClassification,
+            "TOKEN_CLS" => Task::TokenClassification,
+            other => bail!("task_type {other}: ft runs CAUSAL_LM, SEQ_CLS and TOKEN_CLS adapters"),
+        }))
+    }
+
+    /// `base` with every adapter loaded and the active one switched on.
+    pub fn attach<M: PeftBase>(&self, base: M, specs: &[AdapterSpec]) -> Result<PeftModel<M>> {
+        let mut model = PeftModel::new(base);
+        for a in specs {
+            model.load_adapter(&a.dir, &a.name).with_context(|| format!("loading adapter '{}' from {}", a.name, a.dir.display()))?;
+        }
+        if let Some(active) = self.active.as_deref().or(specs.first().map(|a| a.name.as_str())) {
+            model.set_adapter(active)?;
+        }
+        Ok(model)
+    }
+}
+
+/// The base model with its active LoRA adapter switched on, for the pipelines (which run plain
+/// models). Prompt- and prefix-tuning adapters change the inputs, which the pipelines do not do
+/// yet: an error says so.
+pub fn lora_model<M: PeftBase>(args: &AdapterArgs, base: M, specs: &[AdapterSpec]) -> Result<M> {
+    if specs.is_empty() {
+        return Ok(base);
+    }
+    let model = args.attach(base, specs)?;
+    if let Some(a) = model.active_adapter()
+        && !matches!(a.config.method, MethodConfig::Lora(_))
+    {
+        bail!(
+            "adapter '{}' is {}: ft predict and ft generate run LoRA adapters; prompt and prefix tuning run in the \
+             library (ft_models::peft::PeftModel::forward) but not yet in the pipelines",
+            a.name,
+            a.config.method.peft_type()
+        );
+    }
+    Ok(model.base)
+}
+
+/// A local adapter folder, or the Hub repository's files fetched into the cache.
+fn adapter_dir(source: &str) -> Result<PathBuf> {
+    let local = PathBuf::from(source);
+    if local.is_dir() {
+        return Ok(local);
+    }
+    let files = RepoFiles::open(source, RepoKind::Model)?;
+    let config = files.get_required(CONFIG_FILE)?;
+    files.get_required(WEIGHTS_FILE)?;
+    Ok(config.parent().map(PathBuf::from).unwrap_or_default())
+}

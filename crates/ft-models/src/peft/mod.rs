@@ -1,0 +1,675 @@
+//! Hugging Face PEFT on ft's models: [`PeftModel`] puts `ft-peft`'s LoRA, prompt-tuning and
+//! prefix-tuning adapters on a causal LM, sequence classifier or token classifier, by the
+//! model's Hub names, with PEFT's semantics and files.
+//!
+//! - **Several adapters on one base**, by name: [`PeftModel::add_adapter`] (new),
+//!   [`PeftModel::load_adapter`] (a folder PEFT's `save_pretrained` wrote),
+//!   [`PeftModel::set_adapter`], [`PeftModel::disable_adapters`] (the base model's outputs,
+//!   exactly), [`PeftModel::delete_adapter`]. LoRA matrices live beside the base weights in each
+//!   projection; switching flips flags and never copies or reloads the base weights. Modules
+//!   trained whole (`modules_to_save`, e.g. a new classifier) are kept per adapter and swapped
+//!   in on switching, as PEFT's `ModulesToSaveWrapper` does.
+//! - **Files**: [`PeftModel::save_adapter`] writes `adapter_config.json` +
+//!   `adapter_model.safetensors` with PEFT's keys and tensor names.
+//! - **Merging** (LoRA): [`PeftModel::merge_adapter`] adds `A·B·s` into the base weights,
+//!   [`PeftModel::unmerge_adapter`] takes it out again, [`PeftModel::merge_and_unload`] returns
+//!   the plain model, which saves in the Hub layout transformers loads.
+//! - **Prompt learning**: the soft prompt is prepended to the input embeddings (positions run
+//!   over the whole sequence, the mask covers it, token types are 0 on it); the prefix is fed to
+//!   every layer as past keys and values (positions of the real tokens start after it). As in
+//!   PEFT, a causal LM's logits with prompt tuning include the virtual positions:
+//!   `[batch, virtual + seq, vocab]`.
+//! - [`PeftModel::trainable_parameters`] counts as PEFT's `print_trainable_parameters`.
+
+mod base;
+mod lora;
+mod saved;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use ft_hub::tensors::NamedTensors;
+use ft_peft::PeftError;
+use ft_peft::config::{AdapterConfig, Bias, MethodConfig, PromptTuningInit};
+use ft_peft::files::{AdapterFiles, PROMPT_EMBEDDINGS};
+use ft_peft::prefix::{PrefixEncoder, past_key_values};
+use ft_peft::prompt::PromptEmbedding;
+use ft_peft::slot::{NamedPrompt, PromptAdapter, PromptAdapters};
+
+pub use base::{BaseDims, PeftBase};
+
+use crate::input::{KvCache, TextInput, Tokens};
+use crate::naming::param_id;
+use crate::params::ParameterCount;
+use crate::{ModelError, Result};
+
+/// An adapter known to a [`PeftModel`].
+#[derive(Debug, Clone)]
+pub struct AdapterEntry {
+    /// Its name (`"default"` unless given).
+    pub name: String,
+    /// Its configuration, as it will be saved.
+    pub config: AdapterConfig,
+    /// The Hub paths of the layers it adapts (LoRA) or trains whole (`modules_to_save`).
+    pub lora_modules: Vec<String>,
+    /// The Hub paths of the modules it trains and saves whole.
+    pub saved_modules: Vec<String>,
+}
+
+/// A base model with named PEFT adapters (see the module documentation).
+#[derive(Module, Debug)]
+pub struct PeftModel<M> {
+    /// The base model; LoRA matrices sit in its projections.
+    pub base: M,
+    /// Prompt-learning adapters.
+    pub prompts: PromptAdapters,
+    /// The adapters, in the order they were added.
+    #[module(skip)]
+    pub adapters: Vec<AdapterEntry>,
+    /// The active adapter.
+    #[module(skip)]
+    pub active: Option<String>,
+    /// Adapters switched off (the base model alone).
+    #[module(skip)]
+    pub disabled: bool,
+    /// Whole modules not currently in the model, by owner ("" = the base model's own).
+    #[module(skip)]
+    stash: BTreeMap<String, saved::Layers>,
+    /// Whose whole modules are in the model now ("" = the base's).
+    #[module(skip)]
+    in_model: String,
+}
+
+fn config_err(message: String) -> ModelError {
+    ModelError::Peft(PeftError::Config { path: "adapter_config.json".into(), message })
+}
+
+impl<M: PeftBase> PeftModel<M> {
+    /// The base model with no adapter yet.
+    pub fn new(base: M) -> Self {
+        Self {
+            base,
+            prompts: PromptAdapters::default(),
+            adapters: Vec::new(),
+            active: None,
+            disabled: false,
+            stash: BTreeMap::new(),
+            in_model: String::new(),
+        }
+    }
+
+    /// The adapter named `name`.
+    pub fn adapter(&self, name: &str) -> Option<&AdapterEntry> {
+        self.adapters.iter().find(|a| a.name == name)
+    }
+
+    /// The active adapter's entry.
+    pub fn active_adapter(&self) -> Option<&AdapterEntry> {
+        self.active.as_deref().and_then(|n| self.adapter(n))
+    }
+
+    /// Fills in what PEFT fills in when it builds an adapter on this model: the model's sizes
+    /// for prompt learning, the classifier in `modules_to_save` for sequence classification.
+    fn complete(&self, config: &mut AdapterConfig) {
+        let dims = self.base.dims();
+        let task = self.base.task_type();
+        if config.task_type.is_none() {
+            config.task_type = Some(task.to_string());
+        }
+        if config.task_type.as_deref() == Some("SEQ_CLS") {
+            let m = config.method.modules_to_save_mut().get_or_insert_with(Vec::new);
+            for name in ["classifier", "score"] {
+                if !m.iter().any(|x| x == name) {
+                    m.push(name.to_string());
+                }
+            }
+        }
+        let fill = |dim: &mut Option<usize>, heads: &mut Option<usize>, layers: &mut Option<usize>, subs: &mut Option<usize>| {
+            dim.get_or_insert(dims.hidden);
+            heads.get_or_insert(dims.heads);
+            layers.get_or_insert(dims.layers);
+            subs.get_or_insert(1);
+        };
+        match &mut config.method {
+            MethodConfig::Lora(_) => {}
+            MethodConfig::PromptTuning(c) => {
+                fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules)
+            }
+            MethodConfig::PrefixTuning(c) => {
+                fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules);
+                c.encoder_hidden_size.get_or_insert(dims.hidden);
+            }
+        }
+    }
+
+    fn check_new_name(&self, name: &str) -> Result<()> {
+        if name.is_empty() {
+            return Err(PeftError::Adapter("an adapter name cannot be empty".into()).into());
+        }
+        if self.adapter(name).is_some() {
+            return Err(PeftError::Adapter(format!(
+                "an adapter named '{name}' is already loaded: delete it first or choose another name"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Checks the sizes a prompt-learning config states against the model's.
+    fn check_dims(&self, config: &AdapterConfig) -> Result<()> {
+        let dims = self.base.dims();
+        let (dim, heads, layers) = match &config.method {
+            MethodConfig::Lora(_) => return Ok(()),
+            MethodConfig::PromptTuning(c) => (c.token_dim, c.num_attention_heads, c.num_layers),
+            MethodConfig::PrefixTuning(c) => (c.token_dim, c.num_attention_heads, c.num_layers),
+        };
+        for (key, have, want) in [("token_dim", dim, dims.hidden), ("num_attention_heads", heads, dims.heads), ("num_layers", layers, dims.layers)] {
+            if let Some(have) = have
+                && have != want
+            {
+                return Err(config_err(format!("{key} is {have}, the base model has {want} (an adapter for another model?)")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a new adapter `name` as `config` says, initialised as PEFT initialises it, and makes
+    /// it active if it is the first. Prompt tuning's `TEXT` init needs the init text's token ids
+    /// (`text_ids`, tokenized with the base model's tokenizer as PEFT does, special tokens
+    /// included). Values are drawn from `device`'s generator (seed it for reproducible runs).
+    pub fn add_adapter(&mut self, name: &str, mut config: AdapterConfig, text_ids: Option<&[u32]>, device: &Device) -> Result<()> {
+        self.check_new_name(name)?;
+        config.validate(Path::new("adapter_config.json"))?;
+        self.complete(&mut config);
+        self.check_dims(&config)?;
+        let dims = self.base.dims();
+        let mut lora_modules = Vec::new();
+        match &mut config.method {
+            MethodConfig::Lora(c) => {
+                lora_modules = {
+                    let (d, o) = (self.base.default_lora_targets(), self.base.output_layer());
+                    lora::targets(&mut self.base, c, d, o)
+                }?;
+                let conv1d = lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::New(device))?;
+                c.fan_in_fan_out |= conv1d;
+            }
+            MethodConfig::PromptTuning(c) => {
+                let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
+                let layer = match c.prompt_tuning_init {
+                    PromptTuningInit::Random => PromptEmbedding::random(c.num_virtual_tokens, dims.hidden, id, device),
+                    PromptTuningInit::Text => {
+                        let ids = text_ids.filter(|t| !t.is_empty()).ok_or_else(|| {
+                            config_err("prompt_tuning_init = TEXT needs the init text's token ids (none given)".into())
+                        })?;
+                        PromptEmbedding::from_text(self.base.word_embedding_table(), ids, c.num_virtual_tokens, id)
+                    }
+                };
+                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prompt(layer), name: name.into() });
+            }
+            MethodConfig::PrefixTuning(c) => {
+                let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
+                let projection = c.prefix_projection.then(|| c.encoder_hidden_size.unwrap_or(dims.hidden));
+                let layer = PrefixEncoder::new(c.num_virtual_tokens, dims.layers, dims.hidden, projection, id, device);
+                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prefix(layer), name: name.into() });
+            }
+        }
+        let saved_modules = self.saved_paths(&config)?;
+        self.capture_saved(name, &saved_modules, None)?;
+        self.adapters.push(AdapterEntry { name: name.into(), config, lora_modules, saved_modules });
+        if self.active.is_none() {
+            self.set_adapter(name)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the adapter PEFT saved in `dir` under `name` (inactive unless it is the first; see
+    /// [`set_adapter`](Self::set_adapter)). Every tensor must fit the base model: a missing,
+    /// mis-shaped or unused tensor is an error naming the file and the tensor.
+    pub fn load_adapter(&mut self, dir: &Path, name: &str) -> Result<()> {
+        self.check_new_name(name)?;
+        let mut files = AdapterFiles::read(dir)?;
+        let config = files.config.clone();
+        let path = dir.join(ft_peft::files::CONFIG_FILE);
+        self.check_dims(&config).map_err(|e| match e {
+            ModelError::Peft(PeftError::Config { message, .. }) => ModelError::Peft(PeftError::Config { path: path.clone(), message }),
+            other => other,
+        })?;
+        let dims = self.base.dims();
+        let device = self.base.word_embedding_table().device();
+        let mut lora_modules = Vec::new();
+        match &config.method {
+            MethodConfig::Lora(c) => {
+                lora_modules = {
+                    let (d, o) = (self.base.default_lora_targets(), self.base.output_layer());
+                    lora::targets(&mut self.base, c, d, o)
+                }
+                    .map_err(|e| config_at(&path, e))?;
+                lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::File(&mut files))?;
+            }
+            MethodConfig::PromptTuning(c) => {
+                let v = files.take(PROMPT_EMBEDDINGS, &[c.num_virtual_tokens, dims.hidden])?;
+                let t = Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, dims.hidden]), &device);
+                let layer = PromptEmbedding::from_tensor(t, param_id(&format!("{name}:{PROMPT_EMBEDDINGS}")));
+                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prompt(layer), name: name.into() });
+            }
+            MethodConfig::PrefixTuning(c) => {
+                let width = dims.layers * 2 * dims.hidden;
+                let v = files.take(PROMPT_EMBEDDINGS, &[c.num_virtual_tokens, width])?;
+                let t = Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, width]), &device);
+                let layer = PrefixEncoder::from_tensor(t, param_id(&format!("{name}:{PROMPT_EMBEDDINGS}")));
+                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prefix(layer), name: name.into() });
+            }
+        }
+        let saved_modules = self.saved_paths(&config).map_err(|e| config_at(&path, e))?;
+        let prefix = ft_peft::files::module_prefix(&config.method);
+        let result = self.capture_saved(name, &saved_modules, Some((&mut files, prefix))).and_then(|()| {
+            self.load_biases(&config, &lora_modules, &mut files)?;
+            files.finish().map_err(ModelError::from)
+        });
+        if let Err(e) = result {
+            // Leave the model as it was.
+            lora::remove(&mut self.base, name);
+            self.prompts.adapters.retain(|p| p.name != name);
+            self.stash.remove(name);
+            return Err(e);
+        }
+        self.adapters.push(AdapterEntry { name: name.into(), config, lora_modules, saved_modules });
+        if self.active.is_none() {
+            self.set_adapter(name)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `name` the active adapter (and switches adapters back on).
+    pub fn set_adapter(&mut self, name: &str) -> Result<()> {
+        if self.adapter(name).is_none() {
+            return Err(self.unknown(name));
+        }
+        self.active = Some(name.to_string());
+        self.disabled = false;
+        self.sync()
+    }
+
+    /// Switches every adapter off: the model computes the base model's outputs exactly (a
+    /// merged adapter is unmerged first, as PEFT does). [`enable_adapters`](Self::enable_adapters)
+    /// switches the active one back on.
+    pub fn disable_adapters(&mut self) -> Result<()> {
+        self.disabled = true;
+        for a in self.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
+            lora::merge(&mut self.base, &a, false);
+        }
+        self.sync()
+    }
+
+    /// Switches the active adapter back on after [`disable_adapters`](Self::disable_adapters).
+    pub fn enable_adapters(&mut self) -> Result<()> {
+        self.disabled = false;
+        self.sync()
+    }
+
+    /// Removes adapter `name` (its layers, its whole modules). Deleting the active adapter
+    /// leaves no adapter active.
+    pub fn delete_adapter(&mut self, name: &str) -> Result<()> {
+        if self.adapter(name).is_none() {
+            return Err(self.unknown(name));
+        }
+        if self.in_model == name {
+            self.switch_saved("")?;
+        }
+        lora::remove(&mut self.base, name);
+        self.prompts.adapters.retain(|p| p.name != name);
+        self.stash.remove(name);
+        self.adapters.retain(|a| a.name != name);
+        if self.active.as_deref() == Some(name) {
+            self.active = None;
+        }
+        self.sync()
+    }
+
+    fn unknown(&self, name: &str) -> ModelError {
+        let known: Vec<&str> = self.adapters.iter().map(|a| a.name.as_str()).collect();
+        PeftError::Adapter(format!("no adapter named '{name}' (loaded: {known:?})")).into()
+    }
+
+    /// Puts the model's flags and whole modules in line with `active` / `disabled`.
+    fn sync(&mut self) -> Result<()> {
+        let on = if self.disabled { None } else { self.active.clone() };
+        lora::activate(&mut self.base, on.as_deref());
+        let owner = on.filter(|n| self.adapter(n).is_some_and(|a| !a.saved_modules.is_empty())).unwrap_or_default();
+        self.switch_saved(&owner)
+    }
+
+    /// Adds the active LoRA adapter's `A·B·s` into the base weights (PEFT's `merge_adapter`);
+    /// the outputs stay the same (to float rounding) and the forward pass no longer runs the
+    /// adapter's path.
+    pub fn merge_adapter(&mut self) -> Result<()> {
+        let name = self.active_lora()?;
+        lora::merge(&mut self.base, &name, true);
+        Ok(())
+    }
+
+    /// Takes merged adapters' deltas back out of the base weights (PEFT's `unmerge_adapter`).
+    pub fn unmerge_adapter(&mut self) {
+        for a in self.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
+            lora::merge(&mut self.base, &a, false);
+        }
+    }
+
+    fn active_lora(&self) -> Result<String> {
+        match self.active_adapter() {
+            Some(a) if matches!(a.config.method, MethodConfig::Lora(_)) => Ok(a.name.clone()),
+            Some(a) => Err(PeftError::Adapter(format!(
+                "adapter '{}' is {}: only LoRA adapters merge into the base weights",
+                a.name,
+                a.config.method.peft_type()
+            ))
+            .into()),
+            None => Err(PeftError::Adapter("no active adapter to merge".into()).into()),
+        }
+    }
+
+    /// The base model with the active LoRA adapter merged in and every adapter removed
+    /// (PEFT's `merge_and_unload`); its whole modules (`modules_to_save`) are the adapter's.
+    pub fn merge_and_unload(mut self) -> Result<M> {
+        let name = self.active_lora()?;
+        self.disabled = false;
+        self.sync()?;
+        lora::merge(&mut self.base, &name, true);
+        for a in self.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
+            if a != name {
+                lora::remove(&mut self.base, &a);
+            }
+        }
+        // The merged adapter's entries go, its delta stays in the weights.
+        crate::naming::HubModule::parts(&mut self.base, &crate::naming::HubPath::root(), &mut |_, part| {
+            if let crate::naming::Part::Projection(p) = part {
+                p.adapters.adapters.clear();
+            }
+        });
+        Ok(self.base)
+    }
+
+    /// The adapter's files: its config (with the model's sizes filled in) and tensors under
+    /// PEFT's names.
+    pub fn adapter_files(&mut self, name: &str) -> Result<(AdapterConfig, NamedTensors)> {
+        let entry = self.adapter(name).cloned().ok_or_else(|| self.unknown(name))?;
+        let mut tensors = NamedTensors::new();
+        match &entry.config.method {
+            MethodConfig::Lora(_) => lora::export(&mut self.base, name, &mut tensors)?,
+            MethodConfig::PromptTuning(_) | MethodConfig::PrefixTuning(_) => {
+                let p = self.prompts.get(name).ok_or_else(|| self.unknown(name))?;
+                let t = p.saved_tensor();
+                let shape = t.dims().to_vec();
+                let v = t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("{e:?}")))?;
+                tensors.insert(PROMPT_EMBEDDINGS, shape, v)?;
+            }
+        }
+        if !entry.saved_modules.is_empty() {
+            if self.in_model == name {
+                self.refresh_stash()?;
+            }
+            if let Some(s) = self.stash.get(name) {
+                saved::export_layers(s, ft_peft::files::module_prefix(&entry.config.method), &mut tensors)?;
+            }
+        }
+        self.save_biases(&entry, &mut tensors)?;
+        // With `prefix_projection`, what is saved is the projection's output; it loads as a plain
+        // prefix (PEFT: inference mode builds no MLP).
+        Ok((entry.config, tensors))
+    }
+
+    /// Writes adapter `name` to `dir` in PEFT's layout (`adapter_config.json` +
+    /// `adapter_model.safetensors`), each file atomically.
+    pub fn save_adapter(&mut self, name: &str, dir: &Path) -> Result<()> {
+        let (config, tensors) = self.adapter_files(name)?;
+        AdapterFiles::write(dir, &config, &tensors)?;
+        Ok(())
+    }
+
+    /// PEFT's `get_nb_trainable_parameters()` for the active adapter: (trainable, all). All
+    /// counts the base and every adapter's parameters, including each adapter's copy of its
+    /// whole modules, as PEFT's model holds them.
+    pub fn trainable_parameters(&mut self) -> Result<(usize, usize)> {
+        let base_total = ParameterCount::of(&self.base).total - self.lora_total();
+        let mut all = base_total;
+        let mut trainable = 0;
+        let names: Vec<String> = self.adapters.iter().map(|a| a.name.clone()).collect();
+        for name in names {
+            let own = self.own_params(&name)?;
+            all += own;
+            if Some(&name) == self.active.as_ref() {
+                trainable += own;
+                if let Some(entry) = self.adapter(&name).cloned() {
+                    trainable += self.bias_params(&entry)?;
+                }
+            }
+        }
+        Ok((trainable, all))
+    }
+
+    /// The model ready to train its active adapter, as PEFT's `get_peft_model` leaves it: every
+    /// base parameter frozen (no gradient, so no optimizer state) except the active adapter's
+    /// whole modules (`modules_to_save`) and the biases its `bias` setting trains; the adapters'
+    /// own parameters train. Freezing goes through [`crate::params::set_trainable`].
+    pub fn freeze_base(mut self) -> Self {
+        let entry = self.active_adapter().cloned();
+        let mut trainable: Vec<String> = Vec::new();
+        let mut whole: Vec<String> = Vec::new();
+        if let Some(e) = &entry {
+            whole = e.saved_modules.iter().map(|m| format!("{m}.")).collect();
+            if let MethodConfig::Lora(c) = &e.config.method {
+                trainable = saved::bias_names(&mut self.base, c.bias, &e.lora_modules, &e.saved_modules)
+                    .into_iter()
+                    .map(|(hub, _)| hub)
+                    .collect();
+            }
+        }
+        self.base = crate::params::set_trainable(
+            self.base,
+            &|name| trainable.iter().any(|t| t == name) || whole.iter().any(|w| name.starts_with(w.as_str())),
+            true,
+        );
+        self
+    }
+
+    /// PEFT's `print_trainable_parameters` line.
+    pub fn trainable_line(&mut self) -> Result<String> {
+        let (t, a) = self.trainable_parameters()?;
+        Ok(ft_peft::trainable_line(t, a))
+    }
+
+    fn lora_total(&mut self) -> usize {
+        let names: Vec<String> = self.adapters.iter().map(|a| a.name.clone()).collect();
+        names.iter().map(|n| lora::num_params(&mut self.base, n)).sum::<usize>()
+    }
+
+    /// An adapter's own parameters: its layers and its copy of its whole modules.
+    fn own_params(&mut self, name: &str) -> Result<usize> {
+        let mut n = lora::num_params(&mut self.base, name);
+        n += self.prompts.adapters.iter().filter(|p| p.name == name).map(|p| ParameterCount::of(&p.layer).total).sum::<usize>();
+        if let Some(entry) = self.adapter(name).cloned()
+            && !entry.saved_modules.is_empty()
+        {
+            n += self.saved_params(&entry.saved_modules);
+        }
+        Ok(n)
+    }
+
+    /// A forward pass with the active adapter (or none, when disabled or none is active).
+    ///
+    /// # Shapes
+    /// - as the base model's; a causal LM with prompt tuning returns `[batch, virtual + seq, vocab]`
+    pub fn forward(&self, input: &TextInput) -> Result<M::Output> {
+        let prompt = if self.disabled { None } else { self.active.as_deref().and_then(|n| self.prompts.get(n)) };
+        match prompt {
+            None => self.base.run(input, None),
+            Some(p) => self.forward_prompted(p, input),
+        }
+    }
+
+    /// Virtual tokens of the active prompt-learning adapter (0 for LoRA or none).
+    pub fn num_virtual_tokens(&self) -> usize {
+        if self.disabled {
+            return 0;
+        }
+        self.active.as_deref().and_then(|n| self.prompts.get(n)).map_or(0, PromptAdapter::num_virtual_tokens)
+    }
+
+    /// How many leading positions of [`forward`](Self::forward)'s per-token outputs are virtual
+    /// tokens (prompt tuning: its number of virtual tokens; otherwise 0).
+    pub fn output_offset(&self) -> usize {
+        if self.disabled {
+            return 0;
+        }
+        match self.active.as_deref().and_then(|n| self.prompts.get(n)) {
+            Some(PromptAdapter::Prompt(p)) => p.num_virtual_tokens(),
+            _ => 0,
+        }
+    }
+
+    fn forward_prompted(&self, adapter: &PromptAdapter, input: &TextInput) -> Result<M::Output> {
+        let [b, l] = input.tokens.dims();
+        let n = adapter.num_virtual_tokens();
+        let dims = self.base.dims();
+        if n + l > dims.max_positions {
+            return Err(ModelError::Input(format!(
+                "{n} virtual tokens + {l} input tokens = {} positions, the model has {}: truncate the input to {} tokens",
+                n + l,
+                dims.max_positions,
+                dims.max_positions.saturating_sub(n)
+            )));
+        }
+        let device = self.base.word_embedding_table().device();
+        let mask = input
+            .attention_mask
+            .clone()
+            .map(|m| Tensor::cat(vec![Tensor::<2, Int>::ones([b, n], &device), m], 1));
+        match adapter {
+            PromptAdapter::Prompt(p) => {
+                let embeds = match &input.tokens {
+                    Tokens::Ids(ids) => self.base.embed(ids.clone()),
+                    Tokens::Embeds(e) => e.clone(),
+                };
+                let x = Tensor::cat(vec![p.prompts(b), embeds], 1);
+                let token_types =
+                    input.token_type_ids.clone().map(|t| Tensor::cat(vec![Tensor::<2, Int>::zeros([b, n], &device), t], 1));
+                // PEFT drops explicit position ids for prompt tuning: positions run 0..n+l.
+                let input = TextInput { tokens: Tokens::Embeds(x), attention_mask: mask, token_type_ids: token_types, position_ids: None };
+                self.base.run(&input, None)
+            }
+            PromptAdapter::Prefix(p) => {
+                let past = KvCache::from_layers(past_key_values(p.prefix(), b, dims.layers, dims.heads));
+                let input = TextInput {
+                    tokens: input.tokens.clone(),
+                    attention_mask: mask,
+                    token_type_ids: input.token_type_ids.clone(),
+                    position_ids: input.position_ids.clone().map(|p| p + n as i64),
+                };
+                self.base.run(&input, past)
+            }
+        }
+    }
+
+    fn saved_paths(&mut self, config: &AdapterConfig) -> Result<Vec<String>> {
+        saved::paths(&mut self.base, config.method.modules_to_save())
+    }
+
+    fn saved_params(&mut self, paths: &[String]) -> usize {
+        saved::num_params(&mut self.base, paths)
+    }
+}
+
+fn config_at(path: &Path, e: ModelError) -> ModelError {
+    match e {
+        ModelError::Unsupported(message) => ModelError::Peft(PeftError::Config { path: path.to_path_buf(), message }),
+        other => other,
+    }
+}
+
+impl<M: PeftBase> PeftModel<M> {
+    /// Records adapter `name`'s whole modules: a copy of the base's (a new adapter, as PEFT's
+    /// deep copy) or the file's tensors.
+    fn capture_saved(
+        &mut self,
+        name: &str,
+        paths: &[String],
+        files: Option<(&mut AdapterFiles, &'static str)>,
+    ) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        self.switch_saved("")?;
+        let base = saved::take_layers(&mut self.base, paths);
+        let own = match files {
+            None => base.clone(),
+            Some((files, prefix)) => saved::layers_from_file(&base, prefix, files)?,
+        };
+        let originals = self.stash.entry(String::new()).or_default();
+        for layer in base {
+            if !originals.iter().any(|(p, _, _)| *p == layer.0) {
+                originals.push(layer);
+            }
+        }
+        self.stash.insert(name.to_string(), own);
+        Ok(())
+    }
+
+    /// Takes the whole modules in the model back into the stash of their owner (they may have
+    /// been trained).
+    fn refresh_stash(&mut self) -> Result<()> {
+        if self.in_model.is_empty() {
+            return Ok(());
+        }
+        let paths = self.adapter(&self.in_model).map(|a| a.saved_modules.clone()).unwrap_or_default();
+        let now = saved::take_layers(&mut self.base, &paths);
+        self.stash.insert(self.in_model.clone(), now);
+        Ok(())
+    }
+
+    /// Puts `owner`'s whole modules into the model ("" = the base's own): the layers are moved,
+    /// not copied, so switching is exact and costs nothing.
+    fn switch_saved(&mut self, owner: &str) -> Result<()> {
+        if self.in_model == owner {
+            return Ok(());
+        }
+        self.refresh_stash()?;
+        if let Some(orig) = self.stash.get("") {
+            saved::put_layers(&mut self.base, orig);
+        }
+        if !owner.is_empty()
+            && let Some(t) = self.stash.get(owner)
+        {
+            saved::put_layers(&mut self.base, t);
+        }
+        self.in_model = owner.to_string();
+        Ok(())
+    }
+
+    fn load_biases(&mut self, config: &AdapterConfig, lora_modules: &[String], files: &mut AdapterFiles) -> Result<()> {
+        let MethodConfig::Lora(c) = &config.method else { return Ok(()) };
+        let saved_whole = self.saved_paths(config)?;
+        let wanted = saved::bias_names(&mut self.base, c.bias, lora_modules, &saved_whole);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!("the adapter trains biases (bias = {:?}): loading it changes them in the base model, as PEFT does", c.bias);
+        saved::load_biases(&mut self.base, &wanted, files)
+    }
+
+    fn save_biases(&mut self, entry: &AdapterEntry, tensors: &mut NamedTensors) -> Result<()> {
+        let MethodConfig::Lora(c) = &entry.config.method else { return Ok(()) };
+        let wanted = saved::bias_names(&mut self.base, c.bias, &entry.lora_modules, &entry.saved_modules);
+        saved::export_biases(&mut self.base, &wanted, tensors)
+    }
+
+    fn bias_params(&mut self, entry: &AdapterEntry) -> Result<usize> {
+        let MethodConfig::Lora(c) = &entry.config.method else { return Ok(0) };
+        if c.bias == Bias::None {
+            return Ok(0);
+        }
+        let wanted = saved::bias_names(&mut self.base, c.bias, &entry.lora_modules, &entry.saved_modules);
+        Ok(saved::bias_count(&mut self.base, &wanted, &entry.saved_modules))
+    }
+}

@@ -1,0 +1,217 @@
+//! PEFT adapters on ft's models, without Python: LoRA attach / merge / unmerge / disable /
+//! save-load round trips, several adapters on one base, prompt and prefix tuning shapes, the
+//! trainable-parameter line, and PEFT's errors. (Numbers against PEFT itself:
+//! `tests/peft_parity.rs`.)
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ft_models::auto::{CausalLm, LoadOptions, SequenceClassifier, Task, load};
+use ft_models::input::TextInput;
+use ft_models::peft::PeftModel;
+use ft_peft::config::{
+    AdapterConfig, InitLoraWeights, LoraConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, TargetModules,
+};
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn gpt2() -> CausalLm {
+    let dir = support::fixture("models/tiny-gpt2");
+    load(dir.to_str().unwrap(), Task::CausalLm, &LoadOptions::default(), &Device::flex())
+        .unwrap()
+        .into_causal_lm()
+        .unwrap()
+        .model
+}
+
+fn distilbert() -> SequenceClassifier {
+    let dir = support::fixture("models/tiny-distilbert-seqcls");
+    load(dir.to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &Device::flex())
+        .unwrap()
+        .into_sequence_classifier()
+        .unwrap()
+        .model
+}
+
+fn input() -> TextInput {
+    let device = Device::flex();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 17, 45, 99, 3, 8, 2, 8, 9, 10, 11, 3], [2, 6]), &device);
+    let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], [2, 6]), &device);
+    TextInput::ids(ids, Some(mask))
+}
+
+fn lora(targets: &[&str], init: InitLoraWeights) -> AdapterConfig {
+    AdapterConfig::new(
+        MethodConfig::Lora(LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            target_modules: Some(TargetModules::List(targets.iter().map(|s| s.to_string()).collect())),
+            init_lora_weights: init,
+            ..Default::default()
+        }),
+        None,
+        None,
+    )
+}
+
+#[test]
+fn lora_merge_unmerge_disable_and_files() {
+    let device = Device::flex();
+    let mut m = PeftModel::new(gpt2());
+    let base = values(m.forward(&input()).unwrap());
+    // PEFT's default init: B = 0, the adapter starts as a no-op.
+    m.add_adapter("zero", lora(&["c_attn", "c_proj"], InitLoraWeights::Default), None, &device).unwrap();
+    assert_eq!(values(m.forward(&input()).unwrap()), base);
+    // init_lora_weights = false: a real change.
+    m.add_adapter("rand", lora(&["c_attn", "c_proj"], InitLoraWeights::Random), None, &device).unwrap();
+    m.set_adapter("rand").unwrap();
+    let adapted = values(m.forward(&input()).unwrap());
+    assert!(max_diff(&adapted, &base) > 1e-3);
+    // Disabled: the base model exactly (nothing was merged).
+    m.disable_adapters().unwrap();
+    assert_eq!(values(m.forward(&input()).unwrap()), base);
+    m.enable_adapters().unwrap();
+    assert_eq!(values(m.forward(&input()).unwrap()), adapted);
+    // Merged: the same outputs without running the adapter path.
+    m.merge_adapter().unwrap();
+    let merged = values(m.forward(&input()).unwrap());
+    assert!(max_diff(&merged, &adapted) < 1e-5, "merged vs unmerged {}", max_diff(&merged, &adapted));
+    m.unmerge_adapter();
+    assert!(max_diff(&values(m.forward(&input()).unwrap()), &adapted) < 1e-5);
+    // After merge + unmerge: the base to float rounding (W + ΔW − ΔW).
+    m.disable_adapters().unwrap();
+    assert!(max_diff(&values(m.forward(&input()).unwrap()), &base) < 1e-5);
+    m.enable_adapters().unwrap();
+    // Saved and loaded into a fresh base: the same outputs.
+    let dir = tempfile::tempdir().unwrap();
+    m.save_adapter("rand", dir.path()).unwrap();
+    let cfg = std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap();
+    assert!(cfg.contains("\"peft_type\": \"LORA\"") && cfg.contains("\"fan_in_fan_out\": true"), "{cfg}");
+    let mut fresh = PeftModel::new(gpt2());
+    fresh.load_adapter(dir.path(), "default").unwrap();
+    assert!(max_diff(&values(fresh.forward(&input()).unwrap()), &adapted) < 1e-5);
+    // A name used twice, an unknown name.
+    let err = fresh.load_adapter(dir.path(), "default").unwrap_err().to_string();
+    assert!(err.contains("already loaded"), "{err}");
+    assert!(fresh.set_adapter("nope").unwrap_err().to_string().contains("no adapter named 'nope'"));
+    // Deleting the active adapter leaves the base.
+    m.delete_adapter("rand").unwrap();
+    assert!(max_diff(&values(m.forward(&input()).unwrap()), &base) < 1e-5);
+    // merge_and_unload: a plain model with the adapter in its weights.
+    let plain = fresh.merge_and_unload().unwrap();
+    let out = values(PeftModel::new(plain).forward(&input()).unwrap());
+    assert!(max_diff(&out, &adapted) < 1e-5);
+}
+
+#[test]
+fn peft_errors_are_peft_s() {
+    let device = Device::flex();
+    let mut m = PeftModel::new(gpt2());
+    let err = m.add_adapter("a", lora(&["q_proj"], InitLoraWeights::Default), None, &device).unwrap_err().to_string();
+    assert!(err.contains("Target modules [\"q_proj\"] not found in the base model"), "{err}");
+    let err = m.add_adapter("a", lora(&["ln_1"], InitLoraWeights::Default), None, &device).unwrap_err().to_string();
+    assert!(err.contains("is not supported"), "{err}");
+    let mut bad = lora(&["c_attn"], InitLoraWeights::Default);
+    if let MethodConfig::Lora(c) = &mut bad.method {
+        c.r = 0;
+    }
+    let err = m.add_adapter("a", bad, None, &device).unwrap_err().to_string();
+    assert!(err.contains("`r` should be a positive integer"), "{err}");
+    // DistilBERT has no default targets in PEFT.
+    let mut d = PeftModel::new(distilbert());
+    let none = AdapterConfig::new(MethodConfig::Lora(LoraConfig::default()), None, None);
+    let err = d.add_adapter("a", none, None, &device).unwrap_err().to_string();
+    assert!(err.contains("Please specify `target_modules`"), "{err}");
+}
+
+#[test]
+fn seq_cls_lora_saves_the_classifier_whole_and_switches_it() {
+    let device = Device::flex();
+    let mut m = PeftModel::new(distilbert());
+    let base = values(m.forward(&input()).unwrap());
+    m.add_adapter("a", lora(&["q_lin", "v_lin"], InitLoraWeights::Random), None, &device).unwrap();
+    let cfg = &m.adapter("a").unwrap().config;
+    assert_eq!(cfg.method.modules_to_save(), ["classifier".to_string(), "score".to_string()]);
+    // PEFT's endswith also takes pre_classifier.
+    assert_eq!(m.adapter("a").unwrap().saved_modules, ["pre_classifier", "classifier"]);
+    let a_out = values(m.forward(&input()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    m.save_adapter("a", dir.path()).unwrap();
+    let st = ft_hub::tensors::NamedTensors::read_safetensors(&dir.path().join("adapter_model.safetensors")).unwrap();
+    let names: Vec<&str> = st.names().collect();
+    assert!(names.contains(&"base_model.model.classifier.weight"), "{names:?}");
+    assert!(names.contains(&"base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight"), "{names:?}");
+    m.disable_adapters().unwrap();
+    let d = max_diff(&values(m.forward(&input()).unwrap()), &base);
+    assert!(d < 1e-6, "disabled vs base {d}");
+    m.set_adapter("a").unwrap();
+    assert_eq!(values(m.forward(&input()).unwrap()), a_out);
+    let mut fresh = PeftModel::new(distilbert());
+    fresh.load_adapter(dir.path(), "x").unwrap();
+    assert!(max_diff(&values(fresh.forward(&input()).unwrap()), &a_out) < 1e-5);
+}
+
+#[test]
+fn prompt_and_prefix_tuning_shapes_and_files() {
+    let device = Device::flex();
+    let mut m = PeftModel::new(gpt2());
+    let prompt = AdapterConfig::new(
+        MethodConfig::PromptTuning(PromptTuningConfig { num_virtual_tokens: 3, ..Default::default() }),
+        None,
+        None,
+    );
+    m.add_adapter("p", prompt, None, &device).unwrap();
+    let out = m.forward(&input()).unwrap();
+    let [b, l, v] = out.dims();
+    assert_eq!([b, l], [2, 9], "logits cover the virtual tokens, as PEFT's");
+    assert_eq!(v, 50257);
+    let prefix = AdapterConfig::new(
+        MethodConfig::PrefixTuning(PrefixTuningConfig { num_virtual_tokens: 4, prefix_projection: true, ..Default::default() }),
+        None,
+        None,
+    );
+    m.add_adapter("x", prefix, None, &device).unwrap();
+    m.set_adapter("x").unwrap();
+    let with_prefix = values(m.forward(&input()).unwrap());
+    assert_eq!(with_prefix.len(), 2 * 6 * 50257);
+    let dir = tempfile::tempdir().unwrap();
+    m.save_adapter("x", dir.path()).unwrap();
+    let st = ft_hub::tensors::NamedTensors::read_safetensors(&dir.path().join("adapter_model.safetensors")).unwrap();
+    // [virtual, layers · 2 · hidden] = [4, 2·2·16]
+    assert_eq!(st.get("prompt_embeddings").unwrap().0, &[4, 64]);
+    let mut fresh = PeftModel::new(gpt2());
+    fresh.load_adapter(dir.path(), "x").unwrap();
+    assert!(max_diff(&values(fresh.forward(&input()).unwrap()), &with_prefix) < 1e-5);
+    // Too long for n_positions = 32 with 30 virtual tokens.
+    let long = AdapterConfig::new(
+        MethodConfig::PromptTuning(PromptTuningConfig { num_virtual_tokens: 30, ..Default::default() }),
+        None,
+        None,
+    );
+    m.add_adapter("long", long, None, &device).unwrap();
+    m.set_adapter("long").unwrap();
+    let err = m.forward(&input()).unwrap_err().to_string();
+    assert!(err.contains("truncate the input to 2 tokens"), "{err}");
+}
+
+#[test]
+fn trainable_line_counts_as_peft() {
+    let device = Device::flex();
+    let mut m = PeftModel::new(gpt2());
+    m.add_adapter("default", lora(&["c_attn", "c_proj"], InitLoraWeights::Default), None, &device).unwrap();
+    // tiny GPT-2: 2 layers, n_embd 16, r 4: c_attn 4·16 + 48·4 = 256, attn.c_proj 4·16 + 16·4 = 128,
+    // mlp.c_proj 4·64 + 16·4 = 320 → 704 per layer.
+    let (t, all) = m.trainable_parameters().unwrap();
+    assert_eq!(t, 2 * 704);
+    let base = ft_models::params::ParameterCount::of(&gpt2()).total;
+    assert_eq!(all, base + 2 * 704);
+    assert!(m.trainable_line().unwrap().starts_with("trainable params: 1,408 || all params: "));
+}

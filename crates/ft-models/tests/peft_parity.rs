@@ -1,0 +1,173 @@
+//! Adapters saved by Hugging Face PEFT load in ft with PEFT's outputs (`tests/fixtures/peft`,
+//! made by `xtask/python/fixtures_peft.py`: LoRA with non-zero B on GPT-2's Conv1D and on
+//! DistilBERT/BERT Linear layers with `modules_to_save`, rsLoRA with `"all-linear"`, `bias =
+//! "all"`, prompt tuning, prefix tuning with and without projection), merged LoRA computes the
+//! same, and ft prints PEFT's trainable-parameter line.
+//!
+//! With `FT_UPDATE_FIXTURES=1`, ft also saves each adapter it loaded (re-saved from its own
+//! tensors) into `target/peft-saved` with its logits (`NAME.ft.json`), for `cargo xtask fixtures peft-check` to
+//! load back in PEFT (`tests/fixtures/peft/ft_saved_check.json`).
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ft_models::auto::{LoadOptions, Task, load};
+use ft_models::input::TextInput;
+use ft_models::peft::{PeftBase, PeftModel};
+
+const VOCAB_SLICE: usize = 256;
+
+fn input(expected: &BTreeMap<String, (Vec<usize>, Vec<f64>)>, device: &Device) -> TextInput {
+    let ids = &expected["input_ids"];
+    let mask = &expected["attention_mask"];
+    let t = |v: &(Vec<usize>, Vec<f64>)| {
+        Tensor::<2, Int>::from_data(TensorData::new(v.1.iter().map(|x| *x as i64).collect::<Vec<_>>(), [v.0[0], v.0[1]]), device)
+    };
+    TextInput::ids(t(ids), Some(t(mask)))
+}
+
+fn sliced(t: Tensor<3>) -> Vec<f32> {
+    let [b, l, v] = t.dims();
+    t.narrow(2, 0, VOCAB_SLICE.min(v)).reshape([b * l * VOCAB_SLICE.min(v)]).into_data().try_into_vec_as().unwrap()
+}
+
+fn flat(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_into_vec_as().unwrap()
+}
+
+/// The largest difference over the real tokens' outputs: for per-token outputs
+/// (`[batch, seq(+virtual), vocab]`) the padded positions are left out — what a model computes
+/// there is arbitrary (transformers' own eager and SDPA attention disagree on them).
+fn max_err(got: &[f32], want: &(Vec<usize>, Vec<f64>), mask: &(Vec<usize>, Vec<f64>)) -> f64 {
+    assert_eq!(got.len(), want.1.len(), "shape {:?}", want.0);
+    let keep = |i: usize| -> bool {
+        if want.0.len() != 3 {
+            return true;
+        }
+        let (l, v) = (want.0[1], want.0[2]);
+        let (b, pos) = (i / (l * v), (i / v) % l);
+        let seq = mask.0[1];
+        let virt = l - seq;
+        pos < virt || mask.1[b * seq + pos - virt] != 0.0
+    };
+    got.iter().zip(&want.1).enumerate().filter(|(i, _)| keep(*i)).map(|(_, (a, b))| (*a as f64 - b).abs()).fold(0.0, f64::max)
+}
+
+fn fixtures() -> (std::path::PathBuf, BTreeMap<String, (Vec<usize>, Vec<f64>)>, serde_json::Value) {
+    let dir = support::fixture("peft");
+    let expected: BTreeMap<_, _> = support::read_safetensors(&dir.join("expected.safetensors")).into_iter().collect();
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    (dir, expected, meta)
+}
+
+/// Loads case `name` and checks it; returns ft's logits (flattened as PEFT's fixture).
+fn check<M: PeftBase>(
+    name: &str,
+    base: M,
+    logits: impl Fn(M::Output) -> Vec<f32>,
+    tol: f64,
+) -> (PeftModel<M>, Vec<f32>) {
+    let (dir, expected, meta) = fixtures();
+    let device = Device::flex();
+    let mut m = PeftModel::new(base);
+    m.load_adapter(&dir.join(name), "default").unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = logits(m.forward(&input(&expected, &device)).unwrap());
+    let err = max_err(&got, &expected[&format!("{name}.logits")], &expected["attention_mask"]);
+    eprintln!("{name}: PEFT → ft max |Δ logits| = {err:.2e}");
+    assert!(err <= tol, "{name}: {err}");
+    let line = m.trainable_line().unwrap();
+    if !name.ends_with("projection") {
+        // (PEFT's line there is the training-time MLP's; a saved prefix loads as a plain matrix.)
+        assert_eq!(line, meta[name]["trainable_line"].as_str().unwrap(), "{name}");
+    }
+    (m, got)
+}
+
+fn merged_check<M: PeftBase>(name: &str, m: PeftModel<M>, logits: impl Fn(M::Output) -> Vec<f32>) {
+    let (_, expected, _) = fixtures();
+    let device = Device::flex();
+    let plain = m.merge_and_unload().unwrap();
+    let got = logits(PeftModel::new(plain).forward(&input(&expected, &device)).unwrap());
+    let err = max_err(&got, &expected[&format!("{name}.merged_logits")], &expected["attention_mask"]);
+    eprintln!("{name}: merged max |Δ logits| vs PEFT's merge_and_unload = {err:.2e}");
+    assert!(err <= 1e-4, "{name} merged: {err}");
+}
+
+fn gpt2() -> ft_models::auto::CausalLm {
+    let dir = support::fixture("models/tiny-gpt2");
+    load(dir.to_str().unwrap(), Task::CausalLm, &LoadOptions::default(), &Device::flex()).unwrap().into_causal_lm().unwrap().model
+}
+
+fn seqcls(name: &str) -> ft_models::auto::SequenceClassifier {
+    let dir = support::fixture(&format!("models/{name}"));
+    load(dir.to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &Device::flex())
+        .unwrap()
+        .into_sequence_classifier()
+        .unwrap()
+        .model
+}
+
+/// Re-saves an adapter ft loaded: checks that the weights file is the one PEFT loaded back
+/// with ft's outputs (`ft_saved_check.json`, made by `cargo xtask fixtures peft-check`); with
+/// `FT_UPDATE_FIXTURES=1`, writes it and ft's logits for that check.
+fn save_for_python<M: PeftBase>(name: &str, m: &mut PeftModel<M>, base: &str, task_type: &str, logits: &[f32]) {
+    let tmp = tempfile::tempdir().unwrap();
+    m.save_adapter("default", tmp.path()).unwrap();
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/ft_saved_check.json")).unwrap()).unwrap();
+    let rec = &check[name];
+    let err = rec["max_abs_logits_vs_ft"].as_f64().unwrap();
+    eprintln!("{name}: ft → PEFT max |Δ logits| = {err:.2e}");
+    assert!(err <= 1e-4, "{name}: PEFT computed other outputs from ft's adapter: {err}");
+    if std::env::var_os("FT_UPDATE_FIXTURES").is_none() {
+        let want = rec["files"]["adapter_model.safetensors"].as_str().unwrap();
+        assert_eq!(
+            support::fnv(&tmp.path().join("adapter_model.safetensors")),
+            want,
+            "{name}: ft now writes another adapter_model.safetensors than the one PEFT checked: run `cargo xtask fixtures peft-check`"
+        );
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peft-saved");
+    m.save_adapter("default", &root.join(name)).unwrap();
+    // One file per case: the tests run in parallel.
+    let record = serde_json::json!({"base": base, "task_type": task_type, "logits": logits});
+    std::fs::write(root.join(format!("{name}.ft.json")), serde_json::to_string(&record).unwrap()).unwrap();
+}
+
+#[test]
+fn gpt2_lora_from_peft() {
+    for name in ["gpt2-lora", "gpt2-lora-rslora"] {
+        let (mut m, got) = check(name, gpt2(), sliced, 1e-4);
+        save_for_python(name, &mut m, "tiny-gpt2", "CAUSAL_LM", &got);
+        merged_check(name, m, sliced);
+    }
+}
+
+#[test]
+fn gpt2_prompt_and_prefix_from_peft() {
+    for name in ["gpt2-prompt", "gpt2-prefix", "gpt2-prefix-projection"] {
+        let (mut m, got) = check(name, gpt2(), sliced, 1e-4);
+        save_for_python(name, &mut m, "tiny-gpt2", "CAUSAL_LM", &got);
+    }
+}
+
+#[test]
+fn seq_cls_lora_with_modules_to_save_and_biases_from_peft() {
+    let (mut m, got) = check("distilbert-lora", seqcls("tiny-distilbert-seqcls"), flat, 1e-4);
+    save_for_python("distilbert-lora", &mut m, "tiny-distilbert-seqcls", "SEQ_CLS", &got);
+    merged_check("distilbert-lora", m, flat);
+    let (mut m, got) = check("bert-lora-bias", seqcls("tiny-bert-seqcls"), flat, 1e-4);
+    save_for_python("bert-lora-bias", &mut m, "tiny-bert-seqcls", "SEQ_CLS", &got);
+    merged_check("bert-lora-bias", m, flat);
+}
+
+#[test]
+fn seq_cls_prompt_from_peft() {
+    let (mut m, got) = check("bert-prompt", seqcls("tiny-bert-seqcls"), flat, 1e-4);
+    save_for_python("bert-prompt", &mut m, "tiny-bert-seqcls", "SEQ_CLS", &got);
+}
