@@ -377,6 +377,12 @@ seed = 0
     assert_eq!(steps.len(), 3);
     let mean = steps.iter().sum::<f64>() / 3.0;
     assert!((train_loss - mean).abs() < 1e-4, "train_loss {train_loss} vs mean step loss {mean} ({steps:?})");
+    // Without logging the mean is the same (it used to be the sum of the step losses).
+    let quiet = tmp.path().join("out-no-logging");
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", &format!("training.output_dir=\"{}\"", quiet.display()), "--set", "training.logging_strategy=\"no\""]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let quiet_loss = json(&quiet.join("train_results.json"))["train_loss"].as_f64().unwrap();
+    assert!((quiet_loss - mean).abs() < 1e-4, "logging_strategy = no: train_loss {quiet_loss} vs mean {mean}");
 }
 
 #[test]

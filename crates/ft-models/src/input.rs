@@ -63,6 +63,46 @@ impl TextInput {
         self
     }
 
+    /// Checks the inputs against a model of width `hidden` with `heads` heads and `layers`
+    /// layers, before anything runs: input embeddings' width, segment and position ids'
+    /// shapes, and every layer's past keys/values (`[batch, heads, past, hidden / heads]`).
+    /// Errors say what does not fit (the forward passes would otherwise fail inside a kernel).
+    pub fn check(&self, hidden: usize, heads: usize, layers: usize, past: Option<&KvCache>) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::ModelError::Input(m));
+        let [b, l] = self.tokens.dims();
+        if let Tokens::Embeds(e) = &self.tokens
+            && e.dims()[2] != hidden
+        {
+            return bad(format!("input embeddings of width {}, the model's hidden size is {hidden}", e.dims()[2]));
+        }
+        for (name, t) in [("token_type_ids", &self.token_type_ids), ("position_ids", &self.position_ids)] {
+            if let Some(t) = t
+                && t.dims() != [b, l]
+                && !(name == "position_ids" && t.dims() == [1, l])
+            {
+                return bad(format!("{name} of shape {:?}, expected [{b}, {l}]", t.dims()));
+            }
+        }
+        if let Some(c) = past.filter(|c| !c.is_empty()) {
+            if c.num_layers() != layers {
+                return bad(format!("past keys/values for {} layers, the model has {layers}", c.num_layers()));
+            }
+            let want = [b, heads, c.len(), hidden / heads.max(1)];
+            for i in 0..layers {
+                if let Some((k, v)) = c.layer(i)
+                    && (k.dims() != want || v.dims() != want)
+                {
+                    return bad(format!(
+                        "past keys/values of layer {i}: {:?} / {:?}, expected {want:?} (batch, heads, past, head_dim)",
+                        k.dims(),
+                        v.dims()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// From a padded batch of encoded texts (ids, mask, segment ids).
     pub fn from_batch(batch: &ft_hub::batch::TextBatch) -> Self {
         Self::ids(batch.input_ids.clone(), Some(batch.attention_mask.clone()))
@@ -131,18 +171,6 @@ impl KvCache {
         };
         self.layers[layer] = Some((k.clone(), v.clone()));
         (k, v)
-    }
-
-    /// The keys and values of layer `layer` with this pass's appended, without storing them
-    /// (an encoder reading a fixed prefix).
-    ///
-    /// # Shapes
-    /// - `k`, `v`: `[batch, heads, new, head_dim]`; outputs `[batch, heads, cached + new, head_dim]`
-    pub fn prepend(&self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        match self.layer(layer) {
-            Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k], 2), Tensor::cat(vec![pv.clone(), v], 2)),
-            None => (k, v),
-        }
     }
 
     /// Records that a forward pass appended `new` positions to every layer.

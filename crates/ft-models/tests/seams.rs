@@ -136,8 +136,22 @@ fn input_embeddings_equal_ids() {
     let from_embeds = m.forward_input(&TextInput::embeds(embeds, Some(mask.clone())), None).unwrap();
     assert_eq!(values(from_ids.clone()), values(from_embeds));
     // And the plain forward is the same computation.
-    let plain = bert.forward(ids, mask, None);
+    let plain = bert.forward(ids.clone(), mask.clone(), None);
     assert_eq!(values(plain), values(from_ids));
+
+    let AnyModel::SequenceClassifier(d) = load_model("tiny-distilbert-seqcls", Task::SequenceClassification) else {
+        unreachable!()
+    };
+    let ft_models::auto::SequenceClassifier::DistilBert(db) = &d else { unreachable!() };
+    let embeds = db.distilbert.embeddings.word_embeddings.forward(ids.clone());
+    let from_ids = d.forward_input(&TextInput::ids(ids.clone(), Some(mask.clone())), None).unwrap();
+    let from_embeds = d.forward_input(&TextInput::embeds(embeds.clone(), Some(mask.clone())), None).unwrap();
+    assert_eq!(values(from_ids.clone()), values(from_embeds));
+    assert_eq!(values(db.forward(ids, mask.clone())), values(from_ids));
+    // Embeddings of the wrong width: an error, not a panic.
+    let narrow = embeds.narrow(2, 0, 8);
+    let err = d.forward_input(&TextInput::embeds(narrow, Some(mask)), None).unwrap_err().to_string();
+    assert!(err.contains("input embeddings of width 8"), "{err}");
 
     let AnyModel::CausalLm(ft_models::auto::CausalLm::Gpt2(g)) = load_model("tiny-gpt2", Task::CausalLm) else {
         unreachable!()
@@ -151,40 +165,48 @@ fn input_embeddings_equal_ids() {
 
 #[test]
 fn an_empty_prefix_is_a_no_op_and_a_masked_prefix_is_ignored() {
-    let device = Device::flex();
-    let (ids, mask) = batch(&device);
-    let AnyModel::SequenceClassifier(m) = load_model("tiny-bert-seqcls", Task::SequenceClassification) else {
-        unreachable!()
-    };
-    let layers = 2;
-    let empty = |len: usize| {
-        KvCache::from_layers(
-            (0..layers)
-                .map(|_| {
-                    let kv = || Tensor::<4>::random([2, 4, len, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-                    (kv(), kv())
-                })
-                .collect(),
-        )
-        .unwrap()
-    };
-    let input = TextInput::ids(ids.clone(), Some(mask.clone()));
-    let plain = values(m.forward_input(&input, None).unwrap());
-    assert_eq!(plain, values(m.forward_input(&input, Some(&empty(0))).unwrap()));
+    for name in ["tiny-bert-seqcls", "tiny-distilbert-seqcls"] {
+        let device = Device::flex();
+        let (ids, mask) = batch(&device);
+        let AnyModel::SequenceClassifier(m) = load_model(name, Task::SequenceClassification) else {
+            unreachable!()
+        };
+        let layers = 2;
+        let cache = |len: usize, heads: usize| {
+            KvCache::from_layers(
+                (0..layers)
+                    .map(|_| {
+                        let kv = || {
+                            Tensor::<4>::random([2, heads, len, 32 / heads], burn::tensor::Distribution::Normal(0.0, 1.0), &device)
+                        };
+                        (kv(), kv())
+                    })
+                    .collect(),
+            )
+            .unwrap()
+        };
+        let empty = |len: usize| cache(len, 4);
+        let input = TextInput::ids(ids.clone(), Some(mask.clone()));
+        let plain = values(m.forward_input(&input, None).unwrap());
+        assert_eq!(plain, values(m.forward_input(&input, Some(&empty(0))).unwrap()), "{name}");
 
-    // Three prefix keys that the mask hides, positions given explicitly: the same logits (the
-    // masked keys add exact zeros to the softmax; the summation order may differ in the last
-    // bit).
-    let prefix_mask = Tensor::cat(vec![Tensor::<2, Int>::zeros([2, 3], &device), mask], 1);
-    let positions = Tensor::<1, Int>::arange(0..6, &device).reshape([1, 6]);
-    let with_prefix = TextInput::ids(ids, Some(prefix_mask)).with_position_ids(Some(positions));
-    let got = values(m.forward_input(&with_prefix, Some(&empty(3))).unwrap());
-    let worst = plain.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    assert!(worst < 1e-6, "{worst}");
+        // Three prefix keys that the mask hides, positions given explicitly: the same logits
+        // (the masked keys add exact zeros to the softmax; the summation order may differ in
+        // the last bit).
+        let prefix_mask = Tensor::cat(vec![Tensor::<2, Int>::zeros([2, 3], &device), mask], 1);
+        let positions = Tensor::<1, Int>::arange(0..6, &device).reshape([1, 6]);
+        let with_prefix = TextInput::ids(ids, Some(prefix_mask.clone())).with_position_ids(Some(positions));
+        let got = values(m.forward_input(&with_prefix, Some(&empty(3))).unwrap());
+        let worst = plain.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-6, "{name}: {worst}");
 
-    // A mask of the wrong width is an error, not a panic.
-    let bad = TextInput::ids(Tensor::<2, Int>::zeros([2, 6], &device), Some(Tensor::ones([2, 6], &device)));
-    assert!(m.forward_input(&bad, Some(&empty(3))).unwrap_err().to_string().contains("attention mask"));
+        // A mask of the wrong width, or past keys/values of the wrong shape: errors, not panics.
+        let bad = TextInput::ids(Tensor::<2, Int>::zeros([2, 6], &device), Some(Tensor::ones([2, 6], &device)));
+        assert!(m.forward_input(&bad, Some(&empty(3))).unwrap_err().to_string().contains("attention mask"), "{name}");
+        let input = TextInput::ids(Tensor::<2, Int>::zeros([2, 6], &device), Some(prefix_mask));
+        let err = m.forward_input(&input, Some(&cache(3, 2))).unwrap_err().to_string();
+        assert!(err.contains("past keys/values of layer 0"), "{name}: {err}");
+    }
 }
 
 #[test]

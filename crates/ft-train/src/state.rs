@@ -51,7 +51,9 @@ pub struct TrainerState {
     /// Always true (one process).
     pub is_world_process_zero: bool,
     /// transformers' FLOPs estimate of the training so far (`6 · tokens · non-embedding
-    /// parameters` per batch; 0 for tasks without tokens).
+    /// parameters` per batch). 0 where transformers counts none: its `Trainer` asks the model's
+    /// `floating_point_ops`, which only `PreTrainedModel`s have — the notebook's §5 head on a
+    /// frozen encoder is a plain `nn.Module`, so ft's frozen method reports 0 as it does.
     #[serde(default)]
     pub total_flos: f64,
     /// The sum of every optimizer step's mean loss so far (transformers' `_total_loss_scalar`);

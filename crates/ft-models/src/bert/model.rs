@@ -333,15 +333,7 @@ impl BertModel {
         let [b, l] = input.tokens.dims();
         let _span = tracing::trace_span!("bert", batch = b, seq = l).entered();
         let prefix = past.map_or(0, KvCache::len);
-        if let Some(c) = past
-            && c.num_layers() != self.layers.len()
-        {
-            return Err(ModelError::Input(format!(
-                "past keys/values for {} layers, the model has {}",
-                c.num_layers(),
-                self.layers.len()
-            )));
-        }
+        input.check(self.config.hidden_size, self.config.num_attention_heads, self.layers.len(), past)?;
         if input.position_ids.is_none() && prefix + l > self.config.max_position_embeddings {
             return Err(ModelError::Input(format!(
                 "{} positions ({prefix} prefix + {l} tokens) exceed max_position_embeddings = {}",

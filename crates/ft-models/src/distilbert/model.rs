@@ -265,15 +265,7 @@ impl DistilBertModel {
     pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<3>> {
         let [b, l] = input.tokens.dims();
         let prefix = past.map_or(0, KvCache::len);
-        if let Some(c) = past
-            && c.num_layers() != self.layers.len()
-        {
-            return Err(ModelError::Input(format!(
-                "past keys/values for {} layers, the model has {}",
-                c.num_layers(),
-                self.layers.len()
-            )));
-        }
+        input.check(self.config.dim, self.config.n_heads, self.layers.len(), past)?;
         if input.position_ids.is_none() && prefix + l > self.config.max_position_embeddings {
             return Err(ModelError::Input(format!(
                 "{} positions ({prefix} prefix + {l} tokens) exceed max_position_embeddings = {}",

@@ -330,16 +330,7 @@ impl GPT2Model {
         if l == 0 {
             return Err(ModelError::Input("an empty sequence (0 tokens)".into()));
         }
-        if let Some(c) = cache.as_ref()
-            && !c.is_empty()
-            && c.num_layers() != self.h.len()
-        {
-            return Err(ModelError::Input(format!(
-                "past keys/values for {} layers, the model has {}",
-                c.num_layers(),
-                self.h.len()
-            )));
-        }
+        input.check(self.config.n_embd, self.config.n_head, self.h.len(), cache.as_deref())?;
         if let Some(m) = &input.attention_mask
             && m.dims() != [b, past + l]
         {

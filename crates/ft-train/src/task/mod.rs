@@ -65,7 +65,8 @@ pub trait TrainTask {
     }
 
     /// transformers' `floating_point_ops` for one batch (`6 · tokens · non-embedding
-    /// parameters`); 0 when the task has no tokens.
+    /// parameters`); 0 where transformers counts none (a model that is not a
+    /// `PreTrainedModel`, such as the frozen method's head on features).
     fn flops(&self, _batch: &Self::Batch) -> f64 {
         0.0
     }
