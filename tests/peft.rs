@@ -157,13 +157,14 @@ fn prompt_and_prefix_tuning_train_gpt2() {
         let config = json(&out.join("adapter_config.json"));
         assert_eq!(config["token_dim"], 16);
         assert_eq!(config["num_layers"], 2);
-        // The pipelines run LoRA only for now: a clear error, not a wrong answer.
+        // ft predict and ft generate run it (virtual tokens before the text).
         let input = tmp.path().join("in.jsonl");
-        std::fs::write(&input, "{\"text\": \"The cat sat\"}\n").unwrap();
-        fails(
-            &ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", tmp.path().join("p.jsonl").to_str().unwrap()]),
-            &["not yet in the pipelines"],
-        );
+        std::fs::write(&input, "{\"text\": \"The cat sat\"}\n{\"text\": \"Rust\"}\n").unwrap();
+        let pred = tmp.path().join("p.jsonl");
+        ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]));
+        assert_eq!(std::fs::read_to_string(&pred).unwrap().lines().count(), 2);
+        let text = ok(&ft(&["generate", "--adapter", out.to_str().unwrap(), "--prompt", "The cat", "--prompt", "A", "--max-new-tokens", "4"]));
+        assert!(!text.trim().is_empty());
         let info = ok(&ft(&["info", "--adapter", out.to_str().unwrap()]));
         assert!(info.contains("trainable params: "), "{info}");
     }

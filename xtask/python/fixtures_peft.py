@@ -116,6 +116,34 @@ def make(models: Path, out: Path) -> None:
         model.save_pretrained(out / name)
         (out / name / "README.md").unlink(missing_ok=True)  # PEFT's model card template
         info = {"base": base_name, "task_type": task, "trainable_line": line}
+        if causal:
+            # Greedy continuation, one prompt and a left-padded batch of two. PEFT 0.21's own
+            # generate() is broken with transformers 5 for prompt learning (prompt tuning: an
+            # index error; prefix tuning: a first token that is not the argmax of its own forward
+            # pass), so the reference is greedy decoding by PEFT's forward pass, without a cache
+            # (checked equal to generate() for LoRA).
+            gens = []
+            for prompts in ([[5, 17, 45]], [[5, 17, 45, 99], [8, 9]]):
+                width = max(len(p) for p in prompts)
+                cur = torch.tensor([[50256] * (width - len(p)) + p for p in prompts])
+                mask_g = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+                start = cur.clone()
+                lora = isinstance(model.peft_config["default"], peft.LoraConfig)
+                for _ in range(6):
+                    # generate()'s position ids from the mask for the plain model (PEFT drops
+                    # position ids for prompt learning: positions then run over everything).
+                    pos = (mask_g.cumsum(-1) - 1).masked_fill(mask_g == 0, 1) if lora else None
+                    with torch.no_grad():
+                        nxt = model(input_ids=cur, attention_mask=mask_g, position_ids=pos).logits[:, -1].argmax(-1, keepdim=True)
+                    cur = torch.cat([cur, nxt], 1)
+                    mask_g = torch.cat([mask_g, torch.ones_like(nxt)], 1)
+                if lora:
+                    with torch.no_grad():
+                        ref = model.generate(input_ids=start, attention_mask=mask_g[:, :width], max_new_tokens=6,
+                                             do_sample=False, pad_token_id=50256)
+                    assert ref[:, width:].tolist() == cur[:, width:].tolist(), (name, prompts)
+                gens.append({"prompts": prompts, "new_tokens": cur[:, width:].tolist()})
+            info["generate"] = gens
         if isinstance(model.peft_config["default"], peft.LoraConfig):
             merged = model.merge_and_unload()
             expected[f"{name}.merged_logits"] = logits_of(merged, ids, mask, causal)

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use ft_data::hub::{RepoFiles, RepoKind};
 use ft_models::auto::Task;
 use ft_models::peft::{PeftBase, PeftModel};
-use ft_peft::config::{AdapterConfig, MethodConfig};
+use ft_peft::config::AdapterConfig;
 use ft_peft::files::{CONFIG_FILE, WEIGHTS_FILE};
 
 /// Adapter options shared by the commands that load a model.
@@ -84,7 +84,8 @@ impl AdapterArgs {
         }))
     }
 
-    /// `base` with every adapter loaded and the active one switched on.
+    /// `base` with every adapter loaded and the active one switched on (no adapter: the base
+    /// model alone).
     pub fn attach<M: PeftBase>(&self, base: M, specs: &[AdapterSpec]) -> Result<PeftModel<M>> {
         let mut model = PeftModel::new(base);
         for a in specs {
@@ -97,25 +98,14 @@ impl AdapterArgs {
     }
 }
 
-/// The base model with its active LoRA adapter switched on, for the pipelines (which run plain
-/// models). Prompt- and prefix-tuning adapters change the inputs, which the pipelines do not do
-/// yet: an error says so.
-pub fn lora_model<M: PeftBase>(args: &AdapterArgs, base: M, specs: &[AdapterSpec]) -> Result<M> {
-    if specs.is_empty() {
-        return Ok(base);
-    }
-    let model = args.attach(base, specs)?;
-    if let Some(a) = model.active_adapter()
-        && !matches!(a.config.method, MethodConfig::Lora(_))
-    {
-        bail!(
-            "adapter '{}' is {}: ft predict and ft generate run LoRA adapters; prompt and prefix tuning run in the \
-             library (ft_models::peft::PeftModel::forward) but not yet in the pipelines",
-            a.name,
-            a.config.method.peft_type()
-        );
-    }
-    Ok(model.base)
+/// A loaded model with the adapters on it.
+pub fn with_adapters<M: PeftBase>(
+    args: &AdapterArgs,
+    loaded: ft_models::auto::Loaded<M>,
+    specs: &[AdapterSpec],
+) -> Result<ft_models::auto::Loaded<PeftModel<M>>> {
+    let ft_models::auto::Loaded { model, config, report, files } = loaded;
+    Ok(ft_models::auto::Loaded { model: args.attach(model, specs)?, config, report, files })
 }
 
 /// A local adapter folder, or the Hub repository's files fetched into the cache.

@@ -111,10 +111,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if !loaded.report.newly_initialized.is_empty() {
         eprintln!("warning: {model} has no trained weights for {:?}: its text is random", loaded.report.newly_initialized);
     }
-    let mut loaded = loaded.into_causal_lm()?;
-    loaded.model = crate::adapters::lora_model(&args.adapter, loaded.model, &specs)?;
+    let loaded = crate::adapters::with_adapters(&args.adapter, loaded.into_causal_lm()?, &specs)?;
     let options = PipelineOptions { batch_size: args.prompt.len().max(1), max_length: None };
-    let pipe = TextGenerationPipeline::new(loaded, &options, &device)?;
+    let pipe = TextGenerationPipeline::with_adapters(loaded, &options, &device)?;
     let sampling = overrides.do_sample.or(pipe.generation_config().do_sample).unwrap_or(false);
     if !sampling {
         let ignored: Vec<&str> = [

@@ -12,7 +12,7 @@ use ft_serve::pipeline::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::adapters::{AdapterArgs, lora_model};
+use crate::adapters::{AdapterArgs, with_adapters};
 use crate::jsonl::{AtomicWriter, read_field};
 
 /// Arguments of `ft predict`.
@@ -93,9 +93,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     );
     match task {
         Task::SequenceClassification => {
-            let mut loaded = loaded.into_sequence_classifier()?;
-            loaded.model = lora_model(&args.adapter, loaded.model, &specs)?;
-            let pipe = TextClassificationPipeline::new(loaded, &options, &device)?;
+            let loaded = with_adapters(&args.adapter, loaded.into_sequence_classifier()?, &specs)?;
+            let pipe = TextClassificationPipeline::with_adapters(loaded, &options, &device)?;
             for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 for r in pipe.predict(&refs).map_err(|e| at_line(&args.input, c, e))? {
@@ -105,9 +104,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             }
         }
         Task::TokenClassification => {
-            let mut loaded = loaded.into_token_classifier()?;
-            loaded.model = lora_model(&args.adapter, loaded.model, &specs)?;
-            let pipe = TokenClassificationPipeline::new(loaded, &options, strategy, &device)?;
+            let loaded = with_adapters(&args.adapter, loaded.into_token_classifier()?, &specs)?;
+            let pipe = TokenClassificationPipeline::with_adapters(loaded, &options, strategy, &device)?;
             for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 for r in pipe.predict(&refs).map_err(|e| at_line(&args.input, c, e))? {
@@ -119,9 +117,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         Task::CausalLm => {
             // {"input_ids", "next_token_logits"} per text: logits over the whole vocabulary at the
             // last position, texts truncated to the first n_positions (or --max-length) tokens.
-            let mut loaded = loaded.into_causal_lm()?;
-            loaded.model = lora_model(&args.adapter, loaded.model, &specs)?;
-            let pipe = TextGenerationPipeline::new(loaded, &options, &device)?;
+            let loaded = with_adapters(&args.adapter, loaded.into_causal_lm()?, &specs)?;
+            let pipe = TextGenerationPipeline::with_adapters(loaded, &options, &device)?;
             for (c, chunk) in texts.chunks(CHUNK).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 for r in pipe.next_token_logits(&refs).map_err(|e| at_line(&args.input, c, e))? {

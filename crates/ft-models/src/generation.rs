@@ -45,6 +45,7 @@ use ft_hub::rng::Pcg64;
 
 use crate::config::read_json;
 use crate::gpt2::{GPT2LMHeadModel, Gpt2Config, KvCache};
+use crate::input::TextInput;
 use crate::{ModelError, Result};
 
 /// transformers' default `max_length` when nothing sets the length: 20 new tokens.
@@ -437,6 +438,24 @@ fn int_tensor(values: Vec<i64>, shape: [usize; 2], device: &Device) -> Tensor<2,
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
+/// Virtual tokens a PEFT prompt-learning adapter puts before every prompt (see
+/// [`generate_with`]).
+#[derive(Debug, Clone)]
+pub enum VirtualTokens {
+    /// Prompt tuning: `[n, n_embd]` vectors prepended to the prompt's embeddings.
+    Prompt(Tensor<2>),
+    /// Prefix tuning: `[n, layers · 2 · n_embd]`, every layer's keys and values in PEFT's layout.
+    Prefix(Tensor<2>),
+}
+
+impl VirtualTokens {
+    fn len(&self) -> usize {
+        match self {
+            Self::Prompt(t) | Self::Prefix(t) => t.dims()[0],
+        }
+    }
+}
+
 /// Generates continuations of tokenized prompts (see the module documentation).
 ///
 /// `seed` seeds the sampler (ignored by greedy decoding); `None` draws a seed from the clock.
@@ -447,6 +466,23 @@ pub fn generate(
     settings: &GenerationSettings,
     seed: Option<u64>,
     device: &Device,
+) -> Result<Vec<Generated>> {
+    generate_with(model, prompts, settings, seed, device, None)
+}
+
+/// [`generate`] after a prompt-learning adapter's virtual tokens, as PEFT's
+/// `PeftModelForCausalLM.generate`: the attention mask covers them, position ids are not derived
+/// from the mask but run over virtual and real tokens (PEFT drops them), a soft prompt is
+/// prepended to the first step's input embeddings, a prefix fills the key/value cache before
+/// the first step (with `use_cache = false`, both are redone at every step). The virtual tokens
+/// count against `n_positions`.
+pub fn generate_with(
+    model: &GPT2LMHeadModel,
+    prompts: &[Vec<u32>],
+    settings: &GenerationSettings,
+    seed: Option<u64>,
+    device: &Device,
+    virtual_tokens: Option<&VirtualTokens>,
 ) -> Result<Vec<Generated>> {
     let _span = tracing::debug_span!("generate", prompts = prompts.len(), sample = settings.do_sample).entered();
     if prompts.is_empty() {
@@ -479,9 +515,17 @@ pub fn generate(
     }
     let b = rows.len();
     let width = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(1);
-    let max_new = settings.new_tokens_for(width)?;
+    let n_virtual = virtual_tokens.map_or(0, VirtualTokens::len);
+    let max_new = settings.new_tokens_for(n_virtual + width)?;
     let padded = rows.iter().any(|(_, r)| r.len() != width);
     let pad = settings.pad_token_id;
+    let config = &model.transformer.config;
+    let prefix_cache = |virtual_tokens: Option<&VirtualTokens>| match virtual_tokens {
+        Some(VirtualTokens::Prefix(p)) => {
+            KvCache::from_layers(ft_peft::prefix::past_key_values(p.clone(), b, config.n_layer, config.n_head))
+        }
+        _ => None,
+    };
 
     // Left-padded ids and the attention mask, extended by one column per step.
     let mut ids: Vec<Vec<u32>> = Vec::with_capacity(b);
@@ -502,13 +546,46 @@ pub fn generate(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     });
     let mut rng = Pcg64::from_seed(seed as u128);
-    let mut cache = settings.use_cache.then(KvCache::new);
+    let mut cache = settings.use_cache.then(|| prefix_cache(virtual_tokens).unwrap_or_default());
+    if n_virtual > 0 {
+        for m in &mut mask {
+            m.splice(0..0, std::iter::repeat_n(1i64, n_virtual));
+        }
+    }
 
     for step in 0..max_new {
         let total = width + step;
+        let logits = if let Some(v) = virtual_tokens.filter(|_| n_virtual > 0) {
+            // PEFT's path: the mask always, positions from the cache (virtual tokens first).
+            let mask_t = Some(int_tensor(mask.iter().flatten().copied().collect(), [b, n_virtual + total], device));
+            match cache.as_mut() {
+                Some(cache) if step > 0 => {
+                    let last: Vec<i64> = ids.iter().map(|r| r[total - 1] as i64).collect();
+                    model.forward_last(int_tensor(last, [b, 1], device), mask_t, None, Some(cache))?
+                }
+                cache => {
+                    let flat: Vec<i64> = ids.iter().flatten().map(|&x| x as i64).collect();
+                    let ids_t = int_tensor(flat, [b, total], device);
+                    let mut fresh = prefix_cache(virtual_tokens);
+                    let cache = match cache {
+                        Some(c) => Some(c),
+                        None => fresh.as_mut(),
+                    };
+                    match v {
+                        VirtualTokens::Prompt(p) => {
+                            let [n, h] = p.dims();
+                            let prompt = p.clone().unsqueeze::<3>().expand([b, n, h]);
+                            let embeds = Tensor::cat(vec![prompt, model.transformer.wte.forward(ids_t)], 1);
+                            model.forward_input_last(&TextInput::embeds(embeds, mask_t), cache)?
+                        }
+                        VirtualTokens::Prefix(_) => model.forward_last(ids_t, mask_t, None, cache)?,
+                    }
+                }
+            }
+        } else {
         // Without padding the model's defaults (no mask: causal only; positions 0..) are exact.
         let mask_t = padded.then(|| int_tensor(mask.iter().flatten().copied().collect(), [b, total], device));
-        let logits = match cache.as_mut() {
+        match cache.as_mut() {
             Some(cache) if step > 0 => {
                 let last: Vec<i64> = ids.iter().map(|r| r[total - 1] as i64).collect();
                 let pos = padded.then(|| {
@@ -522,6 +599,7 @@ pub fn generate(
                 let pos = padded.then(|| int_tensor(position_ids(&mask), [b, total], device));
                 model.forward_last(int_tensor(flat, [b, total], device), mask_t, pos, cache)?
             }
+        }
         };
         let values: Vec<f32> = logits
             .into_data()

@@ -171,3 +171,39 @@ fn seq_cls_prompt_from_peft() {
     let (mut m, got) = check("bert-prompt", seqcls("tiny-bert-seqcls"), flat, 1e-4);
     save_for_python("bert-prompt", &mut m, "tiny-bert-seqcls", "SEQ_CLS", &got);
 }
+
+/// Greedy continuations with each causal adapter match PEFT's (its forward pass, greedily; see
+/// the fixture script for why not its `generate`), one prompt and a left-padded batch, with and
+/// without the key/value cache.
+#[test]
+fn gpt2_adapters_generate_as_peft() {
+    use ft_models::generation::{GenerationConfig, generate_with};
+    let (dir, _, meta) = fixtures();
+    let device = Device::flex();
+    for name in ["gpt2-lora", "gpt2-lora-rslora", "gpt2-prompt", "gpt2-prefix", "gpt2-prefix-projection"] {
+        let mut m = PeftModel::new(gpt2());
+        m.load_adapter(&dir.join(name), "default").unwrap();
+        let ft_models::auto::CausalLm::Gpt2(g) = &m.base;
+        let cases = meta[name]["generate"].as_array().unwrap();
+        assert_eq!(cases.len(), 2, "{name}");
+        for case in cases {
+            let prompts: Vec<Vec<u32>> = serde_json::from_value(case["prompts"].clone()).unwrap();
+            let want: Vec<Vec<u32>> = serde_json::from_value(case["new_tokens"].clone()).unwrap();
+            for use_cache in [true, false] {
+                // No end-of-sequence stop: PEFT's reference ran six steps regardless.
+                let config = GenerationConfig {
+                    max_new_tokens: Some(6),
+                    do_sample: Some(false),
+                    pad_token_id: Some(50256),
+                    eos_token_id: Some(ft_models::generation::TokenIds::Many(vec![])),
+                    use_cache: Some(use_cache),
+                    ..Default::default()
+                };
+                let settings = config.resolve(&g.transformer.config).unwrap();
+                let got = generate_with(g, &prompts, &settings, Some(0), &device, m.virtual_tokens().as_ref()).unwrap();
+                let got: Vec<Vec<u32>> = got.into_iter().map(|x| x.token_ids).collect();
+                assert_eq!(got, want, "{name} {prompts:?} use_cache={use_cache}");
+            }
+        }
+    }
+}

@@ -96,6 +96,20 @@ impl GPT2LMHeadModel {
     }
 }
 
+impl GPT2LMHeadModel {
+    /// Logits at the last position from ids or input embeddings (see [`forward_last`](Self::forward_last)).
+    ///
+    /// # Shapes
+    /// - output `[batch, vocab]`
+    pub fn forward_input_last(&self, input: &TextInput, cache: Option<&mut KvCache>) -> Result<Tensor<2>> {
+        let hidden = self.transformer.forward_input(input, cache)?;
+        let [b, l, _] = hidden.dims();
+        let logits = self.logits(hidden.narrow(1, l - 1, 1));
+        let v = logits.dims()[2];
+        Ok(logits.reshape([b, v]))
+    }
+}
+
 impl HubModule for GPT2LMHeadModel {
     fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
         self.transformer.parts(&path.pp("transformer"), f);

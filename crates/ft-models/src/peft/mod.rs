@@ -517,6 +517,18 @@ impl<M: PeftBase> PeftModel<M> {
         self.active.as_deref().and_then(|n| self.prompts.get(n)).map_or(0, PromptAdapter::num_virtual_tokens)
     }
 
+    /// The active prompt-learning adapter's virtual tokens, for generation
+    /// ([`crate::generation::generate_with`]); `None` for LoRA, none active, or disabled.
+    pub fn virtual_tokens(&self) -> Option<crate::generation::VirtualTokens> {
+        if self.disabled {
+            return None;
+        }
+        match self.active.as_deref().and_then(|n| self.prompts.get(n))? {
+            PromptAdapter::Prompt(p) => Some(crate::generation::VirtualTokens::Prompt(p.embedding.val())),
+            PromptAdapter::Prefix(p) => Some(crate::generation::VirtualTokens::Prefix(p.prefix())),
+        }
+    }
+
     /// How many leading positions of [`forward`](Self::forward)'s per-token outputs are virtual
     /// tokens (prompt tuning: its number of virtual tokens; otherwise 0).
     pub fn output_offset(&self) -> usize {

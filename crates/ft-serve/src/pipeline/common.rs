@@ -23,17 +23,23 @@ impl Default for PipelineOptions {
     }
 }
 
-/// Loads the model's tokenizer, truncating at `max_length` or the model's positions.
-pub(crate) fn tokenizer_for<M>(loaded: &Loaded<M>, options: &PipelineOptions) -> Result<TextTokenizer> {
+/// Loads the model's tokenizer, truncating at `max_length` or the model's positions (less the
+/// `reserved` positions a prompt-learning adapter's virtual tokens take).
+pub(crate) fn tokenizer_for<M>(loaded: &Loaded<M>, options: &PipelineOptions, reserved: usize) -> Result<TextTokenizer> {
     if options.batch_size == 0 {
         return Err(ServeError::Options("batch size must be at least 1".into()));
     }
-    let limit = loaded.config.max_positions();
+    let Some(limit) = loaded.config.max_positions().checked_sub(reserved).filter(|l| *l > 0) else {
+        return Err(ServeError::Options(format!(
+            "the adapter's {reserved} virtual tokens leave no room for input tokens in the model's {} positions",
+            loaded.config.max_positions()
+        )));
+    };
     let max_length = match options.max_length {
         Some(0) => return Err(ServeError::Options("max length must be at least 1".into())),
         Some(n) if n > limit => {
             return Err(ServeError::Options(format!(
-                "max length {n} exceeds the model's max_position_embeddings {limit}"
+                "max length {n} exceeds the model's max_position_embeddings {limit} (less the adapter's virtual tokens)"
             )));
         }
         Some(n) => n,

@@ -3,6 +3,8 @@
 use burn::tensor::Device;
 use ft_data::tokenize::TextTokenizer;
 use ft_models::auto::{Loaded, SequenceClassifier};
+use ft_models::input::TextInput;
+use ft_models::peft::PeftModel;
 
 use super::common::{PipelineOptions, argmax, check_encodings, run_batched, sigmoid, softmax, to_vec, tokenizer_for};
 use crate::Result;
@@ -30,7 +32,7 @@ enum ScoreFn {
 /// A sequence classifier with its tokenizer.
 #[derive(Debug)]
 pub struct TextClassificationPipeline {
-    model: SequenceClassifier,
+    model: PeftModel<SequenceClassifier>,
     tokenizer: TextTokenizer,
     labels: Vec<String>,
     score_fn: ScoreFn,
@@ -42,7 +44,17 @@ pub struct TextClassificationPipeline {
 impl TextClassificationPipeline {
     /// Wraps a loaded model; the tokenizer comes from the model's repository.
     pub fn new(loaded: Loaded<SequenceClassifier>, options: &PipelineOptions, device: &Device) -> Result<Self> {
-        let tokenizer = tokenizer_for(&loaded, options)?;
+        Self::with_adapters(loaded.map(PeftModel::new), options, device)
+    }
+
+    /// Wraps a model with PEFT adapters; the active one runs (inputs are truncated so that a
+    /// prompt-learning adapter's virtual tokens fit).
+    pub fn with_adapters(
+        loaded: Loaded<PeftModel<SequenceClassifier>>,
+        options: &PipelineOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let tokenizer = tokenizer_for(&loaded, options, loaded.model.num_virtual_tokens())?;
         let labels = loaded.config.labels().label_names();
         let score_fn = match loaded.config.labels().problem_type.as_deref() {
             Some("regression") => ScoreFn::Identity,
@@ -72,7 +84,7 @@ impl TextClassificationPipeline {
         check_encodings(&self.config, &encodings)?;
         let n_labels = self.labels.len();
         run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
-            let logits = to_vec(self.model.forward(batch))?;
+            let logits = to_vec(self.model.forward(&TextInput::from_batch(batch))?)?;
             Ok(idx
                 .iter()
                 .enumerate()

@@ -9,6 +9,8 @@
 use burn::tensor::Device;
 use ft_data::tokenize::{Encoded, TextTokenizer};
 use ft_models::auto::{Loaded, TokenClassifier};
+use ft_models::input::TextInput;
+use ft_models::peft::PeftModel;
 
 use super::common::{PipelineOptions, argmax, check_encodings, run_batched, softmax, to_vec, tokenizer_for};
 use crate::{Result, ServeError};
@@ -73,7 +75,7 @@ pub struct TokenClassification {
 /// A token classifier with its tokenizer.
 #[derive(Debug)]
 pub struct TokenClassificationPipeline {
-    model: TokenClassifier,
+    model: PeftModel<TokenClassifier>,
     tokenizer: TextTokenizer,
     labels: Vec<String>,
     strategy: AggregationStrategy,
@@ -99,7 +101,17 @@ impl TokenClassificationPipeline {
         strategy: AggregationStrategy,
         device: &Device,
     ) -> Result<Self> {
-        let tokenizer = tokenizer_for(&loaded, options)?;
+        Self::with_adapters(loaded.map(PeftModel::new), options, strategy, device)
+    }
+
+    /// Wraps a model with PEFT adapters; the active one runs.
+    pub fn with_adapters(
+        loaded: Loaded<PeftModel<TokenClassifier>>,
+        options: &PipelineOptions,
+        strategy: AggregationStrategy,
+        device: &Device,
+    ) -> Result<Self> {
+        let tokenizer = tokenizer_for(&loaded, options, loaded.model.num_virtual_tokens())?;
         let labels = loaded.config.labels().label_names();
         Ok(Self {
             model: loaded.model,
@@ -124,7 +136,10 @@ impl TokenClassificationPipeline {
         let n_labels = self.labels.len();
         run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
             let width = batch.input_ids.dims()[1];
-            let logits = to_vec(self.model.forward(batch))?;
+            // Prompt tuning's virtual tokens come first in the outputs: left out.
+            let out = self.model.forward(&TextInput::from_batch(batch))?;
+            let off = self.model.output_offset();
+            let logits = to_vec(if off == 0 { out } else { out.narrow(1, off, width) })?;
             Ok(idx
                 .iter()
                 .enumerate()
