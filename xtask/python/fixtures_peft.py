@@ -39,14 +39,14 @@ def inputs():
     return ids, mask
 
 
-def base(models: Path, name: str):
+def base(models: Path, name: str, **config):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     d = models / name
     if name.startswith("tiny-gpt2"):
-        m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+        m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, **config)
     else:
-        m = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32)
+        m = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32, **config)
     m.eval()
     return m
 
@@ -149,8 +149,88 @@ def make(models: Path, out: Path) -> None:
             expected[f"{name}.merged_logits"] = logits_of(merged, ids, mask, causal)
         meta[name] = info
         print(name, line, file=sys.stderr)
+    meta["training"] = make_training(models, out)
     save_file(expected, out / "expected.safetensors")
     (out / "expected.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+TRAIN_TEXTS = [
+    "The cat sat on the mat.", "A dog ran in the park.", "Rust is a systems programming language.",
+    "Fine-tuning adapts a model to a task.", "The weather is nice today.", "LoRA trains small matrices.",
+    "Prompt tuning learns virtual tokens.", "GPT-2 predicts the next token.", "Markets rose after the report.",
+    "The team won the cup final.", "Rates were cut by the bank.", "Players trained before the match.",
+]
+
+TRAIN_CASES = {
+    # name: (base model, config factory, learning rate)
+    "gpt2-lora": ("tiny-gpt2", lambda p: p.LoraConfig(
+        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], init_lora_weights=False), 1e-3),
+    "gpt2-prompt": ("tiny-gpt2", lambda p: p.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4), 1e-2),
+    "distilbert-lora": ("tiny-distilbert-seqcls", lambda p: p.LoraConfig(
+        task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_lin", "v_lin"], init_lora_weights=False), 1e-3),
+}
+
+TRAIN_STEPS = 20
+
+
+def make_training(models: Path, out: Path) -> dict:
+    """PEFT + transformers' Trainer for 20 steps from a saved, freshly initialised adapter (non-zero
+    B), dropout 0 everywhere, batches in dataset order: per-step losses and the final adapter.
+
+    Writes train/NAME/{init,final}/ (adapters), train/NAME/rows.json (the tokenized rows, the
+    collator's input) and returns {NAME: {losses, ...}} for expected.json."""
+    import peft
+    from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    class InOrder(Trainer):
+        step_losses: list
+
+        def _get_train_sampler(self, *args, **kwargs):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            if model.training:
+                self.step_losses.append((out[0] if return_outputs else out).item())
+            return out
+
+    result = {}
+    for i, (name, (base_name, factory, lr)) in enumerate(TRAIN_CASES.items()):
+        d = out / "train" / name
+        d.mkdir(parents=True, exist_ok=True)
+        tok = AutoTokenizer.from_pretrained(models / base_name)
+        causal = base_name.startswith("tiny-gpt2")
+        zero = ({"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0} if causal else
+                {"dropout": 0.0, "attention_dropout": 0.0, "seq_classif_dropout": 0.0})
+        torch.manual_seed(300 + i)
+        model = peft.get_peft_model(base(models, base_name, **zero), factory(peft))
+        model.save_pretrained(d / "init")
+        if causal:
+            tok.pad_token = tok.eos_token
+            rows = [{"input_ids": tok(t, truncation=True, max_length=24)["input_ids"]} for t in TRAIN_TEXTS]
+            collator = DataCollatorForLanguageModeling(tok, mlm=False)
+        else:
+            rows = [{"input_ids": tok(t, truncation=True)["input_ids"], "labels": j % 4} for j, t in enumerate(TRAIN_TEXTS)]
+            collator = DataCollatorWithPadding(tok)
+        (d / "rows.json").write_text(json.dumps(rows) + "\n")
+        args = TrainingArguments(
+            output_dir=str(d / "tmp"), per_device_train_batch_size=4, max_steps=TRAIN_STEPS, learning_rate=lr,
+            logging_steps=1, save_strategy="no", report_to=[], seed=0, dataloader_drop_last=False,
+            use_cpu=True, disable_tqdm=True,
+        )
+        trainer = InOrder(model=model, args=args, train_dataset=rows, data_collator=collator)
+        trainer.step_losses = []
+        trainer.train()
+        model.save_pretrained(d / "final")
+        for sub in ("init", "final"):
+            (d / sub / "README.md").unlink(missing_ok=True)
+        import shutil
+        shutil.rmtree(d / "tmp", ignore_errors=True)
+        result[name] = {"base": base_name, "learning_rate": lr, "steps": TRAIN_STEPS, "batch_size": 4,
+                        "losses": trainer.step_losses}
+        print(name, "losses", [round(x, 4) for x in trainer.step_losses[:3]], "...", file=sys.stderr)
+    return result
 
 
 def check_ft(models: Path, saved: Path, out_json: Path) -> None:

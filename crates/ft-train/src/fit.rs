@@ -370,7 +370,7 @@ pub fn fit<T: TrainTask>(
             let t0 = Instant::now();
             let batch = task.batch(Split::Train, chunk, &ad)?;
             run.state.total_flos += task.flops(&batch);
-            let (loss, _) = task.forward(&model, &batch)?;
+            let loss = task.train_loss(&model, &batch)?;
             let value = scalar(loss.clone());
             let t_forward = t0.elapsed();
             if !value.is_finite() {

@@ -1,17 +1,21 @@
 //! Causal language modelling (§7, §8 of the notebook): transformers'
-//! `DataCollatorForLanguageModeling(mlm=False)` — rows padded on the right with the pad token
-//! (GPT-2's is its end-of-text token), labels = input ids with every pad-token position set to
-//! -100 (so a real end-of-text token is not learned either, as in transformers) — and the loss
+//! `DataCollatorForLanguageModeling(mlm=False)` (`ft_data::collate::pad_causal_lm`: rows padded
+//! on the right with the pad token — GPT-2's is its end-of-text token —, labels = input ids with
+//! every pad-token position set to -100, so a real end-of-text token is not learned either, as
+//! in transformers) and the loss
 //! `GPT2LMHeadModel` computes: the logits at position t predict the label at t + 1, mean
 //! cross-entropy over the labels that are not -100. With prompt tuning the model's logits also
 //! cover the virtual tokens, whose labels are -100 (PEFT prepends them).
 //!
-//! Evaluation reports `eval_loss` and `eval_perplexity` (`exp(eval_loss)`).
+//! Training optimises the loss transformers' `Trainer` computes ([`trainer_causal_lm_loss`]);
+//! evaluation reports the model's own mean loss as `eval_loss`, and `eval_perplexity`
+//! (`exp(eval_loss)`).
 
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
+use ft_data::collate::{TokenLabelBatch, pad_causal_lm};
 use ft_data::dataset::{Column, Dataset};
 use ft_hub::batch::TextBatch;
 use ft_models::auto::CausalLm;
@@ -47,14 +51,8 @@ impl CausalModel for PeftModel<CausalLm> {
     }
 }
 
-/// A padded batch with its language-modelling labels.
-#[derive(Debug, Clone)]
-pub struct CausalBatch {
-    /// Ids, mask (token types all 0).
-    pub inputs: TextBatch,
-    /// `[batch, seq]`: the ids, -100 at padding.
-    pub labels: Tensor<2, Int>,
-}
+/// A padded batch with its language-modelling labels (`labels`: the ids, -100 at padding).
+pub type CausalBatch = TokenLabelBatch;
 
 /// Tokenized text rows (`input_ids`) for causal-LM training.
 #[derive(Debug, Clone)]
@@ -76,32 +74,6 @@ fn ids_of(ds: &Dataset) -> Result<&[Vec<i64>]> {
     }
 }
 
-/// transformers' `DataCollatorForLanguageModeling(mlm=False)` on the rows `rows`.
-pub fn collate_causal(rows: &[&[i64]], pad_id: u32, device: &Device) -> CausalBatch {
-    let b = rows.len();
-    let l = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
-    let pad = pad_id as i64;
-    let mut ids = Vec::with_capacity(b * l);
-    let mut mask = Vec::with_capacity(b * l);
-    let mut labels = Vec::with_capacity(b * l);
-    for r in rows {
-        for j in 0..l {
-            let (id, m) = if j < r.len() { (r[j], 1) } else { (pad, 0) };
-            ids.push(id);
-            mask.push(m);
-            labels.push(if id == pad { IGNORE_INDEX } else { id });
-        }
-    }
-    let t = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [b, l]), device);
-    let inputs = TextBatch {
-        input_ids: t(ids),
-        attention_mask: t(mask),
-        token_type_ids: Tensor::<2, Int>::zeros([b, l], device),
-        lengths: rows.iter().map(|r| r.len()).collect(),
-    };
-    CausalBatch { inputs, labels: t(labels) }
-}
-
 /// The shifted language-modelling loss: the logits at position `offset + t - 1` predict label
 /// `t` (positions before `offset` are virtual tokens with label -100).
 ///
@@ -120,6 +92,27 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>, offset: usize) 
     }
     let logits = logits.narrow(1, start, len).reshape([b * len, v]);
     cross_entropy(logits, targets.reshape([b * len]))
+}
+
+/// The loss transformers' `Trainer` (5.x) optimises for a causal LM: the summed cross-entropy of
+/// the shifted labels divided by `num_items_in_batch`, which it counts on the labels *before*
+/// the shift (`labels != -100`, one more token per row than the loss covers) — so a training
+/// step's loss is the model's mean loss times `shifted / unshifted` label count, and so are its
+/// gradients. ft reproduces it (checked step by step against PEFT + `Trainer`); evaluation
+/// reports the model's own mean, as transformers' `evaluate` does. With
+/// `gradient_accumulation_steps > 1` transformers counts the items of the whole step; ft counts
+/// each micro-batch's (then averages over the micro-batches), which differs slightly when the
+/// micro-batches hold different numbers of tokens.
+///
+/// # Shapes
+/// - `logits`: `[batch, offset + seq, vocab]`, `labels`: `[batch, seq]`; output `[1]`
+pub fn trainer_causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>, offset: usize) -> Tensor<1> {
+    let [_, l] = labels.dims();
+    // With virtual tokens first (whose labels are -100), every real label is predicted.
+    let shifted = if offset > 0 { labels.clone() } else { labels.clone().narrow(1, 1.min(l), l.saturating_sub(1)) };
+    let n_shifted = shifted.not_equal_elem(IGNORE_INDEX).int().sum().float();
+    let n_items = labels.clone().not_equal_elem(IGNORE_INDEX).int().sum().float().clamp_min(1.0);
+    causal_lm_loss(logits, labels, offset) * n_shifted / n_items
 }
 
 /// Causal-LM training over tokenized text.
@@ -188,7 +181,7 @@ impl<M: CausalModel> TrainTask for CausalLmTask<M> {
         let ds = self.split(split).ok_or_else(|| TrainError::State("no evaluation data".into()))?;
         let all = ids_of(ds)?;
         let rows: Vec<&[i64]> = indices.iter().filter_map(|&i| all.get(i).map(Vec::as_slice)).collect();
-        Ok(collate_causal(&rows, self.examples.pad_id, device))
+        Ok(pad_causal_lm(&rows, self.examples.pad_id, None, device))
     }
 
     fn forward(&self, model: &M, batch: &CausalBatch) -> Result<(Tensor<1>, LossOutputs)> {
@@ -196,6 +189,11 @@ impl<M: CausalModel> TrainTask for CausalLmTask<M> {
         let loss = causal_lm_loss(logits, batch.labels.clone(), offset);
         let value = loss.clone().into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
         Ok((loss, LossOutputs { loss: value as f64 }))
+    }
+
+    fn train_loss(&self, model: &M, batch: &CausalBatch) -> Result<Tensor<1>> {
+        let (logits, offset) = model.lm_logits(&batch.inputs)?;
+        Ok(trainer_causal_lm_loss(logits, batch.labels.clone(), offset))
     }
 
     fn evaluator(&self) -> Box<dyn Evaluator<LossOutputs>> {
@@ -218,21 +216,7 @@ pub const CAUSAL_METRICS: [&str; 1] = ["eval_perplexity"];
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn collator_pads_and_masks_like_transformers() {
-        let device = Device::flex();
-        let a = [5i64, 6, 7];
-        let b = [8i64, 50256];
-        let batch = collate_causal(&[&a, &b], 50256, &device);
-        let ids: Vec<i64> = batch.inputs.input_ids.into_data().iter::<i64>().collect();
-        let labels: Vec<i64> = batch.labels.into_data().iter::<i64>().collect();
-        let mask: Vec<i64> = batch.inputs.attention_mask.into_data().iter::<i64>().collect();
-        assert_eq!(ids, vec![5, 6, 7, 8, 50256, 50256]);
-        assert_eq!(mask, vec![1, 1, 1, 1, 1, 0]);
-        // A real end-of-text token equal to the pad token is -100 too (transformers does this).
-        assert_eq!(labels, vec![5, 6, 7, 8, -100, -100]);
-    }
+    use burn::tensor::TensorData;
 
     #[test]
     fn loss_shifts_by_one_and_skips_virtual_tokens() {

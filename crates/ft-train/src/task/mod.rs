@@ -50,6 +50,15 @@ pub trait TrainTask {
     /// - loss: `[1]`
     fn forward(&self, model: &Self::Model, batch: &Self::Batch) -> Result<(Tensor<1>, Self::Outputs)>;
 
+    /// The loss a training step optimises (transformers' `compute_loss` in training): the
+    /// forward pass's loss unless the task normalises differently in training.
+    ///
+    /// # Shapes
+    /// - output `[1]`
+    fn train_loss(&self, model: &Self::Model, batch: &Self::Batch) -> Result<Tensor<1>> {
+        Ok(self.forward(model, batch)?.0)
+    }
+
     /// A fresh accumulator for one evaluation.
     fn evaluator(&self) -> Box<dyn Evaluator<Self::Outputs>>;
 
