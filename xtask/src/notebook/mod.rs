@@ -17,6 +17,7 @@
 //! - `--tiny`: offline, the tiny fixture checkpoints and data the xtask writes itself; minutes on
 //!   two cores, and numbers that mean nothing (the report says so at the top).
 
+mod peft;
 mod profile;
 mod report;
 mod run_files;
@@ -39,8 +40,8 @@ use runner::{machine, now_utc, provenance, run_ft, shell_words};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Notebook sections to run, comma-separated (3 data, 4 full fine-tuning, 5 frozen encoder +
-    /// head, 9 NER).
-    #[arg(long, value_delimiter = ',', default_value = "3,4,5,9")]
+    /// head, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER).
+    #[arg(long, value_delimiter = ',', default_value = "3,4,5,7,8,9")]
     sections: Vec<String>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
@@ -65,6 +66,10 @@ pub struct Args {
     /// fixture with --tiny).
     #[arg(long, value_name = "M")]
     model_ner: Option<String>,
+    /// Causal LM for §7/§8 (a directory or Hub id; default openai-community/gpt2, or the tiny
+    /// fixture with --tiny).
+    #[arg(long, value_name = "M")]
+    model_lm: Option<String>,
     /// A local data folder holding ag_news/test.parquet and conll2003/{train,validation}.parquet
     /// (like ../shared/data) instead of the Hub.
     #[arg(long, value_name = "DIR")]
@@ -80,17 +85,21 @@ enum Section {
     Data,
     Full,
     Frozen,
+    Prompt,
+    Lora,
     Ner,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [Section::Data, Section::Full, Section::Frozen, Section::Ner];
+    const ALL: [Section; 6] = [Section::Data, Section::Full, Section::Frozen, Section::Prompt, Section::Lora, Section::Ner];
 
     fn number(self) -> u32 {
         match self {
             Section::Data => 3,
             Section::Full => 4,
             Section::Frozen => 5,
+            Section::Prompt => 7,
+            Section::Lora => 8,
             Section::Ner => 9,
         }
     }
@@ -104,7 +113,7 @@ impl Section {
         Self::ALL
             .into_iter()
             .find(|x| x.number() == n)
-            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 9"))
+            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 7, 8, 9"))
     }
 
     /// The section's folder under the output folder.
@@ -113,6 +122,8 @@ impl Section {
             Section::Data => "3-data",
             Section::Full => "4-full-finetuning",
             Section::Frozen => "5-frozen-encoder",
+            Section::Prompt => "7-prompt-tuning",
+            Section::Lora => "8-lora",
             Section::Ner => "9-ner",
         }
     }
@@ -122,6 +133,8 @@ impl Section {
             Section::Data => "§3 Data loading & preparation",
             Section::Full => "§4 Full fine-tuning (AG News)",
             Section::Frozen => "§5 Feature extraction: frozen encoder + head (AG News)",
+            Section::Prompt => "§7 Prompt tuning (GPT-2)",
+            Section::Lora => "§8 LoRA (GPT-2) and exercise 5 (r = 8 vs 16)",
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
         }
     }
@@ -138,6 +151,12 @@ fn notes(section: Section) -> &'static str {
         }
         Section::Frozen => {
             "The notebook freezes `AutoModel`, trains a `ClsHead` (dropout 0.1, linear, first-token pooling) with AdamW lr 1e-3 over batches of 32 in a hand-written loop, and does not evaluate. ft: `[method] kind = \"frozen\"` — the same head and optimizer, the encoder run once per example; the run evaluates after its epoch so that the report has an accuracy and a confusion matrix. Departures: ft shuffles the training rows each epoch (the loop does not) and, as transformers' Trainer, exempts biases from weight decay."
+        }
+        Section::Prompt => {
+            "The notebook wraps GPT-2 with `PromptTuningConfig(task_type=CAUSAL_LM, num_virtual_tokens=20)`, prints `print_trainable_parameters()` and generates with the untrained soft prompt. ft: `[method] kind = \"prompt\"` with the same config, trained on §8's three toy texts (10 epochs, lr 3e-2, PEFT's usual prompt-tuning rate: the notebook does not train §7) so that the report can show generation before and after; greedy decoding (`generate`'s default)."
+        }
+        Section::Lora => {
+            "The notebook wraps GPT-2 with `LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, bias=\"none\", task_type=\"CAUSAL_LM\", target_modules=[\"c_attn\",\"c_proj\"])` and trains it with `Trainer` on three toy instruction texts (batch 1, gradient accumulation 8, lr 5e-4, 1 epoch, `DataCollatorForLanguageModeling(mlm=False)`), then generates. Exercise 5 raises r to 16. ft: `[method] kind = \"lora\"` with the same keys, the same `TrainingArguments`, the same collator; `c_proj` takes GPT-2's `attn.c_proj` and `mlp.c_proj`, as in PEFT."
         }
         Section::Ner => {
             "The notebook fine-tunes `AutoModelForTokenClassification` with labels aligned to the first sub-token of each word (others -100), `Trainer` defaults otherwise. ft aligns the same way and computes seqeval's entity-level metrics (`eval_overall_*`) at each evaluation (the notebook passes no `compute_metrics`, so its Trainer reports only the loss)."
@@ -306,7 +325,7 @@ pub fn run(mut args: Args) -> Result<()> {
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
-        bail!("--sections: no section given (available: 3, 4, 5, 9)");
+        bail!("--sections: no section given (available: 3, 4, 5, 7, 8, 9)");
     }
     let root = root();
     let out = args
@@ -324,7 +343,7 @@ pub fn run(mut args: Args) -> Result<()> {
             _ => m.clone(),
         })
     };
-    let (model_cls, model_ner) = (model_arg(&args.model_cls), model_arg(&args.model_ner));
+    let (model_cls, model_ner, model_lm) = (model_arg(&args.model_cls), model_arg(&args.model_ner), model_arg(&args.model_lm));
     let uses_ag = sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen));
     let uses_conll = sections.iter().any(|s| matches!(s, Section::Data | Section::Ner));
     let profile = if args.tiny {
@@ -334,6 +353,7 @@ pub fn run(mut args: Args) -> Result<()> {
             offline: true,
             model_cls: model_cls.unwrap_or_else(|| fixture("tiny-bert-seqcls")),
             model_ner: model_ner.unwrap_or_else(|| fixture("tiny-bert-tokcls")),
+            model_lm: model_lm.unwrap_or_else(|| fixture("tiny-gpt2")),
             ag: DataPlan::recipe("AG News", "ag_news", Some(&ag_dir), (2000, 1000), "label"),
             conll: DataPlan::recipe("CoNLL-2003", "conll2003", Some(&conll_dir), (2000, 1000), "ner_tags"),
         }
@@ -363,6 +383,7 @@ pub fn run(mut args: Args) -> Result<()> {
             offline: args.offline,
             model_cls: model_cls.unwrap_or_else(|| "distilbert/distilbert-base-uncased".into()),
             model_ner: model_ner.unwrap_or_else(|| "google-bert/bert-base-cased".into()),
+            model_lm: model_lm.unwrap_or_else(|| "openai-community/gpt2".into()),
             ag,
             conll,
         }
@@ -410,6 +431,8 @@ pub fn run(mut args: Args) -> Result<()> {
                 let headline = if ok { "splits inspected".to_string() } else { "an inspection failed".to_string() };
                 Outcome { section, ok, headline, runtime: "—".into(), wall_s: t.elapsed().as_secs_f64(), markdown }
             }
+            Section::Prompt => peft::section_prompt(&ft, &profile, &dir)?,
+            Section::Lora => peft::section_lora(&ft, &profile, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,
         };
         eprintln!("== {}: {} ({:.1} s)", section.title(), outcome.headline, outcome.wall_s);
@@ -436,7 +459,7 @@ mod tests {
         assert_eq!(Section::parse("4").unwrap(), Section::Full);
         assert_eq!(Section::parse(" §9").unwrap(), Section::Ner);
         let e = Section::parse("6").unwrap_err().to_string();
-        assert!(e.contains("section 6") && e.contains("3, 4, 5, 9"), "{e}");
+        assert!(e.contains("section 6") && e.contains("3, 4, 5, 7, 8, 9"), "{e}");
         assert!(Section::parse("x").is_err());
     }
 }

@@ -150,6 +150,8 @@ pub struct Profile {
     pub model_cls: String,
     /// §9's model.
     pub model_ner: String,
+    /// §7/§8's causal LM.
+    pub model_lm: String,
     /// AG News.
     pub ag: DataPlan,
     /// CoNLL-2003.

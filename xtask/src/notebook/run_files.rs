@@ -163,6 +163,7 @@ mod tests {
             offline: true,
             model_cls: "m-cls".into(),
             model_ner: "m-ner".into(),
+            model_lm: "m-lm".into(),
             ag: DataPlan::ag_news_test_parquet(&dir.join("ag_news/test.parquet")),
             conll: DataPlan::conll_dir(&dir.join("conll2003")),
         }
