@@ -215,3 +215,41 @@ fn trainable_line_counts_as_peft() {
     assert_eq!(all, base + 2 * 704);
     assert!(m.trainable_line().unwrap().starts_with("trainable params: 1,408 || all params: "));
 }
+
+/// GPT-2 small's shapes (a lazy skeleton: nothing of the 124M base is drawn): PEFT's own
+/// `print_trainable_parameters` lines for the notebook's configs (printed by PEFT 0.21.2 on
+/// `GPT2LMHeadModel(GPT2Config())`).
+#[test]
+fn gpt2_small_trainable_lines_are_peft_s() {
+    let device = Device::flex();
+    let config: ft_models::gpt2::Gpt2Config = serde_json::from_str("{}").unwrap();
+    let base = || CausalLm::Gpt2(ft_models::gpt2::GPT2LMHeadModel::new(&config, &device));
+    let lora = |r: usize, alpha: f64, targets: &[&str]| {
+        AdapterConfig::new(
+            MethodConfig::Lora(LoraConfig {
+                r,
+                lora_alpha: alpha,
+                lora_dropout: 0.05,
+                target_modules: Some(TargetModules::List(targets.iter().map(|s| s.to_string()).collect())),
+                ..Default::default()
+            }),
+            None,
+            None,
+        )
+    };
+    let prompt = AdapterConfig::new(
+        MethodConfig::PromptTuning(PromptTuningConfig { num_virtual_tokens: 20, ..Default::default() }),
+        None,
+        None,
+    );
+    for (config, want) in [
+        (lora(8, 16.0, &["c_attn", "c_proj"]), "trainable params: 811,008 || all params: 125,250,816 || trainable%: 0.6475"),
+        (lora(8, 8.0, &["c_attn"]), "trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364"),
+        (lora(16, 16.0, &["c_attn", "c_proj"]), "trainable params: 1,622,016 || all params: 126,061,824 || trainable%: 1.2867"),
+        (prompt, "trainable params: 15,360 || all params: 124,455,168 || trainable%: 0.0123"),
+    ] {
+        let mut m = PeftModel::new(base());
+        m.add_adapter("default", config, None, &device).unwrap();
+        assert_eq!(m.trainable_line().unwrap(), want);
+    }
+}
