@@ -80,18 +80,19 @@ fn ids_of(ds: &Dataset) -> Result<&[Vec<i64>]> {
 /// # Shapes
 /// - `logits`: `[batch, offset + seq, vocab]`, `labels`: `[batch, seq]`; output `[1]`
 pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>, offset: usize) -> Tensor<1> {
-    let [b, _, v] = logits.dims();
+    let [b, n, v] = logits.dims();
     let [_, l] = labels.dims();
-    let (start, len, targets) = if offset > 0 {
-        (offset - 1, l, labels)
-    } else {
-        (0, l.saturating_sub(1), labels.narrow(1, 1.min(l), l.saturating_sub(1)))
+    // As transformers 5 does, the labels move, not the logits (no copy of the [b·n, vocab]
+    // logits): position t's target is label t + 1 − offset, -100 where there is none.
+    let device = labels.device();
+    let ignore = |w: usize| Tensor::<2, Int>::full([b, w], IGNORE_INDEX, &device);
+    let targets = match offset {
+        0 if l > 1 => Tensor::cat(vec![labels.narrow(1, 1, l - 1), ignore(1)], 1),
+        0 => ignore(l),
+        o => Tensor::cat(vec![ignore(o - 1), labels, ignore(1)], 1),
     };
-    if len == 0 {
-        return logits.sum().reshape([1]) * 0.0;
-    }
-    let logits = logits.narrow(1, start, len).reshape([b * len, v]);
-    cross_entropy(logits, targets.reshape([b * len]))
+    debug_assert_eq!(targets.dims(), [b, n]);
+    cross_entropy(logits.reshape([b * n, v]), targets.reshape([b * n]))
 }
 
 /// The loss transformers' `Trainer` (5.x) optimises for a causal LM: the summed cross-entropy of
