@@ -97,3 +97,41 @@ fn model_by_hub_id_through_stand_in_hub_then_offline() {
     assert!(!o.status.success());
     assert!(err.contains("ft-fixtures/missing") && err.contains("config.json"), "{err}");
 }
+
+/// `--adapter HUB_ID`: a PEFT adapter repository downloaded through the stand-in Hub, on a base
+/// model downloaded the same way — the same predictions as from the local folders.
+#[test]
+fn adapter_by_hub_id() {
+    let server = HubServer::start(HashMap::from([
+        ("ft-fixtures/tiny-gpt2".to_string(), fixture("models/tiny-gpt2")),
+        ("ft-fixtures/tiny-gpt2-lora".to_string(), fixture("peft/gpt2-lora")),
+    ]));
+    let tmp = tempfile::tempdir().unwrap();
+    let hf_home = tmp.path().join("hf-home");
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"The cat sat\"}\n").unwrap();
+    let run = |model: &str, adapter: &str, out: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ft"))
+            .args(["predict", "--model", model, "--adapter", adapter, "--task", "causal-lm", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(tmp.path().join(out))
+            .env("HF_HOME", &hf_home)
+            .env("HF_ENDPOINT", &server.endpoint)
+            .env("HF_HUB_OFFLINE", "0")
+            .env_remove("HF_TOKEN")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(tmp.path().join(out)).unwrap()
+    };
+    let hub = run("ft-fixtures/tiny-gpt2", "ft-fixtures/tiny-gpt2-lora", "hub.jsonl");
+    let local = run(
+        fixture("models/tiny-gpt2").to_str().unwrap(),
+        fixture("peft/gpt2-lora").to_str().unwrap(),
+        "local.jsonl",
+    );
+    assert_eq!(hub, local);
+    let snapshot = hf_home.join("hub/models--ft-fixtures--tiny-gpt2-lora/snapshots").join(hub_server::COMMIT);
+    assert!(snapshot.join("adapter_model.safetensors").exists());
+}

@@ -268,9 +268,11 @@ fn bad_configs_and_adapters_are_clear_errors() {
     let cfg = std::fs::read_to_string(out.join("adapter_config.json")).unwrap().replace("\"LORA\"", "\"IA3\"");
     std::fs::write(broken.join("adapter_config.json"), cfg).unwrap();
     fails(&pred(broken.to_str().unwrap()), &["adapter_config.json", "peft_type", "IA3"]);
-    // Another base: shapes that do not fit, named.
-    let o = ft(&["predict", "--model", fixture("models/tiny-bert-seqcls").to_str().unwrap(), "--task", "causal-lm", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", tmp.path().join("p.jsonl").to_str().unwrap()]);
-    assert!(!o.status.success());
+    // Shapes that do not fit what the config says (r = 5 for matrices of rank 4): named.
+    let cfg = std::fs::read_to_string(out.join("adapter_config.json")).unwrap().replace("\"r\": 4", "\"r\": 5");
+    std::fs::write(broken.join("adapter_config.json"), cfg).unwrap();
+    std::fs::copy(out.join("adapter_model.safetensors"), broken.join("adapter_model.safetensors")).unwrap();
+    fails(&pred(broken.to_str().unwrap()), &["adapter_model.safetensors", "lora_A.weight", "has shape [4, 16]", "[5, 16]"]);
     // One name twice.
     let twice = format!("x={}", out.display());
     fails(
@@ -278,4 +280,117 @@ fn bad_configs_and_adapters_are_clear_errors() {
         &["already given"],
     );
     fails(&ft(&["info", "--adapter", out.to_str().unwrap(), "--active", "nope"]), &["--active nope"]);
+}
+
+/// Token classification with LoRA: PEFT's TOKEN_CLS trains and saves the classifier whole; the
+/// adapter then runs in `ft predict --adapter` on its base.
+#[test]
+fn token_classification_lora_trains_and_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ner");
+    let run = tmp.path().join("ner.toml");
+    std::fs::write(
+        &run,
+        format!(
+            r#"[model]
+name = "{model}"
+task = "token-classification"
+[data]
+source = "{data}"
+train_split = "validation"
+eval_split = "validation"
+[method]
+kind = "lora"
+r = 2
+lora_alpha = 4
+target_modules = ["query", "value"]
+[training]
+output_dir = "{out}"
+learning_rate = 5e-3
+per_device_train_batch_size = 4
+num_train_epochs = 1
+eval_strategy = "epoch"
+save_strategy = "no"
+"#,
+            model = fixture("models/tiny-bert-tokcls").display(),
+            data = fixture("data/mini/ner_parquet").display(),
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    ok(&ft(&["train", "--config", run.to_str().unwrap()]));
+    assert!(json(&out.join("eval_results.json")).get("eval_overall_f1").is_some());
+    let config = json(&out.join("adapter_config.json"));
+    assert_eq!(config["task_type"], "TOKEN_CLS");
+    assert_eq!(config["modules_to_save"], serde_json::json!(["classifier", "score"]));
+    let names: Vec<String> = support::read_safetensors(&out.join("adapter_model.safetensors")).into_keys().collect();
+    assert!(names.contains(&"base_model.model.classifier.weight".to_string()), "{names:?}");
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"Angela Merkel visited Paris\"}\n").unwrap();
+    ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", tmp.path().join("p.jsonl").to_str().unwrap()]));
+}
+
+/// A classifier adapter trained on a bare encoder (no head in the checkpoint): `ft predict`
+/// builds the base's head with the adapter's number of labels, as
+/// `from_pretrained(base, num_labels=N)` before `PeftModel.from_pretrained`.
+#[test]
+fn a_classifier_adapter_on_a_bare_encoder_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("news.jsonl");
+    let texts = ["bank rates", "team match", "oil prices", "cup final"];
+    let body: String =
+        (0..16).map(|i| serde_json::json!({"text": texts[i % 4], "label": i % 4}).to_string() + "\n").collect();
+    std::fs::write(&data, body).unwrap();
+    let out = tmp.path().join("out");
+    let run = tmp.path().join("run.toml");
+    std::fs::write(
+        &run,
+        format!(
+            "[model]\nname = \"{}\"\ntask = \"text-classification\"\nnum_labels = 4\n[data]\nsource = \"news.jsonl\"\ntrain_split = \"train\"\n\
+             [method]\nkind = \"lora\"\nr = 2\n[training]\noutput_dir = \"{}\"\nlearning_rate = 1e-2\nper_device_train_batch_size = 4\n\
+             num_train_epochs = 1\neval_strategy = \"no\"\nsave_strategy = \"no\"\n",
+            fixture("models/tiny-bert").display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    ok(&ft(&["train", "--config", run.to_str().unwrap()]));
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"bank rates\"}\n").unwrap();
+    let pred = tmp.path().join("p.jsonl");
+    ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]));
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&pred).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(line["logits"].as_array().unwrap().len(), 4, "{line}");
+}
+
+/// Prefix tuning with its projection MLP resumes exactly: the MLP's parameters have stable ids,
+/// and checkpoints keep them (PEFT's file keeps only the MLP's output).
+#[test]
+fn prefix_projection_resumes_to_the_same_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = contract(tmp.path(), "kind = \"prefix\"\nnum_virtual_tokens = 3\nprefix_projection = true\nencoder_hidden_size = 8");
+    let r = run.to_str().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let common = ["--set", "training.num_train_epochs=3", "--set", "training.save_strategy=\"steps\"", "--set", "training.save_steps=2"];
+    let with_out = |dir: &Path| format!("training.output_dir=\"{}\"", dir.display());
+    let mut args = vec!["train", "--config", r];
+    args.extend(common);
+    let oa = with_out(&a);
+    args.extend(["--set", &oa]);
+    ok(&ft(&args));
+    assert!(a.join("checkpoint-2/trainable.safetensors").is_file());
+    std::fs::create_dir_all(b.join("checkpoint-2")).unwrap();
+    for e in std::fs::read_dir(a.join("checkpoint-2")).unwrap().flatten() {
+        std::fs::copy(e.path(), b.join("checkpoint-2").join(e.file_name())).unwrap();
+    }
+    let mut args = vec!["train", "--config", r];
+    args.extend(common);
+    let ob = with_out(&b);
+    args.extend(["--set", &ob, "--resume"]);
+    ok(&ft(&args));
+    assert!(
+        std::fs::read(a.join("adapter_model.safetensors")).unwrap() == std::fs::read(b.join("adapter_model.safetensors")).unwrap(),
+        "the resumed prefix differs from the uninterrupted run's"
+    );
 }

@@ -162,9 +162,11 @@ TRAIN_TEXTS = [
 ]
 
 TRAIN_CASES = {
-    # name: (base model, config factory, learning rate)
+    # name: (base model, config factory, learning rate[, batch size, gradient accumulation])
     "gpt2-lora": ("tiny-gpt2", lambda p: p.LoraConfig(
         task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], init_lora_weights=False), 1e-3),
+    "gpt2-lora-accum": ("tiny-gpt2", lambda p: p.LoraConfig(
+        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["c_attn"], init_lora_weights=False), 1e-3, 2, 2),
     "gpt2-prompt": ("tiny-gpt2", lambda p: p.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4), 1e-2),
     "distilbert-lora": ("tiny-distilbert-seqcls", lambda p: p.LoraConfig(
         task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_lin", "v_lin"], init_lora_weights=False), 1e-3),
@@ -196,7 +198,8 @@ def make_training(models: Path, out: Path) -> dict:
             return out
 
     result = {}
-    for i, (name, (base_name, factory, lr)) in enumerate(TRAIN_CASES.items()):
+    for i, (name, (base_name, factory, lr, *sizes)) in enumerate(TRAIN_CASES.items()):
+        batch, accum = sizes if sizes else (4, 1)
         d = out / "train" / name
         d.mkdir(parents=True, exist_ok=True)
         tok = AutoTokenizer.from_pretrained(models / base_name)
@@ -215,7 +218,8 @@ def make_training(models: Path, out: Path) -> dict:
             collator = DataCollatorWithPadding(tok)
         (d / "rows.json").write_text(json.dumps(rows) + "\n")
         args = TrainingArguments(
-            output_dir=str(d / "tmp"), per_device_train_batch_size=4, max_steps=TRAIN_STEPS, learning_rate=lr,
+            output_dir=str(d / "tmp"), per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
+            max_steps=TRAIN_STEPS, learning_rate=lr,
             logging_steps=1, save_strategy="no", report_to=[], seed=0, dataloader_drop_last=False,
             use_cpu=True, disable_tqdm=True,
         )
@@ -227,8 +231,8 @@ def make_training(models: Path, out: Path) -> dict:
             (d / sub / "README.md").unlink(missing_ok=True)
         import shutil
         shutil.rmtree(d / "tmp", ignore_errors=True)
-        result[name] = {"base": base_name, "learning_rate": lr, "steps": TRAIN_STEPS, "batch_size": 4,
-                        "losses": trainer.step_losses}
+        result[name] = {"base": base_name, "learning_rate": lr, "steps": TRAIN_STEPS, "batch_size": batch,
+                        "gradient_accumulation_steps": accum, "losses": trainer.step_losses}
         print(name, "losses", [round(x, 4) for x in trainer.step_losses[:3]], "...", file=sys.stderr)
     return result
 

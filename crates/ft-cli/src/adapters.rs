@@ -61,8 +61,23 @@ impl AdapterArgs {
     }
 
     /// The base model: `--model`, else the first adapter's `base_model_name_or_path`.
+    /// An adapter trained on another base than `--model` is loaded (shapes are checked then), with
+    /// a warning naming both.
     pub fn base_model(&self, model: Option<&str>, specs: &[AdapterSpec]) -> Result<String> {
         if let Some(m) = model {
+            let same = |a: &str| {
+                let canon = |s: &str| std::fs::canonicalize(s).map(|p| p.to_string_lossy().into_owned()).unwrap_or(s.to_string());
+                canon(a) == canon(m)
+            };
+            for a in specs {
+                if let Some(base) = a.config.base_model_name_or_path.as_deref().filter(|b| !same(b)) {
+                    tracing::warn!(
+                        adapter = %a.name,
+                        "adapter '{}' was trained on '{base}'; loading it on '{m}' (its tensor shapes are checked)",
+                        a.name
+                    );
+                }
+            }
             return Ok(m.to_string());
         }
         match specs.first() {
@@ -96,6 +111,29 @@ impl AdapterArgs {
         }
         Ok(model)
     }
+}
+
+/// The number of labels of the classification head the adapters train and save whole
+/// (`…classifier.weight` `[num_labels, hidden]` in the weights file), so that the base is loaded
+/// with a head of that size (as `from_pretrained(base, num_labels=N)` before `PeftModel`).
+pub fn head_labels(specs: &[AdapterSpec]) -> Result<Option<usize>> {
+    for a in specs {
+        // An unreadable file is reported by the adapter's load, with the file named.
+        let Ok(tensors) = ft_hub::tensors::NamedTensors::read_safetensors(&a.dir.join(WEIGHTS_FILE)) else { continue };
+        if let Some(shape) = tensors
+            .names()
+            .find(|n| {
+                ["classifier.weight", "score.weight"].iter().any(|h| {
+                    n.strip_prefix("base_model.model.").or(n.strip_prefix("base_model.")) == Some(h)
+                })
+            })
+            .and_then(|n| tensors.get(n))
+            .map(|(s, _)| s.to_vec())
+        {
+            return Ok(shape.first().copied());
+        }
+    }
+    Ok(None)
 }
 
 /// A loaded model with the adapters on it.

@@ -59,7 +59,11 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         }
         Some(t) => t.parse::<Task>()?,
     };
-    let options = LoadOptions { num_labels: args.num_labels, ..Default::default() };
+    let num_labels = match args.num_labels {
+        Some(n) => Some(n),
+        None => crate::adapters::head_labels(&specs)?,
+    };
+    let options = LoadOptions { num_labels, ..Default::default() };
     let loaded = load(&model, task, &options, &device).context("loading model")?;
     let c = &loaded.config;
     println!("model: {}", loaded.files.name());

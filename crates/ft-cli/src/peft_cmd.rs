@@ -54,7 +54,8 @@ fn merge(args: &MergeArgs) -> Result<()> {
     let model = args.adapter.base_model(args.model.as_deref(), &specs)?;
     let task = AdapterArgs::task(&specs)?.map_or_else(|| ft_models::auto::infer_task(&model), Ok)?;
     let device = parse_device(&args.device)?;
-    let loaded = load(&model, task, &LoadOptions::default(), &device).context("loading the base model")?;
+    let options = LoadOptions { num_labels: crate::adapters::head_labels(&specs)?, ..Default::default() };
+    let loaded = load(&model, task, &options, &device).context("loading the base model")?;
     let (tensors, class_name) = match loaded.model {
         AnyModel::CausalLm(m) => merged(&args.adapter, m, &specs, |m| (m.export(), m.class_name()))?,
         AnyModel::SequenceClassifier(m) => merged(&args.adapter, m, &specs, |m| (m.export(), m.class_name()))?,

@@ -115,15 +115,17 @@ fn seqcls(name: &str) -> ft_models::auto::SequenceClassifier {
 /// with ft's outputs (`ft_saved_check.json`, made by `cargo xtask fixtures peft-check`); with
 /// `FT_UPDATE_FIXTURES=1`, writes it and ft's logits for that check.
 fn save_for_python<M: PeftBase>(name: &str, m: &mut PeftModel<M>, base: &str, task_type: &str, logits: &[f32]) {
-    let tmp = tempfile::tempdir().unwrap();
-    m.save_adapter("default", tmp.path()).unwrap();
-    let check: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/ft_saved_check.json")).unwrap()).unwrap();
-    let rec = &check[name];
-    let err = rec["max_abs_logits_vs_ft"].as_f64().unwrap();
-    eprintln!("{name}: ft → PEFT max |Δ logits| = {err:.2e}");
-    assert!(err <= 1e-4, "{name}: PEFT computed other outputs from ft's adapter: {err}");
     if std::env::var_os("FT_UPDATE_FIXTURES").is_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        m.save_adapter("default", tmp.path()).unwrap();
+        let check: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/ft_saved_check.json")).unwrap()).unwrap();
+        let rec = &check[name];
+        let err = rec["max_abs_logits_vs_ft"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: not in ft_saved_check.json: run `cargo xtask fixtures peft-check`"));
+        eprintln!("{name}: ft → PEFT max |Δ logits| = {err:.2e}");
+        assert!(err <= 1e-4, "{name}: PEFT computed other outputs from ft's adapter: {err}");
         let want = rec["files"]["adapter_model.safetensors"].as_str().unwrap();
         assert_eq!(
             support::fnv(&tmp.path().join("adapter_model.safetensors")),
@@ -205,5 +207,71 @@ fn gpt2_adapters_generate_as_peft() {
                 assert_eq!(got, want, "{name} {prompts:?} use_cache={use_cache}");
             }
         }
+    }
+}
+
+/// Adapters *created* by ft (not re-saves of PEFT's): LoRA on GPT-2, prompt tuning with TEXT
+/// init, prefix tuning with projection, LoRA on a DistilBERT classifier. `cargo xtask fixtures
+/// peft-check` loads each with `PeftModel.from_pretrained` (its config must be one PEFT accepts)
+/// and records PEFT's outputs against ft's; here: the files are the ones checked.
+#[test]
+fn adapters_made_by_ft_load_in_peft() {
+    use ft_peft::config::{
+        AdapterConfig, InitLoraWeights, LoraConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit,
+        TargetModules,
+    };
+    let (_, expected, _) = fixtures();
+    let device = Device::flex();
+    let lora = |targets: &[&str]| {
+        MethodConfig::Lora(LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            target_modules: Some(TargetModules::List(targets.iter().map(|s| s.to_string()).collect())),
+            init_lora_weights: InitLoraWeights::Random,
+            ..Default::default()
+        })
+    };
+    let cases: Vec<(&str, &str, MethodConfig)> = vec![
+        ("ft-gpt2-lora", "tiny-gpt2", lora(&["c_attn", "c_proj"])),
+        (
+            "ft-gpt2-prompt-text",
+            "tiny-gpt2",
+            MethodConfig::PromptTuning(PromptTuningConfig {
+                num_virtual_tokens: 5,
+                prompt_tuning_init: PromptTuningInit::Text,
+                prompt_tuning_init_text: Some("Write a sentence".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "ft-gpt2-prefix-projection",
+            "tiny-gpt2",
+            MethodConfig::PrefixTuning(PrefixTuningConfig {
+                num_virtual_tokens: 3,
+                prefix_projection: true,
+                encoder_hidden_size: Some(8),
+                ..Default::default()
+            }),
+        ),
+        ("ft-distilbert-lora", "tiny-distilbert-seqcls", lora(&["q_lin", "v_lin"])),
+    ];
+    for (name, base, method) in cases {
+        device.seed(7);
+        let config = AdapterConfig::new(method, None, Some(&format!("tests/fixtures/models/{base}")));
+        let text_ids: &[u32] = &[16594, 257, 6827];
+        let logits = if base == "tiny-gpt2" {
+            let mut m = PeftModel::new(gpt2());
+            m.add_adapter("default", config, Some(text_ids), &device).unwrap();
+            let got = sliced(m.forward(&input(&expected, &device)).unwrap());
+            save_for_python(name, &mut m, base, "CAUSAL_LM", &got);
+            got
+        } else {
+            let mut m = PeftModel::new(seqcls(base));
+            m.add_adapter("default", config, None, &device).unwrap();
+            let got = flat(m.forward(&input(&expected, &device)).unwrap());
+            save_for_python(name, &mut m, base, "SEQ_CLS", &got);
+            got
+        };
+        assert!(!logits.is_empty());
     }
 }

@@ -337,6 +337,25 @@ impl AdapterConfig {
         let err = |message: String| Err(PeftError::Config { path: path.to_path_buf(), message });
         match &self.method {
             MethodConfig::Lora(c) => {
+                let regex = |key: &str, pattern: &str| -> Result<()> {
+                    regex::Regex::new(&format!("^(?:{pattern})$")).map(|_| ()).map_err(|e| PeftError::Config {
+                        path: path.to_path_buf(),
+                        message: format!("{key}: '{pattern}' is not a valid regular expression: {e}"),
+                    })
+                };
+                for (key, t) in [("target_modules", &c.target_modules), ("exclude_modules", &c.exclude_modules)] {
+                    if let Some(TargetModules::Regex(p)) = t
+                        && !p.eq_ignore_ascii_case("all-linear")
+                    {
+                        regex(key, p)?;
+                    }
+                }
+                for k in c.rank_pattern.keys() {
+                    regex("rank_pattern", k)?;
+                }
+                for k in c.alpha_pattern.keys() {
+                    regex("alpha_pattern", k)?;
+                }
                 if c.r == 0 {
                     return err("r: `r` should be a positive integer value but the value passed is 0".into());
                 }

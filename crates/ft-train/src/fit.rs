@@ -382,11 +382,22 @@ pub fn fit<T: TrainTask>(
                     last_checkpoint: last,
                 });
             }
-            let scaled = loss / step_micro_total as f64;
+            // Each micro-batch's share of the step: 1 / micro-batches, or the task's own weight
+            // (causal LM: its share of the step's label tokens, as transformers'
+            // `num_items_in_batch`).
+            let step_start = (bi / accum) * accum;
+            let weight = task.micro_batch_weight(chunk, &batches[step_start..step_start + step_micro_total]);
+            let scaled = match weight {
+                Some(w) => loss * w,
+                None => loss / step_micro_total as f64,
+            };
             let grads = GradientsParams::from_grads(scaled.backward(), &model);
             let t_backward = t0.elapsed();
             accumulator.accumulate(&model, grads);
-            let contribution = value as f64 / step_micro_total as f64;
+            let contribution = match weight {
+                Some(w) => value as f64 * w,
+                None => value as f64 / step_micro_total as f64,
+            };
             window_loss += contribution;
             run.state.total_loss += contribution;
             micro_in_step += 1;

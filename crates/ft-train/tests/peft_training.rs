@@ -1,7 +1,8 @@
 //! Training parity with PEFT + transformers' `Trainer`: from the same freshly initialised
 //! adapter (non-zero LoRA B), on the same batches in the same order, dropout 0, ft's loop
 //! reproduces every step's loss and the final adapter weights (`tests/fixtures/peft/train`, made
-//! by `xtask/python/fixtures_peft.py`). Cases: LoRA on tiny GPT-2 (causal LM), prompt tuning on
+//! by `xtask/python/fixtures_peft.py`). Cases: LoRA on tiny GPT-2 (causal LM; also with batch 2 ×
+//! gradient accumulation 2, where transformers counts the step's label tokens), prompt tuning on
 //! tiny GPT-2, LoRA with `modules_to_save` on a tiny DistilBERT sequence classifier.
 
 #[path = "../../../tests/support/mod.rs"]
@@ -24,12 +25,25 @@ use ft_train::task::{Evaluator, Split, TrainTask};
 use serde_json::Value;
 
 /// Feeds the inner task's training rows in dataset order (as the reference's
-/// `SequentialSampler`) whatever order the loop asks for, and records every training loss.
+/// `SequentialSampler`): the loop's batch of positions `p..p+k` of epoch e's permutation becomes
+/// rows `p..p+k`. Records every training loss as transformers reports it (with gradient
+/// accumulation: the micro-batch's loss times its weight in the step).
 struct InOrder<T> {
     inner: T,
+    n: usize,
     batch_size: usize,
-    next: Cell<usize>,
+    seed: u64,
+    calls: Cell<usize>,
     losses: RefCell<Vec<f64>>,
+}
+
+impl<T: TrainTask> InOrder<T> {
+    fn seq(&self, chunk: &[usize]) -> Vec<usize> {
+        let epoch = self.calls.get().saturating_sub(1) / self.n.div_ceil(self.batch_size);
+        let perm = ft_data::rng::permutation(self.n, self.seed + epoch as u64);
+        let p = perm.iter().position(|&i| i == chunk[0]).unwrap_or(0);
+        (p..p + chunk.len()).collect()
+    }
 }
 
 impl<T: TrainTask> TrainTask for InOrder<T> {
@@ -44,12 +58,8 @@ impl<T: TrainTask> TrainTask for InOrder<T> {
         self.inner.lengths()
     }
     fn batch(&self, split: Split, indices: &[usize], device: &Device) -> ft_train::Result<T::Batch> {
-        let n = self.inner.len(Split::Train);
-        let k = self.next.get();
-        self.next.set(k + 1);
-        let start = (k * self.batch_size) % n;
-        let rows: Vec<usize> = (start..(start + indices.len()).min(n)).collect();
-        self.inner.batch(split, &rows, device)
+        self.calls.set(self.calls.get() + 1);
+        self.inner.batch(split, &self.seq(indices), device)
     }
     fn forward(&self, model: &T::Model, batch: &T::Batch) -> ft_train::Result<(Tensor<1>, T::Outputs)> {
         self.inner.forward(model, batch)
@@ -59,6 +69,16 @@ impl<T: TrainTask> TrainTask for InOrder<T> {
         let v: f32 = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
         self.losses.borrow_mut().push(v as f64);
         Ok(loss)
+    }
+    fn micro_batch_weight(&self, micro: &[usize], step: &[&[usize]]) -> Option<f64> {
+        let micro = self.seq(micro);
+        let step: Vec<Vec<usize>> = step.iter().map(|c| self.seq(c)).collect();
+        let refs: Vec<&[usize]> = step.iter().map(Vec::as_slice).collect();
+        let w = self.inner.micro_batch_weight(&micro, &refs);
+        if let (Some(w), Some(last)) = (w, self.losses.borrow_mut().last_mut()) {
+            *last *= w;
+        }
+        w
     }
     fn evaluator(&self) -> Box<dyn Evaluator<T::Outputs>> {
         self.inner.evaluator()
@@ -106,6 +126,7 @@ fn args(out: &Path, rec: &Value) -> TrainingArguments {
     TrainingArguments {
         output_dir: out.to_path_buf(),
         per_device_train_batch_size: rec["batch_size"].as_u64().unwrap() as usize,
+        gradient_accumulation_steps: rec["gradient_accumulation_steps"].as_u64().unwrap_or(1) as usize,
         max_steps: rec["steps"].as_i64().unwrap(),
         learning_rate: rec["learning_rate"].as_f64().unwrap(),
         eval_strategy: IntervalStrategy::No,
@@ -124,13 +145,21 @@ where
 {
     let rec = &meta()["training"][name];
     let args = args(&tmp.join("out"), rec);
-    let task = InOrder { inner: task, batch_size: args.per_device_train_batch_size, next: Cell::new(0), losses: RefCell::new(Vec::new()) };
+    let n = task.len(Split::Train);
+    let task = InOrder {
+        inner: task,
+        n,
+        batch_size: args.per_device_train_batch_size,
+        seed: args.seed,
+        calls: Cell::new(0),
+        losses: RefCell::new(Vec::new()),
+    };
     let optimizer = adamw(&args, &model).unwrap();
     let options = FitOptions { resume: false, progress: false, callbacks: &mut NoCallbacks, optimizer, setup_seconds: 0.0 };
     let outcome = fit(&task, model, &PeftStore, &args, options, &Device::flex()).unwrap();
     let want: Vec<f64> = serde_json::from_value(rec["losses"].clone()).unwrap();
     let got = task.losses.borrow().clone();
-    assert_eq!(got.len(), want.len(), "{name}: steps");
+    assert_eq!(got.len(), want.len(), "{name}: micro-batches");
     let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     eprintln!("{name}: {} steps, max |Δ loss| vs PEFT + Trainer = {worst:.2e}", got.len());
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
@@ -162,7 +191,7 @@ fn peft_model<M: PeftBase>(base: M, name: &str) -> PeftModel<M> {
 
 #[test]
 fn causal_lm_adapters_train_as_peft_and_the_trainer() {
-    for name in ["gpt2-lora", "gpt2-prompt"] {
+    for name in ["gpt2-lora", "gpt2-lora-accum", "gpt2-prompt"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = without_dropout("tiny-gpt2", tmp.path());
         let ad = Device::flex().autodiff();

@@ -118,7 +118,7 @@ impl<M: PeftBase> PeftModel<M> {
         if config.task_type.is_none() {
             config.task_type = Some(task.to_string());
         }
-        if config.task_type.as_deref() == Some("SEQ_CLS") {
+        if matches!(config.task_type.as_deref(), Some("SEQ_CLS" | "TOKEN_CLS")) {
             let m = config.method.modules_to_save_mut().get_or_insert_with(Vec::new);
             for name in ["classifier", "score"] {
                 if !m.iter().any(|x| x == name) {
@@ -135,7 +135,11 @@ impl<M: PeftBase> PeftModel<M> {
         match &mut config.method {
             MethodConfig::Lora(_) => {}
             MethodConfig::PromptTuning(c) => {
-                fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules)
+                fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules);
+                // PEFT refuses a TEXT init without the tokenizer that made its ids: the base's.
+                if c.prompt_tuning_init == PromptTuningInit::Text && c.tokenizer_name_or_path.is_none() {
+                    c.tokenizer_name_or_path = config.base_model_name_or_path.clone();
+                }
             }
             MethodConfig::PrefixTuning(c) => {
                 fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules);
@@ -179,8 +183,28 @@ impl<M: PeftBase> PeftModel<M> {
     /// it active if it is the first. Prompt tuning's `TEXT` init needs the init text's token ids
     /// (`text_ids`, tokenized with the base model's tokenizer as PEFT does, special tokens
     /// included). Values are drawn from `device`'s generator (seed it for reproducible runs).
-    pub fn add_adapter(&mut self, name: &str, mut config: AdapterConfig, text_ids: Option<&[u32]>, device: &Device) -> Result<()> {
+    pub fn add_adapter(&mut self, name: &str, config: AdapterConfig, text_ids: Option<&[u32]>, device: &Device) -> Result<()> {
         self.check_new_name(name)?;
+        let result = self.attach_new(name, config, text_ids, device);
+        self.finish_attach(name, result)
+    }
+
+    /// After an add or load: on success the first adapter becomes active and the model's flags
+    /// and whole modules are put back in line with the active one; on failure every trace of
+    /// `name` is removed, so the model is as it was.
+    fn finish_attach(&mut self, name: &str, result: Result<()>) -> Result<()> {
+        if let Err(e) = result {
+            lora::remove(&mut self.base, name);
+            self.prompts.adapters.retain(|p| p.name != name);
+            self.stash.remove(name);
+            self.adapters.retain(|a| a.name != name);
+            self.sync()?;
+            return Err(e);
+        }
+        if self.active.is_none() { self.set_adapter(name) } else { self.sync() }
+    }
+
+    fn attach_new(&mut self, name: &str, mut config: AdapterConfig, text_ids: Option<&[u32]>, device: &Device) -> Result<()> {
         config.validate(Path::new("adapter_config.json"))?;
         self.complete(&mut config);
         self.check_dims(&config)?;
@@ -211,16 +235,23 @@ impl<M: PeftBase> PeftModel<M> {
             MethodConfig::PrefixTuning(c) => {
                 let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
                 let projection = c.prefix_projection.then(|| c.encoder_hidden_size.unwrap_or(dims.hidden));
-                let layer = PrefixEncoder::new(c.num_virtual_tokens, dims.layers, dims.hidden, projection, id, device);
+                let mut layer = PrefixEncoder::new(c.num_virtual_tokens, dims.layers, dims.hidden, projection, id, device);
+                // Stable ids for the projection too (PEFT's names), so that a checkpoint's
+                // trainable tensors and optimizer state find them again.
+                if let Some(mlp) = &mut layer.transform {
+                    for (i, lin) in [(0, &mut mlp.lin1), (2, &mut mlp.lin2)] {
+                        lin.weight.id = param_id(&format!("{name}:prefix_encoder.transform.{i}.weight"));
+                        if let Some(b) = &mut lin.bias {
+                            b.id = param_id(&format!("{name}:prefix_encoder.transform.{i}.bias"));
+                        }
+                    }
+                }
                 self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prefix(layer), name: name.into() });
             }
         }
         let saved_modules = self.saved_paths(&config)?;
         self.capture_saved(name, &saved_modules, None)?;
         self.adapters.push(AdapterEntry { name: name.into(), config, lora_modules, saved_modules });
-        if self.active.is_none() {
-            self.set_adapter(name)?;
-        }
         Ok(())
     }
 
@@ -229,6 +260,11 @@ impl<M: PeftBase> PeftModel<M> {
     /// mis-shaped or unused tensor is an error naming the file and the tensor.
     pub fn load_adapter(&mut self, dir: &Path, name: &str) -> Result<()> {
         self.check_new_name(name)?;
+        let result = self.attach_file(dir, name);
+        self.finish_attach(name, result)
+    }
+
+    fn attach_file(&mut self, dir: &Path, name: &str) -> Result<()> {
         let mut files = AdapterFiles::read(dir)?;
         let config = files.config.clone();
         let path = dir.join(ft_peft::files::CONFIG_FILE);
@@ -264,21 +300,10 @@ impl<M: PeftBase> PeftModel<M> {
         }
         let saved_modules = self.saved_paths(&config).map_err(|e| config_at(&path, e))?;
         let prefix = ft_peft::files::module_prefix(&config.method);
-        let result = self.capture_saved(name, &saved_modules, Some((&mut files, prefix))).and_then(|()| {
-            self.load_biases(&config, &lora_modules, &mut files)?;
-            files.finish().map_err(ModelError::from)
-        });
-        if let Err(e) = result {
-            // Leave the model as it was.
-            lora::remove(&mut self.base, name);
-            self.prompts.adapters.retain(|p| p.name != name);
-            self.stash.remove(name);
-            return Err(e);
-        }
+        self.capture_saved(name, &saved_modules, Some((&mut files, prefix)))?;
+        self.load_biases(&config, &lora_modules, &mut files)?;
+        files.finish()?;
         self.adapters.push(AdapterEntry { name: name.into(), config, lora_modules, saved_modules });
-        if self.active.is_none() {
-            self.set_adapter(name)?;
-        }
         Ok(())
     }
 
@@ -333,9 +358,15 @@ impl<M: PeftBase> PeftModel<M> {
         PeftError::Adapter(format!("no adapter named '{name}' (loaded: {known:?})")).into()
     }
 
-    /// Puts the model's flags and whole modules in line with `active` / `disabled`.
+    /// Puts the model's flags and whole modules in line with `active` / `disabled`; a merged
+    /// adapter that is no longer the one running is unmerged first (as PEFT's `set_adapter`).
     fn sync(&mut self) -> Result<()> {
         let on = if self.disabled { None } else { self.active.clone() };
+        for a in self.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
+            if Some(&a) != on.as_ref() && lora::merge(&mut self.base, &a, false) > 0 {
+                tracing::warn!(adapter = %a, "the adapter was merged: unmerging it before switching");
+            }
+        }
         lora::activate(&mut self.base, on.as_deref());
         let owner = on.filter(|n| self.adapter(n).is_some_and(|a| !a.saved_modules.is_empty())).unwrap_or_default();
         self.switch_saved(&owner)
@@ -345,6 +376,9 @@ impl<M: PeftBase> PeftModel<M> {
     /// the outputs stay the same (to float rounding) and the forward pass no longer runs the
     /// adapter's path.
     pub fn merge_adapter(&mut self) -> Result<()> {
+        if self.disabled {
+            return Err(PeftError::Adapter("adapters are disabled: enable them before merging".into()).into());
+        }
         let name = self.active_lora()?;
         lora::merge(&mut self.base, &name, true);
         Ok(())

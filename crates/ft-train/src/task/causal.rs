@@ -101,9 +101,10 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>, offset: usize) 
 /// step's loss is the model's mean loss times `shifted / unshifted` label count, and so are its
 /// gradients. ft reproduces it (checked step by step against PEFT + `Trainer`); evaluation
 /// reports the model's own mean, as transformers' `evaluate` does. With
-/// `gradient_accumulation_steps > 1` transformers counts the items of the whole step; ft counts
-/// each micro-batch's (then averages over the micro-batches), which differs slightly when the
-/// micro-batches hold different numbers of tokens.
+/// `gradient_accumulation_steps > 1` transformers counts the items of the whole step: each
+/// micro-batch then weighs by its share of them ([`TrainTask::micro_batch_weight`]). (This is
+/// GPT-2's `loss_type=None` path in transformers 5.24; model classes that count after the shift
+/// would differ.)
 ///
 /// # Shapes
 /// - `logits`: `[batch, offset + seq, vocab]`, `labels`: `[batch, seq]`; output `[1]`
@@ -190,6 +191,21 @@ impl<M: CausalModel> TrainTask for CausalLmTask<M> {
         let loss = causal_lm_loss(logits, batch.labels.clone(), offset);
         let value = loss.clone().into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
         Ok((loss, LossOutputs { loss: value as f64 }))
+    }
+
+    /// transformers counts `num_items_in_batch` over the whole optimizer step: a micro-batch's
+    /// loss (its sum over its own label tokens) weighs by its share of the step's tokens.
+    fn micro_batch_weight(&self, micro: &[usize], step: &[&[usize]]) -> Option<f64> {
+        if step.len() <= 1 {
+            return None;
+        }
+        let rows = ids_of(&self.examples.train).ok()?;
+        let pad = self.examples.pad_id as i64;
+        let items = |idx: &[usize]| -> usize {
+            idx.iter().filter_map(|&i| rows.get(i)).map(|r| r.iter().filter(|&&t| t != pad).count()).sum()
+        };
+        let total: usize = step.iter().map(|c| items(c)).sum();
+        (total > 0).then(|| items(micro) as f64 / total as f64)
     }
 
     fn train_loss(&self, model: &M, batch: &CausalBatch) -> Result<Tensor<1>> {

@@ -59,6 +59,14 @@ pub trait TrainTask {
         Ok(self.forward(model, batch)?.0)
     }
 
+    /// The weight of micro-batch `micro` (training rows) in an optimizer step made of the
+    /// micro-batches `step` (gradient accumulation): `None` for `1 / step.len()` (a mean over
+    /// micro-batches, transformers' default), or the task's own (the causal LM's share of the
+    /// step's label tokens).
+    fn micro_batch_weight(&self, _micro: &[usize], _step: &[&[usize]]) -> Option<f64> {
+        None
+    }
+
     /// A fresh accumulator for one evaluation.
     fn evaluator(&self) -> Box<dyn Evaluator<Self::Outputs>>;
 
