@@ -1,7 +1,7 @@
 //! `--adapter [NAME=]DIR|HUB_ID` and `--active NAME`: PEFT adapters on the base model of
 //! `ft predict`, `ft generate`, `ft info` and `ft peft merge`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use ft_data::hub::{RepoFiles, RepoKind};
@@ -40,8 +40,9 @@ impl AdapterArgs {
     pub fn specs(&self) -> Result<Vec<AdapterSpec>> {
         let mut out: Vec<AdapterSpec> = Vec::new();
         for raw in &self.adapters {
+            // An existing folder is taken whole, even with a '=' in its name.
             let (name, source) = match raw.split_once('=') {
-                Some((n, s)) if !n.is_empty() && !n.contains('/') => (n.to_string(), s.to_string()),
+                Some((n, s)) if !n.is_empty() && !n.contains('/') && !Path::new(raw).is_dir() => (n.to_string(), s.to_string()),
                 _ => ("default".to_string(), raw.clone()),
             };
             if out.iter().any(|a| a.name == name) {

@@ -111,7 +111,7 @@ fn lora_merge_unmerge_disable_and_files() {
     // merge_and_unload: a plain model with the adapter in its weights.
     let plain = fresh.merge_and_unload().unwrap();
     let out = values(PeftModel::new(plain).forward(&input()).unwrap());
-    assert!(max_diff(&out, &adapted) < 1e-5);
+    assert!(max_diff(&out, &adapted) <= 1e-5 * scale, "merge_and_unload: {}", max_diff(&out, &adapted));
 }
 
 #[test]

@@ -148,6 +148,8 @@ pub enum PromptTuningInit {
     /// The word embeddings of `prompt_tuning_init_text`'s tokens, repeated or cut to the number
     /// of virtual tokens.
     Text,
+    /// Embeddings of random vocabulary entries (read from files; ft does not create it).
+    SampleVocab,
 }
 
 /// PEFT's `PromptTuningConfig`.
@@ -365,12 +367,24 @@ impl AdapterConfig {
                 if let Some((k, _)) = c.rank_pattern.iter().find(|(_, r)| **r == 0) {
                     return err(format!("rank_pattern: '{k}' has rank 0"));
                 }
-                for key in ["layers_to_transform", "layers_pattern", "layer_replication"] {
+                for key in [
+                    "layers_to_transform",
+                    "layers_pattern",
+                    "layer_replication",
+                    // LoRA variants and targets that change the forward pass.
+                    "alora_invocation_tokens",
+                    "target_parameters",
+                    "trainable_token_indices",
+                    "arrow_config",
+                    "monteclora_config",
+                    "kasa_config",
+                    "velora_config",
+                ] {
                     if self.extra.get(key).is_some_and(|v| !v.is_null()) {
                         return err(format!("{key} is not supported by ft"));
                     }
                 }
-                for key in ["use_dora", "lora_bias"] {
+                for key in ["use_dora", "lora_bias", "use_bdlora", "use_qalora"] {
                     if self.extra.get(key).is_some_and(|v| v.as_bool() == Some(true)) {
                         return err(format!("{key} = true is not supported by ft"));
                     }

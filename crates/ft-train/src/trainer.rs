@@ -288,6 +288,12 @@ impl RunContext<'_> {
         let Some(method) = self.config.method.peft() else {
             return Err(TrainError::Config(format!("method.kind = {} is not a PEFT method", self.config.method.kind())));
         };
+        if matches!(method, ft_peft::config::MethodConfig::PrefixTuning(_)) && task != Task::CausalLm {
+            tracing::warn!(
+                "prefix tuning on an encoder is an ft extension: PEFT 0.21 with transformers 5 refuses it (\"Model does not \
+                 support past key values\"), so Python cannot load this adapter"
+            );
+        }
         let adapter = AdapterConfig::new(method, None, Some(&self.config.model.name));
         let labels = (task != Task::CausalLm).then(|| self.data.label_names.clone());
         let options = LoadOptions { labels, ..Default::default() };

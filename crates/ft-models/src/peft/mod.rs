@@ -166,7 +166,9 @@ impl<M: PeftBase> PeftModel<M> {
         let dims = self.base.dims();
         let (dim, heads, layers) = match &config.method {
             MethodConfig::Lora(_) => return Ok(()),
-            MethodConfig::PromptTuning(c) => (c.token_dim, c.num_attention_heads, c.num_layers),
+            // A soft prompt depends on the embedding width alone (PEFT loads a GPT-2 prompt on
+            // distilgpt2).
+            MethodConfig::PromptTuning(c) => (c.token_dim, None, None),
             MethodConfig::PrefixTuning(c) => (c.token_dim, c.num_attention_heads, c.num_layers),
         };
         for (key, have, want) in [("token_dim", dim, dims.hidden), ("num_attention_heads", heads, dims.heads), ("num_layers", layers, dims.layers)] {
@@ -223,6 +225,11 @@ impl<M: PeftBase> PeftModel<M> {
                 let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
                 let layer = match c.prompt_tuning_init {
                     PromptTuningInit::Random => PromptEmbedding::random(c.num_virtual_tokens, dims.hidden, id, device),
+                    PromptTuningInit::SampleVocab => {
+                        return Err(config_err(
+                            "prompt_tuning_init = SAMPLE_VOCAB: ft reads such adapters but creates RANDOM or TEXT ones".into(),
+                        ));
+                    }
                     PromptTuningInit::Text => {
                         let ids = text_ids.filter(|t| !t.is_empty()).ok_or_else(|| {
                             config_err("prompt_tuning_init = TEXT needs the init text's token ids (none given)".into())
@@ -321,6 +328,13 @@ impl<M: PeftBase> PeftModel<M> {
     /// merged adapter is unmerged first, as PEFT does). [`enable_adapters`](Self::enable_adapters)
     /// switches the active one back on.
     pub fn disable_adapters(&mut self) -> Result<()> {
+        if let Some(a) = self.adapters.iter().find(|a| matches!(&a.config.method, MethodConfig::Lora(c) if c.bias != Bias::None)) {
+            tracing::warn!(
+                adapter = %a.name,
+                "the adapter trains biases (bias != \"none\"): they live in the base layers, so disabling adapters \
+                 does not give the base model's outputs (PEFT warns the same)"
+            );
+        }
         self.disabled = true;
         for a in self.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
             lora::merge(&mut self.base, &a, false);
@@ -648,10 +662,19 @@ impl<M: PeftBase> PeftModel<M> {
         }
         self.switch_saved("")?;
         let base = saved::take_layers(&mut self.base, paths);
-        let own = match files {
+        let mut own = match files {
             None => base.clone(),
             Some((files, prefix)) => saved::layers_from_file(&base, prefix, files)?,
         };
+        // The adapter's copies have ids of their own (its name and the tensor's), so that their
+        // optimizer state and checkpointed values are never confused with the base's or
+        // another adapter's.
+        for (path, _, layer) in &mut own {
+            layer.weight.id = param_id(&format!("{name}:{path}.weight"));
+            if let Some(b) = &mut layer.bias {
+                b.id = param_id(&format!("{name}:{path}.bias"));
+            }
+        }
         let originals = self.stash.entry(String::new()).or_default();
         for layer in base {
             if !originals.iter().any(|(p, _, _)| *p == layer.0) {
