@@ -118,8 +118,26 @@ fn the_issue_s_lora_run_file_works_as_written() {
     std::fs::write(&input, "{\"text\": \"The cat sat\"}\n").unwrap();
     let (base, with) = (tmp.path().join("base.jsonl"), tmp.path().join("with.jsonl"));
     let model = fixture("models/tiny-gpt2");
-    ok(&ft(&["predict", "--model", model.to_str().unwrap(), "--task", "causal-lm", "--input", input.to_str().unwrap(), "--output", base.to_str().unwrap()]));
-    ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", with.to_str().unwrap()]));
+    ok(&ft(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "causal-lm",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        base.to_str().unwrap(),
+    ]));
+    ok(&ft(&[
+        "predict",
+        "--adapter",
+        out.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        with.to_str().unwrap(),
+    ]));
     let logits = |p: &Path| -> Vec<f64> {
         let v: Value = serde_json::from_str(std::fs::read_to_string(p).unwrap().lines().next().unwrap()).unwrap();
         v["next_token_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
@@ -135,7 +153,17 @@ fn the_issue_s_lora_run_file_works_as_written() {
     let merged = tmp.path().join("merged");
     ok(&ft(&["peft", "merge", "--adapter", out.to_str().unwrap(), "--output", merged.to_str().unwrap()]));
     let m = tmp.path().join("merged.jsonl");
-    ok(&ft(&["predict", "--model", merged.to_str().unwrap(), "--task", "causal-lm", "--input", input.to_str().unwrap(), "--output", m.to_str().unwrap()]));
+    ok(&ft(&[
+        "predict",
+        "--model",
+        merged.to_str().unwrap(),
+        "--task",
+        "causal-lm",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        m.to_str().unwrap(),
+    ]));
     let lm = logits(&m);
     let err = lm.iter().zip(&lw).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(err < 1e-4, "merged vs adapter: {err}");
@@ -144,7 +172,10 @@ fn the_issue_s_lora_run_file_works_as_written() {
 #[test]
 fn prompt_and_prefix_tuning_train_gpt2() {
     for (method, n) in [
-        ("kind = \"prompt\"\nnum_virtual_tokens = 4\nprompt_tuning_init = \"TEXT\"\nprompt_tuning_init_text = \"Write a sentence\"", 4),
+        (
+            "kind = \"prompt\"\nnum_virtual_tokens = 4\nprompt_tuning_init = \"TEXT\"\nprompt_tuning_init_text = \"Write a sentence\"",
+            4,
+        ),
         ("kind = \"prefix\"\nnum_virtual_tokens = 3\nprefix_projection = true\nencoder_hidden_size = 8", 3),
     ] {
         let tmp = tempfile::tempdir().unwrap();
@@ -161,9 +192,27 @@ fn prompt_and_prefix_tuning_train_gpt2() {
         let input = tmp.path().join("in.jsonl");
         std::fs::write(&input, "{\"text\": \"The cat sat\"}\n{\"text\": \"Rust\"}\n").unwrap();
         let pred = tmp.path().join("p.jsonl");
-        ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]));
+        ok(&ft(&[
+            "predict",
+            "--adapter",
+            out.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            pred.to_str().unwrap(),
+        ]));
         assert_eq!(std::fs::read_to_string(&pred).unwrap().lines().count(), 2);
-        let text = ok(&ft(&["generate", "--adapter", out.to_str().unwrap(), "--prompt", "The cat", "--prompt", "A", "--max-new-tokens", "4"]));
+        let text = ok(&ft(&[
+            "generate",
+            "--adapter",
+            out.to_str().unwrap(),
+            "--prompt",
+            "The cat",
+            "--prompt",
+            "A",
+            "--max-new-tokens",
+            "4",
+        ]));
         assert!(!text.trim().is_empty());
         let info = ok(&ft(&["info", "--adapter", out.to_str().unwrap()]));
         assert!(info.contains("trainable params: "), "{info}");
@@ -234,7 +283,8 @@ seed = 3
     write("b");
     ok(&ft(&["train", "--config", run.to_str().unwrap(), "--resume"]));
     assert!(
-        std::fs::read(a.join("adapter_model.safetensors")).unwrap() == std::fs::read(b.join("adapter_model.safetensors")).unwrap(),
+        std::fs::read(a.join("adapter_model.safetensors")).unwrap()
+            == std::fs::read(b.join("adapter_model.safetensors")).unwrap(),
         "the resumed run's adapter differs from the uninterrupted run's"
     );
 }
@@ -246,7 +296,10 @@ fn bad_configs_and_adapters_are_clear_errors() {
     let r = run.to_str().unwrap();
     fails(&ft(&["train", "--config", r, "--set", "method.r=0"]), &["[method]", "`r` should be a positive integer"]);
     fails(&ft(&["train", "--config", r, "--set", "method.lora_alpa=3"]), &["method.lora_alpa", "lora_alpha"]);
-    fails(&ft(&["train", "--config", r, "--set", "method.target_modules=[\"q_proj\"]"]), &["Target modules", "q_proj", "not found"]);
+    fails(
+        &ft(&["train", "--config", r, "--set", "method.target_modules=[\"q_proj\"]"]),
+        &["Target modules", "q_proj", "not found"],
+    );
     let long = tempfile::tempdir().unwrap();
     let prompt = contract(long.path(), "kind = \"prompt\"\nnum_virtual_tokens = 40");
     fails(&ft(&["train", "--config", prompt.to_str().unwrap()]), &["num_virtual_tokens = 40", "32 positions"]);
@@ -256,7 +309,15 @@ fn bad_configs_and_adapters_are_clear_errors() {
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"The cat sat\"}\n").unwrap();
     let pred = |adapter: &str| {
-        ft(&["predict", "--adapter", adapter, "--input", input.to_str().unwrap(), "--output", tmp.path().join("p.jsonl").to_str().unwrap()])
+        ft(&[
+            "predict",
+            "--adapter",
+            adapter,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            tmp.path().join("p.jsonl").to_str().unwrap(),
+        ])
     };
     let broken = tmp.path().join("broken");
     std::fs::create_dir_all(&broken).unwrap();
@@ -272,13 +333,13 @@ fn bad_configs_and_adapters_are_clear_errors() {
     let cfg = std::fs::read_to_string(out.join("adapter_config.json")).unwrap().replace("\"r\": 4", "\"r\": 5");
     std::fs::write(broken.join("adapter_config.json"), cfg).unwrap();
     std::fs::copy(out.join("adapter_model.safetensors"), broken.join("adapter_model.safetensors")).unwrap();
-    fails(&pred(broken.to_str().unwrap()), &["adapter_model.safetensors", "lora_A.weight", "has shape [4, 16]", "[5, 16]"]);
+    fails(
+        &pred(broken.to_str().unwrap()),
+        &["adapter_model.safetensors", "lora_A.weight", "has shape [4, 16]", "[5, 16]"],
+    );
     // One name twice.
     let twice = format!("x={}", out.display());
-    fails(
-        &ft(&["info", "--adapter", &twice, "--adapter", &twice]),
-        &["already given"],
-    );
+    fails(&ft(&["info", "--adapter", &twice, "--adapter", &twice]), &["already given"]);
     fails(&ft(&["info", "--adapter", out.to_str().unwrap(), "--active", "nope"]), &["--active nope"]);
 }
 
@@ -327,7 +388,15 @@ save_strategy = "no"
     assert!(names.contains(&"base_model.model.classifier.weight".to_string()), "{names:?}");
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"Angela Merkel visited Paris\"}\n").unwrap();
-    ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", tmp.path().join("p.jsonl").to_str().unwrap()]));
+    ok(&ft(&[
+        "predict",
+        "--adapter",
+        out.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        tmp.path().join("p.jsonl").to_str().unwrap(),
+    ]));
 }
 
 /// A classifier adapter trained on a bare encoder (no head in the checkpoint): `ft predict`
@@ -358,7 +427,15 @@ fn a_classifier_adapter_on_a_bare_encoder_predicts() {
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"bank rates\"}\n").unwrap();
     let pred = tmp.path().join("p.jsonl");
-    ok(&ft(&["predict", "--adapter", out.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]));
+    ok(&ft(&[
+        "predict",
+        "--adapter",
+        out.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        pred.to_str().unwrap(),
+    ]));
     let line: Value = serde_json::from_str(std::fs::read_to_string(&pred).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(line["logits"].as_array().unwrap().len(), 4, "{line}");
 }
@@ -368,11 +445,21 @@ fn a_classifier_adapter_on_a_bare_encoder_predicts() {
 #[test]
 fn prefix_projection_resumes_to_the_same_adapter() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = contract(tmp.path(), "kind = \"prefix\"\nnum_virtual_tokens = 3\nprefix_projection = true\nencoder_hidden_size = 8");
+    let run = contract(
+        tmp.path(),
+        "kind = \"prefix\"\nnum_virtual_tokens = 3\nprefix_projection = true\nencoder_hidden_size = 8",
+    );
     let r = run.to_str().unwrap();
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
-    let common = ["--set", "training.num_train_epochs=3", "--set", "training.save_strategy=\"steps\"", "--set", "training.save_steps=2"];
+    let common = [
+        "--set",
+        "training.num_train_epochs=3",
+        "--set",
+        "training.save_strategy=\"steps\"",
+        "--set",
+        "training.save_steps=2",
+    ];
     let with_out = |dir: &Path| format!("training.output_dir=\"{}\"", dir.display());
     let mut args = vec!["train", "--config", r];
     args.extend(common);
@@ -390,7 +477,8 @@ fn prefix_projection_resumes_to_the_same_adapter() {
     args.extend(["--set", &ob, "--resume"]);
     ok(&ft(&args));
     assert!(
-        std::fs::read(a.join("adapter_model.safetensors")).unwrap() == std::fs::read(b.join("adapter_model.safetensors")).unwrap(),
+        std::fs::read(a.join("adapter_model.safetensors")).unwrap()
+            == std::fs::read(b.join("adapter_model.safetensors")).unwrap(),
         "the resumed prefix differs from the uninterrupted run's"
     );
 }

@@ -60,9 +60,9 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
 /// missing (one test fetches while the others wait on a lock file). `None` (skip) when it is
 /// absent and cannot be fetched.
 pub fn minilm() -> Option<PathBuf> {
-    let dir = std::env::var_os("FT_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/ft-minilm"));
+    let dir = std::env::var_os("FT_MINILM_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/ft-minilm")
+    });
     // A complete model is marked by `.complete`, written after the fetch into a temporary
     // folder was renamed into place: a parallel test never reads a half-written file.
     let done = dir.join(".complete");

@@ -42,7 +42,9 @@ impl AdapterArgs {
         for raw in &self.adapters {
             // An existing folder is taken whole, even with a '=' in its name.
             let (name, source) = match raw.split_once('=') {
-                Some((n, s)) if !n.is_empty() && !n.contains('/') && !Path::new(raw).is_dir() => (n.to_string(), s.to_string()),
+                Some((n, s)) if !n.is_empty() && !n.contains('/') && !Path::new(raw).is_dir() => {
+                    (n.to_string(), s.to_string())
+                }
                 _ => ("default".to_string(), raw.clone()),
             };
             if out.iter().any(|a| a.name == name) {
@@ -67,7 +69,9 @@ impl AdapterArgs {
     pub fn base_model(&self, model: Option<&str>, specs: &[AdapterSpec]) -> Result<String> {
         if let Some(m) = model {
             let same = |a: &str| {
-                let canon = |s: &str| std::fs::canonicalize(s).map(|p| p.to_string_lossy().into_owned()).unwrap_or(s.to_string());
+                let canon = |s: &str| {
+                    std::fs::canonicalize(s).map(|p| p.to_string_lossy().into_owned()).unwrap_or(s.to_string())
+                };
                 canon(a) == canon(m)
             };
             for a in specs {
@@ -105,7 +109,9 @@ impl AdapterArgs {
     pub fn attach<M: PeftBase>(&self, base: M, specs: &[AdapterSpec]) -> Result<PeftModel<M>> {
         let mut model = PeftModel::new(base);
         for a in specs {
-            model.load_adapter(&a.dir, &a.name).with_context(|| format!("loading adapter '{}' from {}", a.name, a.dir.display()))?;
+            model
+                .load_adapter(&a.dir, &a.name)
+                .with_context(|| format!("loading adapter '{}' from {}", a.name, a.dir.display()))?;
         }
         if let Some(active) = self.active.as_deref().or(specs.first().map(|a| a.name.as_str())) {
             model.set_adapter(active)?;
@@ -124,9 +130,9 @@ pub fn head_labels(specs: &[AdapterSpec]) -> Result<Option<usize>> {
         if let Some(shape) = tensors
             .names()
             .find(|n| {
-                ["classifier.weight", "score.weight"].iter().any(|h| {
-                    n.strip_prefix("base_model.model.").or(n.strip_prefix("base_model.")) == Some(h)
-                })
+                ["classifier.weight", "score.weight"]
+                    .iter()
+                    .any(|h| n.strip_prefix("base_model.model.").or(n.strip_prefix("base_model.")) == Some(h))
             })
             .and_then(|n| tensors.get(n))
             .map(|(s, _)| s.to_vec())

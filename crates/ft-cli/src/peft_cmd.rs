@@ -60,7 +60,9 @@ fn merge(args: &MergeArgs) -> Result<()> {
         AnyModel::CausalLm(m) => merged(&args.adapter, m, &specs, |m| (m.export(), m.class_name()))?,
         AnyModel::SequenceClassifier(m) => merged(&args.adapter, m, &specs, |m| (m.export(), m.class_name()))?,
         AnyModel::TokenClassifier(m) => merged(&args.adapter, m, &specs, |m| (m.export(), m.class_name()))?,
-        AnyModel::Encoder(_) => bail!("task {task}: merge needs a causal-lm, text-classification or token-classification model"),
+        AnyModel::Encoder(_) => {
+            bail!("task {task}: merge needs a causal-lm, text-classification or token-classification model")
+        }
     };
     let tensors = tensors?;
     save_pretrained(&args.output, &tensors, &loaded.config, class_name, &loaded.files)?;

@@ -75,7 +75,8 @@ impl NamedTensors {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| HubError::Input(format!("building safetensors: {e}")))?;
         let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-        safetensors::tensor::serialize(views, metadata).map_err(|e| HubError::Input(format!("building safetensors: {e}")))
+        safetensors::tensor::serialize(views, metadata)
+            .map_err(|e| HubError::Input(format!("building safetensors: {e}")))
     }
 
     /// Writes the tensors to `path` as a safetensors file, atomically.

@@ -135,7 +135,11 @@ impl GenerationConfig {
         Self {
             max_new_tokens: other.max_new_tokens.or(self.max_new_tokens),
             // An explicit max_new_tokens makes a file's max_length irrelevant, and vice versa.
-            max_length: if other.max_new_tokens.is_some() { other.max_length } else { other.max_length.or(self.max_length) },
+            max_length: if other.max_new_tokens.is_some() {
+                other.max_length
+            } else {
+                other.max_length.or(self.max_length)
+            },
             do_sample: other.do_sample.or(self.do_sample),
             temperature: other.temperature.or(self.temperature),
             top_k: other.top_k.or(self.top_k),
@@ -155,7 +159,9 @@ impl GenerationConfig {
     pub fn resolve(&self, model: &Gpt2Config) -> Result<GenerationSettings> {
         let bad = |m: String| Err(ModelError::Input(m));
         if self.max_new_tokens == Some(0) {
-            return bad("max_new_tokens must be at least 1 (transformers: `max_new_tokens` must be greater than 0)".into());
+            return bad(
+                "max_new_tokens must be at least 1 (transformers: `max_new_tokens` must be greater than 0)".into()
+            );
         }
         if self.max_length == Some(0) {
             return bad("max_length must be at least 1".into());
@@ -194,7 +200,8 @@ impl GenerationConfig {
         };
         let pad = self.pad_token_id.or(model.pad_token_id).or_else(|| eos.first().copied());
         let bos = self.bos_token_id.or(model.bos_token_id);
-        for (name, id) in eos.iter().map(|&i| ("eos_token_id", Some(i))).chain([("pad_token_id", pad), ("bos_token_id", bos)])
+        for (name, id) in
+            eos.iter().map(|&i| ("eos_token_id", Some(i))).chain([("pad_token_id", pad), ("bos_token_id", bos)])
         {
             if let Some(id) = id
                 && id as usize >= model.vocab_size
@@ -583,23 +590,23 @@ pub fn generate_with(
                 }
             }
         } else {
-        // Without padding the model's defaults (no mask: causal only; positions 0..) are exact.
-        let mask_t = padded.then(|| int_tensor(mask.iter().flatten().copied().collect(), [b, total], device));
-        match cache.as_mut() {
-            Some(cache) if step > 0 => {
-                let last: Vec<i64> = ids.iter().map(|r| r[total - 1] as i64).collect();
-                let pos = padded.then(|| {
-                    let p = mask.iter().map(|m| m.iter().sum::<i64>() - 1).collect();
-                    int_tensor(p, [b, 1], device)
-                });
-                model.forward_last(int_tensor(last, [b, 1], device), mask_t, pos, Some(cache))?
+            // Without padding the model's defaults (no mask: causal only; positions 0..) are exact.
+            let mask_t = padded.then(|| int_tensor(mask.iter().flatten().copied().collect(), [b, total], device));
+            match cache.as_mut() {
+                Some(cache) if step > 0 => {
+                    let last: Vec<i64> = ids.iter().map(|r| r[total - 1] as i64).collect();
+                    let pos = padded.then(|| {
+                        let p = mask.iter().map(|m| m.iter().sum::<i64>() - 1).collect();
+                        int_tensor(p, [b, 1], device)
+                    });
+                    model.forward_last(int_tensor(last, [b, 1], device), mask_t, pos, Some(cache))?
+                }
+                cache => {
+                    let flat: Vec<i64> = ids.iter().flatten().map(|&x| x as i64).collect();
+                    let pos = padded.then(|| int_tensor(position_ids(&mask), [b, total], device));
+                    model.forward_last(int_tensor(flat, [b, total], device), mask_t, pos, cache)?
+                }
             }
-            cache => {
-                let flat: Vec<i64> = ids.iter().flatten().map(|&x| x as i64).collect();
-                let pos = padded.then(|| int_tensor(position_ids(&mask), [b, total], device));
-                model.forward_last(int_tensor(flat, [b, total], device), mask_t, pos, cache)?
-            }
-        }
         };
         let values: Vec<f32> = logits
             .into_data()
@@ -636,8 +643,7 @@ mod tests {
     use super::*;
 
     fn config() -> Gpt2Config {
-        serde_json::from_str(r#"{"n_positions": 32, "vocab_size": 100, "eos_token_id": 7, "bos_token_id": 7}"#)
-            .unwrap()
+        serde_json::from_str(r#"{"n_positions": 32, "vocab_size": 100, "eos_token_id": 7, "bos_token_id": 7}"#).unwrap()
     }
 
     fn settings(json: &str) -> Result<GenerationSettings> {

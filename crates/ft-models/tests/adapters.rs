@@ -43,8 +43,10 @@ fn distilbert() -> SequenceClassifier {
 
 fn input() -> TextInput {
     let device = Device::flex();
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 17, 45, 99, 3, 8, 2, 8, 9, 10, 11, 3], [2, 6]), &device);
-    let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], [2, 6]), &device);
+    let ids =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 17, 45, 99, 3, 8, 2, 8, 9, 10, 11, 3], [2, 6]), &device);
+    let mask =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], [2, 6]), &device);
     TextInput::ids(ids, Some(mask))
 }
 
@@ -86,7 +88,11 @@ fn lora_merge_unmerge_disable_and_files() {
     let merged = values(m.forward(&input()).unwrap());
     // Within 1e-5 relative to the logits' size (float32 sums in another order).
     let scale = adapted.iter().fold(1.0f32, |a, v| a.max(v.abs()));
-    assert!(max_diff(&merged, &adapted) <= 1e-5 * scale, "merged vs unmerged {} (scale {scale})", max_diff(&merged, &adapted));
+    assert!(
+        max_diff(&merged, &adapted) <= 1e-5 * scale,
+        "merged vs unmerged {} (scale {scale})",
+        max_diff(&merged, &adapted)
+    );
     m.unmerge_adapter();
     assert!(max_diff(&values(m.forward(&input()).unwrap()), &adapted) < 1e-5);
     // After merge + unmerge: the base to float rounding (W + ΔW − ΔW).
@@ -151,7 +157,10 @@ fn seq_cls_lora_saves_the_classifier_whole_and_switches_it() {
     let st = ft_hub::tensors::NamedTensors::read_safetensors(&dir.path().join("adapter_model.safetensors")).unwrap();
     let names: Vec<&str> = st.names().collect();
     assert!(names.contains(&"base_model.model.classifier.weight"), "{names:?}");
-    assert!(names.contains(&"base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight"), "{names:?}");
+    assert!(
+        names.contains(&"base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight"),
+        "{names:?}"
+    );
     m.disable_adapters().unwrap();
     let d = max_diff(&values(m.forward(&input()).unwrap()), &base);
     assert!(d < 1e-6, "disabled vs base {d}");
@@ -177,7 +186,11 @@ fn prompt_and_prefix_tuning_shapes_and_files() {
     assert_eq!([b, l], [2, 9], "logits cover the virtual tokens, as PEFT's");
     assert_eq!(v, 50257);
     let prefix = AdapterConfig::new(
-        MethodConfig::PrefixTuning(PrefixTuningConfig { num_virtual_tokens: 4, prefix_projection: true, ..Default::default() }),
+        MethodConfig::PrefixTuning(PrefixTuningConfig {
+            num_virtual_tokens: 4,
+            prefix_projection: true,
+            ..Default::default()
+        }),
         None,
         None,
     );
@@ -246,9 +259,15 @@ fn gpt2_small_trainable_lines_are_peft_s() {
         None,
     );
     for (config, want) in [
-        (lora(8, 16.0, &["c_attn", "c_proj"]), "trainable params: 811,008 || all params: 125,250,816 || trainable%: 0.6475"),
+        (
+            lora(8, 16.0, &["c_attn", "c_proj"]),
+            "trainable params: 811,008 || all params: 125,250,816 || trainable%: 0.6475",
+        ),
         (lora(8, 8.0, &["c_attn"]), "trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364"),
-        (lora(16, 16.0, &["c_attn", "c_proj"]), "trainable params: 1,622,016 || all params: 126,061,824 || trainable%: 1.2867"),
+        (
+            lora(16, 16.0, &["c_attn", "c_proj"]),
+            "trainable params: 1,622,016 || all params: 126,061,824 || trainable%: 1.2867",
+        ),
         (prompt, "trainable params: 15,360 || all params: 124,455,168 || trainable%: 0.0123"),
     ] {
         let mut m = PeftModel::new(base());
@@ -297,7 +316,8 @@ fn switching_merging_adding_and_failing_keep_the_model_consistent() {
     let want = values(src.forward(&input()).unwrap());
     let bad = tempfile::tempdir().unwrap();
     std::fs::copy(good.path().join("adapter_config.json"), bad.path().join("adapter_config.json")).unwrap();
-    let mut t = ft_hub::tensors::NamedTensors::read_safetensors(&good.path().join("adapter_model.safetensors")).unwrap();
+    let mut t =
+        ft_hub::tensors::NamedTensors::read_safetensors(&good.path().join("adapter_model.safetensors")).unwrap();
     let last = "base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight";
     let (shape, _) = t.remove(last).unwrap();
     t.insert(last, vec![shape[0], shape[1] + 1], vec![0.0; shape[0] * (shape[1] + 1)]).unwrap();

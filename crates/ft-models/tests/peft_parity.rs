@@ -25,7 +25,10 @@ fn input(expected: &BTreeMap<String, (Vec<usize>, Vec<f64>)>, device: &Device) -
     let ids = &expected["input_ids"];
     let mask = &expected["attention_mask"];
     let t = |v: &(Vec<usize>, Vec<f64>)| {
-        Tensor::<2, Int>::from_data(TensorData::new(v.1.iter().map(|x| *x as i64).collect::<Vec<_>>(), [v.0[0], v.0[1]]), device)
+        Tensor::<2, Int>::from_data(
+            TensorData::new(v.1.iter().map(|x| *x as i64).collect::<Vec<_>>(), [v.0[0], v.0[1]]),
+            device,
+        )
     };
     TextInput::ids(t(ids), Some(t(mask)))
 }
@@ -54,13 +57,19 @@ fn max_err(got: &[f32], want: &(Vec<usize>, Vec<f64>), mask: &(Vec<usize>, Vec<f
         let virt = l - seq;
         pos < virt || mask.1[b * seq + pos - virt] != 0.0
     };
-    got.iter().zip(&want.1).enumerate().filter(|(i, _)| keep(*i)).map(|(_, (a, b))| (*a as f64 - b).abs()).fold(0.0, f64::max)
+    got.iter()
+        .zip(&want.1)
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, (a, b))| (*a as f64 - b).abs())
+        .fold(0.0, f64::max)
 }
 
 fn fixtures() -> (std::path::PathBuf, BTreeMap<String, (Vec<usize>, Vec<f64>)>, serde_json::Value) {
     let dir = support::fixture("peft");
     let expected: BTreeMap<_, _> = support::read_safetensors(&dir.join("expected.safetensors")).into_iter().collect();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     (dir, expected, meta)
 }
 
@@ -99,7 +108,11 @@ fn merged_check<M: PeftBase>(name: &str, m: PeftModel<M>, logits: impl Fn(M::Out
 
 fn gpt2() -> ft_models::auto::CausalLm {
     let dir = support::fixture("models/tiny-gpt2");
-    load(dir.to_str().unwrap(), Task::CausalLm, &LoadOptions::default(), &Device::flex()).unwrap().into_causal_lm().unwrap().model
+    load(dir.to_str().unwrap(), Task::CausalLm, &LoadOptions::default(), &Device::flex())
+        .unwrap()
+        .into_causal_lm()
+        .unwrap()
+        .model
 }
 
 fn seqcls(name: &str) -> ft_models::auto::SequenceClassifier {
@@ -119,7 +132,8 @@ fn save_for_python<M: PeftBase>(name: &str, m: &mut PeftModel<M>, base: &str, ta
         let tmp = tempfile::tempdir().unwrap();
         m.save_adapter("default", tmp.path()).unwrap();
         let check: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/ft_saved_check.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/ft_saved_check.json")).unwrap())
+                .unwrap();
         let rec = &check[name];
         let err = rec["max_abs_logits_vs_ft"]
             .as_f64()
@@ -217,8 +231,8 @@ fn gpt2_adapters_generate_as_peft() {
 #[test]
 fn adapters_made_by_ft_load_in_peft() {
     use ft_peft::config::{
-        AdapterConfig, InitLoraWeights, LoraConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit,
-        TargetModules,
+        AdapterConfig, InitLoraWeights, LoraConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig,
+        PromptTuningInit, TargetModules,
     };
     let (_, expected, _) = fixtures();
     let device = Device::flex();

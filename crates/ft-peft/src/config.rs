@@ -427,7 +427,8 @@ impl AdapterConfig {
         map.insert("revision".into(), self.revision.clone().map_or(Value::Null, Value::String));
         // A saved adapter is for inference unless loaded as trainable, as PEFT writes it.
         map.insert("inference_mode".into(), Value::Bool(true));
-        map.entry("peft_version".to_string()).or_insert_with(|| Value::String(format!("ft {}", env!("CARGO_PKG_VERSION"))));
+        map.entry("peft_version".to_string())
+            .or_insert_with(|| Value::String(format!("ft {}", env!("CARGO_PKG_VERSION"))));
         sorted(Value::Object(map.into_iter().collect()))
     }
 

@@ -156,7 +156,10 @@ mod tests {
         let err = back.take("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight", &[8, 5]).unwrap_err();
         assert!(err.to_string().contains("[8, 4]"), "{err}");
         let mut back = AdapterFiles::read(dir.path()).unwrap();
-        assert_eq!(back.take("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight", &[8, 4]).unwrap(), vec![0.5; 32]);
+        assert_eq!(
+            back.take("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight", &[8, 4]).unwrap(),
+            vec![0.5; 32]
+        );
         back.finish().unwrap();
     }
 

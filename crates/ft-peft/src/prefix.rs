@@ -57,8 +57,11 @@ impl PrefixEncoder {
                 id,
             ),
             Some(inner) => {
-                let mut embedding =
-                    Param::from_tensor(Tensor::random([num_virtual_tokens, hidden], Distribution::Normal(0.0, 1.0), device));
+                let mut embedding = Param::from_tensor(Tensor::random(
+                    [num_virtual_tokens, hidden],
+                    Distribution::Normal(0.0, 1.0),
+                    device,
+                ));
                 embedding.id = id;
                 Self {
                     embedding,

@@ -59,7 +59,8 @@ mod tests {
     #[test]
     fn text_init_repeats_and_cuts_the_token_list() {
         let device = Device::flex();
-        let table = Tensor::<2>::from_data(TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [6, 2]), &device);
+        let table =
+            Tensor::<2>::from_data(TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [6, 2]), &device);
         let p = PromptEmbedding::from_text(table, &[4, 1], 5, ParamId::new());
         let v: Vec<f32> = p.embedding.val().into_data().try_into_vec_as().unwrap();
         // Rows 4, 1, 4, 1, 4.

@@ -53,9 +53,7 @@ pub fn lora_targets(config: &LoraConfig, defaults: &[&str], key: &str, all_linea
 /// The key of `patterns` (`rank_pattern`, `alpha_pattern`) that applies to `key`: the first
 /// `k` with `re.match(rf"(.*\.)?({k})$", key)` (PEFT's `get_pattern_key`).
 pub fn pattern_key<'a>(patterns: impl IntoIterator<Item = &'a String>, key: &str) -> Option<&'a String> {
-    patterns
-        .into_iter()
-        .find(|k| regex::Regex::new(&format!(r"^(?:.*\.)?(?:{k})$")).is_ok_and(|re| re.is_match(key)))
+    patterns.into_iter().find(|k| regex::Regex::new(&format!(r"^(?:.*\.)?(?:{k})$")).is_ok_and(|re| re.is_match(key)))
 }
 
 #[cfg(test)]
@@ -82,6 +80,9 @@ mod tests {
         assert!(!in_modules_to_save(&m, "pre_classifier"));
         // ...but PEFT's endswith wraps pre_classifier too.
         assert!(saved_whole(&m, "pre_classifier"));
-        assert_eq!(pattern_key(&["c_attn".to_string()], "transformer.h.0.attn.c_attn").map(String::as_str), Some("c_attn"));
+        assert_eq!(
+            pattern_key(&["c_attn".to_string()], "transformer.h.0.attn.c_attn").map(String::as_str),
+            Some("c_attn")
+        );
     }
 }

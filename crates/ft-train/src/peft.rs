@@ -79,7 +79,8 @@ pub fn restore_tensors<M: Module>(model: M, tensors: &NamedTensors, file: &Path)
             let id = param.id;
             let device = param.device();
             let grad = param.val().is_require_grad();
-            let mut p = Param::from_tensor(Tensor::<D>::from_data(TensorData::new(v.to_vec(), dims), &device)).set_require_grad(grad);
+            let mut p = Param::from_tensor(Tensor::<D>::from_data(TensorData::new(v.to_vec(), dims), &device))
+                .set_require_grad(grad);
             p.id = id;
             p
         }

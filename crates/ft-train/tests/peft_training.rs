@@ -112,8 +112,10 @@ fn without_dropout(name: &str, tmp: &Path) -> PathBuf {
 }
 
 fn rows(name: &str) -> Dataset {
-    let rows: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(support::fixture(&format!("peft/train/{name}/rows.json"))).unwrap()).unwrap();
+    let rows: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(support::fixture(&format!("peft/train/{name}/rows.json"))).unwrap(),
+    )
+    .unwrap();
     let ids: Vec<Vec<i64>> = rows.iter().map(|r| serde_json::from_value(r["input_ids"].clone()).unwrap()).collect();
     let mut fields = vec![Field::new("input_ids", Column::IntList(ids))];
     if rows[0].get("labels").is_some() {
@@ -155,7 +157,8 @@ where
         losses: RefCell::new(Vec::new()),
     };
     let optimizer = adamw(&args, &model).unwrap();
-    let options = FitOptions { resume: false, progress: false, callbacks: &mut NoCallbacks, optimizer, setup_seconds: 0.0 };
+    let options =
+        FitOptions { resume: false, progress: false, callbacks: &mut NoCallbacks, optimizer, setup_seconds: 0.0 };
     let outcome = fit(&task, model, &PeftStore, &args, options, &Device::flex()).unwrap();
     let want: Vec<f64> = serde_json::from_value(rec["losses"].clone()).unwrap();
     let got = task.losses.borrow().clone();
@@ -169,7 +172,8 @@ where
     let saved = tmp.join("final");
     outcome.model.clone().save_adapter("default", &saved).unwrap();
     let ours = support::read_safetensors(&saved.join("adapter_model.safetensors"));
-    let theirs = support::read_safetensors(&support::fixture(&format!("peft/train/{name}/final/adapter_model.safetensors")));
+    let theirs =
+        support::read_safetensors(&support::fixture(&format!("peft/train/{name}/final/adapter_model.safetensors")));
     let mut names: Vec<&String> = theirs.keys().collect();
     names.sort();
     assert_eq!(ours.len(), theirs.len(), "{name}: {names:?}");
@@ -195,7 +199,11 @@ fn causal_lm_adapters_train_as_peft_and_the_trainer() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = without_dropout("tiny-gpt2", tmp.path());
         let ad = Device::flex().autodiff();
-        let base = load(dir.to_str().unwrap(), Task::CausalLm, &LoadOptions::default(), &ad).unwrap().into_causal_lm().unwrap().model;
+        let base = load(dir.to_str().unwrap(), Task::CausalLm, &LoadOptions::default(), &ad)
+            .unwrap()
+            .into_causal_lm()
+            .unwrap()
+            .model;
         let examples = CausalExamples { train: rows(name), eval: None, pad_id: 50256, flops_per_token: 0.0 };
         check(name, peft_model(base, name), CausalLmTask::new(examples), tmp.path());
     }

@@ -45,7 +45,13 @@ fn sizes(p: &Profile) -> Sizes {
     }
 }
 
-fn run_config(p: &Profile, data: &Path, output_dir: &Path, method: MethodConfig, training: TrainingArguments) -> RunConfig {
+fn run_config(
+    p: &Profile,
+    data: &Path,
+    output_dir: &Path,
+    method: MethodConfig,
+    training: TrainingArguments,
+) -> RunConfig {
     RunConfig {
         model: ModelSection { name: p.model_lm.clone(), task: Task::CausalLm, num_labels: None },
         data: DataSection {
@@ -108,7 +114,15 @@ struct Run {
     wall_s: f64,
 }
 
-fn train_and_generate(ft: &Path, p: &Profile, dir: &Path, name: &str, title: &str, config: &RunConfig, prompt: &str) -> Result<Run> {
+fn train_and_generate(
+    ft: &Path,
+    p: &Profile,
+    dir: &Path,
+    name: &str,
+    title: &str,
+    config: &RunConfig,
+    prompt: &str,
+) -> Result<Run> {
     let out = &config.training.output_dir;
     if out.exists() {
         std::fs::remove_dir_all(out).with_context(|| format!("removing the earlier run {}", out.display()))?;
@@ -118,14 +132,25 @@ fn train_and_generate(ft: &Path, p: &Profile, dir: &Path, name: &str, title: &st
     std::fs::write(&run_toml, &text).with_context(|| format!("writing {}", run_toml.display()))?;
     let started = Instant::now();
     let args: Vec<OsString> = vec!["train".into(), "--config".into(), run_toml.into_os_string()];
-    let (ok, tail) = run_ft(ft, &args, p.offline, &dir.join(format!("{name}.logs.jsonl")), &dir.join(format!("{name}.stderr.log")))?;
+    let (ok, tail) =
+        run_ft(ft, &args, p.offline, &dir.join(format!("{name}.logs.jsonl")), &dir.join(format!("{name}.stderr.log")))?;
     let wall_s = started.elapsed().as_secs_f64();
-    let mut run = Run { ok, tail, trainable: String::new(), train_loss: None, before: String::new(), after: String::new(), text, wall_s };
+    let mut run = Run {
+        ok,
+        tail,
+        trainable: String::new(),
+        train_loss: None,
+        before: String::new(),
+        after: String::new(),
+        text,
+        wall_s,
+    };
     if !ok {
         return Ok(run);
     }
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("train_results.json")).unwrap_or_default())
-        .unwrap_or_default();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("train_results.json")).unwrap_or_default())
+            .unwrap_or_default();
     run.train_loss = results.get("train_loss").and_then(serde_json::Value::as_f64);
     let info_out = dir.join(format!("{name}.info.txt"));
     let (info_ok, info_tail) = run_ft(
@@ -156,7 +181,11 @@ fn train_and_generate(ft: &Path, p: &Profile, dir: &Path, name: &str, title: &st
         a.extend(["--prompt".into(), prompt.into(), "--max-new-tokens".into(), n.clone().into()]);
         let file = dir.join(format!("{name}.generate-{}.txt", if adapter { "after" } else { "before" }));
         let (g_ok, g_tail) = run_ft(ft, &a, p.offline, &file, &dir.join(format!("{name}.generate.stderr.log")))?;
-        *slot = if g_ok { std::fs::read_to_string(&file).unwrap_or_default().trim().to_string() } else { format!("(failed: {g_tail})") };
+        *slot = if g_ok {
+            std::fs::read_to_string(&file).unwrap_or_default().trim().to_string()
+        } else {
+            format!("(failed: {g_tail})")
+        };
         run.ok &= g_ok;
     }
     run.ok &= info_ok;
@@ -206,13 +235,19 @@ pub(super) fn section_prompt(ft: &Path, p: &Profile, dir: &Path) -> Result<Outco
     let run = train_and_generate(ft, p, dir, "prompt", Section::Prompt.title(), &config, PROMPT_7)?;
     let mut md = String::new();
     let _ = writeln!(md, "{}\n", super::notes(Section::Prompt));
-    let _ = writeln!(md, "Run file ([`{0}/prompt.toml`]({0}/prompt.toml)):\n\n```toml\n{1}```\n", Section::Prompt.dir(), run.text);
+    let _ = writeln!(
+        md,
+        "Run file ([`{0}/prompt.toml`]({0}/prompt.toml)):\n\n```toml\n{1}```\n",
+        Section::Prompt.dir(),
+        run.text
+    );
     if !run.ok {
         let _ = writeln!(md, "**failed**; the end of its stderr:\n\n```\n{}\n```", run.tail);
     }
     let _ = writeln!(md, "`print_trainable_parameters()` (`ft info --adapter`): `{}`\n", run.trainable);
     let _ = writeln!(md, "train_loss: {}\n", run.train_loss.map_or("—".into(), |l| format!("{l:.4}")));
-    let _ = writeln!(md, "Generation, {} new tokens, greedy — the base model:\n\n{}\n", s.new_tokens, quote(&run.before));
+    let _ =
+        writeln!(md, "Generation, {} new tokens, greedy — the base model:\n\n{}\n", s.new_tokens, quote(&run.before));
     let _ = writeln!(md, "With the trained soft prompt:\n\n{}\n", quote(&run.after));
     Ok(Outcome {
         section: Section::Prompt,
@@ -273,7 +308,11 @@ pub(super) fn section_lora(ft: &Path, p: &Profile, dir: &Path) -> Result<Outcome
         if !run.ok {
             let _ = writeln!(files, "  **failed**: `{}`", run.tail.replace('\n', " "));
         }
-        let _ = writeln!(details, "\n<details><summary>r = {r} run file</summary>\n\n```toml\n{}```\n</details>\n", run.text);
+        let _ = writeln!(
+            details,
+            "\n<details><summary>r = {r} run file</summary>\n\n```toml\n{}```\n</details>\n",
+            run.text
+        );
     }
     md.push_str(&details);
     let _ = writeln!(

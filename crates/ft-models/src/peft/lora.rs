@@ -79,7 +79,8 @@ fn is_all_linear(config: &LoraConfig) -> bool {
 /// The rank and alpha of module `key` (`rank_pattern`, `alpha_pattern`).
 fn rank_alpha(config: &LoraConfig, key: &str) -> (usize, f64) {
     let r = target::pattern_key(config.rank_pattern.keys(), key).map_or(config.r, |k| config.rank_pattern[k]);
-    let a = target::pattern_key(config.alpha_pattern.keys(), key).map_or(config.lora_alpha, |k| config.alpha_pattern[k]);
+    let a =
+        target::pattern_key(config.alpha_pattern.keys(), key).map_or(config.lora_alpha, |k| config.alpha_pattern[k]);
     (r, a)
 }
 
@@ -89,7 +90,10 @@ fn tensor2(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
 
 /// The stable ids of adapter `name`'s matrices on module `key`.
 fn ids(name: &str, key: &str) -> LoraIds {
-    LoraIds { a: param_id(&format!("{name}:{}", lora_key(key, 'A'))), b: param_id(&format!("{name}:{}", lora_key(key, 'B'))) }
+    LoraIds {
+        a: param_id(&format!("{name}:{}", lora_key(key, 'A'))),
+        b: param_id(&format!("{name}:{}", lora_key(key, 'B'))),
+    }
 }
 
 /// Attaches adapter `name` to the projections at `paths` (inactive: the caller activates).

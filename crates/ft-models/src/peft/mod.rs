@@ -126,7 +126,10 @@ impl<M: PeftBase> PeftModel<M> {
                 }
             }
         }
-        let fill = |dim: &mut Option<usize>, heads: &mut Option<usize>, layers: &mut Option<usize>, subs: &mut Option<usize>| {
+        let fill = |dim: &mut Option<usize>,
+                    heads: &mut Option<usize>,
+                    layers: &mut Option<usize>,
+                    subs: &mut Option<usize>| {
             dim.get_or_insert(dims.hidden);
             heads.get_or_insert(dims.heads);
             layers.get_or_insert(dims.layers);
@@ -135,14 +138,24 @@ impl<M: PeftBase> PeftModel<M> {
         match &mut config.method {
             MethodConfig::Lora(_) => {}
             MethodConfig::PromptTuning(c) => {
-                fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules);
+                fill(
+                    &mut c.token_dim,
+                    &mut c.num_attention_heads,
+                    &mut c.num_layers,
+                    &mut c.num_transformer_submodules,
+                );
                 // PEFT refuses a TEXT init without the tokenizer that made its ids: the base's.
                 if c.prompt_tuning_init == PromptTuningInit::Text && c.tokenizer_name_or_path.is_none() {
                     c.tokenizer_name_or_path = config.base_model_name_or_path.clone();
                 }
             }
             MethodConfig::PrefixTuning(c) => {
-                fill(&mut c.token_dim, &mut c.num_attention_heads, &mut c.num_layers, &mut c.num_transformer_submodules);
+                fill(
+                    &mut c.token_dim,
+                    &mut c.num_attention_heads,
+                    &mut c.num_layers,
+                    &mut c.num_transformer_submodules,
+                );
                 c.encoder_hidden_size.get_or_insert(dims.hidden);
             }
         }
@@ -171,11 +184,17 @@ impl<M: PeftBase> PeftModel<M> {
             MethodConfig::PromptTuning(c) => (c.token_dim, None, None),
             MethodConfig::PrefixTuning(c) => (c.token_dim, c.num_attention_heads, c.num_layers),
         };
-        for (key, have, want) in [("token_dim", dim, dims.hidden), ("num_attention_heads", heads, dims.heads), ("num_layers", layers, dims.layers)] {
+        for (key, have, want) in [
+            ("token_dim", dim, dims.hidden),
+            ("num_attention_heads", heads, dims.heads),
+            ("num_layers", layers, dims.layers),
+        ] {
             if let Some(have) = have
                 && have != want
             {
-                return Err(config_err(format!("{key} is {have}, the base model has {want} (an adapter for another model?)")));
+                return Err(config_err(format!(
+                    "{key} is {have}, the base model has {want} (an adapter for another model?)"
+                )));
             }
         }
         Ok(())
@@ -185,7 +204,13 @@ impl<M: PeftBase> PeftModel<M> {
     /// it active if it is the first. Prompt tuning's `TEXT` init needs the init text's token ids
     /// (`text_ids`, tokenized with the base model's tokenizer as PEFT does, special tokens
     /// included). Values are drawn from `device`'s generator (seed it for reproducible runs).
-    pub fn add_adapter(&mut self, name: &str, config: AdapterConfig, text_ids: Option<&[u32]>, device: &Device) -> Result<()> {
+    pub fn add_adapter(
+        &mut self,
+        name: &str,
+        config: AdapterConfig,
+        text_ids: Option<&[u32]>,
+        device: &Device,
+    ) -> Result<()> {
         self.check_new_name(name)?;
         let result = self.attach_new(name, config, text_ids, device);
         self.finish_attach(name, result)
@@ -206,7 +231,13 @@ impl<M: PeftBase> PeftModel<M> {
         if self.active.is_none() { self.set_adapter(name) } else { self.sync() }
     }
 
-    fn attach_new(&mut self, name: &str, mut config: AdapterConfig, text_ids: Option<&[u32]>, device: &Device) -> Result<()> {
+    fn attach_new(
+        &mut self,
+        name: &str,
+        mut config: AdapterConfig,
+        text_ids: Option<&[u32]>,
+        device: &Device,
+    ) -> Result<()> {
         config.validate(Path::new("adapter_config.json"))?;
         self.complete(&mut config);
         self.check_dims(&config)?;
@@ -227,7 +258,8 @@ impl<M: PeftBase> PeftModel<M> {
                     PromptTuningInit::Random => PromptEmbedding::random(c.num_virtual_tokens, dims.hidden, id, device),
                     PromptTuningInit::SampleVocab => {
                         return Err(config_err(
-                            "prompt_tuning_init = SAMPLE_VOCAB: ft reads such adapters but creates RANDOM or TEXT ones".into(),
+                            "prompt_tuning_init = SAMPLE_VOCAB: ft reads such adapters but creates RANDOM or TEXT ones"
+                                .into(),
                         ));
                     }
                     PromptTuningInit::Text => {
@@ -242,7 +274,8 @@ impl<M: PeftBase> PeftModel<M> {
             MethodConfig::PrefixTuning(c) => {
                 let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
                 let projection = c.prefix_projection.then(|| c.encoder_hidden_size.unwrap_or(dims.hidden));
-                let mut layer = PrefixEncoder::new(c.num_virtual_tokens, dims.layers, dims.hidden, projection, id, device);
+                let mut layer =
+                    PrefixEncoder::new(c.num_virtual_tokens, dims.layers, dims.hidden, projection, id, device);
                 // Stable ids for the projection too (PEFT's names), so that a checkpoint's
                 // trainable tensors and optimizer state find them again.
                 if let Some(mlp) = &mut layer.transform {
@@ -276,7 +309,9 @@ impl<M: PeftBase> PeftModel<M> {
         let config = files.config.clone();
         let path = dir.join(ft_peft::files::CONFIG_FILE);
         self.check_dims(&config).map_err(|e| match e {
-            ModelError::Peft(PeftError::Config { message, .. }) => ModelError::Peft(PeftError::Config { path: path.clone(), message }),
+            ModelError::Peft(PeftError::Config { message, .. }) => {
+                ModelError::Peft(PeftError::Config { path: path.clone(), message })
+            }
             other => other,
         })?;
         let dims = self.base.dims();
@@ -288,12 +323,13 @@ impl<M: PeftBase> PeftModel<M> {
                     let (d, o) = (self.base.default_lora_targets(), self.base.output_layer());
                     lora::targets(&mut self.base, c, d, o)
                 }
-                    .map_err(|e| config_at(&path, e))?;
+                .map_err(|e| config_at(&path, e))?;
                 lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::File(&mut files))?;
             }
             MethodConfig::PromptTuning(c) => {
                 let v = files.take(PROMPT_EMBEDDINGS, &[c.num_virtual_tokens, dims.hidden])?;
-                let t = Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, dims.hidden]), &device);
+                let t =
+                    Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, dims.hidden]), &device);
                 let layer = PromptEmbedding::from_tensor(t, param_id(&format!("{name}:{PROMPT_EMBEDDINGS}")));
                 self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prompt(layer), name: name.into() });
             }
@@ -328,7 +364,9 @@ impl<M: PeftBase> PeftModel<M> {
     /// merged adapter is unmerged first, as PEFT does). [`enable_adapters`](Self::enable_adapters)
     /// switches the active one back on.
     pub fn disable_adapters(&mut self) -> Result<()> {
-        if let Some(a) = self.adapters.iter().find(|a| matches!(&a.config.method, MethodConfig::Lora(c) if c.bias != Bias::None)) {
+        if let Some(a) =
+            self.adapters.iter().find(|a| matches!(&a.config.method, MethodConfig::Lora(c) if c.bias != Bias::None))
+        {
             tracing::warn!(
                 adapter = %a.name,
                 "the adapter trains biases (bias != \"none\"): they live in the base layers, so disabling adapters \
@@ -450,7 +488,8 @@ impl<M: PeftBase> PeftModel<M> {
                 let p = self.prompts.get(name).ok_or_else(|| self.unknown(name))?;
                 let t = p.saved_tensor();
                 let shape = t.dims().to_vec();
-                let v = t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("{e:?}")))?;
+                let v =
+                    t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("{e:?}")))?;
                 tensors.insert(PROMPT_EMBEDDINGS, shape, v)?;
             }
         }
@@ -536,7 +575,13 @@ impl<M: PeftBase> PeftModel<M> {
     /// An adapter's own parameters: its layers and its copy of its whole modules.
     fn own_params(&mut self, name: &str) -> Result<usize> {
         let mut n = lora::num_params(&mut self.base, name);
-        n += self.prompts.adapters.iter().filter(|p| p.name == name).map(|p| ParameterCount::of(&p.layer).total).sum::<usize>();
+        n += self
+            .prompts
+            .adapters
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| ParameterCount::of(&p.layer).total)
+            .sum::<usize>();
         if let Some(entry) = self.adapter(name).cloned()
             && !entry.saved_modules.is_empty()
         {
@@ -602,10 +647,8 @@ impl<M: PeftBase> PeftModel<M> {
             )));
         }
         let device = self.base.word_embedding_table().device();
-        let mask = input
-            .attention_mask
-            .clone()
-            .map(|m| Tensor::cat(vec![Tensor::<2, Int>::ones([b, n], &device), m], 1));
+        let mask =
+            input.attention_mask.clone().map(|m| Tensor::cat(vec![Tensor::<2, Int>::ones([b, n], &device), m], 1));
         match adapter {
             PromptAdapter::Prompt(p) => {
                 let embeds = match &input.tokens {
@@ -613,10 +656,17 @@ impl<M: PeftBase> PeftModel<M> {
                     Tokens::Embeds(e) => e.clone(),
                 };
                 let x = Tensor::cat(vec![p.prompts(b), embeds], 1);
-                let token_types =
-                    input.token_type_ids.clone().map(|t| Tensor::cat(vec![Tensor::<2, Int>::zeros([b, n], &device), t], 1));
+                let token_types = input
+                    .token_type_ids
+                    .clone()
+                    .map(|t| Tensor::cat(vec![Tensor::<2, Int>::zeros([b, n], &device), t], 1));
                 // PEFT drops explicit position ids for prompt tuning: positions run 0..n+l.
-                let input = TextInput { tokens: Tokens::Embeds(x), attention_mask: mask, token_type_ids: token_types, position_ids: None };
+                let input = TextInput {
+                    tokens: Tokens::Embeds(x),
+                    attention_mask: mask,
+                    token_type_ids: token_types,
+                    position_ids: None,
+                };
                 self.base.run(&input, None)
             }
             PromptAdapter::Prefix(p) => {
@@ -723,7 +773,10 @@ impl<M: PeftBase> PeftModel<M> {
         if wanted.is_empty() {
             return Ok(());
         }
-        tracing::warn!("the adapter trains biases (bias = {:?}): loading it changes them in the base model, as PEFT does", c.bias);
+        tracing::warn!(
+            "the adapter trains biases (bias = {:?}): loading it changes them in the base model, as PEFT does",
+            c.bias
+        );
         saved::load_biases(&mut self.base, &wanted, files)
     }
 

@@ -30,9 +30,7 @@ pub(crate) fn paths<M: HubModule>(model: &mut M, modules_to_save: &[String]) -> 
         }
     });
     match other {
-        Some(o) => Err(ModelError::Unsupported(format!(
-            "modules_to_save: ft saves linear layers whole, not {o}"
-        ))),
+        Some(o) => Err(ModelError::Unsupported(format!("modules_to_save: ft saves linear layers whole, not {o}"))),
         None => Ok(found),
     }
 }
@@ -144,7 +142,9 @@ fn set_linear(l: &mut Linear, layout: WeightLayout, path: &HubPath, tensors: &Na
             WeightLayout::Conv1D => (want[0], want[1]),
         };
         if (a, b) != (want_a, want_b) {
-            return Err(ModelError::Input(format!("{path}.weight: shape {shape:?}, the model's is [{want_a}, {want_b}]")));
+            return Err(ModelError::Input(format!(
+                "{path}.weight: shape {shape:?}, the model's is [{want_a}, {want_b}]"
+            )));
         }
         set(&mut l.weight, [a, b], v, layout == WeightLayout::Linear);
     }
@@ -181,10 +181,12 @@ pub(crate) fn import<M: HubModule>(model: &mut M, tensors: &NamedTensors) -> Res
         let r = match part {
             Part::Projection(p) => set_linear(&mut p.base, p.layout, path, tensors),
             Part::Linear(l) => set_linear(l, WeightLayout::Linear, path, tensors),
-            Part::LayerNorm(ln) => set_vector(&mut ln.gamma, path, "weight", tensors).and_then(|()| match &mut ln.beta {
-                Some(b) => set_vector(b, path, "bias", tensors),
-                None => Ok(()),
-            }),
+            Part::LayerNorm(ln) => {
+                set_vector(&mut ln.gamma, path, "weight", tensors).and_then(|()| match &mut ln.beta {
+                    Some(b) => set_vector(b, path, "bias", tensors),
+                    None => Ok(()),
+                })
+            }
             _ => Ok(()),
         };
         if let Err(e) = r {
@@ -214,7 +216,11 @@ pub(crate) fn bias_names<M: HubModule>(
         if !has_bias || whole || (bias == Bias::LoraOnly && !wrapped) {
             return;
         }
-        let file = if wrapped { format!("{MODEL_PREFIX}{path}.base_layer.bias") } else { format!("{MODEL_PREFIX}{path}.bias") };
+        let file = if wrapped {
+            format!("{MODEL_PREFIX}{path}.base_layer.bias")
+        } else {
+            format!("{MODEL_PREFIX}{path}.bias")
+        };
         out.push((path.tensor("bias"), file));
     });
     out
@@ -237,7 +243,11 @@ pub(crate) fn bias_count<M: HubModule>(model: &mut M, wanted: &[(String, String)
 }
 
 /// Writes the biases `wanted` names into `tensors` under PEFT's names.
-pub(crate) fn export_biases<M: HubModule>(model: &mut M, wanted: &[(String, String)], tensors: &mut NamedTensors) -> Result<()> {
+pub(crate) fn export_biases<M: HubModule>(
+    model: &mut M,
+    wanted: &[(String, String)],
+    tensors: &mut NamedTensors,
+) -> Result<()> {
     if wanted.is_empty() {
         return Ok(());
     }
@@ -252,7 +262,11 @@ pub(crate) fn export_biases<M: HubModule>(model: &mut M, wanted: &[(String, Stri
 }
 
 /// Reads the biases `wanted` names from the file into the base layers.
-pub(crate) fn load_biases<M: HubModule>(model: &mut M, wanted: &[(String, String)], files: &mut AdapterFiles) -> Result<()> {
+pub(crate) fn load_biases<M: HubModule>(
+    model: &mut M,
+    wanted: &[(String, String)],
+    files: &mut AdapterFiles,
+) -> Result<()> {
     let mut current = HfTensors::new();
     current.add_parts_where(model, &|p| wanted.iter().any(|(h, _)| h.strip_suffix(".bias") == Some(p)))?;
     let mut new = NamedTensors::new();

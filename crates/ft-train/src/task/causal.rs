@@ -189,7 +189,8 @@ impl<M: CausalModel> TrainTask for CausalLmTask<M> {
     fn forward(&self, model: &M, batch: &CausalBatch) -> Result<(Tensor<1>, LossOutputs)> {
         let (logits, offset) = model.lm_logits(&batch.inputs)?;
         let loss = causal_lm_loss(logits, batch.labels.clone(), offset);
-        let value = loss.clone().into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
+        let value =
+            loss.clone().into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
         Ok((loss, LossOutputs { loss: value as f64 }))
     }
 
