@@ -246,7 +246,13 @@ def check_ft(models: Path, saved: Path, out_json: Path) -> None:
     result = {}
     for name, rec in sorted(ft.items()):
         d = saved / name
-        model = peft.PeftModel.from_pretrained(base(models, rec["base"]), d)
+        if rec.get("merged"):
+            # A merged model ft saved: transformers alone loads it.
+            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+            cls = AutoModelForCausalLM if rec["task_type"] == "CAUSAL_LM" else AutoModelForSequenceClassification
+            model = cls.from_pretrained(d, dtype=torch.float32)
+        else:
+            model = peft.PeftModel.from_pretrained(base(models, rec["base"]), d)
         model.eval()
         causal = rec["task_type"] == "CAUSAL_LM"
         logits = logits_of(model, ids, mask, causal)
@@ -260,7 +266,7 @@ def check_ft(models: Path, saved: Path, out_json: Path) -> None:
             diff = diff[keep]
         result[name] = {
             "max_abs_logits_vs_ft": diff.max().item(),
-            "trainable_line": trainable_line(model),
+            "trainable_line": trainable_line(model) if hasattr(model, "get_nb_trainable_parameters") else None,
             "files": {f.name: fnv(f) for f in sorted(d.iterdir())},
         }
         print(name, result[name]["max_abs_logits_vs_ft"], file=sys.stderr)

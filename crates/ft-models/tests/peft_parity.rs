@@ -289,3 +289,78 @@ fn adapters_made_by_ft_load_in_peft() {
         assert!(!logits.is_empty());
     }
 }
+
+/// `merge_and_unload` + `save_pretrained`: a plain model in the Hub layout that transformers
+/// loads (`AutoModelFor….from_pretrained`, checked by `cargo xtask fixtures peft-check`) and
+/// that computes PEFT's merged outputs.
+#[test]
+fn merged_models_save_in_the_hub_layout() {
+    let (dir, expected, _) = fixtures();
+    let device = Device::flex();
+    for (name, base, task) in [
+        ("gpt2-lora", "tiny-gpt2", Task::CausalLm),
+        ("distilbert-lora", "tiny-distilbert-seqcls", Task::SequenceClassification),
+    ] {
+        let loaded =
+            load(support::fixture(&format!("models/{base}")).to_str().unwrap(), task, &LoadOptions::default(), &device)
+                .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peft-saved");
+        let update = std::env::var_os("FT_UPDATE_FIXTURES").is_some();
+        let target = if update { root.join(format!("merged-{name}")) } else { out.path().to_path_buf() };
+        let logits = match loaded.model {
+            ft_models::auto::AnyModel::CausalLm(m) => {
+                let mut p = PeftModel::new(m);
+                p.load_adapter(&dir.join(name), "default").unwrap();
+                let plain = p.merge_and_unload().unwrap();
+                ft_models::auto::save_pretrained(
+                    &target,
+                    &plain.export().unwrap(),
+                    &loaded.config,
+                    plain.class_name(),
+                    &loaded.files,
+                )
+                .unwrap();
+                sliced(PeftModel::new(plain).forward(&input(&expected, &device)).unwrap())
+            }
+            ft_models::auto::AnyModel::SequenceClassifier(m) => {
+                let mut p = PeftModel::new(m);
+                p.load_adapter(&dir.join(name), "default").unwrap();
+                let plain = p.merge_and_unload().unwrap();
+                ft_models::auto::save_pretrained(
+                    &target,
+                    &plain.export().unwrap(),
+                    &loaded.config,
+                    plain.class_name(),
+                    &loaded.files,
+                )
+                .unwrap();
+                flat(PeftModel::new(plain).forward(&input(&expected, &device)).unwrap())
+            }
+            _ => unreachable!("the cases are a causal LM and a sequence classifier"),
+        };
+        let err = max_err(&logits, &expected[&format!("{name}.merged_logits")], &expected["attention_mask"]);
+        assert!(err <= 1e-4, "{name}: {err}");
+        let key = format!("merged-{name}");
+        if update {
+            let task_type = if task == Task::CausalLm { "CAUSAL_LM" } else { "SEQ_CLS" };
+            let record = serde_json::json!({"base": base, "task_type": task_type, "merged": true, "logits": logits});
+            std::fs::write(root.join(format!("{key}.ft.json")), serde_json::to_string(&record).unwrap()).unwrap();
+            continue;
+        }
+        let check: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/ft_saved_check.json")).unwrap())
+                .unwrap();
+        let rec = &check[&key];
+        let py = rec["max_abs_logits_vs_ft"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: run `cargo xtask fixtures peft-check`"));
+        eprintln!("{key}: transformers' from_pretrained vs ft max |Δ logits| = {py:.2e}");
+        assert!(py <= 1e-4, "{key}: {py}");
+        assert_eq!(
+            support::fnv(&target.join("model.safetensors")),
+            rec["files"]["model.safetensors"].as_str().unwrap(),
+            "{key}"
+        );
+    }
+}
