@@ -132,8 +132,8 @@ fn print_adapters<M: ft_models::peft::PeftBase>(
     specs: &[crate::adapters::AdapterSpec],
 ) -> Result<()> {
     let mut model = args.attach(base, specs)?;
-    for a in &model.adapters {
-        let active = if model.active.as_deref() == Some(a.name.as_str()) { ", active" } else { "" };
+    for a in model.adapters() {
+        let active = if model.active_name() == Some(a.name.as_str()) { ", active" } else { "" };
         let spec = specs.iter().find(|s| s.name == a.name);
         println!(
             "adapter '{}' ({}{active}) from {}",

@@ -304,7 +304,7 @@ fn switching_merging_adding_and_failing_keep_the_model_consistent() {
     d.save_adapter("a", dir.path()).unwrap();
     let a_out = values(d.forward(&input()).unwrap());
     d.add_adapter("b", lora(&["q_lin"], InitLoraWeights::Random), None, &device).unwrap();
-    assert_eq!(d.active.as_deref(), Some("a"));
+    assert_eq!(d.active_name(), Some("a"));
     assert_eq!(values(d.forward(&input()).unwrap()), a_out);
 
     // A load that fails half-way (a mis-shaped B on the last layer) leaves nothing; loading the
@@ -326,7 +326,7 @@ fn switching_merging_adding_and_failing_keep_the_model_consistent() {
     let base_out = values(m.forward(&input()).unwrap());
     let err = m.load_adapter(bad.path(), "x").unwrap_err().to_string();
     assert!(err.contains(last) && err.contains("shape"), "{err}");
-    assert!(m.adapters.is_empty());
+    assert!(m.adapters().is_empty());
     assert_eq!(values(m.forward(&input()).unwrap()), base_out);
     m.load_adapter(good.path(), "x").unwrap();
     assert!(max_diff(&values(m.forward(&input()).unwrap()), &want) < 1e-5);

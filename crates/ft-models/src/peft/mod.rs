@@ -65,15 +65,16 @@ pub struct PeftModel<M> {
     pub base: M,
     /// Prompt-learning adapters.
     pub prompts: PromptAdapters,
-    /// The adapters, in the order they were added.
+    /// The adapters, in the order they were added (read with [`PeftModel::adapters`]; changed
+    /// only through the methods, which keep the layers' flags and whole modules in line).
     #[module(skip)]
-    pub adapters: Vec<AdapterEntry>,
+    adapters: Vec<AdapterEntry>,
     /// The active adapter.
     #[module(skip)]
-    pub active: Option<String>,
+    active: Option<String>,
     /// Adapters switched off (the base model alone).
     #[module(skip)]
-    pub disabled: bool,
+    disabled: bool,
     /// Whole modules not currently in the model, by owner ("" = the base model's own).
     #[module(skip)]
     stash: BTreeMap<String, saved::Layers>,
@@ -98,6 +99,21 @@ impl<M: PeftBase> PeftModel<M> {
             stash: BTreeMap::new(),
             in_model: String::new(),
         }
+    }
+
+    /// The adapters, in the order they were added.
+    pub fn adapters(&self) -> &[AdapterEntry] {
+        &self.adapters
+    }
+
+    /// The active adapter's name (`None`: none active).
+    pub fn active_name(&self) -> Option<&str> {
+        self.active.as_deref()
+    }
+
+    /// Whether adapters are switched off ([`disable_adapters`](Self::disable_adapters)).
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
     }
 
     /// The adapter named `name`.
