@@ -30,6 +30,19 @@ fn fails(o: &Output, needles: &[&str]) {
     }
 }
 
+/// `ft predict --adapter ADAPTER --input INPUT --output OUTPUT` (the base from the adapter).
+fn predict_with(adapter: &Path, input: &Path, output: &Path) -> Output {
+    ft(&[
+        "predict",
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ])
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
@@ -129,15 +142,7 @@ fn the_issue_s_lora_run_file_works_as_written() {
         "--output",
         base.to_str().unwrap(),
     ]));
-    ok(&ft(&[
-        "predict",
-        "--adapter",
-        out.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        with.to_str().unwrap(),
-    ]));
+    ok(&predict_with(&out, &input, &with));
     let logits = |p: &Path| -> Vec<f64> {
         let v: Value = serde_json::from_str(std::fs::read_to_string(p).unwrap().lines().next().unwrap()).unwrap();
         v["next_token_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
@@ -192,15 +197,7 @@ fn prompt_and_prefix_tuning_train_gpt2() {
         let input = tmp.path().join("in.jsonl");
         std::fs::write(&input, "{\"text\": \"The cat sat\"}\n{\"text\": \"Rust\"}\n").unwrap();
         let pred = tmp.path().join("p.jsonl");
-        ok(&ft(&[
-            "predict",
-            "--adapter",
-            out.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            pred.to_str().unwrap(),
-        ]));
+        ok(&predict_with(&out, &input, &pred));
         assert_eq!(std::fs::read_to_string(&pred).unwrap().lines().count(), 2);
         let text = ok(&ft(&[
             "generate",
@@ -276,10 +273,7 @@ seed = 3
     assert!(a.join("checkpoint-3/trainable.safetensors").is_file());
     // Killed after checkpoint-3: resume.
     let b = tmp.path().join("b");
-    std::fs::create_dir_all(b.join("checkpoint-3")).unwrap();
-    for e in std::fs::read_dir(a.join("checkpoint-3")).unwrap().flatten() {
-        std::fs::copy(e.path(), b.join("checkpoint-3").join(e.file_name())).unwrap();
-    }
+    support::copy_dir(&a.join("checkpoint-3"), &b.join("checkpoint-3"));
     write("b");
     ok(&ft(&["train", "--config", run.to_str().unwrap(), "--resume"]));
     assert!(
@@ -388,15 +382,7 @@ save_strategy = "no"
     assert!(names.contains(&"base_model.model.classifier.weight".to_string()), "{names:?}");
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"Angela Merkel visited Paris\"}\n").unwrap();
-    ok(&ft(&[
-        "predict",
-        "--adapter",
-        out.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        tmp.path().join("p.jsonl").to_str().unwrap(),
-    ]));
+    ok(&predict_with(&out, &input, &tmp.path().join("p.jsonl")));
 }
 
 /// A classifier adapter trained on a bare encoder (no head in the checkpoint): `ft predict`
@@ -427,15 +413,7 @@ fn a_classifier_adapter_on_a_bare_encoder_predicts() {
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"bank rates\"}\n").unwrap();
     let pred = tmp.path().join("p.jsonl");
-    ok(&ft(&[
-        "predict",
-        "--adapter",
-        out.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        pred.to_str().unwrap(),
-    ]));
+    ok(&predict_with(&out, &input, &pred));
     let line: Value = serde_json::from_str(std::fs::read_to_string(&pred).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(line["logits"].as_array().unwrap().len(), 4, "{line}");
 }
@@ -467,10 +445,7 @@ fn prefix_projection_resumes_to_the_same_adapter() {
     args.extend(["--set", &oa]);
     ok(&ft(&args));
     assert!(a.join("checkpoint-2/trainable.safetensors").is_file());
-    std::fs::create_dir_all(b.join("checkpoint-2")).unwrap();
-    for e in std::fs::read_dir(a.join("checkpoint-2")).unwrap().flatten() {
-        std::fs::copy(e.path(), b.join("checkpoint-2").join(e.file_name())).unwrap();
-    }
+    support::copy_dir(&a.join("checkpoint-2"), &b.join("checkpoint-2"));
     let mut args = vec!["train", "--config", r];
     args.extend(common);
     let ob = with_out(&b);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::fixture;
+use support::{copy_dir, fixture};
 
 fn ft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ft")).args(args).env("HF_HUB_OFFLINE", "1").output().expect("running ft")
@@ -108,20 +108,43 @@ fn full_finetuning_writes_transformers_output_layout() {
     let o = ft(&["train", "--config", run.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Logs are JSON lines with transformers' keys.
-    let logs: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(logs.iter().any(|l| l.get("loss").is_some() && l.get("learning_rate").is_some() && l.get("grad_norm").is_some()));
+    let logs: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.get("loss").is_some() && l.get("learning_rate").is_some() && l.get("grad_norm").is_some())
+    );
     assert_eq!(logs.iter().filter(|l| l.get("eval_accuracy").is_some()).count(), 3);
     assert!(logs.last().unwrap().get("train_runtime").is_some());
     // 64 rows / 8 = 8 steps per epoch; a checkpoint per epoch.
     for step in [8, 16, 24] {
         let c = out.join(format!("checkpoint-{step}"));
-        for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "optimizer.bpk", "rng_state.json"] {
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "trainer_state.json",
+            "optimizer.bpk",
+            "rng_state.json",
+        ] {
             assert!(c.join(f).is_file(), "{}/{f}", c.display());
         }
         // The weights are written once per checkpoint (no second copy as a Burn record).
         assert!(!c.join("model.bpk").exists(), "{}", c.display());
     }
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "eval_results.json", "all_results.json", "train_results.json", "loss_curve.png", "confusion_matrix.png", "confusion_matrix.svg", "eval_predictions.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "trainer_state.json",
+        "eval_results.json",
+        "all_results.json",
+        "train_results.json",
+        "loss_curve.png",
+        "confusion_matrix.png",
+        "confusion_matrix.svg",
+        "eval_predictions.json",
+    ] {
         assert!(out.join(f).is_file(), "{f}");
     }
     let config = json(&out.join("config.json"));
@@ -139,13 +162,31 @@ fn full_finetuning_writes_transformers_output_layout() {
     assert!(all["eval_accuracy"].as_f64().unwrap() >= 0.9, "{all}");
     // The final model is what the best checkpoint holds, and ft predict loads it.
     let best = PathBuf::from(state["best_model_checkpoint"].as_str().unwrap());
-    assert_eq!(std::fs::read(best.join("model.safetensors")).unwrap(), std::fs::read(out.join("model.safetensors")).unwrap());
+    assert_eq!(
+        std::fs::read(best.join("model.safetensors")).unwrap(),
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    );
     let input = tmp.path().join("in.jsonl");
-    std::fs::write(&input, "{\"text\": \"bank rates market shares\"}\n{\"text\": \"team match cup season\"}\n").unwrap();
+    std::fs::write(&input, "{\"text\": \"bank rates market shares\"}\n{\"text\": \"team match cup season\"}\n")
+        .unwrap();
     let pred = tmp.path().join("pred.jsonl");
-    let o = ft(&["predict", "--model", out.to_str().unwrap(), "--task", "text-classification", "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]);
+    let o = ft(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--task",
+        "text-classification",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        pred.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let labels: Vec<String> = std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["label"].as_str().unwrap().to_string()).collect();
+    let labels: Vec<String> = std::fs::read_to_string(&pred)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["label"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(labels, ["LABEL_0", "LABEL_1"]);
 }
 
@@ -160,20 +201,22 @@ fn resume_reaches_the_same_weights_bit_for_bit() {
     let b = tmp.path().join("b");
     std::fs::create_dir_all(&b).unwrap();
     copy_dir(&a.join("checkpoint-4"), &b.join("checkpoint-4"));
-    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "training.load_best_model_at_end=false", "--set", &format!("training.output_dir=\"{}\"", b.display()), "--resume"]);
+    let o = ft(&[
+        "train",
+        "--config",
+        run.to_str().unwrap(),
+        "--set",
+        "training.load_best_model_at_end=false",
+        "--set",
+        &format!("training.output_dir=\"{}\"", b.display()),
+        "--resume",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json(&b.join("trainer_state.json"))["global_step"], 12);
     assert!(
         std::fs::read(a.join("model.safetensors")).unwrap() == std::fs::read(b.join("model.safetensors")).unwrap(),
         "resumed weights differ from the uninterrupted run's"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 #[test]
@@ -209,7 +252,8 @@ logging_steps = 2
     let o = ft(&["train", "--config", run.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let eval = json(&out.join("eval_results.json"));
-    for k in ["eval_overall_precision", "eval_overall_recall", "eval_overall_f1", "eval_overall_accuracy", "eval_loss"] {
+    for k in ["eval_overall_precision", "eval_overall_recall", "eval_overall_f1", "eval_overall_accuracy", "eval_loss"]
+    {
         assert!(eval.get(k).is_some(), "eval_results.json lacks {k}: {eval}");
     }
     assert_eq!(json(&out.join("config.json"))["architectures"][0], "BertForTokenClassification");
@@ -261,7 +305,11 @@ logging_steps = 2
     assert!(results.get("feature_extraction_runtime").is_some(), "{results}");
     let o = ft(&["info", "--model", out.to_str().unwrap()]);
     let info = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && info.contains("labels (2)") && info.contains("newly initialized: none"), "{info}{}", stderr(&o));
+    assert!(
+        o.status.success() && info.contains("labels (2)") && info.contains("newly initialized: none"),
+        "{info}{}",
+        stderr(&o)
+    );
 }
 
 fn expect_config_error(tmp: &Path, overrides: &[&str], needles: &[&str]) {
@@ -293,8 +341,16 @@ fn bad_run_files_are_clear_errors() {
     expect_config_error(t, &["model.task=\"summarization\""], &["model.task"]);
     expect_config_error(t, &["training.output_dir=\"/proc/ft-cannot-write\""], &["/proc/ft-cannot-write"]);
     // A metric the task does not produce is found before any training step.
-    expect_config_error(t, &["training.metric_for_best_model=\"bleu\""], &["metric_for_best_model", "eval_bleu", "eval_accuracy"]);
-    assert!(!std::fs::read_dir(t.join("bad-out")).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))).unwrap_or(false));
+    expect_config_error(
+        t,
+        &["training.metric_for_best_model=\"bleu\""],
+        &["metric_for_best_model", "eval_bleu", "eval_accuracy"],
+    );
+    assert!(
+        !std::fs::read_dir(t.join("bad-out"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")))
+            .unwrap_or(false)
+    );
     // Each method has its own keys; a key of another method is an error listing the valid ones.
     expect_config_error(t, &["method.kind=\"frozen\"", "method.head_dropot=0.2"], &["head_dropot", "head_dropout"]);
     expect_config_error(t, &["method.kind=\"full\"", "method.head_dropout=0.2"], &["head_dropout"]);
@@ -363,12 +419,21 @@ seed = 0
     assert_eq!(state["global_step"], 3);
     assert!(state["total_flos"].as_f64().unwrap() > 0.0, "{state}");
     // train_loss is the mean over the 3 steps — the last one is in no logged window (2 steps).
-    let logs: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let logs: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let windows: Vec<f64> = logs.iter().filter_map(|l| l.get("loss").and_then(Value::as_f64)).collect();
     assert_eq!(windows.len(), 1, "{logs:?}");
     let train_loss = json(&out.join("train_results.json"))["train_loss"].as_f64().unwrap();
     let again = tmp.path().join("out-log-every-step");
-    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", &format!("training.output_dir=\"{}\"", again.display()), "--set", "training.logging_steps=1"]);
+    let o = ft(&[
+        "train",
+        "--config",
+        run.to_str().unwrap(),
+        "--set",
+        &format!("training.output_dir=\"{}\"", again.display()),
+        "--set",
+        "training.logging_steps=1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let steps: Vec<f64> = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -379,7 +444,15 @@ seed = 0
     assert!((train_loss - mean).abs() < 1e-4, "train_loss {train_loss} vs mean step loss {mean} ({steps:?})");
     // Without logging the mean is the same (it used to be the sum of the step losses).
     let quiet = tmp.path().join("out-no-logging");
-    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", &format!("training.output_dir=\"{}\"", quiet.display()), "--set", "training.logging_strategy=\"no\""]);
+    let o = ft(&[
+        "train",
+        "--config",
+        run.to_str().unwrap(),
+        "--set",
+        &format!("training.output_dir=\"{}\"", quiet.display()),
+        "--set",
+        "training.logging_strategy=\"no\"",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let quiet_loss = json(&quiet.join("train_results.json"))["train_loss"].as_f64().unwrap();
     assert!((quiet_loss - mean).abs() < 1e-4, "logging_strategy = no: train_loss {quiet_loss} vs mean {mean}");
@@ -430,13 +503,29 @@ fn transformers_loads_ft_output() {
         std::fs::write(&input, lines.join("\n") + "\n").unwrap();
         let pred = tmp.path().join("pred.jsonl");
         let task = expected["task"].as_str().unwrap();
-        let o = ft(&["predict", "--model", dir.to_str().unwrap(), "--task", task, "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]);
+        let o = ft(&[
+            "predict",
+            "--model",
+            dir.to_str().unwrap(),
+            "--task",
+            task,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            pred.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let got: Vec<Value> = std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let got: Vec<Value> =
+            std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(got.len(), texts.len());
         let flat = |v: &Value| -> Vec<f64> {
             match v.as_array().unwrap().first() {
-                Some(Value::Array(_)) => v.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect(),
+                Some(Value::Array(_)) => v
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+                    .collect(),
                 _ => v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
             }
         };

@@ -147,3 +147,12 @@ pub fn fnv(path: &Path) -> String {
     }
     format!("{h:016x}")
 }
+
+/// Copies the files of folder `from` into `to` (created), e.g. a checkpoint a killed run left.
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())).flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+    }
+}

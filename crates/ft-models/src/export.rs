@@ -24,7 +24,8 @@ pub struct HfTensors {
     pub tensors: NamedTensors,
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+/// A tensor's values read back as f32 (errors named, never a panic).
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("reading a weight back: {e:?}")))
 }
 

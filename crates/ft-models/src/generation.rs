@@ -528,9 +528,7 @@ pub fn generate_with(
     let pad = settings.pad_token_id;
     let config = &model.transformer.config;
     let prefix_cache = |virtual_tokens: Option<&VirtualTokens>| match virtual_tokens {
-        Some(VirtualTokens::Prefix(p)) => {
-            KvCache::from_layers(ft_peft::prefix::past_key_values(p.clone(), b, config.n_layer, config.n_head))
-        }
+        Some(VirtualTokens::Prefix(p)) => KvCache::from_prefix(p.clone(), b, config.n_layer, config.n_head),
         _ => None,
     };
 

@@ -137,6 +137,15 @@ impl KvCache {
         Some(Self { layers: layers.into_iter().map(Some).collect(), len })
     }
 
+    /// Prefix tuning's prefix as every layer's past keys and values for a batch (PEFT's layout,
+    /// [`ft_peft::prefix::past_key_values`]).
+    ///
+    /// # Shapes
+    /// - `prefix`: `[virtual, layers · 2 · hidden]`
+    pub fn from_prefix(prefix: Tensor<2>, batch: usize, layers: usize, heads: usize) -> Option<Self> {
+        Self::from_layers(ft_peft::prefix::past_key_values(prefix, batch, layers, heads))
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         self.len

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Param;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use ft_hub::hub::RepoFiles;
+use ft_hub::tensors::to_f32;
 use safetensors::Dtype;
 
 use crate::naming::{HubModule, HubPath, Part, param_id};
@@ -498,19 +499,6 @@ pub enum Init {
     Zeros,
     /// Ones (LayerNorm weight).
     Ones,
-}
-
-fn to_f32(raw: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::F64 => raw
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-            .collect(),
-        _ => return None,
-    })
 }
 
 /// How tensors a checkpoint lacks are initialised.

@@ -11,6 +11,7 @@ use ft_peft::lora::{LoraIds, LoraLayer, scaling};
 use ft_peft::slot::{Delta, NamedDelta};
 use ft_peft::target;
 
+use crate::export::values;
 use crate::layers::{Projection, WeightLayout};
 use crate::naming::{HubModule, HubPath, Part, param_id};
 use crate::{ModelError, Result};
@@ -152,10 +153,6 @@ fn make(p: &Projection, name: &str, config: &LoraConfig, key: &str, source: &mut
             Ok(LoraLayer::from_tensors(a, b, scaling(alpha, r, config.use_rslora), config.lora_dropout, ids))
         }
     }
-}
-
-fn values(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("reading a weight back: {e:?}")))
 }
 
 /// Adapter `name`'s matrices under PEFT's names (A `[r, in]`, B `[out, r]`).

@@ -34,7 +34,7 @@ use ft_hub::tensors::NamedTensors;
 use ft_peft::PeftError;
 use ft_peft::config::{AdapterConfig, Bias, MethodConfig, PromptTuningInit};
 use ft_peft::files::{AdapterFiles, PROMPT_EMBEDDINGS};
-use ft_peft::prefix::{PrefixEncoder, past_key_values};
+use ft_peft::prefix::PrefixEncoder;
 use ft_peft::prompt::PromptEmbedding;
 use ft_peft::slot::{NamedPrompt, PromptAdapter, PromptAdapters};
 
@@ -261,10 +261,7 @@ impl<M: PeftBase> PeftModel<M> {
         let mut lora_modules = Vec::new();
         match &mut config.method {
             MethodConfig::Lora(c) => {
-                lora_modules = {
-                    let (d, o) = (self.base.default_lora_targets(), self.base.output_layer());
-                    lora::targets(&mut self.base, c, d, o)
-                }?;
+                lora_modules = self.lora_targets(c)?;
                 let conv1d = lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::New(device))?;
                 c.fan_in_fan_out |= conv1d;
             }
@@ -282,7 +279,14 @@ impl<M: PeftBase> PeftModel<M> {
                         let ids = text_ids.filter(|t| !t.is_empty()).ok_or_else(|| {
                             config_err("prompt_tuning_init = TEXT needs the init text's token ids (none given)".into())
                         })?;
-                        PromptEmbedding::from_text(self.base.word_embedding_table(), ids, c.num_virtual_tokens, id)
+                        let table = self.base.word_embedding_table();
+                        let vocab = table.dims()[0];
+                        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                            return Err(config_err(format!(
+                                "prompt_tuning_init_text: token id {bad} is outside the model's {vocab} word embeddings"
+                            )));
+                        }
+                        PromptEmbedding::from_text(table, ids, c.num_virtual_tokens, id)
                     }
                 };
                 self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prompt(layer), name: name.into() });
@@ -335,11 +339,7 @@ impl<M: PeftBase> PeftModel<M> {
         let mut lora_modules = Vec::new();
         match &config.method {
             MethodConfig::Lora(c) => {
-                lora_modules = {
-                    let (d, o) = (self.base.default_lora_targets(), self.base.output_layer());
-                    lora::targets(&mut self.base, c, d, o)
-                }
-                .map_err(|e| config_at(&path, e))?;
+                lora_modules = self.lora_targets(c).map_err(|e| config_at(&path, e))?;
                 lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::File(&mut files))?;
             }
             MethodConfig::PromptTuning(c) => {
@@ -504,8 +504,7 @@ impl<M: PeftBase> PeftModel<M> {
                 let p = self.prompts.get(name).ok_or_else(|| self.unknown(name))?;
                 let t = p.saved_tensor();
                 let shape = t.dims().to_vec();
-                let v =
-                    t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("{e:?}")))?;
+                let v = crate::export::values(t)?;
                 tensors.insert(PROMPT_EMBEDDINGS, shape, v)?;
             }
         }
@@ -686,7 +685,7 @@ impl<M: PeftBase> PeftModel<M> {
                 self.base.run(&input, None)
             }
             PromptAdapter::Prefix(p) => {
-                let past = KvCache::from_layers(past_key_values(p.prefix(), b, dims.layers, dims.heads));
+                let past = KvCache::from_prefix(p.prefix(), b, dims.layers, dims.heads);
                 let input = TextInput {
                     tokens: input.tokens.clone(),
                     attention_mask: mask,
@@ -696,6 +695,12 @@ impl<M: PeftBase> PeftModel<M> {
                 self.base.run(&input, past)
             }
         }
+    }
+
+    /// The Hub paths LoRA config `c` attaches to on this base (PEFT's rules and errors).
+    fn lora_targets(&mut self, c: &ft_peft::config::LoraConfig) -> Result<Vec<String>> {
+        let (defaults, output) = (self.base.default_lora_targets(), self.base.output_layer());
+        lora::targets(&mut self.base, c, defaults, output)
     }
 
     fn saved_paths(&mut self, config: &AdapterConfig) -> Result<Vec<String>> {

@@ -9,7 +9,7 @@ use ft_peft::config::Bias;
 use ft_peft::files::{AdapterFiles, MODEL_PREFIX};
 use ft_peft::target;
 
-use crate::export::HfTensors;
+use crate::export::{HfTensors, values};
 use crate::layers::WeightLayout;
 use crate::naming::{HubModule, HubPath, Part};
 use crate::{ModelError, Result};
@@ -117,10 +117,6 @@ pub(crate) fn export_layers(layers: &Layers, prefix: &str, out: &mut NamedTensor
         }
     }
     Ok(())
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().try_into_vec_as::<f32>().map_err(|e| ModelError::Unsupported(format!("reading a weight back: {e:?}")))
 }
 
 fn set<const D: usize>(param: &mut Param<Tensor<D>>, shape: [usize; D], values: &[f32], transpose: bool) {
