@@ -221,8 +221,38 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg("--check-ft")
                 .arg(&saved))
         }
+        "adapters" => {
+            // Bottleneck adapters + heads saved by AdapterHub's `adapters` library (its own venv:
+            // xtask/python/requirements-adapters.txt), with the library's outputs.
+            let python = venv_python("adapters", venv)?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_adapters.py"))
+                .arg("--models")
+                .arg(root.join("tests/fixtures/models"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/adapters")))
+        }
+        "adapters-check" => {
+            // The adapters ft re-saves (test `adapterhub_parity` with FT_UPDATE_FIXTURES=1),
+            // loaded back by the library's `load_adapter(..., with_head=True)`.
+            let python = venv_python("adapters", venv)?;
+            let saved = root.join("target/adapters-saved");
+            let _ = std::fs::remove_dir_all(&saved);
+            run(cargo_command()
+                .current_dir(&root)
+                .args(["test", "--workspace", "--test", "adapterhub_parity"])
+                .env("FT_UPDATE_FIXTURES", "1"))?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_adapters.py"))
+                .arg("--models")
+                .arg(root.join("tests/fixtures/models"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/adapters"))
+                .arg("--check-ft")
+                .arg(&saved))
+        }
         other => bail!(
-            "unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained, saved, peft, peft-check)"
+            "unknown fixture set '{other}' (models, data, metrics, resnet, resnet-full, gpt2, trained, saved, peft, peft-check, adapters, adapters-check)"
         ),
     }
 }

@@ -99,6 +99,36 @@ impl NamedTensors {
         }
         Ok(out)
     }
+
+    /// Reads every tensor of a PyTorch `torch.save` file holding a flat state dict
+    /// (`pytorch_adapter.bin`, `pytorch_model_head.bin`), converting f16/bf16/f64 to f32. The
+    /// pickle is parsed as data by `pytorch-reader` — no code runs; errors name the file.
+    pub fn read_pytorch(path: &Path) -> Result<Self> {
+        let bad = |message: String| HubError::Input(format!("{}: {message}", path.display()));
+        if !path.is_file() {
+            return Err(HubError::Io {
+                path: path.to_path_buf(),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let reader = pytorch_reader::PytorchReader::new(path)
+            .map_err(|e| bad(format!("not a readable PyTorch file (truncated or corrupt?): {e}")))?;
+        let mut out = Self::new();
+        for (name, t) in reader.into_tensors() {
+            let raw = t.read().map_err(|e| bad(format!("reading tensor '{name}': {e}")))?;
+            // pytorch-reader hands out native-endian bytes; little-endian on every target ft builds for.
+            let dtype = match t.dtype() {
+                pytorch_reader::DType::F32 => safetensors::Dtype::F32,
+                pytorch_reader::DType::F16 => safetensors::Dtype::F16,
+                pytorch_reader::DType::BF16 => safetensors::Dtype::BF16,
+                pytorch_reader::DType::F64 => safetensors::Dtype::F64,
+                other => return Err(bad(format!("tensor '{name}' has dtype {other:?}, expected a float type"))),
+            };
+            let values = to_f32(&raw, dtype).ok_or_else(|| bad(format!("tensor '{name}' could not be converted")))?;
+            out.insert(&name, t.shape().to_vec(), values)?;
+        }
+        Ok(out)
+    }
 }
 
 /// Little-endian float bytes of `dtype` as f32 values; `None` for non-float dtypes.

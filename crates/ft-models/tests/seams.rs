@@ -69,6 +69,7 @@ fn attach_no_ops<M: HubModule>(model: &mut M) -> (usize, usize) {
                 layer: Bottleneck {
                     adapter_down: LinearConfig::new(hidden, 2).init(&device),
                     adapter_up: up,
+                    dropout: burn::nn::DropoutConfig::new(0.0).init(),
                     non_linearity: ft_hub::ops::Activation::Relu,
                     placement: Placement::default(),
                 },

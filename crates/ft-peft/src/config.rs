@@ -220,6 +220,9 @@ pub enum MethodConfig {
     PromptTuning(PromptTuningConfig),
     /// `peft_type: "PREFIX_TUNING"`.
     PrefixTuning(PrefixTuningConfig),
+    /// A bottleneck adapter of AdapterHub's `adapters` library (its own `adapter_config.json`
+    /// layout, no `peft_type`).
+    Bottleneck(crate::adapterhub::BottleneckConfig),
 }
 
 impl MethodConfig {
@@ -229,6 +232,7 @@ impl MethodConfig {
             Self::Lora(_) => "LORA",
             Self::PromptTuning(_) => "PROMPT_TUNING",
             Self::PrefixTuning(_) => "PREFIX_TUNING",
+            Self::Bottleneck(_) => "BOTTLENECK",
         }
     }
 
@@ -238,22 +242,26 @@ impl MethodConfig {
             Self::Lora(c) => &c.modules_to_save,
             Self::PromptTuning(c) => &c.modules_to_save,
             Self::PrefixTuning(c) => &c.modules_to_save,
+            Self::Bottleneck(_) => return &[],
         };
         m.as_deref().unwrap_or(&[])
     }
 
-    /// Mutable `modules_to_save`.
-    pub fn modules_to_save_mut(&mut self) -> &mut Option<Vec<String>> {
+    /// Mutable `modules_to_save` (`None`: the method has none — a bottleneck adapter brings its
+    /// own head instead).
+    pub fn modules_to_save_mut(&mut self) -> Option<&mut Option<Vec<String>>> {
         match self {
-            Self::Lora(c) => &mut c.modules_to_save,
-            Self::PromptTuning(c) => &mut c.modules_to_save,
-            Self::PrefixTuning(c) => &mut c.modules_to_save,
+            Self::Lora(c) => Some(&mut c.modules_to_save),
+            Self::PromptTuning(c) => Some(&mut c.modules_to_save),
+            Self::PrefixTuning(c) => Some(&mut c.modules_to_save),
+            Self::Bottleneck(_) => None,
         }
     }
 }
 
 /// The peft types ft reads.
-pub const PEFT_TYPES: &str = "LORA, PROMPT_TUNING, PREFIX_TUNING";
+pub const PEFT_TYPES: &str =
+    "LORA, PROMPT_TUNING, PREFIX_TUNING, and AdapterHub bottleneck adapters (pfeiffer/seq_bn, houlsby/double_seq_bn)";
 
 /// A whole `adapter_config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +295,18 @@ impl AdapterConfig {
         let err = |message: String| PeftError::Config { path: path.to_path_buf(), message };
         let mut map: BTreeMap<String, Value> =
             serde_json::from_str(text).map_err(|e| err(format!("not a JSON object: {e}")))?;
+        if crate::adapterhub::is_adapterhub(&map) {
+            let (c, model_name, extra) = crate::adapterhub::parse_adapter_config(map, path)?;
+            let config = Self {
+                method: MethodConfig::Bottleneck(c),
+                task_type: None,
+                base_model_name_or_path: model_name,
+                revision: None,
+                extra,
+            };
+            config.validate(path)?;
+            return Ok(config);
+        }
         let peft_type = match map.remove("peft_type") {
             Some(Value::String(s)) => s,
             Some(other) => return Err(err(format!("peft_type: expected a string, found {other}"))),
@@ -403,17 +423,35 @@ impl AdapterConfig {
                     return err("num_virtual_tokens must be at least 1".into());
                 }
             }
+            MethodConfig::Bottleneck(c) => {
+                if let Err(m) = c.config.validate() {
+                    return err(format!("config.{m}"));
+                }
+                if let Some(h) = &c.head
+                    && let Err(m) = h.config.validate()
+                {
+                    return err(format!("head config.{m}"));
+                }
+            }
         }
         Ok(())
     }
 
     /// The JSON PEFT writes: every key (known and kept), sorted, nested objects too.
     pub fn to_value(&self) -> Value {
+        if let MethodConfig::Bottleneck(c) = &self.method {
+            return sorted(crate::adapterhub::adapter_config_value(
+                c,
+                self.base_model_name_or_path.as_deref(),
+                &self.extra,
+            ));
+        }
         let mut map: BTreeMap<String, Value> = self.extra.clone();
         let typed = match &self.method {
             MethodConfig::Lora(c) => serde_json::to_value(c),
             MethodConfig::PromptTuning(c) => serde_json::to_value(c),
             MethodConfig::PrefixTuning(c) => serde_json::to_value(c),
+            MethodConfig::Bottleneck(_) => Ok(Value::Null),
         };
         if let Ok(Value::Object(o)) = typed {
             map.extend(o);
@@ -440,7 +478,7 @@ impl AdapterConfig {
 }
 
 /// A JSON value with every object's keys sorted.
-fn sorted(v: Value) -> Value {
+pub(crate) fn sorted(v: Value) -> Value {
     match v {
         Value::Object(o) => {
             let b: BTreeMap<String, Value> = o.into_iter().map(|(k, v)| (k, sorted(v))).collect();

@@ -11,12 +11,22 @@
 //!
 //! The adapter's own name never appears in the file (PEFT removes it); a folder holds one
 //! adapter.
+//!
+//! A bottleneck adapter of AdapterHub's `adapters` library lies in that library's layout
+//! instead (`save_adapter(dir, name, with_head=True)`): `adapter_config.json` (no `peft_type`;
+//! see [`crate::adapterhub`]) with `adapter.safetensors` or `pytorch_adapter.bin`, and its head
+//! in `head_config.json` with `model_head.safetensors` or `pytorch_model_head.bin`. Tensor names
+//! carry the adapter's name: `bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`,
+//! `heads.{name}.1.weight`. [`AdapterFiles`] reads both weight forms (the `.bin` pickles as data,
+//! never executed), holds the adapter's tensors without the model prefix (`bert.`,
+//! `distilbert.`) and writes safetensors with it.
 
 use std::path::{Path, PathBuf};
 
 use ft_hub::tensors::{NamedTensors, write_atomic};
 
-use crate::config::AdapterConfig;
+use crate::adapterhub;
+use crate::config::{AdapterConfig, MethodConfig};
 use crate::{PeftError, Result};
 
 /// `adapter_config.json`.
@@ -57,6 +67,20 @@ pub struct AdapterFiles {
     pub tensors: NamedTensors,
     /// The weights file it was read from (named in errors).
     pub weights_path: PathBuf,
+    /// The head's weights file, for an AdapterHub adapter with a head (named in errors about
+    /// `heads.…` tensors).
+    pub head_path: Option<PathBuf>,
+}
+
+/// The first of `names` that is a file in `dir`.
+fn first_file(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+fn read_weights(path: &Path) -> Result<NamedTensors> {
+    let is_bin = path.extension().is_some_and(|e| e == "bin");
+    let read = if is_bin { NamedTensors::read_pytorch(path) } else { NamedTensors::read_safetensors(path) };
+    read.map_err(|e| PeftError::Weights { path: path.to_path_buf(), message: e.to_string() })
 }
 
 impl AdapterFiles {
@@ -73,6 +97,9 @@ impl AdapterFiles {
             });
         }
         let config = AdapterConfig::read(&config_path)?;
+        if matches!(config.method, MethodConfig::Bottleneck(_)) {
+            return Self::read_adapterhub(dir, config);
+        }
         let weights_path = dir.join(WEIGHTS_FILE);
         if !weights_path.is_file() {
             let legacy = dir.join("adapter_model.bin");
@@ -96,24 +123,103 @@ impl AdapterFiles {
             tracing::debug!(tensor = %n, "ignoring a ModulesToSaveWrapper tensor");
             tensors.remove(&n);
         }
-        Ok(Self { config, tensors, weights_path })
+        Ok(Self { config, tensors, weights_path, head_path: None })
+    }
+
+    /// An AdapterHub folder: the adapter's weights (either form) and, if there is a
+    /// `head_config.json`, the head's.
+    fn read_adapterhub(dir: &Path, mut config: AdapterConfig) -> Result<Self> {
+        let MethodConfig::Bottleneck(c) = &mut config.method else { unreachable!("checked by the caller") };
+        let weights_path =
+            first_file(dir, &[adapterhub::SAFE_WEIGHTS_FILE, adapterhub::WEIGHTS_FILE]).ok_or_else(|| {
+                PeftError::Weights {
+                    path: dir.join(adapterhub::SAFE_WEIGHTS_FILE),
+                    message: format!("not found (nor {})", adapterhub::WEIGHTS_FILE),
+                }
+            })?;
+        let raw = read_weights(&weights_path)?;
+        let prefix = c.model_type.as_ref().map(|t| format!("{t}."));
+        let mut tensors = NamedTensors::new();
+        for name in raw.names() {
+            let (shape, values) = raw.get(name).map(|(s, v)| (s.to_vec(), v.to_vec())).unwrap_or_default();
+            let key = prefix.as_deref().and_then(|p| name.strip_prefix(p)).unwrap_or(name);
+            tensors.insert(key, shape, values)?;
+        }
+        let mut head_path = None;
+        let head_config = dir.join(adapterhub::HEAD_CONFIG_FILE);
+        if head_config.is_file() {
+            let head = adapterhub::read_head_config(&head_config)?;
+            let path = first_file(dir, &[adapterhub::SAFE_HEAD_WEIGHTS_FILE, adapterhub::HEAD_WEIGHTS_FILE])
+                .ok_or_else(|| PeftError::Weights {
+                    path: dir.join(adapterhub::SAFE_HEAD_WEIGHTS_FILE),
+                    message: format!("not found (nor {}), but {} is there", adapterhub::HEAD_WEIGHTS_FILE, adapterhub::HEAD_CONFIG_FILE),
+                })?;
+            let head_tensors = read_weights(&path)?;
+            for name in head_tensors.names() {
+                if let Some((s, v)) = head_tensors.get(name) {
+                    tensors.insert(name, s.to_vec(), v.to_vec())?;
+                }
+            }
+            config.task_type = Some(if head.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
+            c.head = Some(head);
+            head_path = Some(path);
+        }
+        Ok(Self { config, tensors, weights_path, head_path })
     }
 
     /// Writes the folder (created if needed): both files, each atomically, so that an
     /// interrupted save leaves the previous adapter (or nothing) rather than a partial file.
     pub fn write(dir: &Path, config: &AdapterConfig, tensors: &NamedTensors) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|error| PeftError::Io { path: dir.to_path_buf(), error })?;
+        if let MethodConfig::Bottleneck(c) = &config.method {
+            return Self::write_adapterhub(dir, config, c, tensors);
+        }
         tensors.write_safetensors(&dir.join(WEIGHTS_FILE))?;
+        write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// The library's layout: `adapter.safetensors` (keys with the model prefix),
+    /// `model_head.safetensors` (the `heads.…` tensors) and both configs; every file atomically.
+    fn write_adapterhub(
+        dir: &Path,
+        config: &AdapterConfig,
+        c: &adapterhub::BottleneckConfig,
+        tensors: &NamedTensors,
+    ) -> Result<()> {
+        let prefix = c.model_type.as_ref().map(|t| format!("{t}.")).unwrap_or_default();
+        let mut adapter = NamedTensors::new();
+        let mut head = NamedTensors::new();
+        for name in tensors.names() {
+            let Some((s, v)) = tensors.get(name) else { continue };
+            if name.starts_with("heads.") {
+                head.insert(name, s.to_vec(), v.to_vec())?;
+            } else {
+                adapter.insert(&format!("{prefix}{name}"), s.to_vec(), v.to_vec())?;
+            }
+        }
+        adapter.write_safetensors(&dir.join(adapterhub::SAFE_WEIGHTS_FILE))?;
+        let model_name = config.base_model_name_or_path.as_deref();
+        if let Some(h) = &c.head {
+            head.write_safetensors(&dir.join(adapterhub::SAFE_HEAD_WEIGHTS_FILE))?;
+            let text = serde_json::to_string_pretty(&crate::config::sorted(adapterhub::head_config_value(c, h, model_name)))
+                .unwrap_or_else(|_| "{}".into());
+            write_atomic(&dir.join(adapterhub::HEAD_CONFIG_FILE), text.as_bytes())?;
+        }
         write_atomic(&dir.join(CONFIG_FILE), config.to_json_string().as_bytes())?;
         Ok(())
     }
 
     /// Removes and returns the tensor `name`, checking its shape; errors name the file and key.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let file = match &self.head_path {
+            Some(h) if name.starts_with("heads.") => h.clone(),
+            _ => self.weights_path.clone(),
+        };
         match self.tensors.remove(name) {
-            None => Err(PeftError::Weights { path: self.weights_path.clone(), message: format!("no tensor '{name}'") }),
+            None => Err(PeftError::Weights { path: file, message: format!("no tensor '{name}'") }),
             Some((s, _)) if s != shape => Err(PeftError::Weights {
-                path: self.weights_path.clone(),
+                path: file,
                 message: format!(
                     "tensor '{name}' has shape {s:?}, the base model needs {shape:?} (was the adapter trained on another model?)"
                 ),

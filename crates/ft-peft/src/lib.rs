@@ -17,7 +17,9 @@
 //!   embeddings.
 //! - [`prefix`]: prefix tuning's prefix encoder (with or without PEFT's two-layer tanh
 //!   projection) and its layout as past keys and values of every layer.
-//! - [`bottleneck`]: bottleneck adapters as the `adapters` library computes them.
+//! - [`bottleneck`]: bottleneck adapters as AdapterHub's `adapters` library computes them
+//!   (Pfeiffer / `seq_bn`, Houlsby / `double_seq_bn`); [`adapterhub`]: that library's configs
+//!   and files; [`head`]: the prediction heads it gives an adapter.
 //! - [`slot`]: the named adapters at one seam of a model; [`target`]: which modules an adapter
 //!   takes (PEFT's `target_modules`, `modules_to_save` rules); [`files`]: the adapter folder
 //!   (`adapter_config.json` + `adapter_model.safetensors`) and PEFT's tensor names;
@@ -26,9 +28,11 @@
 //! With nothing attached, the seams are the identity on the model's computation: the outputs
 //! are bit-identical to the model without them (tested in `ft-models`).
 
+pub mod adapterhub;
 pub mod bottleneck;
 pub mod config;
 pub mod files;
+pub mod head;
 pub mod lora;
 pub mod prefix;
 pub mod prompt;

@@ -162,3 +162,28 @@ impl PromptAdapters {
         self.adapters.iter().find(|a| a.name == name).map(|a| &a.layer)
     }
 }
+
+/// A named [`PredictionHead`](crate::head::PredictionHead): the head an AdapterHub adapter
+/// brings, under the adapter's name.
+#[derive(Module, Debug)]
+pub struct NamedHead {
+    /// The head.
+    pub head: crate::head::PredictionHead,
+    /// Its name (the adapter's).
+    #[module(skip)]
+    pub name: String,
+}
+
+/// The adapters' own prediction heads, by name.
+#[derive(Module, Debug, Default)]
+pub struct PredictionHeads {
+    /// Attached heads.
+    pub heads: Vec<NamedHead>,
+}
+
+impl PredictionHeads {
+    /// The head named `name`.
+    pub fn get(&self, name: &str) -> Option<&crate::head::PredictionHead> {
+        self.heads.iter().find(|h| h.name == name).map(|h| &h.head)
+    }
+}

@@ -4,10 +4,12 @@
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{Int, Tensor};
 
-use crate::Result;
+use ft_peft::head::PredictionHead;
+
 use crate::auto::{CausalLm, Encoder, SequenceClassifier, TokenClassifier};
 use crate::input::{KvCache, TextInput};
 use crate::naming::HubModule;
+use crate::{ModelError, Result};
 
 /// The sizes of a base model that adapters depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,53 @@ pub trait PeftBase: Module + ModuleDisplay + HubModule + Clone {
 
     /// A forward pass from ids or input embeddings after optional past keys/values (a prefix).
     fn run(&self, input: &TextInput, past: Option<KvCache>) -> Result<Self::Output>;
+
+    /// The architecture's `model_type` (`bert`, `distilbert`, `gpt2`): the prefix of
+    /// AdapterHub's tensor names.
+    fn model_type(&self) -> &'static str;
+
+    /// The encoder's last hidden state, for the prediction head an adapter brings.
+    ///
+    /// # Shapes
+    /// - output `[batch, seq, hidden]`
+    fn hidden(&self, input: &TextInput) -> Result<Tensor<3>>;
+
+    /// An adapter's own prediction head on the last hidden state: a classification head reads
+    /// the first token (`[batch, labels]`), a tagging head every token (`[batch, seq, labels]`);
+    /// an error where the task's output has the other form.
+    fn head_output(&self, head: &PredictionHead, per_token: bool, hidden: Tensor<3>) -> Result<Self::Output>;
+
+    /// The dropout of an adapter's head when its config gives none (the library's
+    /// `classifier_dropout` — DistilBERT's `seq_classif_dropout` — else `hidden_dropout_prob`).
+    fn head_dropout(&self) -> f64;
+
+    /// The Hub paths of the base's own task head, which an adapter's head replaces.
+    fn own_head_paths(&self) -> &'static [&'static str];
+}
+
+fn no_heads(model_type: &str) -> ModelError {
+    ModelError::Unsupported(format!(
+        "bottleneck adapters with prediction heads are supported on BERT and DistilBERT encoders, not {model_type}"
+    ))
+}
+
+fn first_token(head: &PredictionHead, per_token: bool, hidden: Tensor<3>) -> Result<Tensor<2>> {
+    if per_token {
+        return Err(ModelError::Input(
+            "the adapter's head is a tagging head (a label per token): use it for token classification".into(),
+        ));
+    }
+    let [b, _, h] = hidden.dims();
+    Ok(head.forward(hidden.narrow(1, 0, 1).reshape([b, h])))
+}
+
+fn every_token(head: &PredictionHead, per_token: bool, hidden: Tensor<3>) -> Result<Tensor<3>> {
+    if !per_token {
+        return Err(ModelError::Input(
+            "the adapter's head is a classification head (a label per text): use it for text classification".into(),
+        ));
+    }
+    Ok(head.forward(hidden))
 }
 
 fn bert_dims(c: &crate::bert::BertConfig) -> BaseDims {
@@ -118,6 +167,40 @@ impl PeftBase for CausalLm {
         let Self::Gpt2(m) = self;
         m.forward_input(input, past.as_mut())
     }
+
+    fn model_type(&self) -> &'static str {
+        "gpt2"
+    }
+
+    fn hidden(&self, _input: &TextInput) -> Result<Tensor<3>> {
+        Err(no_heads("gpt2"))
+    }
+
+    fn head_output(&self, _head: &PredictionHead, _per_token: bool, _hidden: Tensor<3>) -> Result<Tensor<3>> {
+        Err(no_heads("gpt2"))
+    }
+
+    fn head_dropout(&self) -> f64 {
+        0.0
+    }
+
+    fn own_head_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+fn encoder_type(e: &Encoder) -> &'static str {
+    match e {
+        Encoder::Bert(_) => "bert",
+        Encoder::DistilBert(_) => "distilbert",
+    }
+}
+
+fn encoder_head_dropout(e: &Encoder) -> f64 {
+    match e {
+        Encoder::Bert(m) => m.config.classifier_dropout(),
+        Encoder::DistilBert(m) => m.config.seq_classif_dropout,
+    }
 }
 
 impl PeftBase for SequenceClassifier {
@@ -166,6 +249,41 @@ impl PeftBase for SequenceClassifier {
     fn run(&self, input: &TextInput, past: Option<KvCache>) -> Result<Tensor<2>> {
         self.forward_input(input, past.as_ref())
     }
+
+    fn model_type(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "bert",
+            Self::DistilBert(_) => "distilbert",
+            Self::FirstToken(m) => encoder_type(&m.encoder),
+        }
+    }
+
+    fn hidden(&self, input: &TextInput) -> Result<Tensor<3>> {
+        match self {
+            Self::Bert(m) => Ok(m.bert.forward_input(input, None)?.last_hidden_state),
+            Self::DistilBert(m) => m.distilbert.forward_input(input, None),
+            Self::FirstToken(m) => m.encoder.forward_input(input, None),
+        }
+    }
+
+    fn head_output(&self, head: &PredictionHead, per_token: bool, hidden: Tensor<3>) -> Result<Tensor<2>> {
+        first_token(head, per_token, hidden)
+    }
+
+    fn head_dropout(&self) -> f64 {
+        match self {
+            Self::Bert(m) => m.bert.config.classifier_dropout(),
+            Self::DistilBert(m) => m.distilbert.config.seq_classif_dropout,
+            Self::FirstToken(m) => encoder_head_dropout(&m.encoder),
+        }
+    }
+
+    fn own_head_paths(&self) -> &'static [&'static str] {
+        match self {
+            Self::Bert(_) | Self::FirstToken(_) => &["classifier"],
+            Self::DistilBert(_) => &["pre_classifier", "classifier"],
+        }
+    }
 }
 
 impl PeftBase for TokenClassifier {
@@ -209,5 +327,34 @@ impl PeftBase for TokenClassifier {
 
     fn run(&self, input: &TextInput, past: Option<KvCache>) -> Result<Tensor<3>> {
         self.forward_input(input, past.as_ref())
+    }
+
+    fn model_type(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "bert",
+            Self::DistilBert(_) => "distilbert",
+        }
+    }
+
+    fn hidden(&self, input: &TextInput) -> Result<Tensor<3>> {
+        match self {
+            Self::Bert(m) => Ok(m.bert.forward_input(input, None)?.last_hidden_state),
+            Self::DistilBert(m) => m.distilbert.forward_input(input, None),
+        }
+    }
+
+    fn head_output(&self, head: &PredictionHead, per_token: bool, hidden: Tensor<3>) -> Result<Tensor<3>> {
+        every_token(head, per_token, hidden)
+    }
+
+    fn head_dropout(&self) -> f64 {
+        match self {
+            Self::Bert(m) => m.bert.config.classifier_dropout(),
+            Self::DistilBert(m) => m.distilbert.config.seq_classif_dropout,
+        }
+    }
+
+    fn own_head_paths(&self) -> &'static [&'static str] {
+        &["classifier"]
     }
 }

@@ -22,6 +22,7 @@
 //! - [`PeftModel::trainable_parameters`] counts as PEFT's `print_trainable_parameters`.
 
 mod base;
+mod bottleneck;
 mod lora;
 mod saved;
 
@@ -36,7 +37,8 @@ use ft_peft::config::{AdapterConfig, Bias, MethodConfig, PromptTuningInit};
 use ft_peft::files::{AdapterFiles, PROMPT_EMBEDDINGS};
 use ft_peft::prefix::PrefixEncoder;
 use ft_peft::prompt::PromptEmbedding;
-use ft_peft::slot::{NamedPrompt, PromptAdapter, PromptAdapters};
+use ft_peft::adapterhub::{HeadConfig, HeadFile};
+use ft_peft::slot::{NamedHead, NamedPrompt, PredictionHeads, PromptAdapter, PromptAdapters};
 
 pub use base::{BaseDims, PeftBase};
 
@@ -65,6 +67,8 @@ pub struct PeftModel<M> {
     pub base: M,
     /// Prompt-learning adapters.
     pub prompts: PromptAdapters,
+    /// The prediction heads bottleneck adapters bring (AdapterHub), by adapter name.
+    pub heads: PredictionHeads,
     /// The adapters, in the order they were added (read with [`PeftModel::adapters`]; changed
     /// only through the methods, which keep the layers' flags and whole modules in line).
     #[module(skip)]
@@ -93,6 +97,7 @@ impl<M: PeftBase> PeftModel<M> {
         Self {
             base,
             prompts: PromptAdapters::default(),
+            heads: PredictionHeads::default(),
             adapters: Vec::new(),
             active: None,
             disabled: false,
@@ -134,8 +139,10 @@ impl<M: PeftBase> PeftModel<M> {
         if config.task_type.is_none() {
             config.task_type = Some(task.to_string());
         }
-        if matches!(config.task_type.as_deref(), Some("SEQ_CLS" | "TOKEN_CLS")) {
-            let m = config.method.modules_to_save_mut().get_or_insert_with(Vec::new);
+        if matches!(config.task_type.as_deref(), Some("SEQ_CLS" | "TOKEN_CLS"))
+            && let Some(m) = config.method.modules_to_save_mut()
+        {
+            let m = m.get_or_insert_with(Vec::new);
             for name in ["classifier", "score"] {
                 if !m.iter().any(|x| x == name) {
                     m.push(name.to_string());
@@ -153,6 +160,13 @@ impl<M: PeftBase> PeftModel<M> {
         };
         match &mut config.method {
             MethodConfig::Lora(_) => {}
+            MethodConfig::Bottleneck(c) => {
+                c.model_type.get_or_insert_with(|| self.base.model_type().to_string());
+                c.hidden_size.get_or_insert(dims.hidden);
+                if let Some(h) = &c.head {
+                    config.task_type = Some(if h.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
+                }
+            }
             MethodConfig::PromptTuning(c) => {
                 fill(
                     &mut c.token_dim,
@@ -195,6 +209,40 @@ impl<M: PeftBase> PeftModel<M> {
         let dims = self.base.dims();
         let (dim, heads, layers) = match &config.method {
             MethodConfig::Lora(_) => return Ok(()),
+            MethodConfig::Bottleneck(c) => {
+                if let Some(t) = &c.model_type
+                    && t != self.base.model_type()
+                {
+                    return Err(config_err(format!(
+                        "model_type is '{t}', the base model is '{}' (an adapter for another architecture)",
+                        self.base.model_type()
+                    )));
+                }
+                if self.base.model_type() == "gpt2" {
+                    return Err(config_err(
+                        "bottleneck adapters: ft places them in BERT and DistilBERT encoders, not GPT-2".into(),
+                    ));
+                }
+                if let Some(h) = &c.head
+                    && h.config.per_token() != (self.base.task_type() == "TOKEN_CLS")
+                {
+                    return Err(config_err(format!(
+                        "the adapter's head is a {} head, which does not fit a {} model (use --task {})",
+                        h.config.head_type,
+                        self.base.task_type(),
+                        if h.config.per_token() { "token-classification" } else { "text-classification" }
+                    )));
+                }
+                if let Some(have) = c.hidden_size
+                    && have != dims.hidden
+                {
+                    return Err(config_err(format!(
+                        "hidden_size is {have}, the base model has {} (an adapter for another model?)",
+                        dims.hidden
+                    )));
+                }
+                return Ok(());
+            }
             // A soft prompt depends on the embedding width alone (PEFT loads a GPT-2 prompt on
             // distilgpt2).
             MethodConfig::PromptTuning(c) => (c.token_dim, None, None),
@@ -237,9 +285,7 @@ impl<M: PeftBase> PeftModel<M> {
     /// `name` is removed, so the model is as it was.
     fn finish_attach(&mut self, name: &str, result: Result<()>) -> Result<()> {
         if let Err(e) = result {
-            lora::remove(&mut self.base, name);
-            self.prompts.adapters.retain(|p| p.name != name);
-            self.stash.remove(name);
+            self.remove_layers(name);
             self.adapters.retain(|a| a.name != name);
             self.sync()?;
             return Err(e);
@@ -264,6 +310,16 @@ impl<M: PeftBase> PeftModel<M> {
                 lora_modules = self.lora_targets(c)?;
                 let conv1d = lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::New(device))?;
                 c.fan_in_fan_out |= conv1d;
+            }
+            MethodConfig::Bottleneck(c) => {
+                bottleneck::attach(&mut self.base, name, &c.config, dims.hidden, device, bottleneck::BnSource::New(device))?;
+                c.name = name.to_string();
+                if let Some(h) = &mut c.head {
+                    h.name = name.to_string();
+                    let dropout = h.config.dropout_prob.unwrap_or(self.base.head_dropout());
+                    let head = bottleneck::new_head(name, h, dims.hidden, dropout, device)?;
+                    self.heads.heads.push(NamedHead { head, name: name.into() });
+                }
             }
             MethodConfig::PromptTuning(c) => {
                 let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
@@ -326,7 +382,7 @@ impl<M: PeftBase> PeftModel<M> {
 
     fn attach_file(&mut self, dir: &Path, name: &str) -> Result<()> {
         let mut files = AdapterFiles::read(dir)?;
-        let config = files.config.clone();
+        let mut config = files.config.clone();
         let path = dir.join(ft_peft::files::CONFIG_FILE);
         self.check_dims(&config).map_err(|e| match e {
             ModelError::Peft(PeftError::Config { message, .. }) => {
@@ -342,6 +398,17 @@ impl<M: PeftBase> PeftModel<M> {
                 lora_modules = self.lora_targets(c).map_err(|e| config_at(&path, e))?;
                 lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::File(&mut files))?;
             }
+            MethodConfig::Bottleneck(c) => {
+                let file_name = c.name.clone();
+                let source = bottleneck::BnSource::File(&mut files, &file_name);
+                bottleneck::attach(&mut self.base, name, &c.config, dims.hidden, &device, source)
+                    .map_err(|e| config_at(&path, e))?;
+                if let Some(h) = &c.head {
+                    let dropout = h.config.dropout_prob.unwrap_or(self.base.head_dropout());
+                    let head = bottleneck::head_from_file(name, h, dims.hidden, dropout, &mut files, &device)?;
+                    self.heads.heads.push(NamedHead { head, name: name.into() });
+                }
+            }
             MethodConfig::PromptTuning(c) => {
                 let v = files.take(PROMPT_EMBEDDINGS, &[c.num_virtual_tokens, dims.hidden])?;
                 let t =
@@ -355,6 +422,15 @@ impl<M: PeftBase> PeftModel<M> {
                 let t = Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, width]), &device);
                 let layer = PrefixEncoder::from_tensor(t, param_id(&format!("{name}:{PROMPT_EMBEDDINGS}")));
                 self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prefix(layer), name: name.into() });
+            }
+        }
+        // Saved again, the adapter and its head carry the name it has here.
+        if let MethodConfig::Bottleneck(c) = &mut config.method {
+            c.name = name.to_string();
+            c.model_type.get_or_insert_with(|| self.base.model_type().to_string());
+            c.hidden_size.get_or_insert(dims.hidden);
+            if let Some(h) = &mut c.head {
+                h.name = name.to_string();
             }
         }
         let saved_modules = self.saved_paths(&config).map_err(|e| config_at(&path, e))?;
@@ -411,14 +487,85 @@ impl<M: PeftBase> PeftModel<M> {
         if self.in_model == name {
             self.switch_saved("")?;
         }
-        lora::remove(&mut self.base, name);
-        self.prompts.adapters.retain(|p| p.name != name);
-        self.stash.remove(name);
+        self.remove_layers(name);
         self.adapters.retain(|a| a.name != name);
         if self.active.as_deref() == Some(name) {
             self.active = None;
         }
         self.sync()
+    }
+
+    /// Removes every layer, head and whole module of adapter `name` (not its entry).
+    fn remove_layers(&mut self, name: &str) {
+        lora::remove(&mut self.base, name);
+        bottleneck::remove(&mut self.base, name);
+        self.prompts.adapters.retain(|p| p.name != name);
+        self.heads.heads.retain(|h| h.name != name);
+        self.stash.remove(name);
+    }
+
+    /// Gives bottleneck adapter `name` a new classification head (the `adapters` library's
+    /// `add_classification_head(name, num_labels, id2label=...)`: dropout, linear `[H, H]`,
+    /// tanh, dropout, linear `[H, num_labels]` on the first token), replacing any head it had.
+    /// Its weights are drawn from `device`'s generator.
+    pub fn add_classification_head(
+        &mut self,
+        name: &str,
+        num_labels: usize,
+        labels: Option<&[String]>,
+        device: &Device,
+    ) -> Result<()> {
+        self.set_head(name, HeadConfig::classification(num_labels, labels), device)
+    }
+
+    /// Gives bottleneck adapter `name` a new tagging head (`add_tagging_head`: dropout, linear
+    /// `[H, num_labels]` on every token), replacing any head it had.
+    pub fn add_tagging_head(
+        &mut self,
+        name: &str,
+        num_labels: usize,
+        labels: Option<&[String]>,
+        device: &Device,
+    ) -> Result<()> {
+        self.set_head(name, HeadConfig::tagging(num_labels, labels), device)
+    }
+
+    fn set_head(&mut self, name: &str, config: HeadConfig, device: &Device) -> Result<()> {
+        config.validate().map_err(|m| PeftError::Adapter(format!("head of '{name}': {m}")))?;
+        let hidden = self.base.dims().hidden;
+        let dropout = config.dropout_prob.unwrap_or(self.base.head_dropout());
+        let task = self.base.task_type();
+        let entry = self.adapters.iter_mut().find(|a| a.name == name);
+        let Some(MethodConfig::Bottleneck(c)) = entry.as_ref().map(|e| &e.config.method) else {
+            return Err(PeftError::Adapter(format!("'{name}' is not a bottleneck adapter: only those carry a head")).into());
+        };
+        let _ = c;
+        if (task == "TOKEN_CLS") != config.per_token() {
+            return Err(PeftError::Adapter(format!(
+                "a {} head does not fit a {task} model",
+                config.head_type
+            ))
+            .into());
+        }
+        let file = HeadFile { config, name: name.to_string(), extra: Default::default() };
+        let head = bottleneck::new_head(name, &file, hidden, dropout, device)?;
+        if let Some(e) = entry {
+            e.config.task_type = Some(task.to_string());
+            if let MethodConfig::Bottleneck(c) = &mut e.config.method {
+                c.head = Some(file);
+            }
+        }
+        self.heads.heads.retain(|h| h.name != name);
+        self.heads.heads.push(NamedHead { head, name: name.to_string() });
+        Ok(())
+    }
+
+    /// The label names of adapter `name`'s own head (`None`: it has none).
+    pub fn head_labels(&self, name: &str) -> Option<Vec<String>> {
+        match &self.adapter(name)?.config.method {
+            MethodConfig::Bottleneck(c) => c.labels(),
+            _ => None,
+        }
     }
 
     fn unknown(&self, name: &str) -> ModelError {
@@ -436,6 +583,7 @@ impl<M: PeftBase> PeftModel<M> {
             }
         }
         lora::activate(&mut self.base, on.as_deref());
+        bottleneck::activate(&mut self.base, on.as_deref());
         let owner = on.filter(|n| self.adapter(n).is_some_and(|a| !a.saved_modules.is_empty())).unwrap_or_default();
         self.switch_saved(&owner)
     }
@@ -483,6 +631,7 @@ impl<M: PeftBase> PeftModel<M> {
             if a != name {
                 lora::remove(&mut self.base, &a);
             }
+            bottleneck::remove(&mut self.base, &a);
         }
         // The merged adapter's entries go, its delta stays in the weights.
         crate::naming::HubModule::parts(&mut self.base, &crate::naming::HubPath::root(), &mut |_, part| {
@@ -500,6 +649,12 @@ impl<M: PeftBase> PeftModel<M> {
         let mut tensors = NamedTensors::new();
         match &entry.config.method {
             MethodConfig::Lora(_) => lora::export(&mut self.base, name, &mut tensors)?,
+            MethodConfig::Bottleneck(_) => {
+                bottleneck::export(&mut self.base, name, &mut tensors)?;
+                if let Some(h) = self.heads.get(name) {
+                    bottleneck::export_head(name, h, &mut tensors)?;
+                }
+            }
             MethodConfig::PromptTuning(_) | MethodConfig::PrefixTuning(_) => {
                 let p = self.prompts.get(name).ok_or_else(|| self.unknown(name))?;
                 let t = p.saved_tensor();
@@ -533,8 +688,17 @@ impl<M: PeftBase> PeftModel<M> {
     /// PEFT's `get_nb_trainable_parameters()` for the active adapter: (trainable, all). All
     /// counts the base and every adapter's parameters, including each adapter's copy of its
     /// whole modules, as PEFT's model holds them.
+    ///
+    /// With an active adapter that brings its own head (AdapterHub), the base's own task head
+    /// is not counted (the adapter's replaces it), as in the library's flexible-head model.
     pub fn trainable_parameters(&mut self) -> Result<(usize, usize)> {
-        let base_total = ParameterCount::of(&self.base).total - self.lora_total();
+        let mut base_total = ParameterCount::of(&self.base).total - self.layers_total();
+        if let Some(n) = self.active.clone()
+            && self.heads.get(&n).is_some()
+        {
+            let own: Vec<String> = self.base.own_head_paths().iter().map(|p| p.to_string()).collect();
+            base_total -= self.saved_params(&own);
+        }
         let mut all = base_total;
         let mut trainable = 0;
         let names: Vec<String> = self.adapters.iter().map(|a| a.name.clone()).collect();
@@ -582,14 +746,18 @@ impl<M: PeftBase> PeftModel<M> {
         Ok(ft_peft::trainable_line(t, a))
     }
 
-    fn lora_total(&mut self) -> usize {
+    /// Parameters of the adapters' layers inside the base model (LoRA, bottlenecks).
+    fn layers_total(&mut self) -> usize {
         let names: Vec<String> = self.adapters.iter().map(|a| a.name.clone()).collect();
-        names.iter().map(|n| lora::num_params(&mut self.base, n)).sum::<usize>()
+        names.iter().map(|n| lora::num_params(&mut self.base, n) + bottleneck::num_params(&mut self.base, n)).sum()
     }
 
     /// An adapter's own parameters: its layers and its copy of its whole modules.
     fn own_params(&mut self, name: &str) -> Result<usize> {
-        let mut n = lora::num_params(&mut self.base, name);
+        let mut n = lora::num_params(&mut self.base, name) + bottleneck::num_params(&mut self.base, name);
+        if let Some(h) = self.heads.get(name) {
+            n += ParameterCount::of(h).total;
+        }
         n += self
             .prompts
             .adapters
@@ -610,7 +778,15 @@ impl<M: PeftBase> PeftModel<M> {
     /// # Shapes
     /// - as the base model's; a causal LM with prompt tuning returns `[batch, virtual + seq, vocab]`
     pub fn forward(&self, input: &TextInput) -> Result<M::Output> {
-        let prompt = if self.disabled { None } else { self.active.as_deref().and_then(|n| self.prompts.get(n)) };
+        let on = if self.disabled { None } else { self.active.as_deref() };
+        if let Some((name, head)) = on.and_then(|n| self.heads.get(n).map(|h| (n, h))) {
+            let per_token = self.adapter(name).is_some_and(
+                |a| matches!(&a.config.method, MethodConfig::Bottleneck(c) if c.head.as_ref().is_some_and(|h| h.config.per_token())),
+            );
+            let hidden = self.base.hidden(input)?;
+            return self.base.head_output(head, per_token, hidden);
+        }
+        let prompt = on.and_then(|n| self.prompts.get(n));
         match prompt {
             None => self.base.run(input, None),
             Some(p) => self.forward_prompted(p, input),

@@ -1,0 +1,288 @@
+//! Bottleneck adapters (AdapterHub's `adapters` library) in a model's adapter slots, found
+//! through the model's Hub names, and the prediction heads they bring: attach (new or from the
+//! library's files), export under the library's tensor names, switch and delete.
+//!
+//! The slots are where the library hooks its `BottleneckLayer`s: BERT's
+//! `encoder.layer.{i}.attention.output` (`mh_adapter`) and `encoder.layer.{i}.output`
+//! (`output_adapter`); DistilBERT's `transformer.layer.{i}.attention_adapters` and
+//! `.output_adapters`. Tensor names are the library's without the model prefix
+//! (`encoder.layer.0.output.adapters.{name}.adapter_down.0.weight`); the files add it.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use ft_hub::tensors::NamedTensors;
+use ft_peft::adapterhub::{BnConfig, HeadFile};
+use ft_peft::bottleneck::{Bottleneck, BottleneckIds};
+use ft_peft::files::AdapterFiles;
+use ft_peft::head::{HeadLinear, PredictionHead, layer_shapes, linear_indices};
+use ft_peft::slot::NamedBottleneck;
+
+use crate::export::values;
+use crate::naming::{HubModule, HubPath, Part, param_id};
+use crate::{ModelError, Result};
+
+/// Where bottleneck adapters come from when attaching.
+pub(crate) enum BnSource<'a> {
+    /// New ones, initialised as `init_weights` says.
+    New(&'a Device),
+    /// The library's files; the name is the adapter's name in them.
+    File(&'a mut AdapterFiles, &'a str),
+}
+
+/// Which of the library's locations a slot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Location {
+    /// After the attention block (`mh_adapter`).
+    Attention,
+    /// After the feed-forward block (`output_adapter`).
+    Output,
+}
+
+/// The location and layer index of the slot at `path`, for BERT and DistilBERT.
+fn slot_info(path: &str) -> Option<(Location, usize)> {
+    let location = if path.ends_with("attention.output.adapters") || path.ends_with("attention_adapters.adapters") {
+        Location::Attention
+    } else if path.ends_with("output.adapters") || path.ends_with("output_adapters.adapters") {
+        Location::Output
+    } else {
+        return None;
+    };
+    let parts: Vec<&str> = path.split('.').collect();
+    let layer = parts.windows(2).find(|w| w[0] == "layer").and_then(|w| w[1].parse().ok())?;
+    Some((location, layer))
+}
+
+/// `path` without the task model's base prefix: the library's key after its own prefix.
+fn relative(path: &str) -> &str {
+    path.strip_prefix("bert.").or_else(|| path.strip_prefix("distilbert.")).unwrap_or(path)
+}
+
+fn key(path: &str, name: &str, tensor: &str) -> String {
+    format!("{}.{name}.{tensor}", relative(path))
+}
+
+const DOWN_W: &str = "adapter_down.0.weight";
+const DOWN_B: &str = "adapter_down.0.bias";
+const UP_W: &str = "adapter_up.weight";
+const UP_B: &str = "adapter_up.bias";
+
+fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// Attaches adapter `name` to every slot `config` asks for (inactive: the caller activates).
+/// Returns the number of modules attached.
+pub(crate) fn attach<M: HubModule>(
+    model: &mut M,
+    name: &str,
+    config: &BnConfig,
+    hidden: usize,
+    device: &Device,
+    mut source: BnSource<'_>,
+) -> Result<usize> {
+    let mut error = None;
+    let mut count = 0;
+    model.parts(&HubPath::root(), &mut |path, part| {
+        let Part::Bottlenecks(slot) = part else { return };
+        if error.is_some() {
+            return;
+        }
+        let Some((location, layer)) = slot_info(path.as_str()) else { return };
+        let wanted = match location {
+            Location::Attention => config.mh_adapter,
+            Location::Output => config.output_adapter,
+        };
+        if !wanted || config.leave_out.contains(&layer) {
+            return;
+        }
+        let made = make(path.as_str(), layer, name, config, hidden, device, &mut source);
+        match made {
+            Ok(b) => {
+                slot.adapters.push(NamedBottleneck { layer: b, name: name.to_string(), active: false });
+                count += 1;
+            }
+            Err(e) => error = Some(e),
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if count == 0 {
+        return Err(ModelError::Unsupported(
+            "the bottleneck adapter found no place in the model (every layer left out?)".into(),
+        ));
+    }
+    Ok(count)
+}
+
+fn make(
+    path: &str,
+    layer: usize,
+    name: &str,
+    config: &BnConfig,
+    hidden: usize,
+    device: &Device,
+    source: &mut BnSource<'_>,
+) -> Result<Bottleneck> {
+    let down = config.down_size(hidden, layer).ok_or_else(|| {
+        ModelError::Unsupported(format!("reduction_factor has no entry for layer {layer} and no \"default\""))
+    })?;
+    let id = |t: &str| param_id(&format!("{name}:{}", key(path, name, t)));
+    let ids = BottleneckIds { down: (id(DOWN_W), id(DOWN_B)), up: (id(UP_W), id(UP_B)) };
+    Ok(match source {
+        BnSource::New(device) => Bottleneck::new(config, hidden, down, ids, device)?,
+        BnSource::File(files, file_name) => {
+            let k = |t: &str| key(path, file_name, t);
+            let dw = files.take(&k(DOWN_W), &[down, hidden])?;
+            let db = files.take(&k(DOWN_B), &[down])?;
+            let uw = files.take(&k(UP_W), &[hidden, down])?;
+            let ub = files.take(&k(UP_B), &[hidden])?;
+            Bottleneck::from_tensors(
+                config,
+                tensor(dw, [down, hidden], device).transpose(),
+                tensor(db, [down], device),
+                tensor(uw, [hidden, down], device).transpose(),
+                tensor(ub, [hidden], device),
+                ids,
+            )?
+        }
+    })
+}
+
+/// Adapter `name`'s tensors under the library's names (without the model prefix), PyTorch
+/// layout.
+pub(crate) fn export<M: HubModule>(model: &mut M, name: &str, out: &mut NamedTensors) -> Result<()> {
+    let mut error = None;
+    model.parts(&HubPath::root(), &mut |path, part| {
+        let Part::Bottlenecks(slot) = part else { return };
+        for a in slot.adapters.iter().filter(|a| a.name == name) {
+            let b = &a.layer;
+            let k = |t: &str| key(path.as_str(), name, t);
+            let mut r = put(out, &k(DOWN_W), b.adapter_down.weight.val().transpose());
+            for (t, bias) in [(DOWN_B, &b.adapter_down.bias), (UP_B, &b.adapter_up.bias)] {
+                if let Some(x) = bias {
+                    r = r.and_then(|()| put(out, &k(t), x.val()));
+                }
+            }
+            r = r.and_then(|()| put(out, &k(UP_W), b.adapter_up.weight.val().transpose()));
+            if let Err(e) = r {
+                error.get_or_insert(e);
+            }
+        }
+    });
+    error.map_or(Ok(()), Err)
+}
+
+fn put<const D: usize>(out: &mut NamedTensors, name: &str, x: Tensor<D>) -> Result<()> {
+    let shape = x.dims().to_vec();
+    out.insert(name, shape, values(x)?)?;
+    Ok(())
+}
+
+/// Makes `on` the running bottleneck adapter in every slot (none: `None`).
+pub(crate) fn activate<M: HubModule>(model: &mut M, on: Option<&str>) {
+    model.parts(&HubPath::root(), &mut |_, part| {
+        if let Part::Bottlenecks(slot) = part {
+            for a in &mut slot.adapters {
+                a.active = Some(a.name.as_str()) == on;
+            }
+        }
+    });
+}
+
+/// Removes adapter `name` from every slot.
+pub(crate) fn remove<M: HubModule>(model: &mut M, name: &str) {
+    model.parts(&HubPath::root(), &mut |_, part| {
+        if let Part::Bottlenecks(slot) = part {
+            slot.adapters.retain(|a| a.name != name);
+        }
+    });
+}
+
+/// Number of parameters of adapter `name`'s modules.
+pub(crate) fn num_params<M: HubModule>(model: &mut M, name: &str) -> usize {
+    let mut n = 0;
+    model.parts(&HubPath::root(), &mut |_, part| {
+        if let Part::Bottlenecks(slot) = part {
+            for a in slot.adapters.iter().filter(|a| a.name == name) {
+                n += crate::params::ParameterCount::of(&a.layer).total;
+            }
+        }
+    });
+    n
+}
+
+/// The stable id of head `name`'s tensor.
+fn head_id(name: &str, index: usize, tensor: &str) -> burn::module::ParamId {
+    param_id(&format!("{name}:heads.{name}.{index}.{tensor}"))
+}
+
+/// A new head for adapter `name`.
+pub(crate) fn new_head(name: &str, head: &HeadFile, hidden: usize, dropout: f64, device: &Device) -> Result<PredictionHead> {
+    Ok(PredictionHead::new(&head.config, hidden, dropout, 0.02, &|i, t| head_id(name, i, t), device)?)
+}
+
+/// Adapter `name`'s head from the file's `heads.{file name}.{index}.weight` / `.bias`.
+pub(crate) fn head_from_file(
+    name: &str,
+    head: &HeadFile,
+    hidden: usize,
+    dropout: f64,
+    files: &mut AdapterFiles,
+    device: &Device,
+) -> Result<PredictionHead> {
+    let config = &head.config;
+    let n = config.layers;
+    let mut layers = Vec::new();
+    for (l, (index, [i, o])) in linear_indices(config).into_iter().zip(layer_shapes(config, hidden)).enumerate() {
+        let prefix = format!("heads.{}.{index}", head.name);
+        let w = files.take(&format!("{prefix}.weight"), &[o, i])?;
+        let mut linear = burn::nn::LinearConfig::new(i, o).with_bias(false).init(device);
+        linear.weight = burn::module::Param::from_tensor(tensor(w, [o, i], device).transpose());
+        linear.weight.id = head_id(name, index, "weight");
+        if l + 1 < n || config.output_bias() {
+            let b = files.take(&format!("{prefix}.bias"), &[o])?;
+            let mut p = burn::module::Param::from_tensor(tensor(b, [o], device));
+            p.id = head_id(name, index, "bias");
+            linear.bias = Some(p);
+        }
+        layers.push(HeadLinear { linear, index });
+    }
+    Ok(PredictionHead::from_layers(config, layers, dropout)?)
+}
+
+/// Head `name`'s tensors under the library's names (`heads.{name}.{index}.weight`, PyTorch
+/// layout).
+pub(crate) fn export_head(name: &str, head: &PredictionHead, out: &mut NamedTensors) -> Result<()> {
+    for l in &head.layers {
+        let w = l.linear.weight.val().transpose();
+        let shape = w.dims().to_vec();
+        out.insert(&format!("heads.{name}.{}.weight", l.index), shape, values(w)?)?;
+        if let Some(b) = &l.linear.bias {
+            let b = b.val();
+            let shape = b.dims().to_vec();
+            out.insert(&format!("heads.{name}.{}.bias", l.index), shape, values(b)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_found_by_the_library_locations() {
+        assert_eq!(slot_info("bert.encoder.layer.3.output.adapters"), Some((Location::Output, 3)));
+        assert_eq!(slot_info("encoder.layer.0.attention.output.adapters"), Some((Location::Attention, 0)));
+        assert_eq!(
+            slot_info("distilbert.transformer.layer.1.attention_adapters.adapters"),
+            Some((Location::Attention, 1))
+        );
+        assert_eq!(slot_info("distilbert.transformer.layer.5.output_adapters.adapters"), Some((Location::Output, 5)));
+        assert_eq!(slot_info("transformer.h.0.output_adapters.adapters"), None);
+        assert_eq!(
+            key("bert.encoder.layer.0.output.adapters", "a", DOWN_W),
+            "encoder.layer.0.output.adapters.a.adapter_down.0.weight"
+        );
+    }
+}
