@@ -1,5 +1,6 @@
-//! `--adapter [NAME=]DIR|HUB_ID` and `--active NAME`: PEFT adapters on the base model of
-//! `ft predict`, `ft generate`, `ft info` and `ft peft merge`.
+//! `--adapter [NAME=]DIR|HUB_ID` and `--active NAME`: adapters on the base model of
+//! `ft predict`, `ft generate`, `ft info` and `ft peft merge` — Hugging Face PEFT's (LoRA,
+//! prompt and prefix tuning) and AdapterHub's bottleneck adapters with their heads.
 
 use std::path::{Path, PathBuf};
 
@@ -7,15 +8,18 @@ use anyhow::{Context, Result, bail};
 use ft_data::hub::{RepoFiles, RepoKind};
 use ft_models::auto::Task;
 use ft_models::peft::{PeftBase, PeftModel};
-use ft_peft::config::AdapterConfig;
+use ft_peft::adapterhub;
+use ft_peft::config::{AdapterConfig, MethodConfig};
 use ft_peft::files::{CONFIG_FILE, WEIGHTS_FILE};
 
 /// Adapter options shared by the commands that load a model.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AdapterArgs {
-    /// A PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`, as PEFT's
-    /// `save_pretrained` writes it): a folder or a Hub id. Repeat as `NAME=DIR` to load several
-    /// on one base; `--model` defaults to the adapter's `base_model_name_or_path`.
+    /// An adapter folder or Hub id: PEFT's (`adapter_config.json` + `adapter_model.safetensors`,
+    /// as `save_pretrained` writes it) or AdapterHub's (`adapter_config.json` +
+    /// `adapter.safetensors` or `pytorch_adapter.bin`, with its head's `head_config.json` +
+    /// weights, as `save_adapter(..., with_head=True)` writes it). Repeat as `NAME=DIR` to load
+    /// several on one base; `--model` defaults to the adapter's base model.
     #[arg(long = "adapter", value_name = "[NAME=]DIR|HUB_ID")]
     pub adapters: Vec<String>,
     /// The adapter that runs (default: the first).
@@ -26,7 +30,8 @@ pub struct AdapterArgs {
 /// One `--adapter`: its name and folder.
 #[derive(Debug, Clone)]
 pub struct AdapterSpec {
-    /// The name it is loaded under (`default` when not given).
+    /// The name it is loaded under (when not given: `default` for a PEFT adapter, the saved
+    /// name for an AdapterHub one, as the library's `load_adapter`).
     pub name: String,
     /// Its local folder (downloaded into the Hub cache for a Hub id).
     pub dir: PathBuf,
@@ -43,15 +48,28 @@ impl AdapterArgs {
             // An existing folder is taken whole, even with a '=' in its name.
             let (name, source) = match raw.split_once('=') {
                 Some((n, s)) if !n.is_empty() && !n.contains('/') && !Path::new(raw).is_dir() => {
-                    (n.to_string(), s.to_string())
+                    (Some(n.to_string()), s.to_string())
                 }
-                _ => ("default".to_string(), raw.clone()),
+                _ => (None, raw.clone()),
             };
+            let dir = adapter_dir(&source).with_context(|| format!("--adapter {raw}"))?;
+            let mut config = AdapterConfig::read(&dir.join(CONFIG_FILE))?;
+            if let MethodConfig::Bottleneck(c) = &mut config.method {
+                // Its head says the task.
+                let head = dir.join(adapterhub::HEAD_CONFIG_FILE);
+                if head.is_file() {
+                    let h = adapterhub::read_head_config(&head)?;
+                    config.task_type = Some(if h.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
+                    c.head = Some(h);
+                }
+            }
+            let name = name.unwrap_or_else(|| match &config.method {
+                MethodConfig::Bottleneck(c) => c.name.clone(),
+                _ => "default".to_string(),
+            });
             if out.iter().any(|a| a.name == name) {
                 bail!("--adapter {raw}: an adapter named '{name}' is already given (load several as NAME=DIR)");
             }
-            let dir = adapter_dir(&source).with_context(|| format!("--adapter {raw}"))?;
-            let config = AdapterConfig::read(&dir.join(CONFIG_FILE))?;
             out.push(AdapterSpec { name, dir, config });
         }
         if let Some(active) = &self.active
@@ -161,6 +179,28 @@ fn adapter_dir(source: &str) -> Result<PathBuf> {
     }
     let files = RepoFiles::open(source, RepoKind::Model)?;
     let config = files.get_required(CONFIG_FILE)?;
-    files.get_required(WEIGHTS_FILE)?;
+    let text = std::fs::read_to_string(&config).with_context(|| config.display().to_string())?;
+    let is_adapterhub = serde_json::from_str(&text).is_ok_and(|m| adapterhub::is_adapterhub(&m));
+    if is_adapterhub {
+        // AdapterHub's layout: either weight form, and the head if there is one.
+        let first = |names: &[&str]| -> Result<bool> {
+            for n in names {
+                if files.get_optional(n)?.is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        if !first(&[adapterhub::SAFE_WEIGHTS_FILE, adapterhub::WEIGHTS_FILE])? {
+            bail!("{source}: no {} or {}", adapterhub::SAFE_WEIGHTS_FILE, adapterhub::WEIGHTS_FILE);
+        }
+        if files.get_optional(adapterhub::HEAD_CONFIG_FILE)?.is_some()
+            && !first(&[adapterhub::SAFE_HEAD_WEIGHTS_FILE, adapterhub::HEAD_WEIGHTS_FILE])?
+        {
+            bail!("{source}: {} but no head weights", adapterhub::HEAD_CONFIG_FILE);
+        }
+    } else {
+        files.get_required(WEIGHTS_FILE)?;
+    }
     Ok(config.parent().map(PathBuf::from).unwrap_or_default())
 }

@@ -125,7 +125,9 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-/// The adapters' configurations and PEFT's trainable-parameter line for the active one.
+/// The adapters' configurations (and heads) and PEFT's trainable-parameter line for the
+/// active one (trainable: the adapter and its own head, as the `adapters` library's
+/// `train_adapter` leaves them).
 fn print_adapters<M: ft_models::peft::PeftBase>(
     args: &crate::adapters::AdapterArgs,
     base: M,
@@ -146,6 +148,17 @@ fn print_adapters<M: ft_models::peft::PeftBase>(
         }
         if !a.saved_modules.is_empty() {
             println!("  trained whole (modules_to_save): {}", a.saved_modules.join(", "));
+        }
+        if let ft_peft::config::MethodConfig::Bottleneck(c) = &a.config.method {
+            match &c.head {
+                Some(h) => println!(
+                    "  head: {} ({} layers), labels {:?}",
+                    h.config.head_type,
+                    h.config.layers,
+                    h.config.labels()
+                ),
+                None => println!("  head: none (the base model's own)"),
+            }
         }
         println!("  adapter_config.json: {}", serde_json::to_string(&a.config.to_value())?);
     }

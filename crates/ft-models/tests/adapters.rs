@@ -344,3 +344,90 @@ fn invalid_target_regex_is_named() {
     let err = m.add_adapter("a", c, None, &device).unwrap_err().to_string();
     assert!(err.contains("target_modules") && err.contains("not a valid regular expression"), "{err}");
 }
+
+fn bert() -> SequenceClassifier {
+    let dir = support::fixture("models/tiny-bert");
+    load(dir.to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &Device::flex())
+        .unwrap()
+        .into_sequence_classifier()
+        .unwrap()
+        .model
+}
+
+fn bottleneck(name: &str, preset: &str) -> AdapterConfig {
+    let c = ft_peft::adapterhub::BnConfig::preset(preset).unwrap();
+    AdapterConfig::new(MethodConfig::Bottleneck(ft_peft::adapterhub::BottleneckConfig::new(name, c)), None, None)
+}
+
+/// Parameters that would receive gradients (ft's count, which moves the model to autodiff).
+fn trainable_count<M: burn::module::Module>(m: &M) -> usize {
+    ft_models::params::ParameterCount::of(m).trainable
+}
+
+/// Bottleneck adapters (AdapterHub) as named adapters: several on one base, each run alone
+/// gives what it gives loaded alone; disabled gives the base exactly; deleting one leaves the
+/// other; a new adapter with its head trains only those (`train_adapter`).
+#[test]
+fn bottleneck_adapters_switch_and_train_alone() {
+    let x = input();
+    let alone = |dir: &str| {
+        let mut m = PeftModel::new(bert());
+        m.load_adapter(&support::fixture(&format!("adapters/{dir}")), dir).unwrap();
+        values(m.forward(&x).unwrap())
+    };
+    let (pf, ho) = (alone("bert-pfeiffer"), alone("bert-houlsby"));
+    let mut m = PeftModel::new(bert());
+    // (tiny-bert has no classifier: each load draws a new one, which adapters with heads ignore)
+    let base_out = values(m.forward(&x).unwrap());
+    m.load_adapter(&support::fixture("adapters/bert-pfeiffer"), "pf").unwrap();
+    m.load_adapter(&support::fixture("adapters/bert-houlsby"), "ho").unwrap();
+    assert_eq!(m.active_name(), Some("pf"));
+    assert_eq!(values(m.forward(&x).unwrap()), pf);
+    m.set_adapter("ho").unwrap();
+    assert_eq!(values(m.forward(&x).unwrap()), ho);
+    assert_eq!(m.output_labels().unwrap(), vec!["LABEL_0", "LABEL_1", "LABEL_2"]);
+    m.set_adapter("pf").unwrap();
+    assert_eq!(m.output_labels().unwrap(), vec!["World", "Sports", "Business"]);
+    m.disable_adapters().unwrap();
+    assert_eq!(values(m.forward(&x).unwrap()), base_out, "disabled: the base model exactly");
+    assert!(m.output_labels().is_none());
+    m.enable_adapters().unwrap();
+    m.delete_adapter("pf").unwrap();
+    assert!(m.active_name().is_none());
+    m.set_adapter("ho").unwrap();
+    assert_eq!(values(m.forward(&x).unwrap()), ho);
+    // A name twice, and a wrong head kind, are errors that leave the model as it was.
+    let err = m.load_adapter(&support::fixture("adapters/bert-pfeiffer"), "ho").unwrap_err().to_string();
+    assert!(err.contains("already loaded"), "{err}");
+    let err = m.load_adapter(&support::fixture("adapters/bert-tagging"), "tag").unwrap_err().to_string();
+    assert!(err.contains("tagging") && err.contains("token-classification"), "{err}");
+    assert_eq!(values(m.forward(&x).unwrap()), ho);
+
+    // A new Pfeiffer adapter with a 4-label head: 324 + 1,188 trainable (tiny BERT), as the
+    // library's train_adapter; the base's own classifier and LayerNorms frozen.
+    let mut m = PeftModel::new(bert());
+    m.add_adapter("new", bottleneck("new", "pfeiffer"), None, &Device::flex()).unwrap();
+    let labels: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+    m.add_classification_head("new", 4, Some(&labels), &Device::flex()).unwrap();
+    let mut m = m.freeze_base();
+    assert_eq!(trainable_count(&m), 324 + 1_188);
+    let (t, _) = m.trainable_parameters().unwrap();
+    assert_eq!(t, 324 + 1_188);
+    assert_eq!(values(m.forward(&x).unwrap()).len(), 2 * 4);
+    // A tagging head does not fit a sequence classifier.
+    let err = m.add_tagging_head("new", 3, None, &Device::flex()).unwrap_err().to_string();
+    assert!(err.contains("tagging"), "{err}");
+    // Saved and loaded again: the same outputs.
+    let dir = tempfile::tempdir().unwrap();
+    m.save_adapter("new", dir.path()).unwrap();
+    let mut again = PeftModel::new(bert());
+    again.load_adapter(dir.path(), "new").unwrap();
+    assert_eq!(values(again.forward(&x).unwrap()), values(m.forward(&x).unwrap()));
+    assert_eq!(again.output_labels().unwrap(), labels);
+    // Not on GPT-2.
+    let err = PeftModel::new(gpt2())
+        .add_adapter("x", bottleneck("x", "pfeiffer"), None, &Device::flex())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("GPT-2"), "{err}");
+}

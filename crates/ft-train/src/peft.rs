@@ -1,8 +1,10 @@
-//! The PEFT methods of `ft train` (`[method] kind = "lora" | "prompt" | "prefix"`): the base
-//! model loaded and frozen (no gradients, so no optimizer state for it), one adapter named
-//! `default` added with the run file's PEFT config, and the adapter saved in PEFT's layout
-//! (`adapter_config.json` + `adapter_model.safetensors`) in the output directory and every
-//! checkpoint.
+//! The PEFT methods of `ft train` (`[method] kind = "lora" | "prompt" | "prefix" | "adapter"`):
+//! the base model loaded and frozen (no gradients, so no optimizer state for it), one adapter
+//! added with the run file's config (named `default`, or `adapter_name` for a bottleneck
+//! adapter, which also gets its own head), and the adapter saved in its library's layout — PEFT's
+//! `adapter_config.json` + `adapter_model.safetensors`, or AdapterHub's `adapter_config.json` +
+//! `adapter.safetensors` + `head_config.json` + `model_head.safetensors` — in the output
+//! directory and every checkpoint.
 //!
 //! Checkpoints also hold `trainable.safetensors`: every trainable tensor by parameter id, so
 //! that `--resume` continues exactly — including what PEFT's file does not keep (prefix
@@ -21,7 +23,7 @@ use crate::{Result, TrainError};
 /// The trainable state of a checkpoint.
 pub const TRAINABLE_FILE: &str = "trainable.safetensors";
 
-/// The adapter's name in a training run (PEFT's default).
+/// The adapter's name in a training run of a PEFT method (PEFT's default).
 pub const ADAPTER: &str = "default";
 
 fn id_key(id: burn::module::ParamId) -> String {
@@ -107,7 +109,8 @@ pub struct PeftStore;
 
 impl<M: PeftBase> ModelStore<PeftModel<M>> for PeftStore {
     fn save(&self, model: &PeftModel<M>, dir: &Path) -> Result<()> {
-        model.clone().save_adapter(ADAPTER, dir)?;
+        let name = model.active_name().unwrap_or(ADAPTER).to_string();
+        model.clone().save_adapter(&name, dir)?;
         Ok(())
     }
 

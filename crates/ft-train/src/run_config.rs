@@ -136,6 +136,132 @@ pub enum MethodConfig {
     /// Prefix tuning, with PEFT's `PrefixTuningConfig` keys (`num_virtual_tokens`,
     /// `prefix_projection`, `encoder_hidden_size`).
     Prefix(ft_peft::config::PrefixTuningConfig),
+    /// A bottleneck adapter with its own head (§6), with the `adapters` library's names
+    /// (`config = "pfeiffer"`, `adapter_name`, `reduction_factor`, `non_linearity`, ...).
+    Adapter(AdapterMethod),
+}
+
+/// `kind = "adapter"`: a bottleneck adapter of AdapterHub's `adapters` library
+/// (`model.add_adapter(adapter_name, config=...)`, `add_classification_head(adapter_name)`,
+/// `train_adapter(adapter_name)`): only the adapter and its head train.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterMethod {
+    /// The library's config name: `"pfeiffer"`/`"seq_bn"` or `"houlsby"`/`"double_seq_bn"`.
+    #[serde(default = "default_adapter_config")]
+    pub config: String,
+    /// The adapter's (and its head's) name, as saved.
+    #[serde(default = "default_adapter_name")]
+    pub adapter_name: String,
+    /// Overrides of the config's options (the library's `BnConfig` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduction_factor: Option<f64>,
+    /// Activation in the bottleneck (`relu`, `swish`, `gelu`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_linearity: Option<String>,
+    /// Adapter after the attention block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mh_adapter: Option<bool>,
+    /// Adapter after the feed-forward block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_adapter: Option<bool>,
+    /// The layer's LayerNorm before the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_ln_before: Option<bool>,
+    /// The layer's LayerNorm after the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_ln_after: Option<bool>,
+    /// The adapter's residual before the LayerNorm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_before_ln: Option<bool>,
+    /// `bert`, `mam_adapter` or `houlsby`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<String>,
+    /// Dropout on the adapter's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// Layers without an adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_out: Option<Vec<usize>>,
+    /// The head's linear layers (the library's `layers`: 2 for classification, 1 for tagging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_layers: Option<usize>,
+    /// The head's activation between layers (`"tanh"`; `"none"` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_activation: Option<String>,
+    /// The head's dropout (default: the model's classifier dropout, as the library).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dropout: Option<f64>,
+}
+
+fn default_adapter_config() -> String {
+    "pfeiffer".into()
+}
+fn default_adapter_name() -> String {
+    "default".into()
+}
+
+impl AdapterMethod {
+    /// The library's config with this table's overrides.
+    pub fn bn_config(&self) -> std::result::Result<ft_peft::adapterhub::BnConfig, String> {
+        let mut c = ft_peft::adapterhub::BnConfig::preset(&self.config).ok_or_else(|| {
+            format!("config: '{}' is not a config ft knows ({})", self.config, ft_peft::adapterhub::PRESETS)
+        })?;
+        if let Some(f) = self.reduction_factor {
+            let n = if f.fract() == 0.0 && f > 0.0 {
+                serde_json::Number::from(f as u64)
+            } else {
+                serde_json::Number::from_f64(f).ok_or("reduction_factor: not a number")?
+            };
+            c.reduction_factor = ft_peft::adapterhub::ReductionFactor::Number(n);
+        }
+        if let Some(v) = &self.non_linearity {
+            c.non_linearity = v.clone();
+        }
+        for (dst, src) in [
+            (&mut c.mh_adapter, self.mh_adapter),
+            (&mut c.output_adapter, self.output_adapter),
+            (&mut c.original_ln_before, self.original_ln_before),
+            (&mut c.original_ln_after, self.original_ln_after),
+        ] {
+            if let Some(v) = src {
+                *dst = v;
+            }
+        }
+        if let Some(v) = self.residual_before_ln {
+            c.residual_before_ln = ft_peft::adapterhub::ResidualBeforeLn::Bool(v);
+        }
+        if let Some(v) = &self.init_weights {
+            c.init_weights = v.clone();
+        }
+        if let Some(v) = self.dropout {
+            c.dropout = v;
+        }
+        if let Some(v) = &self.leave_out {
+            c.leave_out = v.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The head for `num_labels` labels named `labels`: a classification head, or a tagging
+    /// head for token classification, with this table's head options.
+    pub fn head(&self, per_token: bool, labels: &[String]) -> std::result::Result<ft_peft::adapterhub::HeadConfig, String> {
+        use ft_peft::adapterhub::HeadConfig;
+        let n = labels.len();
+        let mut h = if per_token { HeadConfig::tagging(n, Some(labels)) } else { HeadConfig::classification(n, Some(labels)) };
+        if let Some(l) = self.head_layers {
+            h.layers = l;
+        }
+        if let Some(a) = &self.head_activation {
+            h.activation_function = (a != "none").then(|| a.clone());
+        }
+        if self.head_dropout.is_some() {
+            h.dropout_prob = self.head_dropout;
+        }
+        h.validate()?;
+        Ok(h)
+    }
 }
 
 impl Default for MethodConfig {
@@ -153,6 +279,16 @@ impl MethodConfig {
             Self::Lora(_) => "lora",
             Self::Prompt(_) => "prompt",
             Self::Prefix(_) => "prefix",
+            Self::Adapter(_) => "adapter",
+        }
+    }
+
+    /// The name the trained adapter gets (`adapter_name` for `adapter`, PEFT's `default`
+    /// otherwise).
+    pub fn adapter_name(&self) -> &str {
+        match self {
+            Self::Adapter(a) => &a.adapter_name,
+            _ => "default",
         }
     }
 
@@ -164,6 +300,10 @@ impl MethodConfig {
             Self::Lora(c) => Some(P::Lora(c.clone())),
             Self::Prompt(c) => Some(P::PromptTuning(c.clone())),
             Self::Prefix(c) => Some(P::PrefixTuning(c.clone())),
+            Self::Adapter(a) => a
+                .bn_config()
+                .ok()
+                .map(|c| P::Bottleneck(ft_peft::adapterhub::BottleneckConfig::new(&a.adapter_name, c))),
         }
     }
 }
@@ -329,6 +469,24 @@ impl RunConfig {
                 "{origin}: model.task: '{}' cannot be trained yet (text-classification, token-classification or causal-lm)",
                 self.model.task
             )));
+        }
+        if let MethodConfig::Adapter(a) = &self.method {
+            a.bn_config().map_err(|m| TrainError::Config(format!("{origin}: method.{m}")))?;
+            if self.model.task == Task::CausalLm {
+                return Err(TrainError::Config(format!(
+                    "{origin}: method.kind = \"adapter\" trains text-classification and token-classification models \
+                     (BERT, DistilBERT)"
+                )));
+            }
+            if a.adapter_name.is_empty() {
+                return Err(TrainError::Config(format!("{origin}: method.adapter_name cannot be empty")));
+            }
+            if a.head_dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+                return Err(TrainError::Config(format!("{origin}: method.head_dropout is not in [0, 1)")));
+            }
+            if a.head_layers == Some(0) {
+                return Err(TrainError::Config(format!("{origin}: method.head_layers must be at least 1")));
+            }
         }
         if let Some(peft) = self.method.peft() {
             ft_peft::config::AdapterConfig::new(peft, None, None)

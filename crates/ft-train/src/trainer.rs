@@ -31,7 +31,7 @@ use crate::state::{ensure_writable, write_json};
 use crate::task::head::{Features, HeadTask, LinearHead};
 use crate::task::causal::{CausalExamples, CausalLmTask};
 use crate::task::text::{SequenceClassificationTask, TextExamples, TokenClassificationTask};
-use crate::peft::{self, PeftStore};
+use crate::peft::PeftStore;
 use ft_models::peft::{PeftBase, PeftModel};
 use ft_peft::config::{AdapterConfig, PromptTuningInit};
 use crate::task::{Predictions, TrainTask};
@@ -117,7 +117,7 @@ pub fn train_with(
     match &config.method {
         MethodConfig::Full(_) => run.full(),
         MethodConfig::Frozen(m) => run.frozen(m),
-        MethodConfig::Lora(_) | MethodConfig::Prompt(_) | MethodConfig::Prefix(_) => run.peft(),
+        MethodConfig::Lora(_) | MethodConfig::Prompt(_) | MethodConfig::Prefix(_) | MethodConfig::Adapter(_) => run.peft(),
     }
 }
 
@@ -343,7 +343,15 @@ impl RunContext<'_> {
             _ => None,
         };
         let mut model = PeftModel::new(base);
-        model.add_adapter(peft::ADAPTER, adapter, text_ids.as_deref(), &self.ad)?;
+        let name = self.config.method.adapter_name();
+        model.add_adapter(name, adapter, text_ids.as_deref(), &self.ad)?;
+        if let MethodConfig::Adapter(a) = &self.config.method {
+            // `add_classification_head(adapter_name, ...)` (a tagging head for token
+            // classification), labelled with the data's label names.
+            let per_token = self.config.model.task == Task::TokenClassification;
+            let head = a.head(per_token, &self.data.label_names).map_err(|m| TrainError::Config(format!("method.{m}")))?;
+            model.add_head(name, head, &self.ad)?;
+        }
         let mut model = model.freeze_base();
         let line = model.trainable_line()?;
         tracing::info!("{line}");

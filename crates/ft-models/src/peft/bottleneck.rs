@@ -69,6 +69,18 @@ fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Te
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// A PyTorch `[out, in]` matrix as Burn's `[in, out]`, transposed on the host so that the
+/// forward pass reads a contiguous matrix (and computes exactly what a new layer computes).
+fn linear_weight(v: Vec<f32>, [out, inp]: [usize; 2], device: &Device) -> Tensor<2> {
+    let mut t = vec![0.0; v.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = v[o * inp + i];
+        }
+    }
+    tensor(t, [inp, out], device)
+}
+
 /// Attaches adapter `name` to every slot `config` asks for (inactive: the caller activates).
 /// Returns the number of modules attached.
 pub(crate) fn attach<M: HubModule>(
@@ -138,9 +150,9 @@ fn make(
             let ub = files.take(&k(UP_B), &[hidden])?;
             Bottleneck::from_tensors(
                 config,
-                tensor(dw, [down, hidden], device).transpose(),
+                linear_weight(dw, [down, hidden], device),
                 tensor(db, [down], device),
-                tensor(uw, [hidden, down], device).transpose(),
+                linear_weight(uw, [hidden, down], device),
                 tensor(ub, [hidden], device),
                 ids,
             )?
@@ -237,7 +249,7 @@ pub(crate) fn head_from_file(
         let prefix = format!("heads.{}.{index}", head.name);
         let w = files.take(&format!("{prefix}.weight"), &[o, i])?;
         let mut linear = burn::nn::LinearConfig::new(i, o).with_bias(false).init(device);
-        linear.weight = burn::module::Param::from_tensor(tensor(w, [o, i], device).transpose());
+        linear.weight = burn::module::Param::from_tensor(linear_weight(w, [o, i], device));
         linear.weight.id = head_id(name, index, "weight");
         if l + 1 < n || config.output_bias() {
             let b = files.take(&format!("{prefix}.bias"), &[o])?;

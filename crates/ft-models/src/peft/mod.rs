@@ -515,7 +515,7 @@ impl<M: PeftBase> PeftModel<M> {
         labels: Option<&[String]>,
         device: &Device,
     ) -> Result<()> {
-        self.set_head(name, HeadConfig::classification(num_labels, labels), device)
+        self.add_head(name, HeadConfig::classification(num_labels, labels), device)
     }
 
     /// Gives bottleneck adapter `name` a new tagging head (`add_tagging_head`: dropout, linear
@@ -527,19 +527,21 @@ impl<M: PeftBase> PeftModel<M> {
         labels: Option<&[String]>,
         device: &Device,
     ) -> Result<()> {
-        self.set_head(name, HeadConfig::tagging(num_labels, labels), device)
+        self.add_head(name, HeadConfig::tagging(num_labels, labels), device)
     }
 
-    fn set_head(&mut self, name: &str, config: HeadConfig, device: &Device) -> Result<()> {
+    /// Gives bottleneck adapter `name` a new head as `config` describes (the library's
+    /// `add_prediction_head`), replacing any head it had; a tagging head needs a token
+    /// classifier, a classification head a sequence classifier.
+    pub fn add_head(&mut self, name: &str, config: HeadConfig, device: &Device) -> Result<()> {
         config.validate().map_err(|m| PeftError::Adapter(format!("head of '{name}': {m}")))?;
         let hidden = self.base.dims().hidden;
         let dropout = config.dropout_prob.unwrap_or(self.base.head_dropout());
         let task = self.base.task_type();
         let entry = self.adapters.iter_mut().find(|a| a.name == name);
-        let Some(MethodConfig::Bottleneck(c)) = entry.as_ref().map(|e| &e.config.method) else {
+        if !matches!(entry.as_ref().map(|e| &e.config.method), Some(MethodConfig::Bottleneck(_))) {
             return Err(PeftError::Adapter(format!("'{name}' is not a bottleneck adapter: only those carry a head")).into());
-        };
-        let _ = c;
+        }
         if (task == "TOKEN_CLS") != config.per_token() {
             return Err(PeftError::Adapter(format!(
                 "a {} head does not fit a {task} model",
@@ -566,6 +568,16 @@ impl<M: PeftBase> PeftModel<M> {
             MethodConfig::Bottleneck(c) => c.labels(),
             _ => None,
         }
+    }
+
+    /// The label names of the head that produces [`forward`](Self::forward)'s logits when it
+    /// is the active adapter's own (AdapterHub); `None`: the base model's head (its config's
+    /// `id2label`).
+    pub fn output_labels(&self) -> Option<Vec<String>> {
+        if self.disabled {
+            return None;
+        }
+        self.active.as_deref().and_then(|n| self.head_labels(n))
     }
 
     fn unknown(&self, name: &str) -> ModelError {

@@ -55,7 +55,8 @@ impl TextClassificationPipeline {
         device: &Device,
     ) -> Result<Self> {
         let tokenizer = tokenizer_for(&loaded, options, loaded.model.num_virtual_tokens())?;
-        let labels = loaded.config.labels().label_names();
+        // An adapter with its own head (AdapterHub) names its labels.
+        let labels = loaded.model.output_labels().unwrap_or_else(|| loaded.config.labels().label_names());
         let score_fn = match loaded.config.labels().problem_type.as_deref() {
             Some("regression") => ScoreFn::Identity,
             Some("multi_label_classification") => ScoreFn::Sigmoid,

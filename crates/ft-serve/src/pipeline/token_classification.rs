@@ -112,7 +112,8 @@ impl TokenClassificationPipeline {
         device: &Device,
     ) -> Result<Self> {
         let tokenizer = tokenizer_for(&loaded, options, loaded.model.num_virtual_tokens())?;
-        let labels = loaded.config.labels().label_names();
+        // An adapter with its own head (AdapterHub) names its labels.
+        let labels = loaded.model.output_labels().unwrap_or_else(|| loaded.config.labels().label_names());
         Ok(Self {
             model: loaded.model,
             tokenizer,
