@@ -17,6 +17,7 @@
 //! - `--tiny`: offline, the tiny fixture checkpoints and data the xtask writes itself; minutes on
 //!   two cores, and numbers that mean nothing (the report says so at the top).
 
+mod adapters;
 mod peft;
 mod profile;
 mod report;
@@ -40,8 +41,8 @@ use runner::{machine, now_utc, provenance, run_ft, shell_words};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Notebook sections to run, comma-separated (3 data, 4 full fine-tuning, 5 frozen encoder +
-    /// head, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER).
-    #[arg(long, value_delimiter = ',', default_value = "3,4,5,7,8,9")]
+    /// head, 6 adapters with exercise 4, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER).
+    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9")]
     sections: Vec<String>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
@@ -85,19 +86,22 @@ enum Section {
     Data,
     Full,
     Frozen,
+    Adapters,
     Prompt,
     Lora,
     Ner,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [Section::Data, Section::Full, Section::Frozen, Section::Prompt, Section::Lora, Section::Ner];
+    const ALL: [Section; 7] =
+        [Section::Data, Section::Full, Section::Frozen, Section::Adapters, Section::Prompt, Section::Lora, Section::Ner];
 
     fn number(self) -> u32 {
         match self {
             Section::Data => 3,
             Section::Full => 4,
             Section::Frozen => 5,
+            Section::Adapters => 6,
             Section::Prompt => 7,
             Section::Lora => 8,
             Section::Ner => 9,
@@ -113,7 +117,7 @@ impl Section {
         Self::ALL
             .into_iter()
             .find(|x| x.number() == n)
-            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 7, 8, 9"))
+            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9"))
     }
 
     /// The section's folder under the output folder.
@@ -122,6 +126,7 @@ impl Section {
             Section::Data => "3-data",
             Section::Full => "4-full-finetuning",
             Section::Frozen => "5-frozen-encoder",
+            Section::Adapters => "6-adapters",
             Section::Prompt => "7-prompt-tuning",
             Section::Lora => "8-lora",
             Section::Ner => "9-ner",
@@ -133,6 +138,7 @@ impl Section {
             Section::Data => "§3 Data loading & preparation",
             Section::Full => "§4 Full fine-tuning (AG News)",
             Section::Frozen => "§5 Feature extraction: frozen encoder + head (AG News)",
+            Section::Adapters => "§6 Adapters (AG News) and exercise 4 (a second adapter, finance_v2)",
             Section::Prompt => "§7 Prompt tuning (GPT-2)",
             Section::Lora => "§8 LoRA (GPT-2) and exercise 5 (r = 8 vs 16)",
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
@@ -151,6 +157,9 @@ fn notes(section: Section) -> &'static str {
         }
         Section::Frozen => {
             "The notebook freezes `AutoModel`, trains a `ClsHead` (dropout 0.1, linear, first-token pooling) with AdamW lr 1e-3 over batches of 32 in a hand-written loop, and does not evaluate. ft: `[method] kind = \"frozen\"` — the same head and optimizer, the encoder run once per example; the run evaluates after its epoch so that the report has an accuracy and a confusion matrix. Departures: ft shuffles the training rows each epoch (the loop does not) and, as transformers' Trainer, exempts biases from weight decay."
+        }
+        Section::Adapters => {
+            "The notebook adds a Pfeiffer bottleneck adapter `agnews_adapter` to `AutoModelForSequenceClassification` (`add_adapter(..., config=\"pfeiffer\")`, `train_adapter`) and trains it with `Trainer` (batch 16/32, 1 epoch, lr 5e-4, evaluation each epoch); exercise 4 trains a second adapter, `finance_v2`. ft: `[method] kind = \"adapter\"` with the `adapters` library's semantics and files — one bottleneck after each layer's feed-forward block (width hidden/16, ReLU, the layer's LayerNorm before and after), and, as AdapterHub's flexible-head models do, the adapter's own classification head (`add_classification_head`: dropout, linear, tanh, dropout, linear on the first token); the base, its LayerNorms and its own head stay frozen. (`transformers.adapters` on a static-head model trains that model's own classifier instead; the `adapters` library, its successor, saves the head with the adapter as here.) `finance_v2` is a second task on the same frozen base: AG News relabelled Business (1) versus the rest (0), the same rows."
         }
         Section::Prompt => {
             "The notebook wraps GPT-2 with `PromptTuningConfig(task_type=CAUSAL_LM, num_virtual_tokens=20)`, prints `print_trainable_parameters()` and generates with the untrained soft prompt. ft: `[method] kind = \"prompt\"` with the same config, trained on §8's three toy texts (10 epochs, lr 3e-2, PEFT's usual prompt-tuning rate: the notebook does not train §7) so that the report can show generation before and after; greedy decoding (`generate`'s default)."
@@ -325,7 +334,7 @@ pub fn run(mut args: Args) -> Result<()> {
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
-        bail!("--sections: no section given (available: 3, 4, 5, 7, 8, 9)");
+        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9)");
     }
     let root = root();
     let out = args
@@ -344,7 +353,7 @@ pub fn run(mut args: Args) -> Result<()> {
         })
     };
     let (model_cls, model_ner, model_lm) = (model_arg(&args.model_cls), model_arg(&args.model_ner), model_arg(&args.model_lm));
-    let uses_ag = sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen));
+    let uses_ag = sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen | Section::Adapters));
     let uses_conll = sections.iter().any(|s| matches!(s, Section::Data | Section::Ner));
     let profile = if args.tiny {
         let (ag_dir, conll_dir) = tiny::write(&out.join("tiny-data"))?;
@@ -431,6 +440,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 let headline = if ok { "splits inspected".to_string() } else { "an inspection failed".to_string() };
                 Outcome { section, ok, headline, runtime: "—".into(), wall_s: t.elapsed().as_secs_f64(), markdown }
             }
+            Section::Adapters => adapters::section_adapters(&ft, &profile, &dir)?,
             Section::Prompt => peft::section_prompt(&ft, &profile, &dir)?,
             Section::Lora => peft::section_lora(&ft, &profile, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use ft_models::auto::Task;
 use ft_train::args::{IntervalStrategy, SchedulerType, TrainingArguments};
-use ft_train::run_config::{FrozenMethod, FullMethod, MethodConfig, ModelSection, RunConfig};
+use ft_train::run_config::{AdapterMethod, FrozenMethod, FullMethod, MethodConfig, ModelSection, RunConfig};
 
 use super::Section;
 use super::profile::Profile;
@@ -24,6 +24,7 @@ pub fn run_config(section: Section, p: &Profile, output_dir: &Path) -> RunConfig
     }
     let method = match section {
         Section::Frozen => MethodConfig::Frozen(FrozenMethod { head_dropout: 0.1, cache_features: true }),
+        Section::Adapters => MethodConfig::Adapter(adapter_method("agnews_adapter")),
         _ => MethodConfig::Full(FullMethod {}),
     };
     let base = TrainingArguments { output_dir: output_dir.to_path_buf(), seed: 42, ..Default::default() };
@@ -39,6 +40,16 @@ pub fn run_config(section: Section, p: &Profile, output_dir: &Path) -> RunConfig
             eval_strategy: IntervalStrategy::Epoch,
             save_strategy: IntervalStrategy::No,
             logging_steps: 10,
+            ..base
+        },
+        Section::Adapters => TrainingArguments {
+            learning_rate: 5e-4,
+            per_device_train_batch_size: 16,
+            per_device_eval_batch_size: 32,
+            num_train_epochs: 1.0,
+            eval_strategy: IntervalStrategy::Epoch,
+            save_strategy: IntervalStrategy::No,
+            logging_steps: 50,
             ..base
         },
         Section::Ner => TrainingArguments {
@@ -76,6 +87,27 @@ pub fn run_config(section: Section, p: &Profile, output_dir: &Path) -> RunConfig
     }
 }
 
+/// §6's adapter: the library's `"pfeiffer"` config with its defaults, under `name`.
+pub fn adapter_method(name: &str) -> AdapterMethod {
+    AdapterMethod {
+        config: "pfeiffer".into(),
+        adapter_name: name.into(),
+        reduction_factor: None,
+        non_linearity: None,
+        mh_adapter: None,
+        output_adapter: None,
+        original_ln_before: None,
+        original_ln_after: None,
+        residual_before_ln: None,
+        init_weights: None,
+        dropout: None,
+        leave_out: None,
+        head_layers: None,
+        head_activation: None,
+        head_dropout: None,
+    }
+}
+
 /// Where each key's value comes from in the notebook, per section.
 fn comment(section: Section, table: &str, key: &str, p: &Profile) -> Option<&'static str> {
     let plan = if section == Section::Ner { &p.conll } else { &p.ag };
@@ -93,6 +125,16 @@ fn comment(section: Section, table: &str, key: &str, p: &Profile) -> Option<&'st
         (Section::Frozen, "method", "head_dropout") => "nn.Dropout(0.1) before nn.Linear(hidden, 4)",
         (Section::Frozen, "method", "cache_features") => {
             "the frozen encoder's outputs are computed once (same numbers as torch.no_grad() per step)"
+        }
+        (Section::Adapters, "method", "kind") => {
+            "train_adapter(\"agnews_adapter\"): the base frozen, the adapter and its head trained"
+        }
+        (Section::Adapters, "method", "config") => "model_ad.add_adapter(\"agnews_adapter\", config=\"pfeiffer\")",
+        (Section::Adapters, "training", "learning_rate") => "learning_rate=5e-4",
+        (Section::Adapters, "training", "num_train_epochs") => "num_train_epochs=1",
+        (Section::Adapters, "training", "eval_strategy") => "evaluation_strategy=\"epoch\"",
+        (Section::Adapters, "training", "save_strategy") => {
+            "the notebook saves checkpoints every 500 steps (none in its 125); the adapter is saved at the end"
         }
         (_, "method", "kind") => "every parameter is trained",
         (Section::Frozen, "training", "learning_rate") => "torch.optim.AdamW(head.parameters(), lr=1e-3)",
