@@ -35,7 +35,12 @@ fn fails(o: &Output, needles: &[&str]) {
 fn data(dir: &Path) {
     let words = [
         ["the election vote", "the team won the match", "shares rose on the market", "a new chip and software"],
-        ["leaders meet at the summit", "the coach and the players", "the bank cut its rates", "scientists find a planet"],
+        [
+            "leaders meet at the summit",
+            "the coach and the players",
+            "the bank cut its rates",
+            "scientists find a planet",
+        ],
     ];
     let mut train = String::new();
     for i in 0..32 {
@@ -207,7 +212,10 @@ fn bad_adapters_are_clear_errors() {
     let mut c = json(&unknown.join("adapter_config.json"));
     c["config"] = "compacter".into();
     std::fs::write(unknown.join("adapter_config.json"), c.to_string()).unwrap();
-    fails(&ft(&["info", "--model", bert, "--adapter", unknown.to_str().unwrap()]), &["adapter_config.json", "compacter"]);
+    fails(
+        &ft(&["info", "--model", bert, "--adapter", unknown.to_str().unwrap()]),
+        &["adapter_config.json", "compacter"],
+    );
     let run = contract(tmp.path(), "tiny-bert", "", "");
     let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "method.config=\"lora\""]);
     fails(&o, &["method.config", "lora"]);
@@ -223,7 +231,12 @@ fn bad_adapters_are_clear_errors() {
 fn distilbert_adapter_trains_and_resumes_to_the_same_adapter() {
     let tmp = tempfile::tempdir().unwrap();
     // Houlsby on DistilBERT, a checkpoint every step (32 rows, batch 16: 2 steps per epoch).
-    let run = contract(tmp.path(), "tiny-distilbert", "", "seed = 1\nnum_train_epochs = 2\nsave_steps = 1\nlogging_steps = 1");
+    let run = contract(
+        tmp.path(),
+        "tiny-distilbert",
+        "",
+        "seed = 1\nnum_train_epochs = 2\nsave_steps = 1\nlogging_steps = 1",
+    );
     let text = std::fs::read_to_string(&run)
         .unwrap()
         .replace("config = \"pfeiffer\"", "config = \"houlsby\"")

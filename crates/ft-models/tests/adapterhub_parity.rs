@@ -126,16 +126,18 @@ fn save_for_python<M: PeftBase>(
     if std::env::var_os("FT_UPDATE_FIXTURES").is_none() {
         let tmp = tempfile::tempdir().unwrap();
         m.save_adapter(name, tmp.path()).unwrap();
-        let check: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(support::fixture("adapters/ft_saved_check.json")).unwrap(),
-        )
-        .unwrap();
+        let check: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(support::fixture("adapters/ft_saved_check.json")).unwrap())
+                .unwrap();
         let rec = &check[name];
         let err = rec["max_abs"]
             .as_f64()
             .unwrap_or_else(|| panic!("{name}: not in ft_saved_check.json: run `cargo xtask fixtures adapters-check`"));
         eprintln!("{name}: ft → adapters library max |Δ logits| = {err:.2e}");
-        assert!(rec["pass"].as_bool() == Some(true) && err <= 1e-4, "{name}: the library computed other outputs: {err}");
+        assert!(
+            rec["pass"].as_bool() == Some(true) && err <= 1e-4,
+            "{name}: the library computed other outputs: {err}"
+        );
         for (file, hash) in rec["hashes"].as_object().unwrap() {
             assert_eq!(
                 support::fnv(&tmp.path().join(file)),

@@ -202,12 +202,9 @@ impl BnConfig {
         };
         match name.to_ascii_lowercase().as_str() {
             "pfeiffer" | "seq_bn" => Some(seq),
-            "houlsby" | "double_seq_bn" => Some(Self {
-                mh_adapter: true,
-                original_ln_before: false,
-                non_linearity: "swish".into(),
-                ..seq
-            }),
+            "houlsby" | "double_seq_bn" => {
+                Some(Self { mh_adapter: true, original_ln_before: false, non_linearity: "swish".into(), ..seq })
+            }
             _ => None,
         }
     }
@@ -216,7 +213,10 @@ impl BnConfig {
     pub fn activation(&self) -> Result<Activation> {
         let name = self.non_linearity.to_ascii_lowercase();
         serde_json::from_value(Value::String(name)).map_err(|_| {
-            PeftError::Adapter(format!("non_linearity: '{}' is not supported (one of {ACTIVATIONS})", self.non_linearity))
+            PeftError::Adapter(format!(
+                "non_linearity: '{}' is not supported (one of {ACTIVATIONS})",
+                self.non_linearity
+            ))
         })
     }
 
@@ -266,7 +266,9 @@ impl BnConfig {
         }
         match &self.reduction_factor {
             ReductionFactor::Number(n) if n.as_f64().is_some_and(|f| f > 0.0) => {}
-            ReductionFactor::PerLayer(m) if !m.is_empty() && m.values().all(|n| n.as_f64().is_some_and(|f| f > 0.0)) => {
+            ReductionFactor::PerLayer(m)
+                if !m.is_empty() && m.values().all(|n| n.as_f64().is_some_and(|f| f > 0.0)) =>
+            {
                 if let Some(k) = m.keys().find(|k| *k != "default" && k.parse::<usize>().is_err()) {
                     return Err(format!("reduction_factor: key '{k}' is neither a layer index nor \"default\""));
                 }
@@ -392,10 +394,7 @@ impl HeadConfig {
     /// Checks what ft computes; errors name the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !["classification", "tagging"].contains(&self.head_type.as_str()) {
-            return Err(format!(
-                "head_type: '{}' is not supported by ft (classification or tagging)",
-                self.head_type
-            ));
+            return Err(format!("head_type: '{}' is not supported by ft (classification or tagging)", self.head_type));
         }
         if self.num_labels == 0 || self.layers == 0 {
             return Err("num_labels and layers must be at least 1".into());
@@ -494,11 +493,10 @@ pub fn parse_adapter_config(
 ) -> Result<(BottleneckConfig, Option<String>, BTreeMap<String, Value>)> {
     let err = |message: String| PeftError::Config { path: path.to_path_buf(), message };
     let config = match map.remove("config") {
-        Some(v @ Value::Object(_)) => {
-            serde_json::from_value::<BnConfig>(v).map_err(|e| err(format!("config: {e}")))?
+        Some(v @ Value::Object(_)) => serde_json::from_value::<BnConfig>(v).map_err(|e| err(format!("config: {e}")))?,
+        Some(Value::String(s)) => {
+            BnConfig::preset(&s).ok_or_else(|| err(format!("config: '{s}' is not a config ft knows ({PRESETS})")))?
         }
-        Some(Value::String(s)) => BnConfig::preset(&s)
-            .ok_or_else(|| err(format!("config: '{s}' is not a config ft knows ({PRESETS})")))?,
         Some(other) => {
             return Err(err(format!(
                 "config: {other} is not supported by ft (a bottleneck adapter's options, or one of {PRESETS})"
@@ -540,11 +538,7 @@ pub fn read_head_config(path: &Path) -> Result<HeadFile> {
 }
 
 /// `adapter_config.json`'s JSON as the library writes it.
-pub fn adapter_config_value(
-    c: &BottleneckConfig,
-    model_name: Option<&str>,
-    extra: &BTreeMap<String, Value>,
-) -> Value {
+pub fn adapter_config_value(c: &BottleneckConfig, model_name: Option<&str>, extra: &BTreeMap<String, Value>) -> Value {
     let mut map = extra.clone();
     map.insert("config".into(), serde_json::to_value(&c.config).unwrap_or(Value::Null));
     map.insert("name".into(), Value::String(c.name.clone()));

@@ -75,7 +75,14 @@ fn finance_data(p: &Profile, dir: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn train(ft: &Path, p: &Profile, dir: &Path, name: &'static str, task: &'static str, config: &RunConfig) -> Result<Run> {
+fn train(
+    ft: &Path,
+    p: &Profile,
+    dir: &Path,
+    name: &'static str,
+    task: &'static str,
+    config: &RunConfig,
+) -> Result<Run> {
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
     let output = config.training.output_dir.clone();
@@ -145,7 +152,11 @@ fn files_size(dir: &Path, only: &[&str]) -> u64 {
 }
 
 fn size(bytes: u64) -> String {
-    if bytes >= 1 << 20 { format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64) } else { format!("{:.1} KiB", bytes as f64 / 1024.0) }
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
 }
 
 fn metric(m: &serde_json::Value, key: &str) -> String {
@@ -185,7 +196,10 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
         "| adapter | task | eval_accuracy | eval_f1_macro | trainable params (PEFT-style line) | adapter + head on disk | train_runtime (s) |\n|---|---|---|---|---|---|---|\n",
     );
     for r in &runs {
-        let disk = files_size(&r.output, &["adapter.safetensors", "model_head.safetensors", "adapter_config.json", "head_config.json"]);
+        let disk = files_size(
+            &r.output,
+            &["adapter.safetensors", "model_head.safetensors", "adapter_config.json", "head_config.json"],
+        );
         let _ = writeln!(
             md,
             "| `{}` | {} | {} | {} | `{}` | {} | {} |",
@@ -200,10 +214,17 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
     }
     match full_size {
         Some(b) => {
-            let _ = writeln!(md, "\nA full fine-tuned model (§4's `model.safetensors`): {} — each adapter is what must be stored and shipped per domain instead.\n", size(b));
+            let _ = writeln!(
+                md,
+                "\nA full fine-tuned model (§4's `model.safetensors`): {} — each adapter is what must be stored and shipped per domain instead.\n",
+                size(b)
+            );
         }
         None => {
-            let _ = writeln!(md, "\n(Run §4 in the same report to see a full fine-tuned model's size beside the adapters'.)\n");
+            let _ = writeln!(
+                md,
+                "\n(Run §4 in the same report to see a full fine-tuned model's size beside the adapters'.)\n"
+            );
         }
     }
 
@@ -245,7 +266,9 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
             let cell = |c: &Vec<String>| c.get(i).cloned().unwrap_or_default();
             let _ = writeln!(md, "| {t} | {} | {} |", cell(&columns[0]), cell(&columns[1]));
         }
-        md.push_str("\n(finance_v2's labels are `LABEL_1` = Business, `LABEL_0` = the rest: JSONL labels carry no names.)\n\n");
+        md.push_str(
+            "\n(finance_v2's labels are `LABEL_1` = Business, `LABEL_0` = the rest: JSONL labels carry no names.)\n\n",
+        );
     }
     for r in &runs {
         let _ = writeln!(md, "### `{}`\n", r.name);

@@ -25,7 +25,7 @@ pub struct BaseDims {
 }
 
 /// A model PEFT adapters attach to.
-pub trait PeftBase: Module + ModuleDisplay + HubModule + Clone {
+pub trait PeftBase: Module + ModuleDisplay + HubModule + Clone + 'static {
     /// What a forward pass returns (logits).
     type Output;
 

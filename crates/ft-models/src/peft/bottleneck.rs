@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ft_hub::tensors::NamedTensors;
 use ft_peft::adapterhub::{BnConfig, HeadFile};
 use ft_peft::bottleneck::{Bottleneck, BottleneckIds};
+use ft_peft::config::{AdapterConfig, MethodConfig};
 use ft_peft::files::AdapterFiles;
 use ft_peft::head::{HeadLinear, PredictionHead, layer_shapes, linear_indices};
 use ft_peft::slot::NamedBottleneck;
@@ -229,7 +230,13 @@ fn head_id(name: &str, index: usize, tensor: &str) -> burn::module::ParamId {
 }
 
 /// A new head for adapter `name`.
-pub(crate) fn new_head(name: &str, head: &HeadFile, hidden: usize, dropout: f64, device: &Device) -> Result<PredictionHead> {
+pub(crate) fn new_head(
+    name: &str,
+    head: &HeadFile,
+    hidden: usize,
+    dropout: f64,
+    device: &Device,
+) -> Result<PredictionHead> {
     Ok(PredictionHead::new(&head.config, hidden, dropout, 0.02, &|i, t| head_id(name, i, t), device)?)
 }
 
@@ -276,6 +283,105 @@ pub(crate) fn export_head(name: &str, head: &PredictionHead, out: &mut NamedTens
         }
     }
     Ok(())
+}
+
+/// Bottleneck adapters as a [`Method`](super::method::Method): modules in the model's adapter
+/// slots, and the head they bring beside the model (`PeftModel::heads`).
+pub(crate) struct BottleneckMethod;
+
+impl<M: super::PeftBase> super::method::Method<M> for BottleneckMethod {
+    fn complete(&self, config: &mut AdapterConfig, base: &M) {
+        let MethodConfig::Bottleneck(c) = &mut config.method else { return };
+        c.model_type.get_or_insert_with(|| base.model_type().to_string());
+        c.hidden_size.get_or_insert(base.dims().hidden);
+        if let Some(h) = &c.head {
+            config.task_type = Some(if h.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
+        }
+    }
+
+    fn check(&self, config: &AdapterConfig, base: &M) -> Result<()> {
+        let MethodConfig::Bottleneck(c) = &config.method else { return Ok(()) };
+        if let Some(t) = &c.model_type
+            && t != base.model_type()
+        {
+            return Err(super::config_err(format!(
+                "model_type is '{t}', the base model is '{}' (an adapter for another architecture)",
+                base.model_type()
+            )));
+        }
+        if base.model_type() == "gpt2" {
+            return Err(super::config_err(
+                "bottleneck adapters: ft places them in BERT and DistilBERT encoders, not GPT-2".into(),
+            ));
+        }
+        if let Some(h) = &c.head
+            && h.config.per_token() != (base.task_type() == "TOKEN_CLS")
+        {
+            return Err(super::config_err(format!(
+                "the adapter's head is a {} head, which does not fit a {} model (use --task {})",
+                h.config.head_type,
+                base.task_type(),
+                if h.config.per_token() { "token-classification" } else { "text-classification" }
+            )));
+        }
+        let hidden = base.dims().hidden;
+        if let Some(have) = c.hidden_size
+            && have != hidden
+        {
+            return Err(super::config_err(format!(
+                "hidden_size is {have}, the base model has {hidden} (an adapter for another model?)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn attach(
+        &self,
+        model: &mut super::PeftModel<M>,
+        name: &str,
+        config: &mut AdapterConfig,
+        source: super::method::Source<'_>,
+    ) -> Result<Vec<String>> {
+        let MethodConfig::Bottleneck(c) = &mut config.method else { return Ok(Vec::new()) };
+        let hidden = model.base.dims().hidden;
+        let head_dropout = model.base.head_dropout();
+        let device = model.base.word_embedding_table().device();
+        let head = match source {
+            super::method::Source::New { device, .. } => {
+                attach(&mut model.base, name, &c.config, hidden, device, BnSource::New(device))?;
+                let dropout = |h: &HeadFile| h.config.dropout_prob.unwrap_or(head_dropout);
+                c.head.as_ref().map(|h| new_head(name, h, hidden, dropout(h), device)).transpose()?
+            }
+            super::method::Source::File(files) => {
+                let file_name = c.name.clone();
+                attach(&mut model.base, name, &c.config, hidden, &device, BnSource::File(files, &file_name))?;
+                match &c.head {
+                    Some(h) => {
+                        let dropout = h.config.dropout_prob.unwrap_or(head_dropout);
+                        Some(head_from_file(name, h, hidden, dropout, files, &device)?)
+                    }
+                    None => None,
+                }
+            }
+        };
+        if let Some(head) = head {
+            model.heads.heads.push(ft_peft::slot::NamedHead { head, name: name.into() });
+        }
+        // Saved again, the adapter and its head carry the name they have here.
+        c.name = name.to_string();
+        if let Some(h) = &mut c.head {
+            h.name = name.to_string();
+        }
+        Ok(Vec::new())
+    }
+
+    fn export(&self, model: &mut super::PeftModel<M>, name: &str, out: &mut NamedTensors) -> Result<()> {
+        export(&mut model.base, name, out)?;
+        if let Some(h) = model.heads.get(name) {
+            export_head(name, h, out)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

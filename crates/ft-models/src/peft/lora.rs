@@ -245,3 +245,38 @@ pub(crate) fn num_params<M: HubModule>(model: &mut M, name: &str) -> usize {
     });
     n
 }
+
+/// LoRA as a [`Method`](super::method::Method): matrices beside the base weights of the
+/// projections `target_modules` takes.
+pub(crate) struct LoraMethod;
+
+impl<M: super::PeftBase> super::method::Method<M> for LoraMethod {
+    fn complete(&self, _config: &mut ft_peft::config::AdapterConfig, _base: &M) {}
+
+    fn check(&self, _config: &ft_peft::config::AdapterConfig, _base: &M) -> Result<()> {
+        Ok(())
+    }
+
+    fn attach(
+        &self,
+        model: &mut super::PeftModel<M>,
+        name: &str,
+        config: &mut ft_peft::config::AdapterConfig,
+        source: super::method::Source<'_>,
+    ) -> Result<Vec<String>> {
+        let ft_peft::config::MethodConfig::Lora(c) = &mut config.method else { return Ok(Vec::new()) };
+        let (defaults, output) = (model.base.default_lora_targets(), model.base.output_layer());
+        let modules = targets(&mut model.base, c, defaults, output)?;
+        let source = match source {
+            super::method::Source::New { device, .. } => LoraSource::New(device),
+            super::method::Source::File(files) => LoraSource::File(files),
+        };
+        // PEFT sets `fan_in_fan_out` itself when it wraps a Conv1D.
+        c.fan_in_fan_out |= attach(&mut model.base, name, c, &modules, source)?;
+        Ok(modules)
+    }
+
+    fn export(&self, model: &mut super::PeftModel<M>, name: &str, out: &mut NamedTensors) -> Result<()> {
+        export(&mut model.base, name, out)
+    }
+}

@@ -1,6 +1,8 @@
-//! Hugging Face PEFT on ft's models: [`PeftModel`] puts `ft-peft`'s LoRA, prompt-tuning and
-//! prefix-tuning adapters on a causal LM, sequence classifier or token classifier, by the
-//! model's Hub names, with PEFT's semantics and files.
+//! Adapters on ft's models: [`PeftModel`] puts `ft-peft`'s LoRA, prompt-tuning and
+//! prefix-tuning adapters (Hugging Face PEFT's semantics and files) and bottleneck adapters with
+//! their heads (AdapterHub's `adapters` library's) on a causal LM, sequence classifier or token
+//! classifier, by the model's Hub names. Each method is one implementation of the internal
+//! `Method` trait (`lora`, `prompt`, `bottleneck`); the model's operations are the same for all.
 //!
 //! - **Several adapters on one base**, by name: [`PeftModel::add_adapter`] (new),
 //!   [`PeftModel::load_adapter`] (a folder PEFT's `save_pretrained` wrote),
@@ -10,7 +12,13 @@
 //!   trained whole (`modules_to_save`, e.g. a new classifier) are kept per adapter and swapped
 //!   in on switching, as PEFT's `ModulesToSaveWrapper` does.
 //! - **Files**: [`PeftModel::save_adapter`] writes `adapter_config.json` +
-//!   `adapter_model.safetensors` with PEFT's keys and tensor names.
+//!   `adapter_model.safetensors` with PEFT's keys and tensor names (a bottleneck adapter: the
+//!   `adapters` library's `adapter_config.json`, `adapter.safetensors`, `head_config.json`,
+//!   `model_head.safetensors`).
+//! - **Bottleneck adapters** (AdapterHub): modules in the layers' adapter slots, each adapter
+//!   with its own prediction head ([`PeftModel::add_classification_head`],
+//!   [`PeftModel::add_tagging_head`]); with such an adapter active, [`PeftModel::forward`] runs
+//!   the base's encoder and the adapter's head, and [`PeftModel::output_labels`] names its labels.
 //! - **Merging** (LoRA): [`PeftModel::merge_adapter`] adds `A·B·s` into the base weights,
 //!   [`PeftModel::unmerge_adapter`] takes it out again, [`PeftModel::merge_and_unload`] returns
 //!   the plain model, which saves in the Hub layout transformers loads.
@@ -24,6 +32,8 @@
 mod base;
 mod bottleneck;
 mod lora;
+mod method;
+mod prompt;
 mod saved;
 
 use std::collections::BTreeMap;
@@ -33,12 +43,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use ft_hub::tensors::NamedTensors;
 use ft_peft::PeftError;
-use ft_peft::config::{AdapterConfig, Bias, MethodConfig, PromptTuningInit};
-use ft_peft::files::{AdapterFiles, PROMPT_EMBEDDINGS};
-use ft_peft::prefix::PrefixEncoder;
-use ft_peft::prompt::PromptEmbedding;
+use ft_peft::config::{AdapterConfig, Bias, MethodConfig};
+use ft_peft::files::AdapterFiles;
 use ft_peft::adapterhub::{HeadConfig, HeadFile};
-use ft_peft::slot::{NamedHead, NamedPrompt, PredictionHeads, PromptAdapter, PromptAdapters};
+use ft_peft::slot::{NamedHead, PredictionHeads, PromptAdapter, PromptAdapters};
 
 pub use base::{BaseDims, PeftBase};
 
@@ -87,7 +95,7 @@ pub struct PeftModel<M> {
     in_model: String,
 }
 
-fn config_err(message: String) -> ModelError {
+pub(crate) fn config_err(message: String) -> ModelError {
     ModelError::Peft(PeftError::Config { path: "adapter_config.json".into(), message })
 }
 
@@ -131,10 +139,10 @@ impl<M: PeftBase> PeftModel<M> {
         self.active.as_deref().and_then(|n| self.adapter(n))
     }
 
-    /// Fills in what PEFT fills in when it builds an adapter on this model: the model's sizes
-    /// for prompt learning, the classifier in `modules_to_save` for sequence classification.
+    /// Fills in what PEFT fills in when it builds an adapter on this model: the classifier in
+    /// `modules_to_save` for sequence classification, and what the method fills in (the model's
+    /// sizes for prompt learning, its type and width for bottleneck adapters).
     fn complete(&self, config: &mut AdapterConfig) {
-        let dims = self.base.dims();
         let task = self.base.task_type();
         if config.task_type.is_none() {
             config.task_type = Some(task.to_string());
@@ -149,46 +157,7 @@ impl<M: PeftBase> PeftModel<M> {
                 }
             }
         }
-        let fill = |dim: &mut Option<usize>,
-                    heads: &mut Option<usize>,
-                    layers: &mut Option<usize>,
-                    subs: &mut Option<usize>| {
-            dim.get_or_insert(dims.hidden);
-            heads.get_or_insert(dims.heads);
-            layers.get_or_insert(dims.layers);
-            subs.get_or_insert(1);
-        };
-        match &mut config.method {
-            MethodConfig::Lora(_) => {}
-            MethodConfig::Bottleneck(c) => {
-                c.model_type.get_or_insert_with(|| self.base.model_type().to_string());
-                c.hidden_size.get_or_insert(dims.hidden);
-                if let Some(h) = &c.head {
-                    config.task_type = Some(if h.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
-                }
-            }
-            MethodConfig::PromptTuning(c) => {
-                fill(
-                    &mut c.token_dim,
-                    &mut c.num_attention_heads,
-                    &mut c.num_layers,
-                    &mut c.num_transformer_submodules,
-                );
-                // PEFT refuses a TEXT init without the tokenizer that made its ids: the base's.
-                if c.prompt_tuning_init == PromptTuningInit::Text && c.tokenizer_name_or_path.is_none() {
-                    c.tokenizer_name_or_path = config.base_model_name_or_path.clone();
-                }
-            }
-            MethodConfig::PrefixTuning(c) => {
-                fill(
-                    &mut c.token_dim,
-                    &mut c.num_attention_heads,
-                    &mut c.num_layers,
-                    &mut c.num_transformer_submodules,
-                );
-                c.encoder_hidden_size.get_or_insert(dims.hidden);
-            }
-        }
+        method::for_config::<M>(&config.method).complete(config, &self.base);
     }
 
     fn check_new_name(&self, name: &str) -> Result<()> {
@@ -204,64 +173,9 @@ impl<M: PeftBase> PeftModel<M> {
         Ok(())
     }
 
-    /// Checks the sizes a prompt-learning config states against the model's.
+    /// Checks what a config states about the model (sizes, architecture) against the base.
     fn check_dims(&self, config: &AdapterConfig) -> Result<()> {
-        let dims = self.base.dims();
-        let (dim, heads, layers) = match &config.method {
-            MethodConfig::Lora(_) => return Ok(()),
-            MethodConfig::Bottleneck(c) => {
-                if let Some(t) = &c.model_type
-                    && t != self.base.model_type()
-                {
-                    return Err(config_err(format!(
-                        "model_type is '{t}', the base model is '{}' (an adapter for another architecture)",
-                        self.base.model_type()
-                    )));
-                }
-                if self.base.model_type() == "gpt2" {
-                    return Err(config_err(
-                        "bottleneck adapters: ft places them in BERT and DistilBERT encoders, not GPT-2".into(),
-                    ));
-                }
-                if let Some(h) = &c.head
-                    && h.config.per_token() != (self.base.task_type() == "TOKEN_CLS")
-                {
-                    return Err(config_err(format!(
-                        "the adapter's head is a {} head, which does not fit a {} model (use --task {})",
-                        h.config.head_type,
-                        self.base.task_type(),
-                        if h.config.per_token() { "token-classification" } else { "text-classification" }
-                    )));
-                }
-                if let Some(have) = c.hidden_size
-                    && have != dims.hidden
-                {
-                    return Err(config_err(format!(
-                        "hidden_size is {have}, the base model has {} (an adapter for another model?)",
-                        dims.hidden
-                    )));
-                }
-                return Ok(());
-            }
-            // A soft prompt depends on the embedding width alone (PEFT loads a GPT-2 prompt on
-            // distilgpt2).
-            MethodConfig::PromptTuning(c) => (c.token_dim, None, None),
-            MethodConfig::PrefixTuning(c) => (c.token_dim, c.num_attention_heads, c.num_layers),
-        };
-        for (key, have, want) in [
-            ("token_dim", dim, dims.hidden),
-            ("num_attention_heads", heads, dims.heads),
-            ("num_layers", layers, dims.layers),
-        ] {
-            if let Some(have) = have
-                && have != want
-            {
-                return Err(config_err(format!(
-                    "{key} is {have}, the base model has {want} (an adapter for another model?)"
-                )));
-            }
-        }
-        Ok(())
+        method::for_config::<M>(&config.method).check(config, &self.base)
     }
 
     /// Adds a new adapter `name` as `config` says, initialised as PEFT initialises it, and makes
@@ -303,68 +217,8 @@ impl<M: PeftBase> PeftModel<M> {
         config.validate(Path::new("adapter_config.json"))?;
         self.complete(&mut config);
         self.check_dims(&config)?;
-        let dims = self.base.dims();
-        let mut lora_modules = Vec::new();
-        match &mut config.method {
-            MethodConfig::Lora(c) => {
-                lora_modules = self.lora_targets(c)?;
-                let conv1d = lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::New(device))?;
-                c.fan_in_fan_out |= conv1d;
-            }
-            MethodConfig::Bottleneck(c) => {
-                bottleneck::attach(&mut self.base, name, &c.config, dims.hidden, device, bottleneck::BnSource::New(device))?;
-                c.name = name.to_string();
-                if let Some(h) = &mut c.head {
-                    h.name = name.to_string();
-                    let dropout = h.config.dropout_prob.unwrap_or(self.base.head_dropout());
-                    let head = bottleneck::new_head(name, h, dims.hidden, dropout, device)?;
-                    self.heads.heads.push(NamedHead { head, name: name.into() });
-                }
-            }
-            MethodConfig::PromptTuning(c) => {
-                let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
-                let layer = match c.prompt_tuning_init {
-                    PromptTuningInit::Random => PromptEmbedding::random(c.num_virtual_tokens, dims.hidden, id, device),
-                    PromptTuningInit::SampleVocab => {
-                        return Err(config_err(
-                            "prompt_tuning_init = SAMPLE_VOCAB: ft reads such adapters but creates RANDOM or TEXT ones"
-                                .into(),
-                        ));
-                    }
-                    PromptTuningInit::Text => {
-                        let ids = text_ids.filter(|t| !t.is_empty()).ok_or_else(|| {
-                            config_err("prompt_tuning_init = TEXT needs the init text's token ids (none given)".into())
-                        })?;
-                        let table = self.base.word_embedding_table();
-                        let vocab = table.dims()[0];
-                        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                            return Err(config_err(format!(
-                                "prompt_tuning_init_text: token id {bad} is outside the model's {vocab} word embeddings"
-                            )));
-                        }
-                        PromptEmbedding::from_text(table, ids, c.num_virtual_tokens, id)
-                    }
-                };
-                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prompt(layer), name: name.into() });
-            }
-            MethodConfig::PrefixTuning(c) => {
-                let id = param_id(&format!("{name}:{PROMPT_EMBEDDINGS}"));
-                let projection = c.prefix_projection.then(|| c.encoder_hidden_size.unwrap_or(dims.hidden));
-                let mut layer =
-                    PrefixEncoder::new(c.num_virtual_tokens, dims.layers, dims.hidden, projection, id, device);
-                // Stable ids for the projection too (PEFT's names), so that a checkpoint's
-                // trainable tensors and optimizer state find them again.
-                if let Some(mlp) = &mut layer.transform {
-                    for (i, lin) in [(0, &mut mlp.lin1), (2, &mut mlp.lin2)] {
-                        lin.weight.id = param_id(&format!("{name}:prefix_encoder.transform.{i}.weight"));
-                        if let Some(b) = &mut lin.bias {
-                            b.id = param_id(&format!("{name}:prefix_encoder.transform.{i}.bias"));
-                        }
-                    }
-                }
-                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prefix(layer), name: name.into() });
-            }
-        }
+        let source = method::Source::New { device, text_ids };
+        let lora_modules = method::for_config::<M>(&config.method).attach(self, name, &mut config, source)?;
         let saved_modules = self.saved_paths(&config)?;
         self.capture_saved(name, &saved_modules, None)?;
         self.adapters.push(AdapterEntry { name: name.into(), config, lora_modules, saved_modules });
@@ -390,49 +244,10 @@ impl<M: PeftBase> PeftModel<M> {
             }
             other => other,
         })?;
-        let dims = self.base.dims();
-        let device = self.base.word_embedding_table().device();
-        let mut lora_modules = Vec::new();
-        match &config.method {
-            MethodConfig::Lora(c) => {
-                lora_modules = self.lora_targets(c).map_err(|e| config_at(&path, e))?;
-                lora::attach(&mut self.base, name, c, &lora_modules, lora::LoraSource::File(&mut files))?;
-            }
-            MethodConfig::Bottleneck(c) => {
-                let file_name = c.name.clone();
-                let source = bottleneck::BnSource::File(&mut files, &file_name);
-                bottleneck::attach(&mut self.base, name, &c.config, dims.hidden, &device, source)
-                    .map_err(|e| config_at(&path, e))?;
-                if let Some(h) = &c.head {
-                    let dropout = h.config.dropout_prob.unwrap_or(self.base.head_dropout());
-                    let head = bottleneck::head_from_file(name, h, dims.hidden, dropout, &mut files, &device)?;
-                    self.heads.heads.push(NamedHead { head, name: name.into() });
-                }
-            }
-            MethodConfig::PromptTuning(c) => {
-                let v = files.take(PROMPT_EMBEDDINGS, &[c.num_virtual_tokens, dims.hidden])?;
-                let t =
-                    Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, dims.hidden]), &device);
-                let layer = PromptEmbedding::from_tensor(t, param_id(&format!("{name}:{PROMPT_EMBEDDINGS}")));
-                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prompt(layer), name: name.into() });
-            }
-            MethodConfig::PrefixTuning(c) => {
-                let width = dims.layers * 2 * dims.hidden;
-                let v = files.take(PROMPT_EMBEDDINGS, &[c.num_virtual_tokens, width])?;
-                let t = Tensor::from_data(burn::tensor::TensorData::new(v, [c.num_virtual_tokens, width]), &device);
-                let layer = PrefixEncoder::from_tensor(t, param_id(&format!("{name}:{PROMPT_EMBEDDINGS}")));
-                self.prompts.adapters.push(NamedPrompt { layer: PromptAdapter::Prefix(layer), name: name.into() });
-            }
-        }
-        // Saved again, the adapter and its head carry the name it has here.
-        if let MethodConfig::Bottleneck(c) = &mut config.method {
-            c.name = name.to_string();
-            c.model_type.get_or_insert_with(|| self.base.model_type().to_string());
-            c.hidden_size.get_or_insert(dims.hidden);
-            if let Some(h) = &mut c.head {
-                h.name = name.to_string();
-            }
-        }
+        let method = method::for_config::<M>(&config.method);
+        let lora_modules =
+            method.attach(self, name, &mut config, method::Source::File(&mut files)).map_err(|e| config_at(&path, e))?;
+        method.complete(&mut config, &self.base);
         let saved_modules = self.saved_paths(&config).map_err(|e| config_at(&path, e))?;
         let prefix = ft_peft::files::module_prefix(&config.method);
         self.capture_saved(name, &saved_modules, Some((&mut files, prefix)))?;
@@ -580,7 +395,7 @@ impl<M: PeftBase> PeftModel<M> {
         self.active.as_deref().and_then(|n| self.head_labels(n))
     }
 
-    fn unknown(&self, name: &str) -> ModelError {
+    pub(crate) fn unknown(&self, name: &str) -> ModelError {
         let known: Vec<&str> = self.adapters.iter().map(|a| a.name.as_str()).collect();
         PeftError::Adapter(format!("no adapter named '{name}' (loaded: {known:?})")).into()
     }
@@ -659,22 +474,7 @@ impl<M: PeftBase> PeftModel<M> {
     pub fn adapter_files(&mut self, name: &str) -> Result<(AdapterConfig, NamedTensors)> {
         let entry = self.adapter(name).cloned().ok_or_else(|| self.unknown(name))?;
         let mut tensors = NamedTensors::new();
-        match &entry.config.method {
-            MethodConfig::Lora(_) => lora::export(&mut self.base, name, &mut tensors)?,
-            MethodConfig::Bottleneck(_) => {
-                bottleneck::export(&mut self.base, name, &mut tensors)?;
-                if let Some(h) = self.heads.get(name) {
-                    bottleneck::export_head(name, h, &mut tensors)?;
-                }
-            }
-            MethodConfig::PromptTuning(_) | MethodConfig::PrefixTuning(_) => {
-                let p = self.prompts.get(name).ok_or_else(|| self.unknown(name))?;
-                let t = p.saved_tensor();
-                let shape = t.dims().to_vec();
-                let v = crate::export::values(t)?;
-                tensors.insert(PROMPT_EMBEDDINGS, shape, v)?;
-            }
-        }
+        method::for_config::<M>(&entry.config.method).export(self, name, &mut tensors)?;
         if !entry.saved_modules.is_empty() {
             if self.in_model == name {
                 self.refresh_stash()?;
@@ -883,12 +683,6 @@ impl<M: PeftBase> PeftModel<M> {
                 self.base.run(&input, past)
             }
         }
-    }
-
-    /// The Hub paths LoRA config `c` attaches to on this base (PEFT's rules and errors).
-    fn lora_targets(&mut self, c: &ft_peft::config::LoraConfig) -> Result<Vec<String>> {
-        let (defaults, output) = (self.base.default_lora_targets(), self.base.output_layer());
-        lora::targets(&mut self.base, c, defaults, output)
     }
 
     fn saved_paths(&mut self, config: &AdapterConfig) -> Result<Vec<String>> {
