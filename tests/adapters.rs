@@ -122,7 +122,14 @@ fn the_issue_s_adapter_run_file_works_as_written() {
     let run = contract(tmp.path(), "tiny-bert", "", "seed = 0");
     ok(&ft(&["train", "--config", run.to_str().unwrap()]));
     let out = tmp.path().join("out");
-    for f in ["adapter_config.json", "head_config.json", "adapter.safetensors", "model_head.safetensors"] {
+    for f in [
+        "adapter_config.json",
+        "head_config.json",
+        "adapter.safetensors",
+        "model_head.safetensors",
+        "pytorch_adapter.bin",
+        "pytorch_model_head.bin",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing in {:?}", std::fs::read_dir(&out).unwrap().collect::<Vec<_>>());
     }
     let config = json(&out.join("adapter_config.json"));
@@ -221,6 +228,19 @@ fn bad_adapters_are_clear_errors() {
     fails(&o, &["method.config", "lora"]);
     let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "method.reduction=4"]);
     fails(&o, &["reduction"]);
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "method.reduction_factor=1e-30"]);
+    fails(&o, &["method.reduction_factor", "1/64"]);
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "method.head_activation=\"foo\""]);
+    fails(&o, &["run.toml", "method.head_activation", "foo"]);
+    let o = ft(&["train", "--config", run.to_str().unwrap(), "--set", "method.residual_before_ln=\"after\""]);
+    fails(&o, &["method.residual_before_ln"]);
+    // A head of absurd size in a file: an error before anything is allocated.
+    let big = tmp.path().join("big");
+    support::copy_dir(&fixture("adapters/bert-pfeiffer"), &big);
+    let mut head = json(&big.join("head_config.json"));
+    head["config"]["layers"] = 1_000_000_000_000u64.into();
+    std::fs::write(big.join("head_config.json"), head.to_string()).unwrap();
+    fails(&ft(&["info", "--model", bert, "--adapter", big.to_str().unwrap()]), &["head_config.json", "layers"]);
     // Two adapters with one name.
     let pf = fixture("adapters/bert-pfeiffer");
     let spec = format!("x={}", pf.display());

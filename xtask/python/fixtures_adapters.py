@@ -28,9 +28,9 @@ Run in the adapters venv (adapters 1.1.1, transformers 4.48.3; see requirements-
 --check-ft FT_DIR: FT_DIR holds one folder per case written by ft, each with the adapter files as
 above plus ft_logits.safetensors (input_ids, attention_mask int64; logits f32) and ft_case.json
 ({"base": "tiny-bert" | "tiny-distilbert", "name": ADAPTER_NAME}). Each is loaded on its base
-with `load_adapter(folder, with_head=True, use_safetensors=True)` (the library falls back to the
-.bin files), every tensor in the files is checked to have landed in the model, and the logits are
-compared with ft's; OUT/ft_saved_check.json records the result, and the exit status is 1 if any
+twice — with the library's default `load_adapter(folder, with_head=True)`, which reads the
+`.bin` pickles, and with `use_safetensors=True` —, every tensor in the files is checked to have
+landed in the model, and both logits are compared with ft's; OUT/ft_saved_check.json records the result, and the exit status is 1 if any
 case is off by more than TOLERANCE.
 """
 
@@ -191,7 +191,8 @@ def check_ft(models: Path, saved: Path, out_json: Path) -> bool:
         ft = load_file(d / "ft_logits.safetensors")
         torch.manual_seed(0)
         model = base(models, rec["base"])
-        loaded = model.load_adapter(str(d), with_head=True, use_safetensors=True)
+        # The library's default call reads the `.bin` pickles ft writes beside the safetensors.
+        loaded = model.load_adapter(str(d), with_head=True)
         model.set_active_adapters(name)
         model.eval()
         # Every tensor in the files must be in the model, with the same value (nothing ignored).
@@ -223,7 +224,17 @@ def check_ft(models: Path, saved: Path, out_json: Path) -> bool:
                 entry["max_abs_real_tokens"] = diff[mask.bool()].max().item()
         else:
             entry["max_abs"] = None
+        # The other weight form: the same folder with use_safetensors=True.
+        torch.manual_seed(0)
+        model_st = base(models, rec["base"])
+        model_st.load_adapter(str(d), with_head=True, use_safetensors=True)
+        model_st.set_active_adapters(name)
+        model_st.eval()
+        logits_st = logits_of(model_st, ids, mask)
+        entry["max_abs_safetensors"] = (
+            (logits_st.double() - want.double()).abs().max().item() if logits_st.shape == want.shape else None)
         entry["pass"] = (entry["max_abs"] is not None and entry["max_abs"] <= TOLERANCE and not not_loaded
+                         and entry["max_abs_safetensors"] is not None and entry["max_abs_safetensors"] <= TOLERANCE
                          and len(stored) == len(a) + len(h) and model.active_head == name)
         ok &= entry["pass"]
         result[d.name] = entry

@@ -53,16 +53,8 @@ impl AdapterArgs {
                 _ => (None, raw.clone()),
             };
             let dir = adapter_dir(&source).with_context(|| format!("--adapter {raw}"))?;
-            let mut config = AdapterConfig::read(&dir.join(CONFIG_FILE))?;
-            if let MethodConfig::Bottleneck(c) = &mut config.method {
-                // Its head says the task.
-                let head = dir.join(adapterhub::HEAD_CONFIG_FILE);
-                if head.is_file() {
-                    let h = adapterhub::read_head_config(&head)?;
-                    config.task_type = Some(if h.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
-                    c.head = Some(h);
-                }
-            }
+            // (with an AdapterHub adapter's head, which says the task)
+            let config = ft_peft::files::read_config(&dir)?;
             let name = name.unwrap_or_else(|| match &config.method {
                 MethodConfig::Bottleneck(c) => c.name.clone(),
                 _ => "default".to_string(),

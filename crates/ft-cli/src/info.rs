@@ -152,9 +152,10 @@ fn print_adapters<M: ft_models::peft::PeftBase>(
         if let ft_peft::config::MethodConfig::Bottleneck(c) = &a.config.method {
             match &c.head {
                 Some(h) => println!(
-                    "  head: {} ({} layers), labels {:?}",
+                    "  head: {}, {} linear layer{}, labels {:?}",
                     h.config.head_type,
                     h.config.layers,
+                    if h.config.layers == 1 { "" } else { "s" },
                     h.config.labels()
                 ),
                 None => println!("  head: none (the base model's own)"),

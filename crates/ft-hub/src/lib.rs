@@ -22,6 +22,7 @@ pub mod image;
 pub mod ops;
 pub mod rng;
 pub mod tensors;
+pub mod torch_save;
 
 mod error;
 

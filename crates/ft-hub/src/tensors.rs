@@ -100,6 +100,27 @@ impl NamedTensors {
         Ok(out)
     }
 
+    /// The `torch.save` file bytes of the tensors (a flat state dict of f32 tensors, in name
+    /// order), with `archive` as the zip's top folder; `torch.load(weights_only=True)` reads it.
+    pub fn to_pytorch_bytes(&self, archive: &str) -> Result<Vec<u8>> {
+        let bytes: usize = self.num_values() * 4;
+        if bytes > u32::MAX as usize / 2 || self.len() > 60_000 {
+            return Err(HubError::Input(format!(
+                "{} tensors of {bytes} bytes: too large for ft's torch.save writer (no ZIP64); write safetensors",
+                self.len()
+            )));
+        }
+        let items = self.tensors.iter().map(|(n, (s, v))| (n.as_str(), s.as_slice(), v.as_slice()));
+        Ok(crate::torch_save::torch_save_bytes(items, archive))
+    }
+
+    /// Writes the tensors to `path` in `torch.save`'s format (the zip's top folder named after
+    /// the file, as PyTorch does), atomically.
+    pub fn write_pytorch(&self, path: &Path) -> Result<()> {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "archive".into());
+        write_atomic(path, &self.to_pytorch_bytes(&stem)?)
+    }
+
     /// Reads every tensor of a PyTorch `torch.save` file holding a flat state dict
     /// (`pytorch_adapter.bin`, `pytorch_model_head.bin`), converting f16/bf16/f64 to f32. The
     /// pickle is parsed as data by `pytorch-reader` — no code runs; errors name the file.
@@ -128,6 +149,23 @@ impl NamedTensors {
             out.insert(&name, t.shape().to_vec(), values)?;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_save_files_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = NamedTensors::new();
+        t.insert("a.weight", vec![2, 3], vec![1.0, -2.0, 3.5, 4.0, 5.0, 6.25]).unwrap();
+        t.insert("a.bias", vec![3], vec![0.5, 0.0, -1.0]).unwrap();
+        t.insert("scalar", vec![], vec![7.0]).unwrap();
+        let path = dir.path().join("pytorch_adapter.bin");
+        t.write_pytorch(&path).unwrap();
+        assert_eq!(NamedTensors::read_pytorch(&path).unwrap(), t);
     }
 }
 

@@ -226,11 +226,20 @@ impl BnConfig {
     }
 
     /// The bottleneck width in layer `layer` of a model of width `hidden`
-    /// (`int(hidden_size // reduction_factor)`, at least 1); `None` when the per-layer map has
-    /// neither the layer nor `"default"`.
-    pub fn down_size(&self, hidden: usize, layer: usize) -> Option<usize> {
-        let f = self.reduction_factor.for_layer(layer)?;
-        Some(((hidden as f64 / f).floor() as usize).max(1))
+    /// (`int(hidden_size // reduction_factor)`, at least 1); an error when the per-layer map has
+    /// neither the layer nor `"default"`, or when the width would exceed 64 × `hidden`.
+    pub fn down_size(&self, hidden: usize, layer: usize) -> std::result::Result<usize, String> {
+        let f = self
+            .reduction_factor
+            .for_layer(layer)
+            .ok_or_else(|| format!("reduction_factor has no entry for layer {layer} and no \"default\""))?;
+        let width = (hidden as f64 / f).floor();
+        if !width.is_finite() || width > 64.0 * hidden as f64 {
+            return Err(format!(
+                "reduction_factor = {f} makes a bottleneck of {width} for hidden size {hidden} (at most 64 × hidden)"
+            ));
+        }
+        Ok((width as usize).max(1))
     }
 
     /// Checks what ft computes; errors name the key.
@@ -264,16 +273,19 @@ impl BnConfig {
             Some(s) if s.is_finite() => {}
             _ => return Err(format!("scaling = {}: ft supports a number only (not learned scaling)", self.scaling)),
         }
+        // At least 1/64: a bottleneck at most 64 times the model's width.
+        let sane = |n: &serde_json::Number| n.as_f64().is_some_and(|f| f.is_finite() && f >= 1.0 / 64.0);
         match &self.reduction_factor {
-            ReductionFactor::Number(n) if n.as_f64().is_some_and(|f| f > 0.0) => {}
-            ReductionFactor::PerLayer(m)
-                if !m.is_empty() && m.values().all(|n| n.as_f64().is_some_and(|f| f > 0.0)) =>
-            {
+            ReductionFactor::Number(n) if sane(n) => {}
+            ReductionFactor::PerLayer(m) if !m.is_empty() && m.values().all(sane) => {
                 if let Some(k) = m.keys().find(|k| *k != "default" && k.parse::<usize>().is_err()) {
                     return Err(format!("reduction_factor: key '{k}' is neither a layer index nor \"default\""));
                 }
             }
-            other => return Err(format!("reduction_factor: {other:?} is not a positive number")),
+            other => {
+                let shown = serde_json::to_string(other).unwrap_or_default();
+                return Err(format!("reduction_factor: {shown} is not a number of at least 1/64"));
+            }
         }
         if let ResidualBeforeLn::Named(s) = &self.residual_before_ln
             && s != "post_add"
@@ -399,6 +411,9 @@ impl HeadConfig {
         if self.num_labels == 0 || self.layers == 0 {
             return Err("num_labels and layers must be at least 1".into());
         }
+        if self.layers > 64 {
+            return Err(format!("layers = {}: ft builds heads of at most 64 layers", self.layers));
+        }
         if self.use_pooler == Some(true) {
             return Err("use_pooler = true is not supported by ft (heads read the first token's hidden state, the \
                         library's default)"
@@ -492,8 +507,21 @@ pub fn parse_adapter_config(
     path: &Path,
 ) -> Result<(BottleneckConfig, Option<String>, BTreeMap<String, Value>)> {
     let err = |message: String| PeftError::Config { path: path.to_path_buf(), message };
+    // Files of the old adapter-transformers (no `version`) name the activations differently;
+    // the library renames them on load (`ACTIVATION_RENAME`): "gelu" was the tanh approximation.
+    let legacy = !map.contains_key("version");
     let config = match map.remove("config") {
-        Some(v @ Value::Object(_)) => serde_json::from_value::<BnConfig>(v).map_err(|e| err(format!("config: {e}")))?,
+        Some(v @ Value::Object(_)) => {
+            let mut c = serde_json::from_value::<BnConfig>(v).map_err(|e| err(format!("config: {e}")))?;
+            if legacy {
+                match c.non_linearity.to_ascii_lowercase().as_str() {
+                    "gelu" => c.non_linearity = "gelu_new".into(),
+                    "gelu_orig" => c.non_linearity = "gelu".into(),
+                    _ => {}
+                }
+            }
+            c
+        }
         Some(Value::String(s)) => {
             BnConfig::preset(&s).ok_or_else(|| err(format!("config: '{s}' is not a config ft knows ({PRESETS})")))?
         }
@@ -581,7 +609,7 @@ mod tests {
         let p = BnConfig::preset("pfeiffer").unwrap();
         assert!(p.original_ln_before && p.output_adapter && !p.mh_adapter);
         assert_eq!(p.non_linearity, "relu");
-        assert_eq!(p.down_size(768, 0), Some(48));
+        assert_eq!(p.down_size(768, 0), Ok(48));
         let h = BnConfig::preset("double_seq_bn").unwrap();
         assert!(h.mh_adapter && !h.original_ln_before);
         assert_eq!(h.activation().unwrap(), Activation::Silu);
@@ -597,10 +625,17 @@ mod tests {
     fn per_layer_factors_and_bad_options() {
         let mut c = BnConfig::preset("seq_bn").unwrap();
         c.reduction_factor = serde_json::from_str(r#"{"1": 4, "default": 16}"#).unwrap();
-        assert_eq!(c.down_size(32, 1), Some(8));
-        assert_eq!(c.down_size(32, 0), Some(2));
-        assert_eq!(c.down_size(8, 0), Some(1));
+        assert_eq!(c.down_size(32, 1), Ok(8));
+        assert_eq!(c.down_size(32, 0), Ok(2));
+        assert_eq!(c.down_size(8, 0), Ok(1));
         c.validate().unwrap();
+        let mut tiny = c.clone();
+        tiny.reduction_factor = ReductionFactor::Number(serde_json::Number::from_f64(1e-30).unwrap());
+        assert!(tiny.validate().unwrap_err().contains("1/64"));
+        assert!(tiny.down_size(32, 0).is_err());
+        let mut missing = c.clone();
+        missing.reduction_factor = serde_json::from_str(r#"{"1": 4}"#).unwrap();
+        assert!(missing.down_size(32, 0).unwrap_err().contains("layer 0"));
         c.ln_after = true;
         assert!(c.validate().unwrap_err().contains("ln_after"));
         let mut c = BnConfig::preset("seq_bn").unwrap();
@@ -609,6 +644,16 @@ mod tests {
         let mut c = BnConfig::preset("seq_bn").unwrap();
         c.non_linearity = "leakyrelu".into();
         assert!(c.validate().unwrap_err().contains("non_linearity"));
+    }
+
+    #[test]
+    fn legacy_files_name_gelu_as_the_library_reads_them() {
+        let text = r#"{"config": {"non_linearity": "gelu", "original_ln_before": true}, "name": "x"}"#;
+        let (c, _, _) = parse_adapter_config(serde_json::from_str(text).unwrap(), Path::new("a")).unwrap();
+        assert_eq!(c.config.non_linearity, "gelu_new");
+        let text = r#"{"config": {"non_linearity": "gelu"}, "name": "x", "version": "adapters.1.1.1"}"#;
+        let (c, _, _) = parse_adapter_config(serde_json::from_str(text).unwrap(), Path::new("a")).unwrap();
+        assert_eq!(c.config.non_linearity, "gelu");
     }
 
     #[test]

@@ -72,6 +72,34 @@ pub struct AdapterFiles {
     pub head_path: Option<PathBuf>,
 }
 
+/// The configuration of the adapter in `dir`: `adapter_config.json`, and for an AdapterHub
+/// adapter its head's `head_config.json` when there is one (which also says the task:
+/// `SEQ_CLS` for a classification head, `TOKEN_CLS` for a tagging head). Weights are not read.
+pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
+    let path = dir.join(CONFIG_FILE);
+    if !path.is_file() {
+        return Err(PeftError::Config {
+            path,
+            message: format!("not found: '{}' is not an adapter folder (no {CONFIG_FILE})", dir.display()),
+        });
+    }
+    let mut config = AdapterConfig::read(&path)?;
+    attach_head_config(dir, &mut config)?;
+    Ok(config)
+}
+
+/// Reads an AdapterHub adapter's `head_config.json` (if any) into its config.
+fn attach_head_config(dir: &Path, config: &mut AdapterConfig) -> Result<()> {
+    let MethodConfig::Bottleneck(c) = &mut config.method else { return Ok(()) };
+    let head_config = dir.join(adapterhub::HEAD_CONFIG_FILE);
+    if head_config.is_file() {
+        let head = adapterhub::read_head_config(&head_config)?;
+        config.task_type = Some(if head.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
+        c.head = Some(head);
+    }
+    Ok(())
+}
+
 /// The first of `names` that is a file in `dir`.
 fn first_file(dir: &Path, names: &[&str]) -> Option<PathBuf> {
     names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
@@ -80,7 +108,8 @@ fn first_file(dir: &Path, names: &[&str]) -> Option<PathBuf> {
 fn read_weights(path: &Path) -> Result<NamedTensors> {
     let is_bin = path.extension().is_some_and(|e| e == "bin");
     let read = if is_bin { NamedTensors::read_pytorch(path) } else { NamedTensors::read_safetensors(path) };
-    read.map_err(|e| PeftError::Weights { path: path.to_path_buf(), message: e.to_string() })
+    // (ft-hub's errors name the file already)
+    read.map_err(PeftError::Hub)
 }
 
 impl AdapterFiles {
@@ -129,7 +158,10 @@ impl AdapterFiles {
     /// An AdapterHub folder: the adapter's weights (either form) and, if there is a
     /// `head_config.json`, the head's.
     fn read_adapterhub(dir: &Path, mut config: AdapterConfig) -> Result<Self> {
-        let MethodConfig::Bottleneck(c) = &mut config.method else { unreachable!("checked by the caller") };
+        attach_head_config(dir, &mut config)?;
+        let MethodConfig::Bottleneck(c) = &mut config.method else {
+            return Err(PeftError::Adapter(format!("{}: not a bottleneck adapter", dir.display())));
+        };
         let weights_path =
             first_file(dir, &[adapterhub::SAFE_WEIGHTS_FILE, adapterhub::WEIGHTS_FILE]).ok_or_else(|| {
                 PeftError::Weights {
@@ -146,9 +178,7 @@ impl AdapterFiles {
             tensors.insert(key, shape, values)?;
         }
         let mut head_path = None;
-        let head_config = dir.join(adapterhub::HEAD_CONFIG_FILE);
-        if head_config.is_file() {
-            let head = adapterhub::read_head_config(&head_config)?;
+        if c.head.is_some() {
             let path = first_file(dir, &[adapterhub::SAFE_HEAD_WEIGHTS_FILE, adapterhub::HEAD_WEIGHTS_FILE])
                 .ok_or_else(|| PeftError::Weights {
                     path: dir.join(adapterhub::SAFE_HEAD_WEIGHTS_FILE),
@@ -160,8 +190,6 @@ impl AdapterFiles {
                     tensors.insert(name, s.to_vec(), v.to_vec())?;
                 }
             }
-            config.task_type = Some(if head.config.per_token() { "TOKEN_CLS" } else { "SEQ_CLS" }.into());
-            c.head = Some(head);
             head_path = Some(path);
         }
         Ok(Self { config, tensors, weights_path, head_path })
@@ -179,8 +207,9 @@ impl AdapterFiles {
         Ok(())
     }
 
-    /// The library's layout: `adapter.safetensors` (keys with the model prefix),
-    /// `model_head.safetensors` (the `heads.…` tensors) and both configs; every file atomically.
+    /// The library's layout: `adapter.safetensors` + `pytorch_adapter.bin` (keys with the model
+    /// prefix), `model_head.safetensors` + `pytorch_model_head.bin` (the `heads.…` tensors) and
+    /// both configs; every file atomically.
     fn write_adapterhub(
         dir: &Path,
         config: &AdapterConfig,
@@ -198,10 +227,15 @@ impl AdapterFiles {
                 adapter.insert(&format!("{prefix}{name}"), s.to_vec(), v.to_vec())?;
             }
         }
+        // Both weight forms: safetensors (ft's and the library's `use_safetensors=True`) and the
+        // `torch.save` pickle the library's default `load_adapter(dir, with_head=True)` reads —
+        // the same values, so neither can be stale.
         adapter.write_safetensors(&dir.join(adapterhub::SAFE_WEIGHTS_FILE))?;
+        adapter.write_pytorch(&dir.join(adapterhub::WEIGHTS_FILE))?;
         let model_name = config.base_model_name_or_path.as_deref();
         if let Some(h) = &c.head {
             head.write_safetensors(&dir.join(adapterhub::SAFE_HEAD_WEIGHTS_FILE))?;
+            head.write_pytorch(&dir.join(adapterhub::HEAD_WEIGHTS_FILE))?;
             let text = serde_json::to_string_pretty(&crate::config::sorted(adapterhub::head_config_value(c, h, model_name)))
                 .unwrap_or_else(|_| "{}".into());
             write_atomic(&dir.join(adapterhub::HEAD_CONFIG_FILE), text.as_bytes())?;

@@ -171,9 +171,10 @@ pub struct AdapterMethod {
     /// The layer's LayerNorm after the adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_ln_after: Option<bool>,
-    /// The adapter's residual before the LayerNorm.
+    /// Where the adapter's residual is taken: `true` (before the LayerNorm), `false`, or
+    /// `"post_add"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub residual_before_ln: Option<bool>,
+    pub residual_before_ln: Option<ft_peft::adapterhub::ResidualBeforeLn>,
     /// `bert`, `mam_adapter` or `houlsby`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_weights: Option<String>,
@@ -228,8 +229,8 @@ impl AdapterMethod {
                 *dst = v;
             }
         }
-        if let Some(v) = self.residual_before_ln {
-            c.residual_before_ln = ft_peft::adapterhub::ResidualBeforeLn::Bool(v);
+        if let Some(v) = &self.residual_before_ln {
+            c.residual_before_ln = v.clone();
         }
         if let Some(v) = &self.init_weights {
             c.init_weights = v.clone();
@@ -259,7 +260,15 @@ impl AdapterMethod {
         if self.head_dropout.is_some() {
             h.dropout_prob = self.head_dropout;
         }
-        h.validate()?;
+        // Errors name the run file's keys.
+        h.validate().map_err(|m| {
+            for (lib, run) in [("activation_function", "head_activation"), ("layers", "head_layers"), ("dropout_prob", "head_dropout")] {
+                if let Some(rest) = m.strip_prefix(lib) {
+                    return format!("{run}{rest}");
+                }
+            }
+            m
+        })?;
         Ok(h)
     }
 }
@@ -487,6 +496,10 @@ impl RunConfig {
             if a.head_layers == Some(0) {
                 return Err(TrainError::Config(format!("{origin}: method.head_layers must be at least 1")));
             }
+            // The head's options, checked now (its labels come with the data).
+            let per_token = self.model.task == Task::TokenClassification;
+            a.head(per_token, &["LABEL_0".into(), "LABEL_1".into()])
+                .map_err(|m| TrainError::Config(format!("{origin}: method.{m}")))?;
         }
         if let Some(peft) = self.method.peft() {
             ft_peft::config::AdapterConfig::new(peft, None, None)

@@ -159,6 +159,15 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// The base model's parameters from PEFT's line: all minus trainable (the adapter and its head).
+fn base_params(line: &str) -> Option<u64> {
+    let number = |label: &str| -> Option<u64> {
+        let rest = line.split(label).nth(1)?;
+        rest.trim().split_whitespace().next()?.replace(',', "").parse().ok()
+    };
+    Some(number("all params:")? - number("trainable params:")?)
+}
+
 fn metric(m: &serde_json::Value, key: &str) -> String {
     m.get(key).map_or("—".into(), report::fmt_number)
 }
@@ -220,12 +229,18 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
                 size(b)
             );
         }
-        None => {
-            let _ = writeln!(
-                md,
-                "\n(Run §4 in the same report to see a full fine-tuned model's size beside the adapters'.)\n"
-            );
-        }
+        None => match runs.first().and_then(|r| base_params(&r.trainable)) {
+            Some(n) => {
+                let _ = writeln!(
+                    md,
+                    "\nA full fine-tuned model of this base: {n} parameters, {} in float32 (§4 did not run in this report) — each adapter is what must be stored and shipped per domain instead.\n",
+                    size(4 * n)
+                );
+            }
+            None => {
+                let _ = writeln!(md, "\n(Run §4 in the same report to see a full fine-tuned model's size beside the adapters'.)\n");
+            }
+        },
     }
 
     // Both adapters on one base, switched per run (§13: one base + per-domain adapters).

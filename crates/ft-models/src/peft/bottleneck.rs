@@ -121,7 +121,7 @@ pub(crate) fn attach<M: HubModule>(
     }
     if count == 0 {
         return Err(ModelError::Unsupported(
-            "the bottleneck adapter found no place in the model (every layer left out?)".into(),
+            "the bottleneck adapter found no place in the model (does leave_out name every layer?)".into(),
         ));
     }
     Ok(count)
@@ -136,9 +136,8 @@ fn make(
     device: &Device,
     source: &mut BnSource<'_>,
 ) -> Result<Bottleneck> {
-    let down = config.down_size(hidden, layer).ok_or_else(|| {
-        ModelError::Unsupported(format!("reduction_factor has no entry for layer {layer} and no \"default\""))
-    })?;
+    let down = config.down_size(hidden, layer).map_err(ModelError::Unsupported)?;
+
     let id = |t: &str| param_id(&format!("{name}:{}", key(path, name, t)));
     let ids = BottleneckIds { down: (id(DOWN_W), id(DOWN_B)), up: (id(UP_W), id(UP_B)) };
     Ok(match source {

@@ -225,7 +225,8 @@ impl<M: PeftBase> PeftModel<M> {
         Ok(())
     }
 
-    /// Loads the adapter PEFT saved in `dir` under `name` (inactive unless it is the first; see
+    /// Loads the adapter saved in `dir` — by PEFT's `save_pretrained`, the `adapters` library's
+    /// `save_adapter` (with its head, either weight form) or ft — under `name` (inactive unless it is the first; see
     /// [`set_adapter`](Self::set_adapter)). Every tensor must fit the base model: a missing,
     /// mis-shaped or unused tensor is an error naming the file and the tensor.
     pub fn load_adapter(&mut self, dir: &Path, name: &str) -> Result<()> {
@@ -293,8 +294,8 @@ impl<M: PeftBase> PeftModel<M> {
         self.sync()
     }
 
-    /// Removes adapter `name` (its layers, its whole modules). Deleting the active adapter
-    /// leaves no adapter active.
+    /// Removes adapter `name` (its layers, its whole modules, its head — the `adapters` library
+    /// keeps a head until `delete_head`). Deleting the active adapter leaves no adapter active.
     pub fn delete_adapter(&mut self, name: &str) -> Result<()> {
         if self.adapter(name).is_none() {
             return Err(self.unknown(name));
@@ -489,8 +490,9 @@ impl<M: PeftBase> PeftModel<M> {
         Ok((entry.config, tensors))
     }
 
-    /// Writes adapter `name` to `dir` in PEFT's layout (`adapter_config.json` +
-    /// `adapter_model.safetensors`), each file atomically.
+    /// Writes adapter `name` to `dir` in its library's layout — PEFT's (`adapter_config.json` +
+    /// `adapter_model.safetensors`) or, for a bottleneck adapter, the `adapters` library's (with
+    /// its head, both weight forms) —, each file atomically.
     pub fn save_adapter(&mut self, name: &str, dir: &Path) -> Result<()> {
         let (config, tensors) = self.adapter_files(name)?;
         AdapterFiles::write(dir, &config, &tensors)?;
