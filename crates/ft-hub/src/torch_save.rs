@@ -8,7 +8,10 @@
 
 /// The `torch.save` bytes of `tensors` (name → (shape, values), in order), with `archive` as
 /// the zip's top folder (PyTorch uses the file's stem).
-pub fn torch_save_bytes<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>, archive: &str) -> Vec<u8> {
+pub fn torch_save_bytes<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    archive: &str,
+) -> Vec<u8> {
     let tensors: Vec<(&str, &[usize], &[f32])> = tensors.into_iter().collect();
     let mut pickle = Pickle::default();
     pickle.proto();

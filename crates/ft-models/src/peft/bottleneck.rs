@@ -381,6 +381,24 @@ impl<M: super::PeftBase> super::method::Method<M> for BottleneckMethod {
         }
         Ok(())
     }
+
+    fn activate(&self, model: &mut super::PeftModel<M>, on: Option<&str>) {
+        activate(&mut model.base, on);
+    }
+
+    fn remove(&self, model: &mut super::PeftModel<M>, name: &str) {
+        remove(&mut model.base, name);
+        model.heads.heads.retain(|h| h.name != name);
+    }
+
+    fn params_in_base(&self, model: &mut super::PeftModel<M>, name: &str) -> usize {
+        num_params(&mut model.base, name)
+    }
+
+    fn own_params(&self, model: &mut super::PeftModel<M>, name: &str) -> usize {
+        let head = model.heads.get(name).map_or(0, |h| crate::params::ParameterCount::of(h).total);
+        num_params(&mut model.base, name) + head
+    }
 }
 
 #[cfg(test)]

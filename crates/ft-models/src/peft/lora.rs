@@ -279,4 +279,16 @@ impl<M: super::PeftBase> super::method::Method<M> for LoraMethod {
     fn export(&self, model: &mut super::PeftModel<M>, name: &str, out: &mut NamedTensors) -> Result<()> {
         export(&mut model.base, name, out)
     }
+
+    fn activate(&self, model: &mut super::PeftModel<M>, on: Option<&str>) {
+        activate(&mut model.base, on);
+    }
+
+    fn remove(&self, model: &mut super::PeftModel<M>, name: &str) {
+        remove(&mut model.base, name);
+    }
+
+    fn params_in_base(&self, model: &mut super::PeftModel<M>, name: &str) -> usize {
+        num_params(&mut model.base, name)
+    }
 }

@@ -47,6 +47,35 @@ pub(crate) trait Method<M: PeftBase> {
 
     /// Adds adapter `name`'s own tensors to `out` under its library's names.
     fn export(&self, model: &mut PeftModel<M>, name: &str, out: &mut NamedTensors) -> Result<()>;
+
+    /// Makes adapter `on` the one this method's layers run (none: `None`); called for every
+    /// method on every switch.
+    fn activate(&self, _model: &mut PeftModel<M>, _on: Option<&str>) {}
+
+    /// Removes every layer of adapter `name` this method holds (nothing if it holds none).
+    fn remove(&self, model: &mut PeftModel<M>, name: &str);
+
+    /// Parameters of adapter `name` that sit inside the base model's modules (LoRA matrices,
+    /// bottleneck modules), which the base's own count includes.
+    fn params_in_base(&self, _model: &mut PeftModel<M>, _name: &str) -> usize {
+        0
+    }
+
+    /// Every parameter of adapter `name`'s own layers (those in the base and beside it: a
+    /// prompt, a head).
+    fn own_params(&self, model: &mut PeftModel<M>, name: &str) -> usize {
+        self.params_in_base(model, name)
+    }
+}
+
+/// Every method, for what concerns them all (switching, removing).
+pub(crate) fn all<M: PeftBase>() -> [&'static dyn Method<M>; 4] {
+    [
+        &super::lora::LoraMethod,
+        &super::prompt::PromptMethod,
+        &super::prompt::PrefixMethod,
+        &super::bottleneck::BottleneckMethod,
+    ]
 }
 
 /// The method of a config.

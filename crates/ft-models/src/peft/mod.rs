@@ -313,10 +313,9 @@ impl<M: PeftBase> PeftModel<M> {
 
     /// Removes every layer, head and whole module of adapter `name` (not its entry).
     fn remove_layers(&mut self, name: &str) {
-        lora::remove(&mut self.base, name);
-        bottleneck::remove(&mut self.base, name);
-        self.prompts.adapters.retain(|p| p.name != name);
-        self.heads.heads.retain(|h| h.name != name);
+        for m in method::all::<M>() {
+            m.remove(self, name);
+        }
         self.stash.remove(name);
     }
 
@@ -410,8 +409,9 @@ impl<M: PeftBase> PeftModel<M> {
                 tracing::warn!(adapter = %a, "the adapter was merged: unmerging it before switching");
             }
         }
-        lora::activate(&mut self.base, on.as_deref());
-        bottleneck::activate(&mut self.base, on.as_deref());
+        for m in method::all::<M>() {
+            m.activate(self, on.as_deref());
+        }
         let owner = on.filter(|n| self.adapter(n).is_some_and(|a| !a.saved_modules.is_empty())).unwrap_or_default();
         self.switch_saved(&owner)
     }
@@ -456,10 +456,12 @@ impl<M: PeftBase> PeftModel<M> {
         self.sync()?;
         lora::merge(&mut self.base, &name, true);
         for a in self.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
+            // Every other adapter goes; the merged one's LoRA entries go below, its delta stays.
             if a != name {
-                lora::remove(&mut self.base, &a);
+                for m in method::all::<M>() {
+                    m.remove(&mut self, &a);
+                }
             }
-            bottleneck::remove(&mut self.base, &a);
         }
         // The merged adapter's entries go, its delta stays in the weights.
         crate::naming::HubModule::parts(&mut self.base, &crate::naming::HubPath::root(), &mut |_, part| {
@@ -562,26 +564,18 @@ impl<M: PeftBase> PeftModel<M> {
 
     /// Parameters of the adapters' layers inside the base model (LoRA, bottlenecks).
     fn layers_total(&mut self) -> usize {
-        let names: Vec<String> = self.adapters.iter().map(|a| a.name.clone()).collect();
-        names.iter().map(|n| lora::num_params(&mut self.base, n) + bottleneck::num_params(&mut self.base, n)).sum()
+        let mut n = 0;
+        for a in self.adapters.clone() {
+            n += method::for_config::<M>(&a.config.method).params_in_base(self, &a.name);
+        }
+        n
     }
 
     /// An adapter's own parameters: its layers and its copy of its whole modules.
     fn own_params(&mut self, name: &str) -> Result<usize> {
-        let mut n = lora::num_params(&mut self.base, name) + bottleneck::num_params(&mut self.base, name);
-        if let Some(h) = self.heads.get(name) {
-            n += ParameterCount::of(h).total;
-        }
-        n += self
-            .prompts
-            .adapters
-            .iter()
-            .filter(|p| p.name == name)
-            .map(|p| ParameterCount::of(&p.layer).total)
-            .sum::<usize>();
-        if let Some(entry) = self.adapter(name).cloned()
-            && !entry.saved_modules.is_empty()
-        {
+        let Some(entry) = self.adapter(name).cloned() else { return Ok(0) };
+        let mut n = method::for_config::<M>(&entry.config.method).own_params(self, name);
+        if !entry.saved_modules.is_empty() {
             n += self.saved_params(&entry.saved_modules);
         }
         Ok(n)

@@ -126,6 +126,14 @@ impl<M: PeftBase> Method<M> for PromptMethod {
     fn export(&self, model: &mut PeftModel<M>, name: &str, out: &mut NamedTensors) -> Result<()> {
         export_prompt(model, name, out)
     }
+
+    fn remove(&self, model: &mut PeftModel<M>, name: &str) {
+        model.prompts.adapters.retain(|p| p.name != name);
+    }
+
+    fn own_params(&self, model: &mut PeftModel<M>, name: &str) -> usize {
+        prompt_params(model, name)
+    }
 }
 
 impl<M: PeftBase> Method<M> for PrefixMethod {
@@ -197,6 +205,24 @@ impl<M: PeftBase> Method<M> for PrefixMethod {
     fn export(&self, model: &mut PeftModel<M>, name: &str, out: &mut NamedTensors) -> Result<()> {
         export_prompt(model, name, out)
     }
+
+    fn remove(&self, model: &mut PeftModel<M>, name: &str) {
+        model.prompts.adapters.retain(|p| p.name != name);
+    }
+
+    fn own_params(&self, model: &mut PeftModel<M>, name: &str) -> usize {
+        prompt_params(model, name)
+    }
+}
+
+fn prompt_params<M: PeftBase>(model: &PeftModel<M>, name: &str) -> usize {
+    model
+        .prompts
+        .adapters
+        .iter()
+        .filter(|p| p.name == name)
+        .map(|p| crate::params::ParameterCount::of(&p.layer).total)
+        .sum()
 }
 
 /// PEFT's `prompt_embeddings` of adapter `name`.
