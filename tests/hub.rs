@@ -135,3 +135,43 @@ fn adapter_by_hub_id() {
     let snapshot = hf_home.join("hub/models--ft-fixtures--tiny-gpt2-lora/snapshots").join(hub_server::COMMIT);
     assert!(snapshot.join("adapter_model.safetensors").exists());
 }
+
+/// An AdapterHub adapter with its head, given as a Hub id: the library's files (here its
+/// default `.bin` pickles) are fetched into the cache and give the local folder's predictions.
+#[test]
+fn adapterhub_adapter_by_hub_id() {
+    let server = HubServer::start(HashMap::from([
+        ("ft-fixtures/tiny-bert".to_string(), fixture("models/tiny-bert")),
+        ("ft-fixtures/tiny-bert-houlsby".to_string(), fixture("adapters/bert-houlsby")),
+    ]));
+    let tmp = tempfile::tempdir().unwrap();
+    let hf_home = tmp.path().join("hf-home");
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"The team won the match\"}\n").unwrap();
+    let run = |model: &str, adapter: &str, out: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ft"))
+            .args(["predict", "--model", model, "--adapter", adapter, "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(tmp.path().join(out))
+            .env("HF_HOME", &hf_home)
+            .env("HF_ENDPOINT", &server.endpoint)
+            .env("HF_HUB_OFFLINE", "0")
+            .env_remove("HF_TOKEN")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(tmp.path().join(out)).unwrap()
+    };
+    let hub = run("ft-fixtures/tiny-bert", "ft-fixtures/tiny-bert-houlsby", "hub.jsonl");
+    let local = run(
+        fixture("models/tiny-bert").to_str().unwrap(),
+        fixture("adapters/bert-houlsby").to_str().unwrap(),
+        "local.jsonl",
+    );
+    assert_eq!(hub, local);
+    let snapshot = hf_home.join("hub/models--ft-fixtures--tiny-bert-houlsby/snapshots").join(hub_server::COMMIT);
+    for f in ["adapter_config.json", "pytorch_adapter.bin", "head_config.json", "pytorch_model_head.bin"] {
+        assert!(snapshot.join(f).exists(), "{f} not fetched");
+    }
+}
