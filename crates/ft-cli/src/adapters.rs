@@ -153,6 +153,12 @@ pub fn head_labels(specs: &[AdapterSpec]) -> Result<Option<usize>> {
     Ok(None)
 }
 
+/// Whether an adapter brings its own prediction head (AdapterHub), so that the base model's own
+/// head goes unused.
+pub fn brings_head(specs: &[AdapterSpec]) -> bool {
+    specs.iter().any(|a| matches!(&a.config.method, MethodConfig::Bottleneck(c) if c.head.is_some()))
+}
+
 /// A loaded model with the adapters on it.
 pub fn with_adapters<M: PeftBase>(
     args: &AdapterArgs,

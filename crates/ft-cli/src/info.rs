@@ -63,7 +63,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         Some(n) => Some(n),
         None => crate::adapters::head_labels(&specs)?,
     };
-    let options = LoadOptions { num_labels, ..Default::default() };
+    let options =
+        LoadOptions { num_labels, own_head_unused: crate::adapters::brings_head(&specs), ..Default::default() };
     let loaded = load(&model, task, &options, &device).context("loading model")?;
     let c = &loaded.config;
     println!("model: {}", loaded.files.name());

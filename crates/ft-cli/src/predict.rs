@@ -86,7 +86,11 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let texts = read_field(&args.input, "text")?;
     let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
     // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
-    let load_options = LoadOptions { num_labels: crate::adapters::head_labels(&specs)?, ..Default::default() };
+    let load_options = LoadOptions {
+        num_labels: crate::adapters::head_labels(&specs)?,
+        own_head_unused: crate::adapters::brings_head(&specs),
+        ..Default::default()
+    };
     let loaded = load(&model, task, &load_options, &device).context("loading model")?;
     let bar = ProgressBar::new(texts.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} texts [{elapsed_precise} < {eta_precise}]")

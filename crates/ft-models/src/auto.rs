@@ -580,6 +580,9 @@ pub struct LoadOptions {
     pub labels: Option<Vec<String>>,
     /// A new number of labels (as `from_pretrained(..., num_labels=N)`), names `LABEL_i`.
     pub num_labels: Option<usize>,
+    /// The model's own task head will not be used (an adapter brings its own, AdapterHub's
+    /// way): a head missing from the checkpoint is reported at debug level instead of warned.
+    pub own_head_unused: bool,
 }
 
 /// Loads a model for `task` from a local directory or Hub id (`org/name[@revision]`).
@@ -613,7 +616,16 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
     if let ArchConfig::Gpt2(c) = &config.arch {
         crate::gpt2::drop_ignored_tensors(&mut report, c);
     }
-    if !report.newly_initialized.is_empty() || !report.reinitialized_mismatched.is_empty() {
+    let only_head = |n: &String| !n.starts_with(&format!("{}.", config.base_model_prefix()));
+    let head_only = report.newly_initialized.iter().all(only_head)
+        && report.reinitialized_mismatched.iter().all(|(n, _, _)| only_head(n));
+    if options.own_head_unused && head_only {
+        tracing::debug!(
+            model = %files.name(),
+            new = ?report.newly_initialized,
+            "the task head is newly initialized and unused: the adapter brings its own"
+        );
+    } else if !report.newly_initialized.is_empty() || !report.reinitialized_mismatched.is_empty() {
         tracing::warn!(
             model = %files.name(),
             new = ?report.newly_initialized,

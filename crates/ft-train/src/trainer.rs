@@ -296,7 +296,9 @@ impl RunContext<'_> {
         }
         let adapter = AdapterConfig::new(method, None, Some(&self.config.model.name));
         let labels = (task != Task::CausalLm).then(|| self.data.label_names.clone());
-        let options = LoadOptions { labels, ..Default::default() };
+        // A bottleneck adapter trains its own head; the base's stays unused.
+        let own_head_unused = matches!(self.config.method, MethodConfig::Adapter(_));
+        let options = LoadOptions { labels, own_head_unused, ..Default::default() };
         let loaded = load(&self.config.model.name, task, &options, &self.ad)?;
         let store = PeftStore;
         match task {
