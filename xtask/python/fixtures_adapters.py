@@ -12,7 +12,24 @@ Writes, under OUT (tests/fixtures/adapters):
                             eval mode, adapter and head active)
     expected.json           per NAME: base model, adapter config, use_safetensors, trainable and
                             total parameter counts after train_adapter(NAME), adapter_summary()'s
-                            count, the head's label2id, dropout and module list; versions
+                            count, the head's label2id, dropout and module list; versions;
+                            "training": per training case, see below
+    train/NAME/init/, train/NAME/final/   training parity: the adapter and head (save_adapter with
+                            the head, safetensors) before and after 20 AdapterTrainer steps
+    train/NAME/rows.json    the training rows: [{"input_ids": [...], "labels": int}], unpadded
+
+Training parity (TRAIN_CASES: bert-pfeiffer, seq_bn, 3 labels, on tiny-bert; distilbert-houlsby,
+double_seq_bn, 2 labels, on tiny-distilbert; the adapter and head are named after the case): the
+base is loaded from a temporary copy of its folder with every dropout key in config.json set to 0
+(the head's dropout follows; every nn.Dropout and SDPA dropout_prob is checked to be 0), the
+adapter and head keep the library's default init (seeded), train_adapter(NAME), then
+AdapterTrainer with the rows in dataset order (SequentialSampler; 24 rows, batch 4: epochs roll
+over in order), DataCollatorWithPadding (right padding, pad 0, attention_mask from the padding, no
+token_type_ids), lr 1e-3, 20 steps, default AdamW / linear decay / max_grad_norm 1, seed 0, CPU.
+expected.json "training" NAME: base, adapter, config, num_labels, batch_size, steps, learning_rate,
+max_length, head_dropout, losses (each step's loss at full precision), logged_losses (the same from
+trainer.state.log_history, which rounds to 4 decimals), versions. The frozen base (pooler and
+LayerNorms included) is checked to be unchanged after training.
 
 Every adapter and head parameter is replaced by N(0, 0.5²) noise after the library created it
 (its default init makes the adapter nearly the identity), so that a wrong placement, layout or
@@ -169,8 +186,131 @@ def make(models: Path, out: Path) -> None:
         meta[name] = info
         print(name, tuple(expected[f"{name}.logits"].shape), f"trainable {info['trainable']:,d} of {info['total']:,d}",
               f"adapter {info['adapter_summary_params']:,d}", file=sys.stderr)
+    meta["training"] = make_training(models, out)
     save_file(expected, out / "expected.safetensors")
     (out / "expected.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+TRAIN_TEXTS = [
+    "The cat sat on the mat.", "A dog ran in the park.", "Rust is a systems programming language.",
+    "Adapters add small layers to a frozen model.", "The weather is nice today.", "Markets rose after the report.",
+    "The team won the cup final.", "Rates were cut by the bank.", "Players trained before the match.",
+    "A new phone was released on Monday.", "Heavy rain closed the roads.", "The film opened to good reviews.",
+    "Oil prices fell again this week.", "She scored twice in the second half.", "The museum reopened in spring.",
+    "Engineers fixed the bridge overnight.", "Shares of the company doubled.", "The coach praised the young side.",
+    "Scientists found water on the moon.", "The train was late by an hour.", "Profits beat the forecast.",
+    "He won the race by a second.", "The library added more books.", "Voters went to the polls early.",
+]
+
+TRAIN_CASES = {
+    # name (also the adapter's and the head's name): (base model, adapter config, num_labels, learning rate)
+    "bert-pfeiffer": ("tiny-bert", "seq_bn", 3, 1e-3),
+    "distilbert-houlsby": ("tiny-distilbert", "double_seq_bn", 2, 1e-3),
+}
+
+TRAIN_STEPS = 20
+TRAIN_BATCH = 4
+TRAIN_MAX_LENGTH = 16
+# Every dropout probability in the base's config.json (the classification head takes its own from
+# classifier_dropout / seq_classif_dropout, falling back to hidden_dropout_prob).
+DROPOUT_KEYS = ["hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                "dropout", "attention_dropout", "seq_classif_dropout", "qa_dropout"]
+
+
+def base_without_dropout(models: Path, name: str, tmp: Path):
+    """The base loaded from a copy of its folder whose config.json has every dropout key 0.0."""
+    import shutil
+
+    d = tmp / name
+    shutil.copytree(models / name, d)
+    config = json.loads((d / "config.json").read_text())
+    for k in DROPOUT_KEYS:
+        if k in config:
+            config[k] = 0.0
+    (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return base(tmp, name)
+
+
+def dropouts(model) -> list:
+    """Every dropout probability in the model: nn.Dropout modules and SDPA attention's dropout_prob."""
+    ps = [(n, m.p) for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)]
+    ps += [(n, m.dropout_prob) for n, m in model.named_modules() if isinstance(getattr(m, "dropout_prob", None), float)]
+    return ps
+
+
+def make_training(models: Path, out: Path) -> dict:
+    """The library's AdapterTrainer for 20 steps from the freshly initialised (default init) adapter
+    and head, dropout 0 everywhere, batches in dataset order: per-step losses and the final adapter.
+
+    Writes train/NAME/{init,final}/ (save_adapter with the head), train/NAME/rows.json (the
+    tokenized rows, the collator's input) and returns {NAME: {losses, ...}} for expected.json."""
+    import tempfile
+
+    import adapters
+    import transformers
+    from adapters import AdapterTrainer
+    from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+
+    class InOrder(AdapterTrainer):
+        step_losses: list
+
+        def _get_train_sampler(self, *args, **kwargs):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            if model.training:
+                self.step_losses.append((out[0] if return_outputs else out).item())
+            return out
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "adapters": adapters.__version__}
+    result = {}
+    for i, (name, (base_name, config, num_labels, lr)) in enumerate(TRAIN_CASES.items()):
+        d = out / "train" / name
+        d.mkdir(parents=True, exist_ok=True)
+        tok = AutoTokenizer.from_pretrained(models / base_name)
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(400 + i)
+            model = base_without_dropout(models, base_name, Path(tmp))
+            model.add_adapter(name, config=config)
+            model.add_classification_head(name, num_labels=num_labels)
+            model.train_adapter(name)
+            nonzero = [(n, p) for n, p in dropouts(model) if p != 0.0]
+            assert not nonzero, (name, nonzero)
+            head_dropout = [m.p for m in model.heads[name] if isinstance(m, torch.nn.Dropout)]
+            assert tok.padding_side == "right" and tok.pad_token_id == 0, (name, tok.padding_side, tok.pad_token_id)
+            assert model.active_head == name, (name, model.active_head)
+            model.save_adapter(str(d / "init"), name, with_head=True, use_safetensors=True)
+            adapter, head = own_params(model, name)
+            trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+            assert trainable == sorted([*adapter, *head]), (name, trainable)
+            frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+            rows = [{"input_ids": tok(t, truncation=True, max_length=TRAIN_MAX_LENGTH)["input_ids"],
+                     "labels": j % num_labels} for j, t in enumerate(TRAIN_TEXTS)]
+            (d / "rows.json").write_text(json.dumps(rows) + "\n")
+            args = TrainingArguments(
+                output_dir=str(Path(tmp) / "out"), per_device_train_batch_size=TRAIN_BATCH, max_steps=TRAIN_STEPS,
+                learning_rate=lr, logging_steps=1, save_strategy="no", report_to=[], seed=0,
+                dataloader_drop_last=False, use_cpu=True, disable_tqdm=True,
+            )
+            trainer = InOrder(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tok))
+            trainer.step_losses = []
+            trainer.train()
+        logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        assert len(logged) == len(trainer.step_losses) == TRAIN_STEPS, (name, len(logged), len(trainer.step_losses))
+        # The log rounds to 4 decimals.
+        assert all(abs(a - b) <= 5.1e-5 for a, b in zip(logged, trainer.step_losses)), (name, logged)
+        changed = [n for n, p in model.named_parameters() if not p.requires_grad and not torch.equal(p, frozen[n])]
+        assert not changed, (name, changed)
+        model.save_adapter(str(d / "final"), name, with_head=True, use_safetensors=True)
+        result[name] = {"base": base_name, "adapter": name, "config": config, "num_labels": num_labels,
+                        "batch_size": TRAIN_BATCH, "steps": TRAIN_STEPS, "learning_rate": lr,
+                        "max_length": TRAIN_MAX_LENGTH, "head_dropout": head_dropout,
+                        "losses": trainer.step_losses, "logged_losses": logged,
+                        "versions": versions}
+        print(name, "losses", [round(x, 4) for x in trainer.step_losses[:3]], "...",
+              round(trainer.step_losses[-1], 4), file=sys.stderr)
+    return result
 
 
 def file_tensors(d: Path, stem_safe: str, stem_bin: str) -> dict:

@@ -3,7 +3,10 @@
 //! reproduces every step's loss and the final adapter weights (`tests/fixtures/peft/train`, made
 //! by `xtask/python/fixtures_peft.py`). Cases: LoRA on tiny GPT-2 (causal LM; also with batch 2 ×
 //! gradient accumulation 2, where transformers counts the step's label tokens), prompt tuning on
-//! tiny GPT-2, LoRA with `modules_to_save` on a tiny DistilBERT sequence classifier.
+//! tiny GPT-2, LoRA with `modules_to_save` on a tiny DistilBERT sequence classifier. The same for
+//! bottleneck adapters with their heads against AdapterHub's `adapters` library and its trainer
+//! (`tests/fixtures/adapters/train`, made by `xtask/python/fixtures_adapters.py`): Pfeiffer on
+//! tiny BERT, Houlsby on tiny DistilBERT.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -88,8 +91,28 @@ impl<T: TrainTask> TrainTask for InOrder<T> {
     }
 }
 
-fn meta() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(support::fixture("peft/expected.json")).unwrap()).unwrap()
+/// The reference's files: `peft` (PEFT) or `adapters` (the `adapters` library).
+#[derive(Clone, Copy)]
+struct Reference {
+    /// The fixture folder.
+    root: &'static str,
+    /// The adapter's name in the files (`None`: the case's name).
+    adapter: Option<&'static str>,
+    /// The weights files to compare after training.
+    weights: &'static [&'static str],
+}
+
+const PEFT: Reference = Reference { root: "peft", adapter: Some("default"), weights: &["adapter_model.safetensors"] };
+
+impl Reference {
+    fn adapter<'a>(&self, case: &'a str) -> &'a str {
+        self.adapter.unwrap_or(case)
+    }
+}
+
+fn meta(r: Reference) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(support::fixture(&format!("{}/expected.json", r.root))).unwrap())
+        .unwrap()
 }
 
 /// The fixture model with every dropout probability 0, in a temporary folder.
@@ -102,7 +125,18 @@ fn without_dropout(name: &str, tmp: &Path) -> PathBuf {
     }
     let mut config: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
-    for key in ["resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout", "attention_dropout", "seq_classif_dropout"] {
+    for key in [
+        "resid_pdrop",
+        "embd_pdrop",
+        "attn_pdrop",
+        "dropout",
+        "attention_dropout",
+        "seq_classif_dropout",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "classifier_dropout",
+        "qa_dropout",
+    ] {
         if config.contains_key(key) {
             config.insert(key.into(), serde_json::json!(0.0));
         }
@@ -111,9 +145,9 @@ fn without_dropout(name: &str, tmp: &Path) -> PathBuf {
     dst
 }
 
-fn rows(name: &str) -> Dataset {
+fn rows(r: Reference, name: &str) -> Dataset {
     let rows: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(support::fixture(&format!("peft/train/{name}/rows.json"))).unwrap(),
+        &std::fs::read_to_string(support::fixture(&format!("{}/train/{name}/rows.json", r.root))).unwrap(),
     )
     .unwrap();
     let ids: Vec<Vec<i64>> = rows.iter().map(|r| serde_json::from_value(r["input_ids"].clone()).unwrap()).collect();
@@ -140,12 +174,12 @@ fn args(out: &Path, rec: &Value) -> TrainingArguments {
 }
 
 /// Trains `model` with `task` as the reference did and compares losses and the final adapter.
-fn check<M, T>(name: &str, model: PeftModel<M>, task: T, tmp: &Path)
+fn check<M, T>(r: Reference, name: &str, model: PeftModel<M>, task: T, tmp: &Path)
 where
     M: PeftBase,
     T: TrainTask<Model = PeftModel<M>>,
 {
-    let rec = &meta()["training"][name];
+    let rec = &meta(r)["training"][name];
     let args = args(&tmp.join("out"), rec);
     let n = task.len(Split::Train);
     let task = InOrder {
@@ -164,32 +198,33 @@ where
     let got = task.losses.borrow().clone();
     assert_eq!(got.len(), want.len(), "{name}: micro-batches");
     let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    eprintln!("{name}: {} steps, max |Δ loss| vs PEFT + Trainer = {worst:.2e}", got.len());
+    eprintln!("{name}: {} steps, max |Δ loss| vs the reference ({}) = {worst:.2e}", got.len(), r.root);
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
         assert!((a - b).abs() <= 1e-4, "{name} step {}: ft {a} vs PEFT {b}", i + 1);
     }
     // The final adapter, tensor by tensor.
     let saved = tmp.join("final");
-    outcome.model.clone().save_adapter("default", &saved).unwrap();
-    let ours = support::read_safetensors(&saved.join("adapter_model.safetensors"));
-    let theirs =
-        support::read_safetensors(&support::fixture(&format!("peft/train/{name}/final/adapter_model.safetensors")));
-    let mut names: Vec<&String> = theirs.keys().collect();
-    names.sort();
-    assert_eq!(ours.len(), theirs.len(), "{name}: {names:?}");
+    outcome.model.clone().save_adapter(r.adapter(name), &saved).unwrap();
     let mut worst = 0.0f64;
-    for n in names {
-        let (a, b) = (&ours[n], &theirs[n]);
-        assert_eq!(a.0, b.0, "{name}: {n}");
-        worst = a.1.iter().zip(&b.1).map(|(x, y)| (x - y).abs()).fold(worst, f64::max);
+    for file in r.weights {
+        let ours = support::read_safetensors(&saved.join(file));
+        let theirs = support::read_safetensors(&support::fixture(&format!("{}/train/{name}/final/{file}", r.root)));
+        let mut names: Vec<&String> = theirs.keys().collect();
+        names.sort();
+        assert_eq!(ours.len(), theirs.len(), "{name}: {names:?}");
+        for n in names {
+            let (a, b) = (&ours[n], &theirs[n]);
+            assert_eq!(a.0, b.0, "{name}: {n}");
+            worst = a.1.iter().zip(&b.1).map(|(x, y)| (x - y).abs()).fold(worst, f64::max);
+        }
     }
     eprintln!("{name}: final adapter max |Δ| = {worst:.2e}");
     assert!(worst <= 1e-4, "{name}: final adapter differs by {worst}");
 }
 
-fn peft_model<M: PeftBase>(base: M, name: &str) -> PeftModel<M> {
+fn peft_model<M: PeftBase>(r: Reference, base: M, name: &str) -> PeftModel<M> {
     let mut m = PeftModel::new(base);
-    m.load_adapter(&support::fixture(&format!("peft/train/{name}/init")), "default").unwrap();
+    m.load_adapter(&support::fixture(&format!("{}/train/{name}/init", r.root)), r.adapter(name)).unwrap();
     m.freeze_base()
 }
 
@@ -204,8 +239,8 @@ fn causal_lm_adapters_train_as_peft_and_the_trainer() {
             .into_causal_lm()
             .unwrap()
             .model;
-        let examples = CausalExamples { train: rows(name), eval: None, pad_id: 50256, flops_per_token: 0.0 };
-        check(name, peft_model(base, name), CausalLmTask::new(examples), tmp.path());
+        let examples = CausalExamples { train: rows(PEFT, name), eval: None, pad_id: 50256, flops_per_token: 0.0 };
+        check(PEFT, name, peft_model(PEFT, base, name), CausalLmTask::new(examples), tmp.path());
     }
 }
 
@@ -220,6 +255,26 @@ fn seq_cls_lora_trains_as_peft_and_the_trainer() {
         .into_sequence_classifier()
         .unwrap()
         .model;
-    let examples = TextExamples { train: rows(name), eval: None, pad_id: 0, flops_per_token: 0.0 };
-    check(name, peft_model(base, name), SequenceClassificationTask::new(examples), tmp.path());
+    let examples = TextExamples { train: rows(PEFT, name), eval: None, pad_id: 0, flops_per_token: 0.0 };
+    check(PEFT, name, peft_model(PEFT, base, name), SequenceClassificationTask::new(examples), tmp.path());
+}
+
+/// Bottleneck adapters and their heads, from the library's freshly initialised ones, against
+/// the `adapters` library's trainer: every step's loss and the final adapter and head.
+#[test]
+fn bottleneck_adapters_train_as_the_adapters_library() {
+    const ADAPTERS: Reference =
+        Reference { root: "adapters", adapter: None, weights: &["adapter.safetensors", "model_head.safetensors"] };
+    for (name, model) in [("bert-pfeiffer", "tiny-bert"), ("distilbert-houlsby", "tiny-distilbert")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = without_dropout(model, tmp.path());
+        let ad = Device::flex().autodiff();
+        let base = load(dir.to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &ad)
+            .unwrap()
+            .into_sequence_classifier()
+            .unwrap()
+            .model;
+        let examples = TextExamples { train: rows(ADAPTERS, name), eval: None, pad_id: 0, flops_per_token: 0.0 };
+        check(ADAPTERS, name, peft_model(ADAPTERS, base, name), SequenceClassificationTask::new(examples), tmp.path());
+    }
 }
