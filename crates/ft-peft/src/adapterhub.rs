@@ -233,7 +233,7 @@ impl BnConfig {
             .reduction_factor
             .for_layer(layer)
             .ok_or_else(|| format!("reduction_factor has no entry for layer {layer} and no \"default\""))?;
-        let width = (hidden as f64 / f).floor();
+        let width = py_floordiv(hidden as f64, f);
         if !width.is_finite() || width > 64.0 * hidden as f64 {
             return Err(format!(
                 "reduction_factor = {f} makes a bottleneck of {width} for hidden size {hidden} (at most 64 × hidden)"
@@ -287,10 +287,18 @@ impl BnConfig {
                 return Err(format!("reduction_factor: {shown} is not a number of at least 1/64"));
             }
         }
-        if let ResidualBeforeLn::Named(s) = &self.residual_before_ln
-            && s != "post_add"
-        {
-            return Err(format!("residual_before_ln: '{s}' (true, false or \"post_add\")"));
+        if let ResidualBeforeLn::Named(s) = &self.residual_before_ln {
+            if s != "post_add" {
+                return Err(format!("residual_before_ln: '{s}' (true, false or \"post_add\")"));
+            }
+            if !self.original_ln_before {
+                // The library takes that residual after the add it only does before the norm.
+                return Err(
+                    "residual_before_ln = \"post_add\" needs original_ln_before = true (the library fails on it \
+                            otherwise)"
+                        .into(),
+                );
+            }
         }
         if !["bert", "mam_adapter", "houlsby"].contains(&self.init_weights.as_str()) {
             return Err(format!("init_weights: '{}' (bert, mam_adapter or houlsby)", self.init_weights));
@@ -301,6 +309,19 @@ impl BnConfig {
         self.activation().map_err(|e| e.to_string())?;
         Ok(())
     }
+}
+
+/// Python's `a // b` for positive floats (CPython's `float_floor_div`): `fmod`, then a
+/// correction, so that widths match the library's `int(hidden_size // reduction_factor)` for
+/// factors like 3.2 (`32 // 3.2 = 9`, not ⌊32 / 3.2⌋ = 10).
+fn py_floordiv(a: f64, b: f64) -> f64 {
+    let m = a % b;
+    let div = (a - m) / b;
+    if div == 0.0 {
+        return 0.0;
+    }
+    let floor = div.floor();
+    if div - floor > 0.5 { floor + 1.0 } else { floor }
 }
 
 /// A prediction head's configuration (the `config` of `head_config.json`).
@@ -628,6 +649,14 @@ mod tests {
         assert_eq!(c.down_size(32, 1), Ok(8));
         assert_eq!(c.down_size(32, 0), Ok(2));
         assert_eq!(c.down_size(8, 0), Ok(1));
+        // Python's float floor division, as the library: 32 // 3.2 = 9, 768 // 3.2 = 239.
+        let mut odd = c.clone();
+        odd.reduction_factor = ReductionFactor::Number(serde_json::Number::from_f64(3.2).unwrap());
+        assert_eq!(odd.down_size(32, 0), Ok(9));
+        assert_eq!(odd.down_size(768, 0), Ok(239));
+        let mut post = BnConfig::preset("houlsby").unwrap();
+        post.residual_before_ln = ResidualBeforeLn::Named("post_add".into());
+        assert!(post.validate().unwrap_err().contains("original_ln_before"));
         c.validate().unwrap();
         let mut tiny = c.clone();
         tiny.reduction_factor = ReductionFactor::Number(serde_json::Number::from_f64(1e-30).unwrap());

@@ -209,7 +209,7 @@ impl AdapterMethod {
             format!("config: '{}' is not a config ft knows ({})", self.config, ft_peft::adapterhub::PRESETS)
         })?;
         if let Some(f) = self.reduction_factor {
-            let n = if f.fract() == 0.0 && f > 0.0 {
+            let n = if f.fract() == 0.0 && f > 0.0 && f < 9.0e15 {
                 serde_json::Number::from(f as u64)
             } else {
                 serde_json::Number::from_f64(f).ok_or("reduction_factor: not a number")?
@@ -487,8 +487,11 @@ impl RunConfig {
                      (BERT, DistilBERT)"
                 )));
             }
-            if a.adapter_name.is_empty() {
-                return Err(TrainError::Config(format!("{origin}: method.adapter_name cannot be empty")));
+            if a.adapter_name.is_empty() || a.adapter_name.contains('.') {
+                return Err(TrainError::Config(format!(
+                    "{origin}: method.adapter_name '{}' must be non-empty and hold no '.'",
+                    a.adapter_name
+                )));
             }
             if a.head_dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
                 return Err(TrainError::Config(format!("{origin}: method.head_dropout is not in [0, 1)")));

@@ -82,6 +82,7 @@ fn train(
     name: &'static str,
     task: &'static str,
     config: &RunConfig,
+    notebook_comments: bool,
 ) -> Result<Run> {
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
@@ -89,7 +90,13 @@ fn train(
     if output.exists() {
         std::fs::remove_dir_all(&output).with_context(|| format!("removing the earlier run {}", output.display()))?;
     }
-    let text = run_files::run_file_text(Section::Adapters, config, p)?;
+    // §6's run file carries the notebook's comments; exercise 4's is plain (its data and labels
+    // are the task's own).
+    let text = if notebook_comments {
+        run_files::run_file_text(Section::Adapters, config, p)?
+    } else {
+        super::peft::run_file_text("Exercise 4: a second adapter, finance_v2", config, p)?
+    };
     let run_toml = sub.join("run.toml");
     std::fs::write(&run_toml, &text).with_context(|| format!("writing {}", run_toml.display()))?;
     let started = Instant::now();
@@ -190,8 +197,8 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
     finance.data.shuffle_seed = None;
 
     let runs = [
-        train(ft, p, dir, "agnews_adapter", "AG News, 4 topics", &agnews)?,
-        train(ft, p, dir, "finance_v2", "Business vs rest (AG News relabelled)", &finance)?,
+        train(ft, p, dir, "agnews_adapter", "AG News, 4 topics", &agnews, true)?,
+        train(ft, p, dir, "finance_v2", "Business vs rest (AG News relabelled)", &finance, false)?,
     ];
     let ok = runs.iter().all(|r| r.ok);
     let wall: f64 = runs.iter().map(|r| r.wall_s).sum();
@@ -202,9 +209,11 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
     let full_model = dir.parent().map(|d| d.join(Section::Full.dir()).join("output/model.safetensors"));
     let full_size = full_model.as_ref().and_then(|f| std::fs::metadata(f).ok()).map(|m| m.len());
     md.push_str(
-        "| adapter | task | eval_accuracy | eval_f1_macro | trainable params (PEFT-style line) | adapter + head on disk | train_runtime (s) |\n|---|---|---|---|---|---|---|\n",
+        "| adapter | task | eval_accuracy | eval_f1_macro | trainable params (PEFT-style line) | adapter + head on disk (safetensors + configs) | train_runtime (s) |\n|---|---|---|---|---|---|---|\n",
     );
     for r in &runs {
+        // One weight form (safetensors) and the configs: what one adapter needs (ft also writes the
+        // same weights as `.bin` pickles, for the library's default loader).
         let disk = files_size(
             &r.output,
             &["adapter.safetensors", "model_head.safetensors", "adapter_config.json", "head_config.json"],
@@ -238,7 +247,10 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
                 );
             }
             None => {
-                let _ = writeln!(md, "\n(Run §4 in the same report to see a full fine-tuned model's size beside the adapters'.)\n");
+                let _ = writeln!(
+                    md,
+                    "\n(Run §4 in the same report to see a full fine-tuned model's size beside the adapters'.)\n"
+                );
             }
         },
     }

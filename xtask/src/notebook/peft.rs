@@ -76,7 +76,7 @@ fn run_config(
 }
 
 /// The run file's text, with the transformers defaults left out and a header.
-fn run_file_text(title: &str, config: &RunConfig, p: &Profile) -> Result<String> {
+pub(super) fn run_file_text(title: &str, config: &RunConfig, p: &Profile) -> Result<String> {
     let mut value = toml::Value::try_from(config).context("serializing a run file")?;
     let defaults = toml::Value::try_from(TrainingArguments::default()).context("serializing the defaults")?;
     if let (Some(toml::Value::Table(t)), toml::Value::Table(d)) = (value.get_mut("training"), &defaults) {

@@ -164,6 +164,11 @@ impl<M: PeftBase> PeftModel<M> {
         if name.is_empty() {
             return Err(PeftError::Adapter("an adapter name cannot be empty".into()).into());
         }
+        if name.contains('.') {
+            // PEFT and the adapters library keep adapters in PyTorch ModuleDicts, whose keys cannot
+            // hold a '.'; the name is also part of tensor names.
+            return Err(PeftError::Adapter(format!("adapter name '{name}': a name cannot contain '.'")).into());
+        }
         if self.adapter(name).is_some() {
             return Err(PeftError::Adapter(format!(
                 "an adapter named '{name}' is already loaded: delete it first or choose another name"
