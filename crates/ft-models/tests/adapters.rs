@@ -93,11 +93,14 @@ fn lora_merge_unmerge_disable_and_files() {
         "merged vs unmerged {} (scale {scale})",
         max_diff(&merged, &adapted)
     );
+    // (Tolerances relative to the logits' size: the random adapter's values depend on what other
+    // tests running in parallel draw from the same device generator.)
     m.unmerge_adapter();
-    assert!(max_diff(&values(m.forward(&input()).unwrap()), &adapted) < 1e-5);
+    assert!(max_diff(&values(m.forward(&input()).unwrap()), &adapted) <= 1e-5 * scale);
     // After merge + unmerge: the base to float rounding (W + ΔW − ΔW).
     m.disable_adapters().unwrap();
-    assert!(max_diff(&values(m.forward(&input()).unwrap()), &base) < 1e-5);
+    let base_scale = base.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+    assert!(max_diff(&values(m.forward(&input()).unwrap()), &base) <= 1e-5 * scale.max(base_scale));
     m.enable_adapters().unwrap();
     // Saved and loaded into a fresh base: the same outputs.
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +109,8 @@ fn lora_merge_unmerge_disable_and_files() {
     assert!(cfg.contains("\"peft_type\": \"LORA\"") && cfg.contains("\"fan_in_fan_out\": true"), "{cfg}");
     let mut fresh = PeftModel::new(gpt2());
     fresh.load_adapter(dir.path(), "default").unwrap();
-    assert!(max_diff(&values(fresh.forward(&input()).unwrap()), &adapted) < 1e-5);
+    let d = max_diff(&values(fresh.forward(&input()).unwrap()), &adapted);
+    assert!(d <= 1e-5 * scale, "saved and loaded: {d} (scale {scale})");
     // A name used twice, an unknown name.
     let err = fresh.load_adapter(dir.path(), "default").unwrap_err().to_string();
     assert!(err.contains("already loaded"), "{err}");

@@ -525,6 +525,10 @@ impl RunConfig {
         if self.model.num_labels == Some(0) {
             return Err(TrainError::Config(format!("{origin}: model.num_labels must be at least 1")));
         }
+        // (a bound before any label name or head row is allocated)
+        if let Some(n) = self.model.num_labels.filter(|n| *n > 1_000_000) {
+            return Err(TrainError::Config(format!("{origin}: model.num_labels = {n}: at most 1,000,000 labels")));
+        }
         // Checked here, before any data is read or model loaded (fit checks again).
         if self.training.load_best_model_at_end || self.training.metric_for_best_model.is_some() {
             let key = self.training.best_metric_key();
@@ -648,6 +652,28 @@ eval_strategy = "epoch"
         assert_eq!(c.data.max_length, Some(128));
         assert_eq!(c.text_column(), "text");
         assert_eq!(c.method, MethodConfig::default());
+    }
+
+    #[test]
+    fn absurd_label_counts_are_refused_before_any_allocation() {
+        let e = RunConfig::parse(RUN, "run.toml", &["model.num_labels=100000000000".into()]).unwrap_err().to_string();
+        assert!(e.contains("model.num_labels") && e.contains("1,000,000"), "{e}");
+    }
+
+    #[test]
+    fn adapter_methods_are_checked_with_the_run_file() {
+        let run = format!("{RUN}[method]\nkind = \"adapter\"\nconfig = \"houlsby\"\n");
+        let c = RunConfig::parse(&run, "run.toml", &[]).unwrap();
+        assert_eq!(c.method.adapter_name(), "default");
+        for (set, needle) in [
+            ("method.residual_before_ln=\"post_add\"", "original_ln_before"),
+            ("method.adapter_name=\"a.b\"", "adapter_name"),
+            ("method.head_activation=\"foo\"", "head_activation"),
+            ("method.reduction_factor=0.001", "1/64"),
+        ] {
+            let e = RunConfig::parse(&run, "run.toml", &[set.into()]).unwrap_err().to_string();
+            assert!(e.contains("run.toml") && e.contains(needle), "{set}: {e}");
+        }
     }
 
     #[test]
