@@ -17,34 +17,15 @@ one comparison line. Needs the adapters venv (xtask/python/requirements-adapters
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
-def ag_rows(shared):
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(os.path.join(shared, "data/ag_news/test.parquet")).to_pydict()
-    perm = np.random.default_rng(42).permutation(len(t["text"]))  # datasets' shuffle(seed=42)
-    return [{"text": t["text"][i], "label": int(t["label"][i])} for i in perm]
-
-
-def timed(cmd, env=None):
-    """Runs cmd under GNU time; returns (stdout, peak RSS in MiB, wall seconds)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        start = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name] + cmd, cwd=ROOT, env=env,
-                           stdout=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - start
-        if p.returncode != 0:
-            sys.exit(f"{cmd[0]} failed with {p.returncode}")
-        rss_kb = int(tf.read().strip().splitlines()[-1])
-    return p.stdout, rss_kb / 1024, wall
+# The acceptance run's rows and the GNU-time runner, as the LoRA comparison has them.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peft_compare import ag_rows, timed  # noqa: E402
 
 
 def library_agnews(a):

@@ -10,26 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::fixture;
+use support::{fails, fixture, json, ok};
 
 fn ft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ft")).args(args).env("HF_HUB_OFFLINE", "1").output().expect("running ft")
 }
 
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{err}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
-fn fails(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "succeeded: {}", String::from_utf8_lossy(&o.stdout));
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks '{n}': {err}");
-    }
-}
 
 /// `train.jsonl` + `validation.jsonl` with `{"text", "label"}` rows in `dir`.
 fn data(dir: &Path) {
@@ -89,9 +76,6 @@ save_strategy = "no"
     path
 }
 
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
 
 fn inputs(dir: &Path) -> PathBuf {
     let p = dir.join("in.jsonl");

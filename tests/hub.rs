@@ -8,6 +8,7 @@ mod hub_server;
 mod support;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 
 use hub_server::HubServer;
@@ -98,21 +99,20 @@ fn model_by_hub_id_through_stand_in_hub_then_offline() {
     assert!(err.contains("ft-fixtures/missing") && err.contains("config.json"), "{err}");
 }
 
-/// `--adapter HUB_ID`: a PEFT adapter repository downloaded through the stand-in Hub, on a base
-/// model downloaded the same way — the same predictions as from the local folders.
-#[test]
-fn adapter_by_hub_id() {
-    let server = HubServer::start(HashMap::from([
-        ("ft-fixtures/tiny-gpt2".to_string(), fixture("models/tiny-gpt2")),
-        ("ft-fixtures/tiny-gpt2-lora".to_string(), fixture("peft/gpt2-lora")),
-    ]));
+/// `ft predict --model MODEL --adapter ADAPTER` once with both given as Hub ids served by the
+/// stand-in Hub (`repos`: id → folder) and once from the local folders; asserts both give the
+/// same predictions and returns the adapter's snapshot folder in the cache.
+fn adapter_hub_and_local(repos: [(&str, &str); 2], text: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let server = HubServer::start(repos.iter().map(|(id, dir)| (id.to_string(), fixture(dir))).collect::<HashMap<_, _>>());
     let tmp = tempfile::tempdir().unwrap();
     let hf_home = tmp.path().join("hf-home");
     let input = tmp.path().join("in.jsonl");
-    std::fs::write(&input, "{\"text\": \"The cat sat\"}\n").unwrap();
+    std::fs::write(&input, serde_json::json!({ "text": text }).to_string() + "\n").unwrap();
     let run = |model: &str, adapter: &str, out: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_ft"))
-            .args(["predict", "--model", model, "--adapter", adapter, "--task", "causal-lm", "--input"])
+            .args(["predict", "--model", model, "--adapter", adapter])
+            .args(extra)
+            .arg("--input")
             .arg(&input)
             .arg("--output")
             .arg(tmp.path().join(out))
@@ -125,14 +125,22 @@ fn adapter_by_hub_id() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(tmp.path().join(out)).unwrap()
     };
-    let hub = run("ft-fixtures/tiny-gpt2", "ft-fixtures/tiny-gpt2-lora", "hub.jsonl");
-    let local = run(
-        fixture("models/tiny-gpt2").to_str().unwrap(),
-        fixture("peft/gpt2-lora").to_str().unwrap(),
-        "local.jsonl",
-    );
+    let [(model_id, model_dir), (adapter_id, adapter_dir)] = repos;
+    let hub = run(model_id, adapter_id, "hub.jsonl");
+    let local = run(fixture(model_dir).to_str().unwrap(), fixture(adapter_dir).to_str().unwrap(), "local.jsonl");
     assert_eq!(hub, local);
-    let snapshot = hf_home.join("hub/models--ft-fixtures--tiny-gpt2-lora/snapshots").join(hub_server::COMMIT);
+    let snapshot = hf_home
+        .join(format!("hub/models--{}/snapshots", adapter_id.replace('/', "--")))
+        .join(hub_server::COMMIT);
+    (tmp, snapshot)
+}
+
+/// `--adapter HUB_ID`: a PEFT adapter repository downloaded through the stand-in Hub, on a base
+/// model downloaded the same way — the same predictions as from the local folders.
+#[test]
+fn adapter_by_hub_id() {
+    let repos = [("ft-fixtures/tiny-gpt2", "models/tiny-gpt2"), ("ft-fixtures/tiny-gpt2-lora", "peft/gpt2-lora")];
+    let (_tmp, snapshot) = adapter_hub_and_local(repos, "The cat sat", &["--task", "causal-lm"]);
     assert!(snapshot.join("adapter_model.safetensors").exists());
 }
 
@@ -140,37 +148,9 @@ fn adapter_by_hub_id() {
 /// default `.bin` pickles) are fetched into the cache and give the local folder's predictions.
 #[test]
 fn adapterhub_adapter_by_hub_id() {
-    let server = HubServer::start(HashMap::from([
-        ("ft-fixtures/tiny-bert".to_string(), fixture("models/tiny-bert")),
-        ("ft-fixtures/tiny-bert-houlsby".to_string(), fixture("adapters/bert-houlsby")),
-    ]));
-    let tmp = tempfile::tempdir().unwrap();
-    let hf_home = tmp.path().join("hf-home");
-    let input = tmp.path().join("in.jsonl");
-    std::fs::write(&input, "{\"text\": \"The team won the match\"}\n").unwrap();
-    let run = |model: &str, adapter: &str, out: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_ft"))
-            .args(["predict", "--model", model, "--adapter", adapter, "--input"])
-            .arg(&input)
-            .arg("--output")
-            .arg(tmp.path().join(out))
-            .env("HF_HOME", &hf_home)
-            .env("HF_ENDPOINT", &server.endpoint)
-            .env("HF_HUB_OFFLINE", "0")
-            .env_remove("HF_TOKEN")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::read(tmp.path().join(out)).unwrap()
-    };
-    let hub = run("ft-fixtures/tiny-bert", "ft-fixtures/tiny-bert-houlsby", "hub.jsonl");
-    let local = run(
-        fixture("models/tiny-bert").to_str().unwrap(),
-        fixture("adapters/bert-houlsby").to_str().unwrap(),
-        "local.jsonl",
-    );
-    assert_eq!(hub, local);
-    let snapshot = hf_home.join("hub/models--ft-fixtures--tiny-bert-houlsby/snapshots").join(hub_server::COMMIT);
+    let repos =
+        [("ft-fixtures/tiny-bert", "models/tiny-bert"), ("ft-fixtures/tiny-bert-houlsby", "adapters/bert-houlsby")];
+    let (_tmp, snapshot) = adapter_hub_and_local(repos, "The team won the match", &[]);
     for f in ["adapter_config.json", "pytorch_adapter.bin", "head_config.json", "pytorch_model_head.bin"] {
         assert!(snapshot.join(f).exists(), "{f} not fetched");
     }

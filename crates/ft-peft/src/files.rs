@@ -169,13 +169,15 @@ impl AdapterFiles {
                     message: format!("not found (nor {})", adapterhub::WEIGHTS_FILE),
                 }
             })?;
-        let raw = read_weights(&weights_path)?;
-        let prefix = c.model_type.as_ref().map(|t| format!("{t}."));
-        let mut tensors = NamedTensors::new();
-        for name in raw.names() {
-            let (shape, values) = raw.get(name).map(|(s, v)| (s.to_vec(), v.to_vec())).unwrap_or_default();
-            let key = prefix.as_deref().and_then(|p| name.strip_prefix(p)).unwrap_or(name);
-            tensors.insert(key, shape, values)?;
+        let mut tensors = read_weights(&weights_path)?;
+        // Held without the model prefix (`bert.`): the layers' keys are relative to the base.
+        if let Some(prefix) = c.model_type.as_ref().map(|t| format!("{t}.")) {
+            let prefixed: Vec<String> = tensors.names().filter(|n| n.starts_with(&prefix)).map(String::from).collect();
+            for name in prefixed {
+                if let Some((shape, values)) = tensors.remove(&name) {
+                    tensors.insert(&name[prefix.len()..], shape, values)?;
+                }
+            }
         }
         let mut head_path = None;
         if c.head.is_some() {
@@ -184,10 +186,11 @@ impl AdapterFiles {
                     path: dir.join(adapterhub::SAFE_HEAD_WEIGHTS_FILE),
                     message: format!("not found (nor {}), but {} is there", adapterhub::HEAD_WEIGHTS_FILE, adapterhub::HEAD_CONFIG_FILE),
                 })?;
-            let head_tensors = read_weights(&path)?;
-            for name in head_tensors.names() {
-                if let Some((s, v)) = head_tensors.get(name) {
-                    tensors.insert(name, s.to_vec(), v.to_vec())?;
+            let mut head_tensors = read_weights(&path)?;
+            let names: Vec<String> = head_tensors.names().map(String::from).collect();
+            for name in names {
+                if let Some((shape, values)) = head_tensors.remove(&name) {
+                    tensors.insert(&name, shape, values)?;
                 }
             }
             head_path = Some(path);
