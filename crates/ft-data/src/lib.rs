@@ -47,6 +47,7 @@
 //! This crate knows nothing of models.
 
 pub mod align;
+pub mod augment;
 pub mod collate;
 pub mod dataset;
 pub mod features;

@@ -42,23 +42,7 @@ pub fn prepare(
     let mut split = |name: &str, skip: usize, select: Option<usize>| -> Result<Dataset> {
         let loaded = source.load(Some(name))?;
         skipped += loaded.skipped.len();
-        let mut ds = loaded.dataset;
-        if let Some(seed) = d.shuffle_seed {
-            ds = ds.shuffle(seed);
-        }
-        if skip > 0 {
-            ds = ds.slice(skip.min(ds.len()), ds.len());
-        }
-        if let Some(n) = select {
-            if n > ds.len() {
-                return Err(TrainError::Config(format!(
-                    "data: split '{name}' has {} rows (after skipping {skip}); cannot select {n}",
-                    ds.len()
-                )));
-            }
-            ds = ds.take(n);
-        }
-        Ok(ds)
+        subsample(loaded.dataset, name, d.shuffle_seed, skip, select)
     };
     let train = split(&d.train_split, 0, d.train_select)?;
     let eval = match &d.eval_split {
@@ -76,9 +60,30 @@ pub fn prepare(
     tokenize_splits(config, tokenizer, model_max_positions, train, eval, label_names, skipped)
 }
 
+/// `shuffle(seed)`, then skip `skip` rows, then keep `select` (the notebook's subsampling);
+/// `name` is the split's, for errors.
+pub(crate) fn subsample(mut ds: Dataset, name: &str, seed: Option<u64>, skip: usize, select: Option<usize>) -> Result<Dataset> {
+    if let Some(seed) = seed {
+        ds = ds.shuffle(seed);
+    }
+    if skip > 0 {
+        ds = ds.slice(skip.min(ds.len()), ds.len());
+    }
+    if let Some(n) = select {
+        if n > ds.len() {
+            return Err(TrainError::Config(format!(
+                "data: split '{name}' has {} rows (after skipping {skip}); cannot select {n}",
+                ds.len()
+            )));
+        }
+        ds = ds.take(n);
+    }
+    Ok(ds)
+}
+
 /// The run's label names: the data's (ClassLabel), else `model.num_labels` (with the
 /// checkpoint's names when their number agrees), else the checkpoint's.
-fn label_names(
+pub(crate) fn label_names(
     config: &RunConfig,
     train: &Dataset,
     label_column: &str,

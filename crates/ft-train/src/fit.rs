@@ -202,8 +202,12 @@ impl<T: TrainTask> Run<'_, '_, T> {
         let all: Vec<usize> = (0..self.task.len(Split::Eval)).collect();
         let (mut loss_sum, mut rows) = (0.0f64, 0usize);
         let mut evaluator = self.task.evaluator();
-        for chunk in all.chunks(bs) {
+        let chunks: Vec<&[usize]> = all.chunks(bs).collect();
+        for (ci, chunk) in chunks.iter().enumerate() {
             let batch = self.task.batch(Split::Eval, chunk, &self.plain)?;
+            if let Some(next) = chunks.get(ci + 1) {
+                self.task.prefetch(Split::Eval, next);
+            }
             let (loss, outputs) = self.task.forward(&model, &batch)?;
             loss_sum += scalar(loss) as f64 * chunk.len() as f64;
             rows += chunk.len();
@@ -361,6 +365,7 @@ pub fn fit<T: TrainTask>(
             permutation(n, args.seed.wrapping_add(epoch as u64))
         };
         let batches: Vec<&[usize]> = order.chunks(bs).take(batches_per_epoch).collect();
+        task.set_epoch(epoch);
         let skip = (run.state.global_step - epoch * steps_per_epoch) * accum;
         let mut accumulator = GradientsAccumulator::<T::Model>::new();
         let mut micro_in_step = 0;
@@ -369,6 +374,9 @@ pub fn fit<T: TrainTask>(
             ad.seed(step_seed(args.seed, run.state.global_step, micro_in_step));
             let t0 = Instant::now();
             let batch = task.batch(Split::Train, chunk, &ad)?;
+            if let Some(next) = batches.get(bi + 1) {
+                task.prefetch(Split::Train, next);
+            }
             run.state.total_flos += task.flops(&batch);
             let loss = task.train_loss(&model, &batch)?;
             let value = scalar(loss.clone());

@@ -45,6 +45,7 @@ pub mod schedule;
 pub mod state;
 pub mod task;
 pub mod trainer;
+pub mod vision;
 
 mod error;
 

@@ -61,12 +61,34 @@ pub fn no_decay_params<M: Module>(module: &M) -> Vec<ParamId> {
 
 /// AdamW with transformers' hyper-parameters and decay groups for `module`'s parameters.
 pub fn adamw<M: Module>(args: &TrainingArguments, module: &M) -> Result<ModuleOptimizer> {
-    let fused = |wd: f64| FusedAdamW::new(args.adam_beta1, args.adam_beta2, args.adam_epsilon, wd);
-    let optimizer = ModuleOptimizer::from(fused(args.weight_decay));
-    if args.weight_decay == 0.0 {
-        return Ok(optimizer);
+    adamw_with_lr_scale(args, module, &[], 1.0)
+}
+
+/// [`adamw`] where the parameters `scaled` learn at `scale` times the scheduled learning rate
+/// — PyTorch's parameter groups with their own `lr` under one `LambdaLR` schedule (exercise
+/// 7's lower learning rate for the unfrozen backbone stages: `scale = backbone_lr / lr`).
+pub fn adamw_with_lr_scale<M: Module>(
+    args: &TrainingArguments,
+    module: &M,
+    scaled: &[ParamId],
+    scale: f64,
+) -> Result<ModuleOptimizer> {
+    let fused = |wd: f64, s: f64| FusedAdamW::new(args.adam_beta1, args.adam_beta2, args.adam_epsilon, wd).with_lr_scale(s);
+    let mut optimizer = ModuleOptimizer::from(fused(args.weight_decay, 1.0));
+    let no_decay = if args.weight_decay == 0.0 { Vec::new() } else { no_decay_params(module) };
+    if !no_decay.is_empty() {
+        optimizer = optimizer.with_group(ParamGroup::from_ids(no_decay.clone()), fused(0.0, 1.0), None);
     }
-    Ok(optimizer.with_group(ParamGroup::from_ids(no_decay_params(module)), fused(0.0), None))
+    if !scaled.is_empty() && scale != 1.0 {
+        let (decay_free, decayed): (Vec<ParamId>, Vec<ParamId>) = scaled.iter().partition(|id| no_decay.contains(id));
+        if !decayed.is_empty() {
+            optimizer = optimizer.with_group(ParamGroup::from_ids(decayed), fused(args.weight_decay, scale), None);
+        }
+        if !decay_free.is_empty() {
+            optimizer = optimizer.with_group(ParamGroup::from_ids(decay_free), fused(0.0, scale), None);
+        }
+    }
+    Ok(optimizer)
 }
 
 /// `torch.optim.AdamW` (Burn's `AdamW` arithmetic) as one fused, parallel pass per parameter on
@@ -78,9 +100,16 @@ pub struct FusedAdamW {
     beta_2: f32,
     epsilon: f32,
     weight_decay: f32,
+    lr_scale: f64,
 }
 
 impl FusedAdamW {
+    /// The same optimizer, applying `scale` times the learning rate it is given.
+    pub fn with_lr_scale(mut self, scale: f64) -> Self {
+        self.lr_scale = scale;
+        self
+    }
+
     /// AdamW with these hyper-parameters.
     pub fn new(beta_1: f64, beta_2: f64, epsilon: f64, weight_decay: f64) -> Self {
         let inner = AdamWConfig::new()
@@ -89,7 +118,14 @@ impl FusedAdamW {
             .with_epsilon(epsilon as f32)
             .with_weight_decay(weight_decay as f32)
             .build();
-        Self { inner, beta_1: beta_1 as f32, beta_2: beta_2 as f32, epsilon: epsilon as f32, weight_decay: weight_decay as f32 }
+        Self {
+            inner,
+            beta_1: beta_1 as f32,
+            beta_2: beta_2 as f32,
+            epsilon: epsilon as f32,
+            weight_decay: weight_decay as f32,
+            lr_scale: 1.0,
+        }
     }
 }
 
@@ -105,6 +141,7 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let lr = if self.lr_scale == 1.0 { lr } else { lr * self.lr_scale };
         let device = tensor.device();
         let f32s = tensor.dtype() == DType::F32 && grad.dtype() == DType::F32;
         let amsgrad = state.as_ref().is_some_and(|s| s.momentum.max_moment_2.is_some());

@@ -55,6 +55,11 @@ pub struct ModelSection {
     /// Number of labels; default: the data's label names, else the checkpoint's head.
     #[serde(default)]
     pub num_labels: Option<usize>,
+    /// Start from random weights built from the model's `config.json` (transformers'
+    /// `from_config`, torchvision's `weights=None`) instead of its checkpoint: the baseline of a
+    /// transfer-learning comparison. Image classification only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub random_init: bool,
 }
 
 /// `[data]`.
@@ -102,9 +107,98 @@ pub struct DataSection {
     /// Label every sub-token of a word, not only the first.
     #[serde(default, skip_serializing_if = "is_false")]
     pub label_all_tokens: bool,
-    /// Skip invalid rows (and report how many) instead of failing.
+    /// Skip invalid rows (and report how many) instead of failing. For images: an image that
+    /// cannot be decoded is skipped (and counted, naming the file in the log) when its batch is
+    /// built; without it the run stops with an error naming the file.
     #[serde(default, skip_serializing_if = "is_false")]
     pub skip_invalid: bool,
+    /// Image column (image classification; default `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_column: Option<String>,
+    /// Side of the square network input (the crop), in pixels; default: the model's
+    /// `pretrained_cfg.input_size` (224 for ResNet18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// Evaluation: the shorter side is resized to this before the center crop; default
+    /// `floor(image_size / crop_pct)` with the model's `crop_pct` (256 for 224).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_size: Option<usize>,
+    /// Random training augmentation (`RandomResizedCrop` + `RandomHorizontalFlip`); default
+    /// true. With `false`, training images get the evaluation transform, and a frozen
+    /// backbone's outputs are computed once per image and cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<bool>,
+    /// `RandomResizedCrop`'s `scale` (fraction of the image's area); default `[0.08, 1.0]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_scale: Option<[f64; 2]>,
+    /// `RandomResizedCrop`'s `ratio` (width / height); default `[0.75, 1.3333333333333333]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_ratio: Option<[f64; 2]>,
+    /// `RandomHorizontalFlip`'s `p`; default 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip_probability: Option<f64>,
+    /// Per-channel mean of the normalisation; default the model's `pretrained_cfg.mean`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_mean: Option<[f64; 3]>,
+    /// Per-channel std of the normalisation; default the model's `pretrained_cfg.std`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_std: Option<[f64; 3]>,
+}
+
+impl DataSection {
+    /// The image keys that are set (they apply to image classification only).
+    pub fn image_keys_set(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let keys: [(&'static str, bool); 9] = [
+            ("image_column", self.image_column.is_some()),
+            ("image_size", self.image_size.is_some()),
+            ("resize_size", self.resize_size.is_some()),
+            ("augment", self.augment.is_some()),
+            ("crop_scale", self.crop_scale.is_some()),
+            ("crop_ratio", self.crop_ratio.is_some()),
+            ("flip_probability", self.flip_probability.is_some()),
+            ("image_mean", self.image_mean.is_some()),
+            ("image_std", self.image_std.is_some()),
+        ];
+        for (k, on) in keys {
+            if on {
+                set.push(k);
+            }
+        }
+        set
+    }
+
+    /// Checks the image keys' values; the error names the key.
+    fn validate_images(&self) -> std::result::Result<(), String> {
+        let range = |key: &str, r: Option<[f64; 2]>| -> std::result::Result<(), String> {
+            match r {
+                Some([lo, hi]) if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) => {
+                    Err(format!("data.{key} = [{lo}, {hi}]: expected 0 < low <= high"))
+                }
+                _ => Ok(()),
+            }
+        };
+        range("crop_scale", self.crop_scale)?;
+        range("crop_ratio", self.crop_ratio)?;
+        if let Some([_, hi]) = self.crop_scale.filter(|s| s[1] > 1.0) {
+            return Err(format!("data.crop_scale: the upper bound {hi} is above 1 (the whole image)"));
+        }
+        if let Some(p) = self.flip_probability.filter(|p| !(0.0..=1.0).contains(p)) {
+            return Err(format!("data.flip_probability = {p}: expected a probability in [0, 1]"));
+        }
+        for (key, v) in [("image_size", self.image_size), ("resize_size", self.resize_size)] {
+            if let Some(n) = v.filter(|n| *n == 0 || *n > 4096) {
+                return Err(format!("data.{key} = {n}: expected 1 to 4096 pixels"));
+            }
+        }
+        if let Some(std) = self.image_std.filter(|s| s.iter().any(|v| !(v.is_finite() && *v > 0.0))) {
+            return Err(format!("data.image_std = {std:?}: every value must be positive"));
+        }
+        if let Some(mean) = self.image_mean.filter(|s| s.iter().any(|v| !v.is_finite())) {
+            return Err(format!("data.image_mean = {mean:?}: every value must be finite"));
+        }
+        Ok(())
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -342,26 +436,43 @@ pub struct FullMethod {}
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrozenMethod {
-    /// Dropout before the head.
-    #[serde(default = "default_head_dropout")]
-    pub head_dropout: f64,
-    /// Run the encoder once per example and reuse its outputs in every epoch.
+    /// Dropout before the head (text models; default 0.1). A ResNet's `fc` has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dropout: Option<f64>,
+    /// Run the frozen part once per example and reuse its outputs in every epoch (for images:
+    /// only when `data.augment = false`, as random crops differ every epoch).
     #[serde(default = "default_true")]
     pub cache_features: bool,
+    /// Image models: backbone stages trained too (exercise 7: `["layer3", "layer4"]`), with
+    /// their BatchNorm layers in training mode; the others stay frozen, BatchNorm statistics
+    /// included. Stages: `conv1`, `bn1`, `layer1` ... `layer4`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfreeze: Vec<String>,
+    /// Learning rate of the `unfreeze` stages (`learning_rate` is the head's); default
+    /// `learning_rate`. Follows the same schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_learning_rate: Option<f64>,
 }
 
 impl Default for FrozenMethod {
     fn default() -> Self {
-        Self { head_dropout: 0.1, cache_features: true }
+        Self { head_dropout: None, cache_features: true, unfreeze: Vec::new(), backbone_learning_rate: None }
     }
 }
 
-fn default_head_dropout() -> f64 {
-    0.1
+impl FrozenMethod {
+    /// Dropout before a text model's head (default 0.1, the notebook's).
+    pub fn text_head_dropout(&self) -> f64 {
+        self.head_dropout.unwrap_or(0.1)
+    }
 }
 fn default_true() -> bool {
     true
 }
+
+/// The ResNet stages `method.unfreeze` may name (torchvision's top-level children but `fc`,
+/// which always trains).
+pub const UNFREEZE_STAGES: [&str; 6] = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"];
 
 /// A whole run file.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -473,10 +584,25 @@ impl RunConfig {
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
-        if !matches!(self.model.task, Task::SequenceClassification | Task::TokenClassification | Task::CausalLm) {
+        if !matches!(
+            self.model.task,
+            Task::SequenceClassification | Task::TokenClassification | Task::CausalLm | Task::ImageClassification
+        ) {
             return Err(TrainError::Config(format!(
-                "{origin}: model.task: '{}' cannot be trained yet (text-classification, token-classification or causal-lm)",
+                "{origin}: model.task: '{}' cannot be trained yet (text-classification, token-classification, causal-lm \
+                 or image-classification)",
                 self.model.task
+            )));
+        }
+        if self.model.task == Task::ImageClassification {
+            return self.validate_image(origin);
+        }
+        if let Some(key) = self.data.image_keys_set().first() {
+            return Err(TrainError::Config(format!("{origin}: data.{key} applies to model.task = \"image-classification\"")));
+        }
+        if self.model.random_init {
+            return Err(TrainError::Config(format!(
+                "{origin}: model.random_init is implemented for image-classification only (ResNets)"
             )));
         }
         if let MethodConfig::Adapter(a) = &self.method {
@@ -516,10 +642,17 @@ impl RunConfig {
         }
         if let MethodConfig::Frozen(f) = &self.method {
             if self.model.task != Task::SequenceClassification {
-                return Err(TrainError::Config(format!("{origin}: method.kind = \"frozen\" is for text-classification")));
+                return Err(TrainError::Config(format!(
+                    "{origin}: method.kind = \"frozen\" is for text-classification and image-classification"
+                )));
             }
-            if !(0.0..1.0).contains(&f.head_dropout) {
-                return Err(TrainError::Config(format!("{origin}: method.head_dropout: {} is not in [0, 1)", f.head_dropout)));
+            if !f.unfreeze.is_empty() || f.backbone_learning_rate.is_some() {
+                return Err(TrainError::Config(format!(
+                    "{origin}: method.unfreeze and method.backbone_learning_rate apply to image-classification (ResNet stages)"
+                )));
+            }
+            if let Some(p) = f.head_dropout.filter(|p| !(0.0..1.0).contains(p)) {
+                return Err(TrainError::Config(format!("{origin}: method.head_dropout: {p} is not in [0, 1)")));
             }
         }
         if self.model.num_labels == Some(0) {
@@ -542,6 +675,77 @@ impl RunConfig {
             }
         }
         self.training.validate().map_err(|e| TrainError::Config(format!("{origin}: {e}")))
+    }
+
+    /// The checks of an image-classification run: the methods that apply (`full`, `frozen` with
+    /// its `unfreeze` stages) and the image keys.
+    fn validate_image(&self, origin: &str) -> Result<()> {
+        let err = |m: String| TrainError::Config(format!("{origin}: {m}"));
+        self.data.validate_images().map_err(err)?;
+        for (key, set) in [
+            ("text_column", self.data.text_column.is_some()),
+            ("max_length", self.data.max_length.is_some()),
+            ("label_all_tokens", self.data.label_all_tokens),
+        ] {
+            if set {
+                return Err(err(format!("data.{key} applies to text tasks, not image-classification")));
+            }
+        }
+        match &self.method {
+            MethodConfig::Full(_) => {}
+            MethodConfig::Frozen(f) => {
+                if f.head_dropout.is_some() {
+                    return Err(err("method.head_dropout: a ResNet's fc has no dropout (text models only)".into()));
+                }
+                for stage in &f.unfreeze {
+                    if !UNFREEZE_STAGES.contains(&stage.as_str()) {
+                        return Err(err(format!(
+                            "method.unfreeze: no stage '{stage}' in a ResNet (stages: {}; fc always trains)",
+                            UNFREEZE_STAGES.join(", ")
+                        )));
+                    }
+                }
+                if let Some(lr) = f.backbone_learning_rate {
+                    if f.unfreeze.is_empty() {
+                        return Err(err("method.backbone_learning_rate is the learning rate of the method.unfreeze stages, \
+                                        and none are listed"
+                            .into()));
+                    }
+                    if !(lr.is_finite() && lr >= 0.0) {
+                        return Err(err(format!("method.backbone_learning_rate = {lr}: expected a non-negative number")));
+                    }
+                }
+            }
+            other => {
+                return Err(err(format!(
+                    "method.kind = \"{}\" does not apply to image-classification (full or frozen, with unfreeze)",
+                    other.kind()
+                )));
+            }
+        }
+        if self.model.num_labels == Some(0) {
+            return Err(err("model.num_labels must be at least 1".into()));
+        }
+        if let Some(n) = self.model.num_labels.filter(|n| *n > 1_000_000) {
+            return Err(err(format!("model.num_labels = {n}: at most 1,000,000 labels")));
+        }
+        if self.training.load_best_model_at_end || self.training.metric_for_best_model.is_some() {
+            let key = self.training.best_metric_key();
+            let mut known = vec!["eval_loss".to_string()];
+            known.extend(crate::task::eval_metric_names(self.model.task).iter().map(|s| s.to_string()));
+            if !known.contains(&key) {
+                return Err(err(format!(
+                    "training.metric_for_best_model: '{key}' is not among this task's evaluation metrics ({})",
+                    known.join(", ")
+                )));
+            }
+        }
+        self.training.validate().map_err(|e| err(e.to_string()))
+    }
+
+    /// The image column, with its default.
+    pub fn image_column(&self) -> String {
+        self.data.image_column.clone().unwrap_or_else(|| "image".into())
     }
 
     /// Whether this is a token-classification run.

@@ -82,6 +82,9 @@ pub fn train_with(
 ) -> Result<TrainOutcome> {
     let args = &config.training;
     ensure_writable(&args.output_dir)?;
+    if config.model.task == Task::ImageClassification {
+        return crate::vision::train(config, options, callbacks, device);
+    }
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
     ad.seed(args.seed);
@@ -365,7 +368,7 @@ impl RunContext<'_> {
         let encoder = load(&self.config.model.name, Task::FeatureExtraction, &LoadOptions::default(), &self.plain)?
             .into_encoder()?
             .model;
-        let head = LinearHead::new(encoder.hidden_size(), self.data.label_names.len(), method.head_dropout, &self.ad);
+        let head = LinearHead::new(encoder.hidden_size(), self.data.label_names.len(), method.text_head_dropout(), &self.ad);
         let pad_id = self.data.tokenizer.pad_id();
         let mut task = HeadTask {
             encoder,
@@ -426,38 +429,52 @@ impl RunContext<'_> {
 
     /// Writes the results files and pictures beside the final model.
     fn finish<M>(self, outcome: FitOutcome<M>, feature_seconds: Option<f64>) -> Result<TrainOutcome> {
-        let output_dir = self.args().output_dir.clone();
-        let mut eval_metrics = BTreeMap::new();
-        let mut eval_predictions = None;
-        if let Some((m, p)) = outcome.eval {
-            eval_metrics = m;
-            let mut with_epoch = eval_metrics.clone();
-            with_epoch.insert("epoch".into(), outcome.state.epoch);
-            write_json(&output_dir.join("eval_results.json"), &with_epoch)?;
-            eval_predictions = Some(p);
-        }
-        let mut all = outcome.train_metrics.clone();
-        all.extend(eval_metrics.iter().map(|(k, v)| (k.clone(), *v)));
-        write_json(&output_dir.join("train_results.json"), &outcome.train_metrics)?;
-        write_json(&output_dir.join("all_results.json"), &all)?;
-        write_json(&output_dir.join("trainer_state.json"), &outcome.state)?;
-        report::write_loss_curve(&output_dir, &outcome.state.log_history)?;
         let token_task = self.config.is_token_classification();
-        if let Some(p) = &eval_predictions {
-            report::write_predictions(&output_dir, p, &self.data.label_names, token_task)?;
-            if !token_task {
-                report::write_confusion_matrix(&output_dir, p, &self.data.label_names)?;
-            }
-        }
-        Ok(TrainOutcome {
-            output_dir,
-            train_metrics: outcome.train_metrics,
-            eval_metrics,
-            skipped_rows: self.data.skipped,
-            feature_seconds,
-            eval_predictions,
-            label_names: self.data.label_names,
-            log_history: outcome.state.log_history,
-        })
+        let output_dir = self.args().output_dir.clone();
+        write_results(&output_dir, outcome, self.data.label_names, token_task, self.data.skipped, feature_seconds)
     }
+}
+
+/// Writes a finished run's results beside its final model — `eval_results.json`,
+/// `train_results.json`, `all_results.json`, `trainer_state.json`, `eval_predictions.json`,
+/// `loss_curve.png` and (row classification) `confusion_matrix.png` — and returns the outcome.
+pub(crate) fn write_results<M>(
+    output_dir: &Path,
+    outcome: FitOutcome<M>,
+    label_names: Vec<String>,
+    token_task: bool,
+    skipped_rows: usize,
+    feature_seconds: Option<f64>,
+) -> Result<TrainOutcome> {
+    let mut eval_metrics = BTreeMap::new();
+    let mut eval_predictions = None;
+    if let Some((m, p)) = outcome.eval {
+        eval_metrics = m;
+        let mut with_epoch = eval_metrics.clone();
+        with_epoch.insert("epoch".into(), outcome.state.epoch);
+        write_json(&output_dir.join("eval_results.json"), &with_epoch)?;
+        eval_predictions = Some(p);
+    }
+    let mut all = outcome.train_metrics.clone();
+    all.extend(eval_metrics.iter().map(|(k, v)| (k.clone(), *v)));
+    write_json(&output_dir.join("train_results.json"), &outcome.train_metrics)?;
+    write_json(&output_dir.join("all_results.json"), &all)?;
+    write_json(&output_dir.join("trainer_state.json"), &outcome.state)?;
+    report::write_loss_curve(output_dir, &outcome.state.log_history)?;
+    if let Some(p) = &eval_predictions {
+        report::write_predictions(output_dir, p, &label_names, token_task)?;
+        if !token_task {
+            report::write_confusion_matrix(output_dir, p, &label_names)?;
+        }
+    }
+    Ok(TrainOutcome {
+        output_dir: output_dir.to_path_buf(),
+        train_metrics: outcome.train_metrics,
+        eval_metrics,
+        skipped_rows,
+        feature_seconds,
+        eval_predictions,
+        label_names,
+        log_history: outcome.state.log_history,
+    })
 }

@@ -9,7 +9,10 @@
 //!
 //! BatchNorm (`eps` 1e-5, momentum 0.1) normalises with its running statistics in inference —
 //! on a device without autodiff Burn always infers, as `model.eval()` does — and with batch
-//! statistics (updating the running ones) when training on an autodiff device.
+//! statistics (updating the running ones) when training on an autodiff device, unless the layer
+//! is frozen ([`crate::params::set_trainable`] with `freeze_statistics`: eval mode). The running
+//! variance is updated with the *unbiased* batch variance, as `nn.BatchNorm2d` does (Burn's own
+//! `BatchNorm` uses the biased one): [`batch_norm`].
 //!
 //! Field names follow torchvision's state_dict keys (`conv1`, `bn1`, `layer1.0.conv1`, ...);
 //! `downsample.0` / `downsample.1` are [`Downsample::conv`] / [`Downsample::bn`]. Each struct's
@@ -42,7 +45,7 @@ fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, devi
 }
 
 /// A BatchNorm with torchvision's epsilon and momentum (its tensors come from the checkpoint).
-fn batch_norm(c: usize, device: &Device) -> BatchNorm {
+fn new_batch_norm(c: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(c).with_epsilon(BN_EPS).with_momentum(BN_MOMENTUM).init(device)
 }
 
@@ -71,6 +74,30 @@ pub struct BasicBlock {
     pub downsample: Option<Downsample>,
 }
 
+/// `bn(x)` as PyTorch's `nn.BatchNorm2d` computes it: in training (autodiff device, layer not
+/// frozen) the batch statistics normalise, and the running statistics move by `momentum`
+/// towards the batch mean and the **unbiased** batch variance (`var · n / (n − 1)`, `n` =
+/// values per channel); otherwise the running statistics normalise.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]`; output the same
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(x);
+    }
+    let [b, _, h, w] = x.dims();
+    let n = b * h * w;
+    let device = x.device();
+    let result = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let unbiased = if n > 1 { n as f64 / (n - 1) as f64 } else { 1.0 };
+    let m = bn.momentum;
+    let mean = bn.running_mean.value_sync().to_device(&device) * (1.0 - m) + result.mean.detach() * m;
+    let var = bn.running_var.value_sync().to_device(&device) * (1.0 - m) + result.variance.detach() * (m * unbiased);
+    bn.running_mean.update(mean.detach());
+    bn.running_var.update(var.detach());
+    result.output
+}
+
 impl HubModule for Downsample {
     fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
         f(&path.pp(0), Part::Conv2d(&mut self.conv));
@@ -93,11 +120,11 @@ impl BasicBlock {
     /// - `x`: `[batch, in, h, w]`; output `[batch, out, h / stride, w / stride]` (rounded up)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let out = batch_norm(&self.bn2, self.conv2.forward(out));
         relu(out + identity)
     }
 }
@@ -155,12 +182,12 @@ impl ResNet {
             for b in 0..n {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
                 let downsample = (b == 0 && (stride != 1 || c_in != width))
-                    .then(|| Downsample { conv: conv(c_in, width, 1, stride, 0, device), bn: batch_norm(width, device) });
+                    .then(|| Downsample { conv: conv(c_in, width, 1, stride, 0, device), bn: new_batch_norm(width, device) });
                 stage.push(BasicBlock {
                     conv1: conv(c_in, width, 3, stride, 1, device),
-                    bn1: batch_norm(width, device),
+                    bn1: new_batch_norm(width, device),
                     conv2: conv(width, width, 3, 1, 1, device),
-                    bn2: batch_norm(width, device),
+                    bn2: new_batch_norm(width, device),
                     downsample,
                 });
                 c_in = width;
@@ -171,7 +198,7 @@ impl ResNet {
         let mut next = || stages.next().unwrap_or_default();
         Ok(Self {
             conv1: conv(3, stem, 7, 2, 3, device),
-            bn1: batch_norm(stem, device),
+            bn1: new_batch_norm(stem, device),
             maxpool: maxpool(),
             layer1: next(),
             layer2: next(),
@@ -206,10 +233,50 @@ impl ResNet {
     /// - `images`: `[batch, 3, height, width]`; output `[batch, features]`
     pub fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
         let _span = tracing::trace_span!("resnet", dims = ?images.dims()).entered();
-        let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
-            x = block.forward(x);
+        self.pool(self.forward_stages(images, 0, 4))
+    }
+
+    /// The stem: `maxpool(relu(bn1(conv1(images))))`.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, h, w]`; output `[batch, stem, ⌈h/4⌉, ⌈w/4⌉]` (about)
+    pub fn stem(&self, images: Tensor<4>) -> Tensor<4> {
+        self.maxpool.forward(relu(batch_norm(&self.bn1, self.conv1.forward(images))))
+    }
+
+    /// The blocks of stage `s` (1 to 4; empty otherwise).
+    pub fn stage(&self, s: usize) -> &[BasicBlock] {
+        match s {
+            1 => &self.layer1,
+            2 => &self.layer2,
+            3 => &self.layer3,
+            4 => &self.layer4,
+            _ => &[],
         }
+    }
+
+    /// Stages `first` to `last` of the network (inclusive; stage 0 is the stem, 1-4 are
+    /// `layer1`-`layer4`), to run a frozen prefix once and the rest in every step:
+    /// `forward_stages(x, 0, 4)` is the whole network before pooling.
+    ///
+    /// # Shapes
+    /// - `x`: the images when `first` is 0, else stage `first - 1`'s output; output stage
+    ///   `last`'s output
+    pub fn forward_stages(&self, x: Tensor<4>, first: usize, last: usize) -> Tensor<4> {
+        let mut x = if first == 0 { self.stem(x) } else { x };
+        for s in first.max(1)..=last {
+            for block in self.stage(s) {
+                x = block.forward(x);
+            }
+        }
+        x
+    }
+
+    /// Global average pooling.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, features, h, w]`; output `[batch, features]`
+    pub fn pool(&self, x: Tensor<4>) -> Tensor<2> {
         let [b, c, _, _] = x.dims();
         self.avgpool.forward(x).reshape([b, c])
     }

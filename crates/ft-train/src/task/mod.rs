@@ -41,6 +41,15 @@ pub trait TrainTask {
     /// Token counts of the training examples (for `group_by_length`).
     fn lengths(&self) -> Vec<usize>;
 
+    /// Called at the start of every training epoch (0-based), before its first batch: tasks
+    /// whose examples change per epoch (random image augmentation) key their draws on it, as
+    /// `datasets`' `set_epoch` does.
+    fn set_epoch(&self, _epoch: usize) {}
+
+    /// A hint that batch `indices` of `split` comes next: a task may start preparing it on
+    /// another thread while the model works on the current one.
+    fn prefetch(&self, _split: Split, _indices: &[usize]) {}
+
     /// The batch of examples `indices` of `split`, on `device`.
     fn batch(&self, split: Split, indices: &[usize], device: &Device) -> Result<Self::Batch>;
 
@@ -114,7 +123,7 @@ pub fn eval_metric_names(task: ft_models::auto::Task) -> &'static [&'static str]
     use ft_models::auto::Task;
     match task {
         Task::TokenClassification => &classification::TOKEN_METRICS,
-        Task::SequenceClassification => &classification::ROW_METRICS,
+        Task::SequenceClassification | Task::ImageClassification => &classification::ROW_METRICS,
         Task::CausalLm => &causal::CAUSAL_METRICS,
         _ => &[],
     }
