@@ -227,13 +227,15 @@ logging_steps = 1
 
 
 def timed(cmd, env, log):
-    """Runs cmd under GNU time, stderr to `log`; returns (stdout, peak RSS in MiB, wall seconds)."""
+    """Runs cmd under GNU time, its output to `log`; returns (stdout, peak RSS in MiB, wall seconds)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf, open(log, "w") as err:
         start = time.perf_counter()
         p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name] + cmd, cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=err, text=True)
         wall = time.perf_counter() - start
         rss = tf.read().strip().splitlines()
+    with open(log, "a") as f:
+        f.write(p.stdout)
     if p.returncode != 0:
         with open(log) as f:
             tail = f.read()[-4000:]

@@ -113,6 +113,12 @@ fn info_prints_parameters_and_freezing() {
     // 64 features: 64 * 3 + 3 trainable; total 177,037 - (64 * 5 + 5) + 195.
     assert!(out.contains("parameters: 176,907 (trainable: 195)"), "{out}");
     assert!(out.contains("re-initialized (shape changed): fc.weight"), "{out}");
+    // Exercise 7: layer3 (33,088) and layer4 (131,712) train too.
+    let o = ft(&["info", "--model", model.to_str().unwrap(), "--num-labels", "3", "--unfreeze", "layer3,layer4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("parameters: 176,907 (trainable: 164,995)"), "{}", stdout(&o));
+    let o = ft(&["info", "--model", model.to_str().unwrap(), "--unfreeze", "layer9"]);
+    assert!(!o.status.success() && stderr(&o).contains("no stage 'layer9'"), "{}", stderr(&o));
     let pth = fixture("models/tiny-resnet-pth");
     let o = ft(&["info", "--model", pth.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -1,6 +1,6 @@
 //! `cargo xtask`: ft's developer tasks.
 //!
-//! - `cargo xtask fixtures models|data|metrics|resnet|gpt2` regenerates the committed test fixtures with the
+//! - `cargo xtask fixtures models|data|metrics|resnet|vision-train|gpt2` regenerates the committed test fixtures with the
 //!   Python reference libraries, in a throwaway virtual environment outside the repository
 //!   (`~/.cache/ft-venv-<name>`, or `--venv DIR`), pinned by `xtask/python/requirements-<name>.txt`.
 //! - `cargo xtask bench encoder` runs the encoder criterion bench on flex and ndarray and the same
@@ -157,6 +157,15 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 cmd.arg("--full").arg(home().join(".cache/ft-resnet18-random")).arg("--skip-small");
             }
             run(&mut cmd)
+        }
+        "vision-train" => {
+            // The image folder, narrow ResNet (.pth) and PyTorch's 20-step losses of
+            // `tests/vision_train.rs`.
+            let python = venv_python("vision", venv)?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_vision_train.py"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures")))
         }
         "gpt2" => {
             // The tiny random GPT-2 with the real GPT-2 vocabulary (fetched by the shared script).

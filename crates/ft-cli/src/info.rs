@@ -25,6 +25,11 @@ pub struct InfoArgs {
     /// `requires_grad = False` before replacing `fc`); the trainable count shows the effect.
     #[arg(long)]
     freeze_backbone: bool,
+    /// Image models: with a frozen backbone, these stages train too (exercise 7:
+    /// `--unfreeze layer3,layer4`), as `[method] unfreeze` in a run file; implies
+    /// `--freeze-backbone`.
+    #[arg(long, value_delimiter = ',')]
+    unfreeze: Vec<String>,
     /// Device to load on.
     #[arg(long, default_value = "cpu", help = format!("Device: {DEVICE_HELP}"))]
     device: String,
@@ -46,8 +51,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         }
         return run_resnet(args, &model, &device);
     }
-    if args.freeze_backbone {
-        bail!("--freeze-backbone applies to image models (timm/torchvision ResNets)");
+    if args.freeze_backbone || !args.unfreeze.is_empty() {
+        bail!("--freeze-backbone and --unfreeze apply to image models (timm/torchvision ResNets)");
     }
     let task = match args.task.as_deref() {
         None if !specs.is_empty() && crate::adapters::AdapterArgs::task(&specs)?.is_some() => {
@@ -199,7 +204,21 @@ fn run_resnet(args: &InfoArgs, model_name: &str, device: &burn::tensor::Device) 
     let options = LoadOptions { num_labels: args.num_labels, ..Default::default() };
     let loaded = ft_models::resnet::load(model_name, &options, device).context("loading model")?;
     let c = &loaded.config;
-    let model = if args.freeze_backbone { loaded.model.freeze_backbone() } else { loaded.model };
+    let model = if !args.unfreeze.is_empty() {
+        if let Some(bad) = args.unfreeze.iter().find(|s| !ft_train::run_config::UNFREEZE_STAGES.contains(&s.as_str())) {
+            bail!(
+                "--unfreeze: no stage '{bad}' in a ResNet (stages: {}; fc always trains)",
+                ft_train::run_config::UNFREEZE_STAGES.join(", ")
+            );
+        }
+        let mut trainable: Vec<&str> = args.unfreeze.iter().map(String::as_str).collect();
+        trainable.push("fc");
+        loaded.model.freeze_except(&trainable, true)?
+    } else if args.freeze_backbone {
+        loaded.model.freeze_backbone()
+    } else {
+        loaded.model
+    };
     println!("model: {}", loaded.files.name());
     println!("architecture: ResNet ({}, torchvision BasicBlocks)", c.architecture);
     let t = c.transform();

@@ -24,6 +24,7 @@ mod report;
 mod run_files;
 mod runner;
 mod tiny;
+mod vision;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -33,6 +34,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use profile::{DataPlan, Profile, path_str};
+use vision::VisionPlan;
 use report::{Header, Inspect, distribution_cell, parse_inspect, write_report};
 pub(crate) use runner::build_ft;
 use runner::{machine, now_utc, provenance, run_ft, shell_words};
@@ -41,8 +43,9 @@ use runner::{machine, now_utc, provenance, run_ft, shell_words};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Notebook sections to run, comma-separated (3 data, 4 full fine-tuning, 5 frozen encoder +
-    /// head, 6 adapters with exercise 4, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER).
-    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9")]
+    /// head, 6 adapters with exercise 4, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER, 10
+    /// vision transfer learning with exercise 7).
+    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10")]
     sections: Vec<String>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
@@ -54,7 +57,9 @@ pub struct Args {
     /// `hub` (default): the notebook's models and data from the Hub, or the folders given with
     /// `--data`/`--model-cls`/`--model-ner`. `tiny`: tiny fixture checkpoints and generated data,
     /// offline, in a few minutes; the numbers mean nothing.
-    #[arg(long, default_value = "hub", value_parser = ["hub", "tiny"])]
+    /// `local`: the hub profile with `--data` (default `../shared/data`); §10 then runs the
+    /// transfer experiment on its Fashion-MNIST PNGs with a ResNet18 ft pre-trains itself.
+    #[arg(long, default_value = "hub", value_parser = ["hub", "local", "tiny"])]
     profile: String,
     /// The same as `--profile tiny`.
     #[arg(long, hide = true, conflicts_with = "profile")]
@@ -75,6 +80,13 @@ pub struct Args {
     /// (like ../shared/data) instead of the Hub.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// §10's image folder (`DIR/{train,test}/<class>/*.png|jpg`) for the hub profile's ImageNet
+    /// ResNet18.
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// §10's model for the hub profile (a directory or Hub id; default timm/resnet18.tv_in1k).
+    #[arg(long, value_name = "M")]
+    model_vision: Option<String>,
     /// Use this ft binary instead of building one with `cargo build --release -p ft-cli`.
     #[arg(long, value_name = "PATH")]
     ft: Option<PathBuf>,
@@ -90,11 +102,20 @@ enum Section {
     Prompt,
     Lora,
     Ner,
+    Vision,
 }
 
 impl Section {
-    const ALL: [Section; 7] =
-        [Section::Data, Section::Full, Section::Frozen, Section::Adapters, Section::Prompt, Section::Lora, Section::Ner];
+    const ALL: [Section; 8] = [
+        Section::Data,
+        Section::Full,
+        Section::Frozen,
+        Section::Adapters,
+        Section::Prompt,
+        Section::Lora,
+        Section::Ner,
+        Section::Vision,
+    ];
 
     fn number(self) -> u32 {
         match self {
@@ -105,6 +126,7 @@ impl Section {
             Section::Prompt => 7,
             Section::Lora => 8,
             Section::Ner => 9,
+            Section::Vision => 10,
         }
     }
 
@@ -117,7 +139,7 @@ impl Section {
         Self::ALL
             .into_iter()
             .find(|x| x.number() == n)
-            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9"))
+            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10"))
     }
 
     /// The section's folder under the output folder.
@@ -130,6 +152,7 @@ impl Section {
             Section::Prompt => "7-prompt-tuning",
             Section::Lora => "8-lora",
             Section::Ner => "9-ner",
+            Section::Vision => "10-vision",
         }
     }
 
@@ -142,6 +165,7 @@ impl Section {
             Section::Prompt => "§7 Prompt tuning (GPT-2)",
             Section::Lora => "§8 LoRA (GPT-2) and exercise 5 (r = 8 vs 16)",
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
+            Section::Vision => "§10 Vision transfer learning (ResNet18) and exercise 7 (unfreeze layer3 + layer4)",
         }
     }
 }
@@ -166,6 +190,9 @@ fn notes(section: Section) -> &'static str {
         }
         Section::Lora => {
             "The notebook wraps GPT-2 with `LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, bias=\"none\", task_type=\"CAUSAL_LM\", target_modules=[\"c_attn\",\"c_proj\"])` and trains it with `Trainer` on three toy instruction texts (batch 1, gradient accumulation 8, lr 5e-4, 1 epoch, `DataCollatorForLanguageModeling(mlm=False)`), then generates. Exercise 5 raises r to 16. ft: `[method] kind = \"lora\"` with the same keys, the same `TrainingArguments`, the same collator; `c_proj` takes GPT-2's `attn.c_proj` and `mlp.c_proj`, as in PEFT."
+        }
+        Section::Vision => {
+            "The notebook loads torchvision's ImageNet ResNet18, sets `requires_grad = False` on every parameter and replaces `fc` with `nn.Linear(512, 5)` (2,565 trainable parameters); exercise 7 unfreezes the last two residual stages at a lower learning rate. ft: `model.task = \"image-classification\"`, `[method] kind = \"frozen\"` (the backbone frozen *with its BatchNorm layers in eval mode* — `requires_grad = False` alone would keep updating their running statistics), a new `fc` for the image folder's classes; exercise 7 adds `unfreeze = [\"layer3\", \"layer4\"]` with `backbone_learning_rate = 1e-4` (head 1e-3), BatchNorm in training mode in those stages. Training images get torchvision's `RandomResizedCrop` + `RandomHorizontalFlip` unless `augment = false`; without augmentation ft computes the frozen stages once per image. Outputs are timm-layout folders (`config.json` with `label_names`, `model.safetensors` with torchvision's names)."
         }
         Section::Ner => {
             "The notebook fine-tunes `AutoModelForTokenClassification` with labels aligned to the first sub-token of each word (others -100), `Trainer` defaults otherwise. ft aligns the same way and computes seqeval's entity-level metrics (`eval_overall_*`) at each evaluation (the notebook passes no `compute_metrics`, so its Trainer reports only the loss)."
@@ -326,6 +353,9 @@ pub fn run(mut args: Args) -> Result<()> {
     if args.profile == "tiny" {
         args.tiny = true;
     }
+    if args.profile == "local" && args.data.is_none() {
+        args.data = Some(root().join("../shared/data"));
+    }
     if args.tiny && args.data.is_some() {
         bail!("--data is for the hub profile, not --profile tiny");
     }
@@ -334,7 +364,7 @@ pub fn run(mut args: Args) -> Result<()> {
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
-        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9)");
+        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10)");
     }
     let root = root();
     let out = args
@@ -355,6 +385,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let (model_cls, model_ner, model_lm) = (model_arg(&args.model_cls), model_arg(&args.model_ner), model_arg(&args.model_lm));
     let uses_ag = sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen | Section::Adapters));
     let uses_conll = sections.iter().any(|s| matches!(s, Section::Data | Section::Ner));
+    let uses_vision = sections.contains(&Section::Vision);
     let profile = if args.tiny {
         let (ag_dir, conll_dir) = tiny::write(&out.join("tiny-data"))?;
         Profile {
@@ -365,6 +396,10 @@ pub fn run(mut args: Args) -> Result<()> {
             model_lm: model_lm.unwrap_or_else(|| fixture("tiny-gpt2")),
             ag: DataPlan::recipe("AG News", "ag_news", Some(&ag_dir), (2000, 1000), "label"),
             conll: DataPlan::recipe("CoNLL-2003", "conll2003", Some(&conll_dir), (2000, 1000), "ner_tags"),
+            vision: VisionPlan::Tiny {
+                model: model_arg(&args.model_vision).unwrap_or_else(|| fixture("tiny-resnet")),
+                images: root.join("tests/fixtures/vision-train/images"),
+            },
         }
     } else {
         let (ag, conll) = match &args.data {
@@ -387,6 +422,23 @@ pub fn run(mut args: Args) -> Result<()> {
                 DataPlan::recipe("CoNLL-2003", "conll2003", None, (2000, 1000), "ner_tags"),
             ),
         };
+        let vision = match (&args.images, &args.data) {
+            (Some(images), _) => VisionPlan::Hub {
+                model: model_arg(&args.model_vision).unwrap_or_else(|| "timm/resnet18.tv_in1k".into()),
+                images: Some(images.canonicalize().with_context(|| format!("--images {}", images.display()))?),
+            },
+            (None, Some(d)) => {
+                let png = d.join("fashion-mnist/png");
+                if uses_vision && !png.is_dir() {
+                    bail!("--data {}: no fashion-mnist/png there (§10's transfer experiment); or give --images DIR", d.display());
+                }
+                VisionPlan::Transfer { images: png.canonicalize().unwrap_or(png) }
+            }
+            (None, None) => VisionPlan::Hub {
+                model: model_arg(&args.model_vision).unwrap_or_else(|| "timm/resnet18.tv_in1k".into()),
+                images: None,
+            },
+        };
         Profile {
             tiny: false,
             offline: args.offline,
@@ -395,6 +447,7 @@ pub fn run(mut args: Args) -> Result<()> {
             model_lm: model_lm.unwrap_or_else(|| "openai-community/gpt2".into()),
             ag,
             conll,
+            vision,
         }
     };
     let ft = match &args.ft {
@@ -417,7 +470,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 profile.model_ner,
                 if args.data.is_some() { "local (`--data`)" } else { "the Hub" },
                 if profile.offline { ", HF_HUB_OFFLINE=1" } else { "" }
-            )
+            ) + &format!("; {}", profile.vision.describe())
         },
         version,
         commit,
@@ -443,6 +496,7 @@ pub fn run(mut args: Args) -> Result<()> {
             Section::Adapters => adapters::section_adapters(&ft, &profile, &dir)?,
             Section::Prompt => peft::section_prompt(&ft, &profile, &dir)?,
             Section::Lora => peft::section_lora(&ft, &profile, &dir)?,
+            Section::Vision => vision::section_vision(&ft, &profile.vision, profile.offline, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,
         };
         eprintln!("== {}: {} ({:.1} s)", section.title(), outcome.headline, outcome.wall_s);
@@ -469,8 +523,9 @@ mod tests {
         assert_eq!(Section::parse("4").unwrap(), Section::Full);
         assert_eq!(Section::parse(" §9").unwrap(), Section::Ner);
         assert_eq!(Section::parse("6").unwrap(), Section::Adapters);
-        let e = Section::parse("10").unwrap_err().to_string();
-        assert!(e.contains("section 10") && e.contains("3, 4, 5, 6, 7, 8, 9"), "{e}");
+        assert_eq!(Section::parse("10").unwrap(), Section::Vision);
+        let e = Section::parse("11").unwrap_err().to_string();
+        assert!(e.contains("section 11") && e.contains("3, 4, 5, 6, 7, 8, 9, 10"), "{e}");
         assert!(Section::parse("x").is_err());
     }
 }

@@ -53,7 +53,7 @@ fn run_config(
     training: TrainingArguments,
 ) -> RunConfig {
     RunConfig {
-        model: ModelSection { name: p.model_lm.clone(), task: Task::CausalLm, num_labels: None },
+        model: ModelSection { name: p.model_lm.clone(), task: Task::CausalLm, num_labels: None, random_init: false },
         data: DataSection {
             source: super::profile::path_str(data),
             local_data: None,
@@ -69,6 +69,15 @@ fn run_config(
             max_length: Some(sizes(p).max_length),
             label_all_tokens: false,
             skip_invalid: false,
+            image_column: None,
+            image_size: None,
+            resize_size: None,
+            augment: None,
+            crop_scale: None,
+            crop_ratio: None,
+            flip_probability: None,
+            image_mean: None,
+            image_std: None,
         },
         method,
         training: TrainingArguments { output_dir: output_dir.to_path_buf(), ..training },

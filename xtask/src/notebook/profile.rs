@@ -43,6 +43,15 @@ fn data(source: String, train: &str, eval: &str, select: (usize, usize)) -> Data
         max_length: None,
         label_all_tokens: false,
         skip_invalid: false,
+        image_column: None,
+        image_size: None,
+        resize_size: None,
+        augment: None,
+        crop_scale: None,
+        crop_ratio: None,
+        flip_probability: None,
+        image_mean: None,
+        image_std: None,
     }
 }
 
@@ -146,6 +155,8 @@ pub struct Profile {
     pub tiny: bool,
     /// Run `ft` with `HF_HUB_OFFLINE=1`.
     pub offline: bool,
+    /// §10's model and images.
+    pub vision: super::vision::VisionPlan,
     /// §3–§5's model.
     pub model_cls: String,
     /// §9's model.

@@ -23,7 +23,7 @@ pub fn run_config(section: Section, p: &Profile, output_dir: &Path) -> RunConfig
         data.max_length = Some(256);
     }
     let method = match section {
-        Section::Frozen => MethodConfig::Frozen(FrozenMethod { head_dropout: 0.1, cache_features: true }),
+        Section::Frozen => MethodConfig::Frozen(FrozenMethod { head_dropout: Some(0.1), ..Default::default() }),
         Section::Adapters => MethodConfig::Adapter(adapter_method("agnews_adapter")),
         _ => MethodConfig::Full(FullMethod {}),
     };
@@ -80,6 +80,7 @@ pub fn run_config(section: Section, p: &Profile, output_dir: &Path) -> RunConfig
             name: model.clone(),
             task,
             num_labels: (section != Section::Ner).then_some(4),
+            random_init: false,
         },
         data,
         method,
@@ -230,7 +231,7 @@ mod tests {
         assert_eq!((full.data.max_length, full.data.eval_skip), (Some(256), 2000));
         assert_eq!(full.data.source, "/data/ag_news/test.parquet");
         let frozen = run_config(Section::Frozen, &p, Path::new("/o"));
-        assert!(matches!(frozen.method, MethodConfig::Frozen(FrozenMethod { head_dropout, .. }) if head_dropout == 0.1));
+        assert!(matches!(frozen.method, MethodConfig::Frozen(FrozenMethod { head_dropout, .. }) if head_dropout == Some(0.1)));
         assert_eq!(frozen.training.lr_scheduler_type, SchedulerType::Constant);
         let ner = run_config(Section::Ner, &p, Path::new("/o"));
         assert_eq!((ner.model.task, ner.model.name.as_str()), (Task::TokenClassification, "m-ner"));
