@@ -5,11 +5,16 @@
 //! `ft predict`, and every bad input of the issue — each a clear error or a documented
 //! behaviour, never a panic.
 
+#[path = "support/hub_server.rs"]
+mod hub_server;
 #[path = "support/mod.rs"]
 mod support;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use hub_server::HubServer;
 
 use support::{fails, fixture, json, ok, read_safetensors};
 
@@ -226,4 +231,115 @@ fn images_smaller_than_the_crop_are_upscaled() {
     ok(&train(&run));
     let config = json(&tmp.path().join("out/config.json"));
     assert_eq!(config["pretrained_cfg"]["input_size"], serde_json::json!([3, 48, 48]));
+}
+
+/// A run file's text with `from` replaced by `to`.
+fn edit(run: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(run).unwrap();
+    assert!(text.contains(from), "{from} not in {text}");
+    std::fs::write(run, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn parquet_image_datasets_locally_and_through_the_stand_in_hub() {
+    // The fixture images as `datasets` stores an image dataset (inline bytes, a ClassLabel
+    // column `labels`), read from a local folder and then as a Hub dataset id.
+    let parquet = fixture("vision-train/parquet");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = "image_size = 32\nlabel_column = \"labels\"\naugment = false";
+    let run = run_file(tmp.path(), &fixture("vision-train/model"), &parquet, data, "kind = \"frozen\"", "");
+    ok(&train(&run));
+    // The same images in the same order as the image folder: the same losses.
+    let from_parquet = losses(&tmp.path().join("out"));
+    let tmp2 = tempfile::tempdir().unwrap();
+    let run2 = run_file(tmp2.path(), &fixture("vision-train/model"), &images(), "image_size = 32\naugment = false", "kind = \"frozen\"", "");
+    ok(&train(&run2));
+    assert_eq!(from_parquet, losses(&tmp2.path().join("out")));
+
+    let server = HubServer::start_with_datasets(HashMap::new(), HashMap::from([("ft-fixtures/shapes".to_string(), parquet)]));
+    edit(&run, &format!("source = {:?}", fixture("vision-train/parquet")), "source = \"ft-fixtures/shapes\"");
+    std::fs::remove_dir_all(tmp.path().join("out")).unwrap();
+    let hf_home = tmp.path().join("hf-home");
+    let o = Command::new(env!("CARGO_BIN_EXE_ft"))
+        .args(["train", "--config", run.to_str().unwrap()])
+        .env("HF_HOME", &hf_home)
+        .env("HF_ENDPOINT", &server.endpoint)
+        .env("HF_HUB_OFFLINE", "0")
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(server.requests() > 0);
+    assert_eq!(losses(&tmp.path().join("out")), from_parquet);
+}
+
+#[test]
+fn resuming_gives_the_uninterrupted_model_bit_for_bit() {
+    // Augmentation on (draws keyed by seed, epoch and image), BatchNorm training in layer3/4,
+    // checkpoints every 7 steps with no evaluation before them.
+    let method = "kind = \"frozen\"\nunfreeze = [\"layer3\", \"layer4\"]\nbackbone_learning_rate = 1e-4";
+    let tmp = tempfile::tempdir().unwrap();
+    let run = run_file(tmp.path(), &fixture("vision-train/model"), &images(), "image_size = 24", method, "");
+    edit(&run, "eval_strategy = \"epoch\"\nsave_strategy = \"no\"", "eval_strategy = \"no\"\nsave_strategy = \"steps\"\nsave_steps = 7");
+    ok(&train(&run));
+    let full = read_safetensors(&tmp.path().join("out/model.safetensors"));
+
+    // A run killed after checkpoint-7, resumed.
+    let tmp2 = tempfile::tempdir().unwrap();
+    support::copy_dir(&tmp.path().join("out/checkpoint-7"), &tmp2.path().join("out/checkpoint-7"));
+    let text = std::fs::read_to_string(&run).unwrap().replace(tmp.path().to_str().unwrap(), tmp2.path().to_str().unwrap());
+    let run2 = tmp2.path().join("run.toml");
+    std::fs::write(&run2, text).unwrap();
+    ok(&ft(&["train", "--config", run2.to_str().unwrap(), "--resume"]));
+    let resumed = read_safetensors(&tmp2.path().join("out/model.safetensors"));
+    for (name, t) in &full {
+        assert!(same(t, &resumed[name]), "{name} differs after resuming");
+    }
+
+    // Resuming into a run whose classes differ: a clear error, not a panic.
+    let tmp3 = tempfile::tempdir().unwrap();
+    let root = folder_copy(tmp3.path());
+    std::fs::remove_dir_all(root.join("train/stripes")).unwrap();
+    std::fs::remove_dir_all(root.join("test/stripes")).unwrap();
+    support::copy_dir(&tmp.path().join("out/checkpoint-7"), &tmp3.path().join("out/checkpoint-7"));
+    let run3 = run_file(tmp3.path(), &fixture("vision-train/model"), &root, "image_size = 24", method, "");
+    fails(&ft(&["train", "--config", run3.to_str().unwrap(), "--resume"]), &["checkpoint-7", "not of this run", "classes"]);
+}
+
+#[test]
+fn classes_come_from_the_training_folder() {
+    // A class folder only in a split the run does not read would be an untrained head row.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = folder_copy(tmp.path());
+    support::copy_dir(&root.join("test/noise"), &root.join("val/aardvark"));
+    let run = run_file(tmp.path(), &fixture("models/tiny-resnet"), &root, "image_size = 32", "kind = \"frozen\"", "");
+    fails(&train(&run), &["'aardvark'", "training folder"]);
+}
+
+#[test]
+fn image_paths_in_a_jsonl_column_are_relative_to_the_data_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    for split in ["train", "test"] {
+        let mut lines = String::new();
+        for (label, class) in ["circles", "noise", "stripes"].iter().enumerate() {
+            for i in 0..4 {
+                let rel = format!("{split}/{class}/{i}.png");
+                lines += &format!("{{\"image\": {:?}, \"label\": {label}}}\n", format!("../imgs/{rel}"));
+            }
+        }
+        std::fs::write(dir.join(format!("{split}.jsonl")), lines).unwrap();
+    }
+    let imgs = tmp.path().join("imgs");
+    for split in ["train", "test"] {
+        for class in ["circles", "noise", "stripes"] {
+            support::copy_dir(&images().join(split).join(class), &imgs.join(split).join(class));
+        }
+    }
+    // Run from another working directory: the paths resolve against the data's folder.
+    let run = run_file(tmp.path(), &fixture("models/tiny-resnet"), &dir, "image_size = 32", "kind = \"frozen\"", "max_steps = 1");
+    let text = std::fs::read_to_string(&run).unwrap().replace("[model]", "[model]").replace("task = \"image-classification\"", "task = \"image-classification\"\nnum_labels = 3");
+    std::fs::write(&run, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ft")).args(["train", "--config", run.to_str().unwrap()]).current_dir("/").output().unwrap();
+    ok(&o);
 }

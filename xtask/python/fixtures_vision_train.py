@@ -13,6 +13,11 @@ Written:
     vision-train/images/{train,test}/<class>/<i>.png   3 classes, 80 train / 24 test, 32x32 RGB
     vision-train/model/config.json + resnet.pth         narrow resnet18 (8,16,32,64), fc of 3 classes
     vision-train/expected.json                          losses per step for each method
+    vision-train/parquet/data/{train,test}-00000-of-00001.parquet
+                                                        the same images as a Hub image dataset: an
+                                                        `image` column ({bytes, path}) and a
+                                                        ClassLabel column `labels`, as
+                                                        `datasets.push_to_hub` writes them
 """
 import argparse
 import json
@@ -59,6 +64,22 @@ def write_images(root, rng):
                 p = d / f"{i}.png"
                 make_image({"circles": 0, "stripes": 1, "noise": 2}[name], rng).save(p, optimize=True)
     return files
+
+
+def write_parquet(root):
+    """The image folder as `datasets` stores an image dataset on the Hub (bytes inline)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    features = {"image": {"_type": "Image"}, "labels": {"names": CLASSES, "_type": "ClassLabel"}}
+    meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    for split in ("train", "test"):
+        items, _ = load_folder(root / "images", split)
+        images = [{"bytes": p.read_bytes(), "path": p.name} for p, _ in items]
+        table = pa.table({"image": images, "labels": pa.array([c for _, c in items], pa.int64())})
+        table = table.replace_schema_metadata(meta)
+        out = root / "parquet" / "data" / f"{split}-00000-of-00001.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, out)
 
 
 def load_folder(root, split):
@@ -134,6 +155,7 @@ def write(out):
         expected[method] = losses
         print(f"{method}: {total} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     (root / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    write_parquet(root)
 
 
 def check(out_dir):
@@ -165,7 +187,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path)
     ap.add_argument("--check", type=Path)
+    ap.add_argument("--parquet-only", action="store_true", help="only rewrite the Parquet copy of the images")
     a = ap.parse_args()
+    if a.out and a.parquet_only:
+        write_parquet(a.out / "vision-train")
+        sys.exit(0)
     if a.out:
         write(a.out)
     if a.check:

@@ -9,7 +9,7 @@
 //! - `cargo xtask bench generate` times GPT-2 greedy generation (tokens/s) with and without the KV
 //!   cache against transformers' `generate`, on the tiny fixture and a random 124M GPT-2
 //!   (`bench_generate.rs`).
-//! - `cargo xtask reproduce-notebook [--sections 3,4,5,9] [--out DIR] [--offline] [--tiny]` runs
+//! - `cargo xtask reproduce-notebook [--sections 3,4,...,10] [--out DIR] [--offline] [--profile hub|local|tiny]` runs
 //!   sections of the fine-tuning notebook with the `ft` binary and writes `DIR/report.md` (see
 //!   `notebook/mod.rs`).
 

@@ -205,15 +205,7 @@ fn run_resnet(args: &InfoArgs, model_name: &str, device: &burn::tensor::Device) 
     let loaded = ft_models::resnet::load(model_name, &options, device).context("loading model")?;
     let c = &loaded.config;
     let model = if !args.unfreeze.is_empty() {
-        if let Some(bad) = args.unfreeze.iter().find(|s| !ft_train::run_config::UNFREEZE_STAGES.contains(&s.as_str())) {
-            bail!(
-                "--unfreeze: no stage '{bad}' in a ResNet (stages: {}; fc always trains)",
-                ft_train::run_config::UNFREEZE_STAGES.join(", ")
-            );
-        }
-        let mut trainable: Vec<&str> = args.unfreeze.iter().map(String::as_str).collect();
-        trainable.push("fc");
-        loaded.model.freeze_except(&trainable, true)?
+        loaded.model.freeze_stages(&args.unfreeze).context("--unfreeze")?
     } else if args.freeze_backbone {
         loaded.model.freeze_backbone()
     } else {

@@ -472,7 +472,7 @@ fn default_true() -> bool {
 
 /// The ResNet stages `method.unfreeze` may name (torchvision's top-level children but `fc`,
 /// which always trains).
-pub const UNFREEZE_STAGES: [&str; 6] = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"];
+pub use ft_models::resnet::STAGES as UNFREEZE_STAGES;
 
 /// A whole run file.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]

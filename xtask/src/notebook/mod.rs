@@ -81,7 +81,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// §10's image folder (`DIR/{train,test}/<class>/*.png|jpg`) for the hub profile's ImageNet
-    /// ResNet18.
+    /// ResNet18 (default: the Hub dataset AI-Lab-Makerere/beans).
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
     /// §10's model for the hub profile (a directory or Hub id; default timm/resnet18.tv_in1k).
@@ -425,7 +425,9 @@ pub fn run(mut args: Args) -> Result<()> {
         let vision = match (&args.images, &args.data) {
             (Some(images), _) => VisionPlan::Hub {
                 model: model_arg(&args.model_vision).unwrap_or_else(|| "timm/resnet18.tv_in1k".into()),
-                images: Some(images.canonicalize().with_context(|| format!("--images {}", images.display()))?),
+                images: vision::HubImages::Folder(
+                    images.canonicalize().with_context(|| format!("--images {}", images.display()))?,
+                ),
             },
             (None, Some(d)) => {
                 let png = d.join("fashion-mnist/png");
@@ -436,7 +438,7 @@ pub fn run(mut args: Args) -> Result<()> {
             }
             (None, None) => VisionPlan::Hub {
                 model: model_arg(&args.model_vision).unwrap_or_else(|| "timm/resnet18.tv_in1k".into()),
-                images: None,
+                images: vision::BEANS,
             },
         };
         Profile {
@@ -462,7 +464,12 @@ pub fn run(mut args: Args) -> Result<()> {
     };
     let header = Header {
         profile: if profile.tiny {
-            format!("**tiny** — `{}` / `{}`, generated data in `tiny-data/`", profile.model_cls, profile.model_ner)
+            format!(
+                "**tiny** — `{}` / `{}`, generated data in `tiny-data/`; {}",
+                profile.model_cls,
+                profile.model_ner,
+                profile.vision.describe()
+            )
         } else {
             format!(
                 "notebook settings — §4/§5 model `{}`, §9 model `{}`; data: {}{}",

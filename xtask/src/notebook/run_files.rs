@@ -209,6 +209,7 @@ mod tests {
             model_lm: "m-lm".into(),
             ag: DataPlan::ag_news_test_parquet(&dir.join("ag_news/test.parquet")),
             conll: DataPlan::conll_dir(&dir.join("conll2003")),
+            vision: crate::notebook::vision::VisionPlan::Transfer { images: dir.join("fashion-mnist/png") },
         }
     }
 

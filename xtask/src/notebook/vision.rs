@@ -6,7 +6,10 @@
 //!
 //! What runs depends on the profile ([`VisionPlan`]):
 //! - **hub**: the notebook's ImageNet ResNet18 (`timm/resnet18.tv_in1k`, through the Hub) on the
-//!   image folder given with `--images DIR` (`DIR/{train,test}/<class>/*.png|jpg`);
+//!   image folder given with `--images DIR` (`DIR/{train,test}/<class>/*.png|jpg`), else on the
+//!   Hub image dataset `AI-Lab-Makerere/beans` (3 classes of bean-leaf photos, the image
+//!   classification example of transformers' docs): 160 training and 60 validation images, as
+//!   the issue's run file;
 //! - **local** (`--data DIR` holding `fashion-mnist/png`, as `../shared/data`): no ImageNet
 //!   weights can be obtained there, so transfer learning is shown for real with a model ft trains
 //!   itself: a ResNet18 from random initialisation trained on five Fashion-MNIST classes (the
@@ -34,8 +37,8 @@ const TARGET: [&str; 5] = ["sandal", "shirt", "sneaker", "bag", "ankle_boot"];
 /// Which models and images §10 uses.
 #[derive(Debug, Clone)]
 pub enum VisionPlan {
-    /// The notebook's ImageNet weights on the user's image folder (`None`: not given).
-    Hub { model: String, images: Option<PathBuf> },
+    /// The notebook's ImageNet weights on an image folder or a Hub image dataset.
+    Hub { model: String, images: HubImages },
     /// The transfer experiment on Fashion-MNIST PNGs (`DIR/{train,test}/<class>`).
     Transfer { images: PathBuf },
     /// The fixture model and images.
@@ -46,12 +49,41 @@ impl VisionPlan {
     /// One sentence for the report's header.
     pub fn describe(&self) -> String {
         match self {
-            Self::Hub { model, images: Some(i) } => format!("§10: `{model}` on `{}`", i.display()),
-            Self::Hub { model, images: None } => format!("§10: `{model}` (no `--images` folder given)"),
+            Self::Hub { model, images: HubImages::Folder(i) } => format!("§10: `{model}` on `{}`", i.display()),
+            Self::Hub { model, images: HubImages::Dataset { id, .. } } => format!("§10: `{model}` on the Hub dataset `{id}`"),
             Self::Transfer { images } => {
                 format!("§10: transfer experiment on Fashion-MNIST `{}` (ResNet18 pre-trained by ft)", images.display())
             }
             Self::Tiny { images, .. } => format!("§10: tiny ResNet fixture on `{}`", images.display()),
+        }
+    }
+}
+
+/// The hub profile's images.
+#[derive(Debug, Clone)]
+pub enum HubImages {
+    /// A local image folder (`--images`): `train` and `test` splits.
+    Folder(PathBuf),
+    /// A Hub dataset id with its splits, label column and class count.
+    Dataset { id: &'static str, train: &'static str, eval: &'static str, label_column: &'static str, classes: usize },
+}
+
+/// transformers' image-classification example dataset.
+pub const BEANS: HubImages =
+    HubImages::Dataset { id: "AI-Lab-Makerere/beans", train: "train", eval: "validation", label_column: "labels", classes: 3 };
+
+impl HubImages {
+    /// `[data]`'s source and split lines.
+    fn data(&self) -> (String, String) {
+        match self {
+            Self::Folder(dir) => (path_str(dir), "train_split = \"train\"\neval_split = \"test\"".into()),
+            Self::Dataset { id, train, eval, label_column, .. } => (
+                id.to_string(),
+                format!(
+                    "train_split = \"{train}\"\neval_split = \"{eval}\"\nlabel_column = \"{label_column}\"\nshuffle_seed = 1\n\
+                     train_select = 160\neval_select = 60"
+                ),
+            ),
         }
     }
 }
@@ -69,11 +101,16 @@ struct Run {
 /// A run file's text: `[model]`, `[data]` (the image folder and its keys), `[method]`,
 /// `[training]`.
 fn run_text(comment: &str, model: &str, model_extra: &str, images: &Path, data: &str, method: &str, training: &str, out: &Path) -> String {
+    run_text_source(comment, model, model_extra, &path_str(images), &format!("train_split = \"train\"\neval_split = \"test\"\n{data}"), method, training, out)
+}
+
+/// [`run_text`] for any `[data]` source (a folder or a Hub dataset id) with its split lines.
+#[allow(clippy::too_many_arguments)]
+fn run_text_source(comment: &str, model: &str, model_extra: &str, source: &str, data: &str, method: &str, training: &str, out: &Path) -> String {
     format!(
-        "# {comment}\n[model]\nname = {model:?}\ntask = \"image-classification\"\n{model_extra}\n[data]\nsource = {:?}\n\
-         train_split = \"train\"\neval_split = \"test\"\n{data}\n\n[method]\n{method}\n\n[training]\noutput_dir = {:?}\n\
+        "# {comment}\n[model]\nname = {model:?}\ntask = \"image-classification\"\n{model_extra}\n[data]\nsource = {source:?}\n\
+         {data}\n\n[method]\n{method}\n\n[training]\noutput_dir = {:?}\n\
          {training}\neval_strategy = \"epoch\"\nsave_strategy = \"no\"\nlogging_steps = 10\nseed = 42\n",
-        path_str(images),
         path_str(out)
     )
 }
@@ -171,15 +208,12 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
     let frozen = "kind = \"frozen\"";
     let unfreeze = "kind = \"frozen\"\nunfreeze = [\"layer3\", \"layer4\"]\nbackbone_learning_rate = 1e-4";
     let runs: Vec<Run> = match plan {
-        VisionPlan::Hub { images: None, model } => {
-            let _ = writeln!(
-                md,
-                "**Not run**: §10 needs images — `--images DIR` (an image folder `DIR/{{train,test}}/<class>/*.png`) for `{model}`, or `--data DIR` with `fashion-mnist/png` for the local transfer experiment."
-            );
-            return Ok(Outcome { section: Section::Vision, ok: false, headline: "no images given".into(), runtime: "—".into(), wall_s: 0.0, markdown: md });
-        }
-        VisionPlan::Hub { model, images: Some(images) } => {
-            let classes = class_count(images)?;
+        VisionPlan::Hub { model, images } => {
+            let classes = match images {
+                HubImages::Folder(dir) => class_count(dir)?,
+                HubImages::Dataset { classes, .. } => *classes,
+            };
+            let (source, data) = images.data();
             let training = "learning_rate = 1e-3\nper_device_train_batch_size = 16\nper_device_eval_batch_size = 32\nnum_train_epochs = 1";
             let info = |extra: &[&str]| -> Vec<String> {
                 let mut v = vec!["--model".to_string(), model.clone(), "--num-labels".into(), classes.to_string()];
@@ -187,8 +221,8 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
                 v
             };
             vec![
-                train(ft, offline, dir, "frozen", "§10: frozen ImageNet backbone + new head", &run_text("§10: freeze everything, a new fc", model, "", images, "", frozen, training, &dir.join("frozen/output")), &info(&["--freeze-backbone"]))?,
-                train(ft, offline, dir, "unfreeze", "Exercise 7: unfreeze layer3 and layer4 (lr 1e-4; head 1e-3)", &run_text("Exercise 7", model, "", images, "", unfreeze, training, &dir.join("unfreeze/output")), &info(&["--unfreeze", "layer3,layer4"]))?,
+                train(ft, offline, dir, "frozen", "§10: frozen ImageNet backbone + new head", &run_text_source("§10: freeze everything, a new fc", model, "", &source, &data, frozen, training, &dir.join("frozen/output")), &info(&["--freeze-backbone"]))?,
+                train(ft, offline, dir, "unfreeze", "Exercise 7: unfreeze layer3 and layer4 (lr 1e-4; head 1e-3)", &run_text_source("Exercise 7", model, "", &source, &data, unfreeze, training, &dir.join("unfreeze/output")), &info(&["--unfreeze", "layer3,layer4"]))?,
             ]
         }
         VisionPlan::Tiny { model, images } => {

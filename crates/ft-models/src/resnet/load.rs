@@ -148,7 +148,9 @@ impl ResNet {
         if config.num_classes != self.num_classes() {
             config.set_num_labels(self.num_classes());
         }
-        HfTensors::from_module(self)?.write(dir)?;
+        // `valid()` reads BatchNorm's running statistics through their synchronisation point:
+        // the last training step's update is parked per thread until then.
+        HfTensors::from_module(&burn::module::Module::valid(self))?.write(dir)?;
         let json = serde_json::to_vec_pretty(&config)
             .map_err(|e| ModelError::Config { path: dir.join("config.json"), message: e.to_string() })?;
         write_atomic(&dir.join("config.json"), &json)

@@ -22,4 +22,4 @@ mod model;
 
 pub use config::{ARCHITECTURES, ModelArgs, PretrainedCfg, ResNetConfig, is_timm_config};
 pub use load::{LoadedResNet, PYTORCH_BIN, load, open_checkpoint};
-pub use model::{BN_EPS, BN_MOMENTUM, BasicBlock, batch_norm, CHILDREN, Downsample, ParameterCount, ResNet};
+pub use model::{BN_EPS, BN_MOMENTUM, BasicBlock, batch_norm, CHILDREN, Downsample, ParameterCount, ResNet, STAGES};

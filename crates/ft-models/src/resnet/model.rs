@@ -155,6 +155,10 @@ pub struct ResNet {
 /// The names of [`ResNet`]'s top-level children, as torchvision names them.
 pub const CHILDREN: [&str; 7] = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"];
 
+/// The backbone stages [`ResNet::freeze_stages`] may leave trainable: every child but `fc`,
+/// which always trains.
+pub const STAGES: [&str; 6] = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"];
+
 impl HubModule for ResNet {
     fn parts(&mut self, path: &HubPath, f: &mut dyn FnMut(&HubPath, Part<'_>)) {
         f(&path.pp("conv1"), Part::Conv2d(&mut self.conv1));
@@ -335,6 +339,24 @@ impl ResNet {
         }
         let trainable = |name: &str| trainable.iter().any(|c| name.strip_prefix(c).is_some_and(|rest| rest.starts_with('.')));
         Ok(crate::params::set_trainable(self, &trainable, freeze_statistics))
+    }
+
+    /// A frozen backbone for transfer learning: `fc` and the stages `unfreeze` names (from
+    /// [`STAGES`]; exercise 7's `["layer3", "layer4"]`) train, with their BatchNorm layers in
+    /// training mode; every other stage is frozen with its BatchNorm layers in eval mode (running
+    /// statistics used, never updated) — the correct way to freeze a backbone, unlike
+    /// [`freeze_backbone`](Self::freeze_backbone), which only stops gradients as PyTorch's
+    /// `requires_grad = False` does. An unknown stage is an error listing [`STAGES`].
+    pub fn freeze_stages<S: AsRef<str>>(self, unfreeze: &[S]) -> Result<Self> {
+        if let Some(bad) = unfreeze.iter().map(AsRef::as_ref).find(|s| !STAGES.contains(s)) {
+            return Err(ModelError::Input(format!(
+                "no stage '{bad}' in a ResNet (stages: {}; fc always trains)",
+                STAGES.join(", ")
+            )));
+        }
+        let mut trainable: Vec<&str> = unfreeze.iter().map(AsRef::as_ref).collect();
+        trainable.push("fc");
+        self.freeze_except(&trainable, true)
     }
 
     /// PyTorch's total and trainable parameter counts.

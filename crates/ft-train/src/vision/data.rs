@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use ft_data::augment::Augmentation;
 use ft_data::dataset::{Column, Dataset, ImageRef};
-use ft_data::source::imagefolder::{is_image, list_images};
+use ft_data::source::imagefolder::list_images;
 use ft_data::source::{DatasetSource, LoadOptions, OnInvalid};
 use ft_data::vision::{ImageTransform, RgbImage, decode_rgb, open_rgb};
 use rayon::prelude::*;
@@ -183,7 +183,13 @@ pub fn load(config: &RunConfig, checkpoint_labels: Option<Vec<String>>) -> Resul
     };
     let label_column = config.label_column();
     let label_names = crate::data::label_names(config, &train, &label_column, checkpoint_labels)?;
+
     let image_column = config.image_column();
+    // Image paths in a text column are relative to the data's folder.
+    let base = if root.is_dir() { Some(root.to_path_buf()) } else { root.parent().map(Path::to_path_buf) };
+    let image_set = |ds: &Dataset, image_column: &str, label_column: &str, n: usize| {
+        image_set(ds, image_column, label_column, n, base.as_deref())
+    };
     let train = image_set(&train, &image_column, &label_column, label_names.len())?;
     if train.is_empty() {
         return Err(TrainError::Config(format!("data: the training split '{}' has no images", d.train_split)));
@@ -195,16 +201,23 @@ pub fn load(config: &RunConfig, checkpoint_labels: Option<Vec<String>>) -> Resul
     if let (Some(eval), Some(eval_name)) = (&eval, &d.eval_split) {
         check_eval_classes(&train, eval, &label_names, &d.train_split, eval_name, d.train_select.is_some())?;
     }
+    if root.is_dir() {
+        check_classes_from_training_folder(&root.join(&d.train_split), &label_names)?;
+    }
     Ok(ImageData { train, eval, label_names, skipped })
 }
 
 /// The images and class ids of a loaded split.
-fn image_set(ds: &Dataset, image_column: &str, label_column: &str, num_labels: usize) -> Result<ImageSet> {
+fn image_set(ds: &Dataset, image_column: &str, label_column: &str, num_labels: usize, base: Option<&Path>) -> Result<ImageSet> {
     let origin = ds.name().to_string();
     let images = match ds.column(image_column).ok() {
         Some(Column::Image(v)) => v.clone(),
         Some(Column::Str(paths)) => {
-            paths.iter().map(|p| ImageRef { path: Some(p.clone()), bytes: None }).collect()
+            let resolve = |p: &String| match base {
+                Some(b) if Path::new(p).is_relative() => b.join(p).display().to_string(),
+                _ => p.clone(),
+            };
+            paths.iter().map(|p| ImageRef { path: Some(resolve(p)), bytes: None }).collect()
         }
         Some(other) => {
             return Err(TrainError::Config(format!(
@@ -260,8 +273,30 @@ fn check_class_folders(root: &Path, split: &str) -> Result<()> {
             dir.display()
         )));
     }
-    let _ = is_image;
     Ok(())
+}
+
+/// torchvision's `ImageFolder(root/train)` takes its classes from the training folder; ft reads
+/// every split of the root at once (so that class ids agree across splits). A class folder that
+/// exists only in some other split would become a head row no image trains: an error naming it.
+fn check_classes_from_training_folder(train_dir: &Path, names: &[String]) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(train_dir) else { return Ok(()) };
+    let classes: BTreeSet<String> =
+        entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if classes.is_empty() {
+        return Ok(());
+    }
+    let extra: Vec<&String> = names.iter().filter(|n| !classes.contains(*n)).collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::Config(format!(
+        "data: class folder(s) {} exist in other splits of {} but not in the training folder {}: as torchvision's \
+         ImageFolder, the classes are the training folder's — add training images or remove those folders",
+        extra.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", "),
+        train_dir.parent().map_or_else(|| train_dir.display().to_string(), |p| p.display().to_string()),
+        train_dir.display()
+    )))
 }
 
 /// Every class of the evaluation split must have training images (a class the model never

@@ -101,9 +101,7 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
     let (model, scaled, start) = match &config.method {
         MethodConfig::Full(_) => (model, Vec::new(), Start::Images),
         MethodConfig::Frozen(f) => {
-            let mut trainable: Vec<&str> = f.unfreeze.iter().map(String::as_str).collect();
-            trainable.push("fc");
-            let mut model = model.freeze_except(&trainable, true)?;
+            let mut model = model.freeze_stages(&f.unfreeze)?;
             let scaled: Vec<ParamId> = param_names(&mut model)
                 .into_iter()
                 .filter(|(name, _)| f.unfreeze.iter().any(|s| name.starts_with(&format!("{s}."))))
@@ -256,6 +254,10 @@ fn transforms(config: &RunConfig, model: &ResNetConfig) -> Result<(Transform, Im
 /// timm prepare images as this run evaluated them.
 fn record_transform(config: &mut ResNetConfig, t: &ImageTransform, mean: Option<[f64; 3]>, std: Option<[f64; 3]>) {
     let p = &mut config.pretrained_cfg;
+    // The base checkpoint's test-time sizes and Hub id describe other weights now.
+    for key in ["test_input_size", "test_crop_pct", "test_crop_mode", "hf_hub_id"] {
+        p.extra.remove(key);
+    }
     p.input_size = [3, t.crop[0], t.crop[1]];
     if ((p.input_size[1] as f64 / p.crop_pct).floor() as usize) != t.resize {
         p.crop_pct = t.crop[0] as f64 / t.resize as f64;
@@ -285,13 +287,28 @@ impl ModelStore<ResNet> for ResNetStore<'_> {
     }
 
     fn restore(&self, _model: ResNet, dir: &Path) -> Result<ResNet> {
-        let model = ft_models::resnet::load(&dir.to_string_lossy(), &LoadOptions::default(), &self.device)?.model;
+        let loaded = ft_models::resnet::load(&dir.to_string_lossy(), &LoadOptions::default(), &self.device)?;
+        let (c, want) = (&loaded.config, self.config);
+        let differs = |what: &str, got: String, expected: String| {
+            TrainError::State(format!(
+                "{}: this checkpoint is not of this run ({what} {got}, the run's {expected}): resume into a fresh \
+                 output_dir or remove the checkpoint",
+                dir.display()
+            ))
+        };
+        if c.architecture != want.architecture || c.channels() != want.channels() || c.stem_width() != want.stem_width() {
+            return Err(differs(
+                "architecture",
+                format!("{} {:?}", c.architecture, c.channels()),
+                format!("{} {:?}", want.architecture, want.channels()),
+            ));
+        }
+        if c.label_names() != want.label_names() {
+            return Err(differs("classes", c.label_names().join(", "), want.label_names().join(", ")));
+        }
+        let model = loaded.model;
         Ok(match self.method {
-            MethodConfig::Frozen(f) => {
-                let mut trainable: Vec<&str> = f.unfreeze.iter().map(String::as_str).collect();
-                trainable.push("fc");
-                model.freeze_except(&trainable, true)?
-            }
+            MethodConfig::Frozen(f) => model.freeze_stages(&f.unfreeze)?,
             _ => model,
         })
     }
