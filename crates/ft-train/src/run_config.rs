@@ -595,7 +595,8 @@ impl RunConfig {
             )));
         }
         if self.model.task == Task::ImageClassification {
-            return self.validate_image(origin);
+            self.validate_image(origin)?;
+            return self.validate_common(origin);
         }
         if let Some(key) = self.data.image_keys_set().first() {
             return Err(TrainError::Config(format!("{origin}: data.{key} applies to model.task = \"image-classification\"")));
@@ -655,6 +656,11 @@ impl RunConfig {
                 return Err(TrainError::Config(format!("{origin}: method.head_dropout: {p} is not in [0, 1)")));
             }
         }
+        self.validate_common(origin)
+    }
+
+    /// The checks every task shares: label counts, the best-model metric, `[training]`.
+    fn validate_common(&self, origin: &str) -> Result<()> {
         if self.model.num_labels == Some(0) {
             return Err(TrainError::Config(format!("{origin}: model.num_labels must be at least 1")));
         }
@@ -723,24 +729,7 @@ impl RunConfig {
                 )));
             }
         }
-        if self.model.num_labels == Some(0) {
-            return Err(err("model.num_labels must be at least 1".into()));
-        }
-        if let Some(n) = self.model.num_labels.filter(|n| *n > 1_000_000) {
-            return Err(err(format!("model.num_labels = {n}: at most 1,000,000 labels")));
-        }
-        if self.training.load_best_model_at_end || self.training.metric_for_best_model.is_some() {
-            let key = self.training.best_metric_key();
-            let mut known = vec!["eval_loss".to_string()];
-            known.extend(crate::task::eval_metric_names(self.model.task).iter().map(|s| s.to_string()));
-            if !known.contains(&key) {
-                return Err(err(format!(
-                    "training.metric_for_best_model: '{key}' is not among this task's evaluation metrics ({})",
-                    known.join(", ")
-                )));
-            }
-        }
-        self.training.validate().map_err(|e| err(e.to_string()))
+        Ok(())
     }
 
     /// The image column, with its default.

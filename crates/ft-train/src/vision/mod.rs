@@ -79,6 +79,12 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
     let (train_transform, eval_transform) = transforms(config, &model_config)?;
 
     // The model: the checkpoint's (or random) backbone, a new head unless its classes are the data's.
+    if config.model.random_init && matches!(config.method, MethodConfig::Frozen(_)) {
+        tracing::warn!(
+            "model.random_init with method.kind = \"frozen\": the frozen stages keep their random weights (a baseline, not \
+             transfer learning)"
+        );
+    }
     let keep_head = checkpoint_labels.as_deref() == Some(data.label_names.as_slice()) && !config.model.random_init;
     let mut model = if config.model.random_init {
         model_config.set_labels(&data.label_names);
