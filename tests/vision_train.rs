@@ -80,7 +80,8 @@ fn frozen_backbone_is_untouched_and_unfreeze_changes_only_its_stages() {
     // §10: a frozen backbone (BatchNorm statistics included) and a new 3-class head, with
     // random augmentation (the backbone runs in every step).
     let tmp = tempfile::tempdir().unwrap();
-    let run = run_file(tmp.path(), &fixture("models/tiny-resnet"), &images(), "image_size = 32", "kind = \"frozen\"", "");
+    let run =
+        run_file(tmp.path(), &fixture("models/tiny-resnet"), &images(), "image_size = 32", "kind = \"frozen\"", "");
     let stdout = ok(&train(&run));
     assert!(stdout.contains("eval_accuracy"), "{stdout}");
     let out = tmp.path().join("out");
@@ -111,7 +112,17 @@ fn frozen_backbone_is_untouched_and_unfreeze_changes_only_its_stages() {
     let img = images().join("test/noise/0.png");
     std::fs::write(&input, format!("{{\"image\": {:?}}}\n", img.to_str().unwrap())).unwrap();
     let pred = tmp.path().join("pred.jsonl");
-    ok(&ft(&["predict", "--model", out.to_str().unwrap(), "--task", "image-classification", "--input", input.to_str().unwrap(), "--output", pred.to_str().unwrap()]));
+    ok(&ft(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--task",
+        "image-classification",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        pred.to_str().unwrap(),
+    ]));
     let line = std::fs::read_to_string(&pred).unwrap();
     assert!(["circles", "noise", "stripes"].iter().any(|c| line.contains(c)), "{line}");
 
@@ -141,7 +152,14 @@ fn frozen_backbone_is_untouched_and_unfreeze_changes_only_its_stages() {
 fn full_fine_tuning_and_random_init_train_every_stage() {
     let initial = read_safetensors(&fixture("models/tiny-resnet/model.safetensors"));
     let tmp = tempfile::tempdir().unwrap();
-    let run = run_file(tmp.path(), &fixture("models/tiny-resnet"), &images(), "image_size = 32", "kind = \"full\"", "max_steps = 3");
+    let run = run_file(
+        tmp.path(),
+        &fixture("models/tiny-resnet"),
+        &images(),
+        "image_size = 32",
+        "kind = \"full\"",
+        "max_steps = 3",
+    );
     ok(&train(&run));
     let saved = read_safetensors(&tmp.path().join("out/model.safetensors"));
     for name in ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer4.1.bn2.weight"] {
@@ -153,7 +171,9 @@ fn full_fine_tuning_and_random_init_train_every_stage() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(fixture("models/tiny-resnet/config.json"), dir.join("config.json")).unwrap();
     let run = run_file(tmp.path(), &dir, &images(), "image_size = 32", "kind = \"full\"", "max_steps = 2");
-    let text = std::fs::read_to_string(&run).unwrap().replace("task = \"image-classification\"", "task = \"image-classification\"\nrandom_init = true");
+    let text = std::fs::read_to_string(&run)
+        .unwrap()
+        .replace("task = \"image-classification\"", "task = \"image-classification\"\nrandom_init = true");
     std::fs::write(&run, text).unwrap();
     ok(&train(&run));
     assert!(tmp.path().join("out/model.safetensors").exists());
@@ -192,7 +212,8 @@ fn bad_image_inputs_are_clear_errors() {
     let bytes = std::fs::read(&broken).unwrap();
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
     fails(&train(&run), &["noise/5.png", "skip_invalid"]);
-    let text = std::fs::read_to_string(&run).unwrap().replace("image_size = 32", "image_size = 32\nskip_invalid = true");
+    let text =
+        std::fs::read_to_string(&run).unwrap().replace("image_size = 32", "image_size = 32\nskip_invalid = true");
     std::fs::write(&run, text).unwrap();
     let o = train(&run);
     ok(&o);
@@ -227,7 +248,14 @@ fn images_smaller_than_the_crop_are_upscaled() {
     // 32x32 images with a 48-pixel crop: the evaluation resize (shorter side to 54) and the
     // random crop's resize both upscale, as torchvision's do.
     let tmp = tempfile::tempdir().unwrap();
-    let run = run_file(tmp.path(), &fixture("models/tiny-resnet"), &images(), "image_size = 48", "kind = \"full\"", "max_steps = 2");
+    let run = run_file(
+        tmp.path(),
+        &fixture("models/tiny-resnet"),
+        &images(),
+        "image_size = 48",
+        "kind = \"full\"",
+        "max_steps = 2",
+    );
     ok(&train(&run));
     let config = json(&tmp.path().join("out/config.json"));
     assert_eq!(config["pretrained_cfg"]["input_size"], serde_json::json!([3, 48, 48]));
@@ -252,11 +280,19 @@ fn parquet_image_datasets_locally_and_through_the_stand_in_hub() {
     // The same images in the same order as the image folder: the same losses.
     let from_parquet = losses(&tmp.path().join("out"));
     let tmp2 = tempfile::tempdir().unwrap();
-    let run2 = run_file(tmp2.path(), &fixture("vision-train/model"), &images(), "image_size = 32\naugment = false", "kind = \"frozen\"", "");
+    let run2 = run_file(
+        tmp2.path(),
+        &fixture("vision-train/model"),
+        &images(),
+        "image_size = 32\naugment = false",
+        "kind = \"frozen\"",
+        "",
+    );
     ok(&train(&run2));
     assert_eq!(from_parquet, losses(&tmp2.path().join("out")));
 
-    let server = HubServer::start_with_datasets(HashMap::new(), HashMap::from([("ft-fixtures/shapes".to_string(), parquet)]));
+    let server =
+        HubServer::start_with_datasets(HashMap::new(), HashMap::from([("ft-fixtures/shapes".to_string(), parquet)]));
     edit(&run, &format!("source = {:?}", fixture("vision-train/parquet")), "source = \"ft-fixtures/shapes\"");
     std::fs::remove_dir_all(tmp.path().join("out")).unwrap();
     let hf_home = tmp.path().join("hf-home");
@@ -279,14 +315,19 @@ fn resuming_gives_the_uninterrupted_model_bit_for_bit() {
     let method = "kind = \"frozen\"\nunfreeze = [\"layer3\", \"layer4\"]\nbackbone_learning_rate = 1e-4";
     let tmp = tempfile::tempdir().unwrap();
     let run = run_file(tmp.path(), &fixture("vision-train/model"), &images(), "image_size = 24", method, "");
-    edit(&run, "eval_strategy = \"epoch\"\nsave_strategy = \"no\"", "eval_strategy = \"no\"\nsave_strategy = \"steps\"\nsave_steps = 7");
+    edit(
+        &run,
+        "eval_strategy = \"epoch\"\nsave_strategy = \"no\"",
+        "eval_strategy = \"no\"\nsave_strategy = \"steps\"\nsave_steps = 7",
+    );
     ok(&train(&run));
     let full = read_safetensors(&tmp.path().join("out/model.safetensors"));
 
     // A run killed after checkpoint-7, resumed.
     let tmp2 = tempfile::tempdir().unwrap();
     support::copy_dir(&tmp.path().join("out/checkpoint-7"), &tmp2.path().join("out/checkpoint-7"));
-    let text = std::fs::read_to_string(&run).unwrap().replace(tmp.path().to_str().unwrap(), tmp2.path().to_str().unwrap());
+    let text =
+        std::fs::read_to_string(&run).unwrap().replace(tmp.path().to_str().unwrap(), tmp2.path().to_str().unwrap());
     let run2 = tmp2.path().join("run.toml");
     std::fs::write(&run2, text).unwrap();
     ok(&ft(&["train", "--config", run2.to_str().unwrap(), "--resume"]));
@@ -302,7 +343,10 @@ fn resuming_gives_the_uninterrupted_model_bit_for_bit() {
     std::fs::remove_dir_all(root.join("test/stripes")).unwrap();
     support::copy_dir(&tmp.path().join("out/checkpoint-7"), &tmp3.path().join("out/checkpoint-7"));
     let run3 = run_file(tmp3.path(), &fixture("vision-train/model"), &root, "image_size = 24", method, "");
-    fails(&ft(&["train", "--config", run3.to_str().unwrap(), "--resume"]), &["checkpoint-7", "not of this run", "classes"]);
+    fails(
+        &ft(&["train", "--config", run3.to_str().unwrap(), "--resume"]),
+        &["checkpoint-7", "not of this run", "classes"],
+    );
 }
 
 #[test]
@@ -337,9 +381,23 @@ fn image_paths_in_a_jsonl_column_are_relative_to_the_data_file() {
         }
     }
     // Run from another working directory: the paths resolve against the data's folder.
-    let run = run_file(tmp.path(), &fixture("models/tiny-resnet"), &dir, "image_size = 32", "kind = \"frozen\"", "max_steps = 1");
-    let text = std::fs::read_to_string(&run).unwrap().replace("[model]", "[model]").replace("task = \"image-classification\"", "task = \"image-classification\"\nnum_labels = 3");
+    let run = run_file(
+        tmp.path(),
+        &fixture("models/tiny-resnet"),
+        &dir,
+        "image_size = 32",
+        "kind = \"frozen\"",
+        "max_steps = 1",
+    );
+    let text = std::fs::read_to_string(&run)
+        .unwrap()
+        .replace("[model]", "[model]")
+        .replace("task = \"image-classification\"", "task = \"image-classification\"\nnum_labels = 3");
     std::fs::write(&run, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ft")).args(["train", "--config", run.to_str().unwrap()]).current_dir("/").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ft"))
+        .args(["train", "--config", run.to_str().unwrap()])
+        .current_dir("/")
+        .output()
+        .unwrap();
     ok(&o);
 }

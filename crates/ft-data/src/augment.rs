@@ -155,7 +155,9 @@ mod tests {
     use super::*;
 
     fn gradient(w: usize, h: usize) -> RgbImage {
-        let pixels = (0..h).flat_map(|y| (0..w).flat_map(move |x| [(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])).collect();
+        let pixels = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8]))
+            .collect();
         RgbImage { width: w, height: h, pixels }
     }
 

@@ -50,7 +50,9 @@ impl VisionPlan {
     pub fn describe(&self) -> String {
         match self {
             Self::Hub { model, images: HubImages::Folder(i) } => format!("§10: `{model}` on `{}`", i.display()),
-            Self::Hub { model, images: HubImages::Dataset { id, .. } } => format!("§10: `{model}` on the Hub dataset `{id}`"),
+            Self::Hub { model, images: HubImages::Dataset { id, .. } } => {
+                format!("§10: `{model}` on the Hub dataset `{id}`")
+            }
             Self::Transfer { images } => {
                 format!("§10: transfer experiment on Fashion-MNIST `{}` (ResNet18 pre-trained by ft)", images.display())
             }
@@ -69,8 +71,13 @@ pub enum HubImages {
 }
 
 /// transformers' image-classification example dataset.
-pub const BEANS: HubImages =
-    HubImages::Dataset { id: "AI-Lab-Makerere/beans", train: "train", eval: "validation", label_column: "labels", classes: 3 };
+pub const BEANS: HubImages = HubImages::Dataset {
+    id: "AI-Lab-Makerere/beans",
+    train: "train",
+    eval: "validation",
+    label_column: "labels",
+    classes: 3,
+};
 
 impl HubImages {
     /// `[data]`'s source and split lines.
@@ -100,13 +107,41 @@ struct Run {
 
 /// A run file's text: `[model]`, `[data]` (the image folder and its keys), `[method]`,
 /// `[training]`.
-fn run_text(comment: &str, model: &str, model_extra: &str, images: &Path, data: &str, method: &str, training: &str, out: &Path) -> String {
-    run_text_source(comment, model, model_extra, &path_str(images), &format!("train_split = \"train\"\neval_split = \"test\"\n{data}"), method, training, out)
+#[allow(clippy::too_many_arguments)]
+fn run_text(
+    comment: &str,
+    model: &str,
+    model_extra: &str,
+    images: &Path,
+    data: &str,
+    method: &str,
+    training: &str,
+    out: &Path,
+) -> String {
+    run_text_source(
+        comment,
+        model,
+        model_extra,
+        &path_str(images),
+        &format!("train_split = \"train\"\neval_split = \"test\"\n{data}"),
+        method,
+        training,
+        out,
+    )
 }
 
 /// [`run_text`] for any `[data]` source (a folder or a Hub dataset id) with its split lines.
 #[allow(clippy::too_many_arguments)]
-fn run_text_source(comment: &str, model: &str, model_extra: &str, source: &str, data: &str, method: &str, training: &str, out: &Path) -> String {
+fn run_text_source(
+    comment: &str,
+    model: &str,
+    model_extra: &str,
+    source: &str,
+    data: &str,
+    method: &str,
+    training: &str,
+    out: &Path,
+) -> String {
     format!(
         "# {comment}\n[model]\nname = {model:?}\ntask = \"image-classification\"\n{model_extra}\n[data]\nsource = {source:?}\n\
          {data}\n\n[method]\n{method}\n\n[training]\noutput_dir = {:?}\n\
@@ -136,7 +171,9 @@ fn train(ft: &Path, offline: bool, dir: &Path, name: &str, label: &str, text: &s
         metrics: serde_json::Value::Null,
         trainable: String::new(),
         wall_s,
-        markdown: format!("#### {label}\n\nRun file ([`{link}/run.toml`]({link}/run.toml)):\n\n```toml\n{text}```\n\nWall time of `ft train`: {wall_s:.1} s.\n\n"),
+        markdown: format!(
+            "#### {label}\n\nRun file ([`{link}/run.toml`]({link}/run.toml)):\n\n```toml\n{text}```\n\nWall time of `ft train`: {wall_s:.1} s.\n\n"
+        ),
     };
     if !ok {
         let _ = writeln!(run.markdown, "**`ft train` failed**; the end of its stderr:\n\n```\n{tail}\n```\n");
@@ -153,7 +190,8 @@ fn train(ft: &Path, offline: bool, dir: &Path, name: &str, label: &str, text: &s
         .unwrap_or_default();
     if !info.is_empty() {
         let info_out = sub.join("info.txt");
-        let args: Vec<OsString> = std::iter::once(OsString::from("info")).chain(info.iter().map(OsString::from)).collect();
+        let args: Vec<OsString> =
+            std::iter::once(OsString::from("info")).chain(info.iter().map(OsString::from)).collect();
         let (info_ok, _) = run_ft(ft, &args, offline, &info_out, &sub.join("info.stderr.log"))?;
         if info_ok {
             run.trainable = std::fs::read_to_string(&info_out)
@@ -176,7 +214,10 @@ fn half(images: &Path, out: &Path, classes: &[&str]) -> Result<PathBuf> {
             let link = out.join(split).join(c);
             let target = images.join(split).join(c);
             if !target.is_dir() {
-                anyhow::bail!("{}: no class folder {c} (expected Fashion-MNIST's PNG folders)", images.join(split).display());
+                anyhow::bail!(
+                    "{}: no class folder {c} (expected Fashion-MNIST's PNG folders)",
+                    images.join(split).display()
+                );
             }
             if std::fs::symlink_metadata(&link).is_err() {
                 symlink_dir(&target, &link)?;
@@ -221,8 +262,42 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
                 v
             };
             vec![
-                train(ft, offline, dir, "frozen", "§10: frozen ImageNet backbone + new head", &run_text_source("§10: freeze everything, a new fc", model, "", &source, &data, frozen, training, &dir.join("frozen/output")), &info(&["--freeze-backbone"]))?,
-                train(ft, offline, dir, "unfreeze", "Exercise 7: unfreeze layer3 and layer4 (lr 1e-4; head 1e-3)", &run_text_source("Exercise 7", model, "", &source, &data, unfreeze, training, &dir.join("unfreeze/output")), &info(&["--unfreeze", "layer3,layer4"]))?,
+                train(
+                    ft,
+                    offline,
+                    dir,
+                    "frozen",
+                    "§10: frozen ImageNet backbone + new head",
+                    &run_text_source(
+                        "§10: freeze everything, a new fc",
+                        model,
+                        "",
+                        &source,
+                        &data,
+                        frozen,
+                        training,
+                        &dir.join("frozen/output"),
+                    ),
+                    &info(&["--freeze-backbone"]),
+                )?,
+                train(
+                    ft,
+                    offline,
+                    dir,
+                    "unfreeze",
+                    "Exercise 7: unfreeze layer3 and layer4 (lr 1e-4; head 1e-3)",
+                    &run_text_source(
+                        "Exercise 7",
+                        model,
+                        "",
+                        &source,
+                        &data,
+                        unfreeze,
+                        training,
+                        &dir.join("unfreeze/output"),
+                    ),
+                    &info(&["--unfreeze", "layer3,layer4"]),
+                )?,
             ]
         }
         VisionPlan::Tiny { model, images } => {
@@ -233,15 +308,69 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
                 v
             };
             vec![
-                train(ft, offline, dir, "frozen", "§10: frozen backbone + new head (tiny)", &run_text("§10 (tiny)", model, "", images, "image_size = 32", frozen, training, &dir.join("frozen/output")), &info(&["--freeze-backbone"]))?,
-                train(ft, offline, dir, "unfreeze", "Exercise 7: unfreeze layer3 and layer4 (tiny)", &run_text("Exercise 7 (tiny)", model, "", images, "image_size = 32\naugment = false", unfreeze, training, &dir.join("unfreeze/output")), &info(&["--unfreeze", "layer3,layer4"]))?,
-                train(ft, offline, dir, "random-init", "The same network from random initialisation (tiny)", &run_text("baseline (tiny)", model, "random_init = true", images, "image_size = 32\naugment = false", "kind = \"full\"", training, &dir.join("random-init/output")), &info(&[]))?,
+                train(
+                    ft,
+                    offline,
+                    dir,
+                    "frozen",
+                    "§10: frozen backbone + new head (tiny)",
+                    &run_text(
+                        "§10 (tiny)",
+                        model,
+                        "",
+                        images,
+                        "image_size = 32",
+                        frozen,
+                        training,
+                        &dir.join("frozen/output"),
+                    ),
+                    &info(&["--freeze-backbone"]),
+                )?,
+                train(
+                    ft,
+                    offline,
+                    dir,
+                    "unfreeze",
+                    "Exercise 7: unfreeze layer3 and layer4 (tiny)",
+                    &run_text(
+                        "Exercise 7 (tiny)",
+                        model,
+                        "",
+                        images,
+                        "image_size = 32\naugment = false",
+                        unfreeze,
+                        training,
+                        &dir.join("unfreeze/output"),
+                    ),
+                    &info(&["--unfreeze", "layer3,layer4"]),
+                )?,
+                train(
+                    ft,
+                    offline,
+                    dir,
+                    "random-init",
+                    "The same network from random initialisation (tiny)",
+                    &run_text(
+                        "baseline (tiny)",
+                        model,
+                        "random_init = true",
+                        images,
+                        "image_size = 32\naugment = false",
+                        "kind = \"full\"",
+                        training,
+                        &dir.join("random-init/output"),
+                    ),
+                    &info(&[]),
+                )?,
             ]
         }
         VisionPlan::Transfer { images } => transfer(ft, offline, images, dir)?,
     };
     // The side-by-side table.
-    let _ = writeln!(md, "| run | eval accuracy | macro-F1 | train s | train images/s | parameters (trainable) | wall s |\n|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| run | eval accuracy | macro-F1 | train s | train images/s | parameters (trainable) | wall s |\n|---|---|---|---|---|---|---|"
+    );
     for r in &runs {
         let _ = writeln!(
             md,
@@ -310,7 +439,9 @@ fn transfer(ft: &Path, offline: bool, images: &Path, dir: &Path) -> Result<Vec<R
     let augment = "image_size = 32\ncrop_scale = [0.5, 1.0]";
     let plain = "image_size = 32\naugment = false";
     let training = |epochs: usize| {
-        format!("learning_rate = 1e-3\nper_device_train_batch_size = 32\nper_device_eval_batch_size = 64\nnum_train_epochs = {epochs}")
+        format!(
+            "learning_rate = 1e-3\nper_device_train_batch_size = 32\nper_device_eval_batch_size = 64\nnum_train_epochs = {epochs}"
+        )
     };
     let pre_out = dir.join("source-pretrain/output");
     let pre = path_str(&pre_out);
@@ -325,7 +456,16 @@ fn transfer(ft: &Path, offline: bool, images: &Path, dir: &Path) -> Result<Vec<R
         dir,
         "source-pretrain",
         "Source task: ResNet18 from random initialisation on T-shirt/top, Trouser, Pullover, Dress, Coat",
-        &run_text("the source model (full training from random init, RandomResizedCrop + flip)", &init_s, "random_init = true", &source, augment, "kind = \"full\"", &training(8), &pre_out),
+        &run_text(
+            "the source model (full training from random init, RandomResizedCrop + flip)",
+            &init_s,
+            "random_init = true",
+            &source,
+            augment,
+            "kind = \"full\"",
+            &training(8),
+            &pre_out,
+        ),
         &info(&[]),
     )?];
     if !runs[0].ok {
@@ -333,8 +473,59 @@ fn transfer(ft: &Path, offline: bool, images: &Path, dir: &Path) -> Result<Vec<R
     }
     let frozen = "kind = \"frozen\"";
     let unfreeze = "kind = \"frozen\"\nunfreeze = [\"layer3\", \"layer4\"]\nbackbone_learning_rate = 1e-4";
-    runs.push(train(ft, offline, dir, "a-frozen", "(a) §10: frozen source backbone + new head", &run_text("(a) §10 on the target classes", &pre, "", &target, plain, frozen, &training(5), &dir.join("a-frozen/output")), &info(&["--freeze-backbone"]))?);
-    runs.push(train(ft, offline, dir, "b-unfreeze", "(b) exercise 7: unfreeze layer3 + layer4 (lr 1e-4, head 1e-3)", &run_text("(b) exercise 7 on the target classes", &pre, "", &target, plain, unfreeze, &training(5), &dir.join("b-unfreeze/output")), &info(&["--unfreeze", "layer3,layer4"]))?);
-    runs.push(train(ft, offline, dir, "c-random-init", "(c) the same ResNet18 from random initialisation", &run_text("(c) baseline: no transfer", &init_s, "random_init = true", &target, plain, "kind = \"full\"", &training(5), &dir.join("c-random-init/output")), &info(&[]))?);
+    runs.push(train(
+        ft,
+        offline,
+        dir,
+        "a-frozen",
+        "(a) §10: frozen source backbone + new head",
+        &run_text(
+            "(a) §10 on the target classes",
+            &pre,
+            "",
+            &target,
+            plain,
+            frozen,
+            &training(5),
+            &dir.join("a-frozen/output"),
+        ),
+        &info(&["--freeze-backbone"]),
+    )?);
+    runs.push(train(
+        ft,
+        offline,
+        dir,
+        "b-unfreeze",
+        "(b) exercise 7: unfreeze layer3 + layer4 (lr 1e-4, head 1e-3)",
+        &run_text(
+            "(b) exercise 7 on the target classes",
+            &pre,
+            "",
+            &target,
+            plain,
+            unfreeze,
+            &training(5),
+            &dir.join("b-unfreeze/output"),
+        ),
+        &info(&["--unfreeze", "layer3,layer4"]),
+    )?);
+    runs.push(train(
+        ft,
+        offline,
+        dir,
+        "c-random-init",
+        "(c) the same ResNet18 from random initialisation",
+        &run_text(
+            "(c) baseline: no transfer",
+            &init_s,
+            "random_init = true",
+            &target,
+            plain,
+            "kind = \"full\"",
+            &training(5),
+            &dir.join("c-random-init/output"),
+        ),
+        &info(&[]),
+    )?);
     Ok(runs)
 }

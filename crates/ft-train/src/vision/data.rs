@@ -161,7 +161,8 @@ pub struct ImageData {
 pub fn load(config: &RunConfig, checkpoint_labels: Option<Vec<String>>) -> Result<ImageData> {
     let d = &config.data;
     let on_invalid = if d.skip_invalid { OnInvalid::Skip } else { OnInvalid::Error };
-    let options = LoadOptions { on_invalid, config: d.config.clone(), local_data: d.local_data.clone(), ..Default::default() };
+    let options =
+        LoadOptions { on_invalid, config: d.config.clone(), local_data: d.local_data.clone(), ..Default::default() };
     let root = Path::new(&d.source);
     if root.is_dir() {
         check_class_folders(root, &d.train_split)?;
@@ -208,7 +209,13 @@ pub fn load(config: &RunConfig, checkpoint_labels: Option<Vec<String>>) -> Resul
 }
 
 /// The images and class ids of a loaded split.
-fn image_set(ds: &Dataset, image_column: &str, label_column: &str, num_labels: usize, base: Option<&Path>) -> Result<ImageSet> {
+fn image_set(
+    ds: &Dataset,
+    image_column: &str,
+    label_column: &str,
+    num_labels: usize,
+    base: Option<&Path>,
+) -> Result<ImageSet> {
     let origin = ds.name().to_string();
     let images = match ds.column(image_column).ok() {
         Some(Column::Image(v)) => v.clone(),
@@ -323,8 +330,10 @@ fn check_eval_classes(
         return Ok(());
     }
     missing.sort();
-    let list: Vec<String> =
-        missing.iter().map(|(c, n)| format!("'{}' ({n} image(s))", names.get(*c as usize).map_or("?", |s| s.as_str()))).collect();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(c, n)| format!("'{}' ({n} image(s))", names.get(*c as usize).map_or("?", |s| s.as_str())))
+        .collect();
     Err(TrainError::Config(format!(
         "data: the evaluation split '{eval_split}' has classes with no image in the training split '{train_split}'{}: {}",
         if subsampled { " (after data.train_select)" } else { "" },

@@ -55,7 +55,12 @@ use crate::{Result, TrainError};
 const CACHE_BUDGET_MB: usize = 4096;
 
 /// Trains an image classifier as the run file says (see the module docs).
-pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Callbacks, device: &Device) -> Result<TrainOutcome> {
+pub fn train(
+    config: &RunConfig,
+    options: &TrainOptions,
+    callbacks: &mut dyn Callbacks,
+    device: &Device,
+) -> Result<TrainOutcome> {
     let args = &config.training;
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
@@ -98,7 +103,10 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
         model_config.set_labels(&data.label_names);
         model = new_head(model, data.label_names.len());
         if !config.model.random_init {
-            tracing::info!(classes = data.label_names.len(), "a new head fc is newly initialized: train it before using the model");
+            tracing::info!(
+                classes = data.label_names.len(),
+                "a new head fc is newly initialized: train it before using the model"
+            );
         }
     }
     record_transform(&mut model_config, &eval_transform, config.data.image_mean, config.data.image_std);
@@ -118,7 +126,10 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
             (model, scaled, if cache { start } else { Start::Images })
         }
         other => {
-            return Err(TrainError::Config(format!("method.kind = \"{}\" does not apply to image-classification", other.kind())));
+            return Err(TrainError::Config(format!(
+                "method.kind = \"{}\" does not apply to image-classification",
+                other.kind()
+            )));
         }
     };
     let count = ParameterCount::of(&model);
@@ -132,7 +143,8 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
     let ImageData { train, eval, label_names, skipped } = data;
     let skipped_images = data::Skipped::default();
     let eval_pairs = eval.map(|e| (e, Transform::Eval(eval_transform.clone())));
-    let mut task = ImageTask::new((train, train_transform), eval_pairs, config.data.skip_invalid, skipped_images.clone());
+    let mut task =
+        ImageTask::new((train, train_transform), eval_pairs, config.data.skip_invalid, skipped_images.clone());
     let mut feature_seconds = None;
     let mut setup = 0.0;
     if start != Start::Images {
@@ -148,7 +160,8 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
         } else {
             let bar = setup_bar(options.progress, rows as u64, "images");
             let frozen = model.valid();
-            let (train_s, eval_s) = task.cache(&frozen, start, args.per_device_eval_batch_size, &mut |n| bar.inc(n as u64))?;
+            let (train_s, eval_s) =
+                task.cache(&frozen, start, args.per_device_eval_batch_size, &mut |n| bar.inc(n as u64))?;
             bar.finish_and_clear();
             tracing::info!(?start, seconds = train_s + eval_s, "frozen stages computed once per image");
             feature_seconds = Some(train_s + eval_s);
@@ -157,12 +170,15 @@ pub fn train(config: &RunConfig, options: &TrainOptions, callbacks: &mut dyn Cal
     }
 
     let scale = match &config.method {
-        MethodConfig::Frozen(f) => f.backbone_learning_rate.map_or(1.0, |b| if args.learning_rate > 0.0 { b / args.learning_rate } else { 0.0 }),
+        MethodConfig::Frozen(f) => f
+            .backbone_learning_rate
+            .map_or(1.0, |b| if args.learning_rate > 0.0 { b / args.learning_rate } else { 0.0 }),
         _ => 1.0,
     };
     let optimizer = adamw_with_lr_scale(args, &model, &scaled, scale)?;
     let store = ResNetStore { config: &model_config, method: &config.method, device: ad.clone() };
-    let fit_options = FitOptions { resume: options.resume, progress: options.progress, callbacks, optimizer, setup_seconds: setup };
+    let fit_options =
+        FitOptions { resume: options.resume, progress: options.progress, callbacks, optimizer, setup_seconds: setup };
     let started = Instant::now();
     let mut outcome = fit(&task, model, &store, args, fit_options, &ad)?;
     let waited = task.data_wait_seconds();
@@ -219,7 +235,8 @@ fn transforms(config: &RunConfig, model: &ResNetConfig) -> Result<(Transform, Im
     let mut eval = model.transform();
     if let Some(size) = d.image_size {
         eval.crop = [size, size];
-        eval.resize = d.resize_size.unwrap_or(((size as f64) / model.pretrained_cfg.crop_pct).floor().max(1.0) as usize);
+        eval.resize =
+            d.resize_size.unwrap_or(((size as f64) / model.pretrained_cfg.crop_pct).floor().max(1.0) as usize);
     } else if let Some(r) = d.resize_size {
         eval.resize = r;
     }
@@ -302,7 +319,8 @@ impl ModelStore<ResNet> for ResNetStore<'_> {
                 dir.display()
             ))
         };
-        if c.architecture != want.architecture || c.channels() != want.channels() || c.stem_width() != want.stem_width() {
+        if c.architecture != want.architecture || c.channels() != want.channels() || c.stem_width() != want.stem_width()
+        {
             return Err(differs(
                 "architecture",
                 format!("{} {:?}", c.architecture, c.channels()),

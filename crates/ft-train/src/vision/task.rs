@@ -91,7 +91,10 @@ impl ImageTask {
         skip_invalid: bool,
         skipped: Skipped,
     ) -> Self {
-        let inputs = |(set, transform): (ImageSet, Transform)| Inputs::Images { set: Arc::new(set), transform: Arc::new(transform) };
+        let inputs = |(set, transform): (ImageSet, Transform)| Inputs::Images {
+            set: Arc::new(set),
+            transform: Arc::new(transform),
+        };
         Self {
             train: inputs(train),
             eval: eval.map(inputs),
@@ -158,7 +161,11 @@ impl ImageTask {
                 let out = prefix(model, x, start);
                 let dims = out.dims();
                 shape = dims[1..].to_vec();
-                values.extend(out.into_data().try_into_vec::<f32>().map_err(|e| TrainError::State(format!("reading features: {e:?}")))?);
+                values.extend(
+                    out.into_data()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| TrainError::State(format!("reading features: {e:?}")))?,
+                );
                 labels.extend(px.labels);
                 progress(chunk.len());
             }
@@ -181,7 +188,13 @@ impl ImageTask {
     }
 
     /// The pixels of `indices`: the prefetched ones when they are these, else decoded now.
-    fn images(&self, split: Split, set: &Arc<ImageSet>, transform: &Arc<Transform>, indices: &[usize]) -> Result<Pixels> {
+    fn images(
+        &self,
+        split: Split,
+        set: &Arc<ImageSet>,
+        transform: &Arc<Transform>,
+        indices: &[usize],
+    ) -> Result<Pixels> {
         let epoch = if split == Split::Train { self.epoch.get() } else { 0 };
         let t0 = Instant::now();
         let ready = self.prefetched.borrow_mut().take();
@@ -235,7 +248,8 @@ impl TrainTask for ImageTask {
     fn prefetch(&self, split: Split, indices: &[usize]) {
         let Ok(Inputs::Images { set, transform }) = self.inputs(split) else { return };
         let epoch = if split == Split::Train { self.epoch.get() } else { 0 };
-        let (set, transform, skipped, skip_invalid) = (set.clone(), transform.clone(), self.skipped.clone(), self.skip_invalid);
+        let (set, transform, skipped, skip_invalid) =
+            (set.clone(), transform.clone(), self.skipped.clone(), self.skip_invalid);
         let owned = indices.to_vec();
         let handle = std::thread::spawn(move || pixels(&set, &transform, &owned, epoch, skip_invalid, &skipped));
         *self.prefetched.borrow_mut() = Some(Prefetch { split, indices: indices.to_vec(), epoch, handle });
