@@ -11,6 +11,7 @@ mod jsonl;
 mod metrics_cmd;
 mod peft_cmd;
 mod predict;
+mod serve_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// PEFT adapters: merge a LoRA adapter into its base model.
     Peft(peft_cmd::PeftArgs),
+    /// Serve a model over HTTP: the notebook's POST /predict, with dynamic batching.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() {
@@ -63,6 +66,7 @@ fn main() {
         Command::Metrics(args) => metrics_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),
         Command::Peft(args) => peft_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

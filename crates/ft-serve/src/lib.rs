@@ -14,10 +14,13 @@
 //!
 //! Texts are tokenized with the model's own `tokenizer.json`, truncated at the model's
 //! `max_position_embeddings` unless told otherwise, sorted by length and run in padded batches;
-//! batched results equal one-at-a-time results (to 1e-5). The HTTP server comes with a later
-//! issue.
+//! batched results equal one-at-a-time results (to 1e-5).
+//!
+//! [`server`]: `ft serve`'s HTTP server (axum + tokio) with dynamic batching — today for
+//! text classification (the notebook's §12 `POST /predict`).
 
 pub mod pipeline;
+pub mod server;
 
 mod error;
 

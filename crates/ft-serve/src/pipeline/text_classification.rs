@@ -74,6 +74,11 @@ impl TextClassificationPipeline {
         })
     }
 
+    /// Label names by id.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// The tokenizer in use.
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
