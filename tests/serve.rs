@@ -168,8 +168,12 @@ fn predict_answers_as_the_notebook_and_as_ft_predict_under_concurrency() {
         assert!(answer["error"].as_str().unwrap_or("").contains(needle), "{body}: {answer}");
     }
     let big = json!({"text": "a ".repeat(1_100_000)}).to_string();
-    assert_eq!(server.predict(&big, &[]).0, 413);
+    let (status, answer) = server.predict(&big, &[]);
+    assert_eq!(status, 413);
+    assert_eq!(answer["error_type"], "payload_too_large", "{answer}");
     assert_eq!(server.get("/nowhere").0, 404);
+    let (status, answer) = server.get("/predict");
+    assert_eq!((status, answer["error_type"].as_str()), (405, Some("method_not_allowed")), "{answer}");
     assert_eq!(server.predict(&json!({"text": "still alive"}).to_string(), &[]).0, 200);
 }
 
@@ -211,6 +215,23 @@ fn sigterm_stops_the_server_cleanly() {
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut server.stderr, &mut rest);
     assert!(rest.contains("stopped"), "{rest}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_does_not_hold_up_shutdown() {
+    use std::io::Write;
+    let mut server = Server::start(&["--request-timeout", "1"]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
+    stuck.write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"text\"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = server.child.id().to_string();
+    let t0 = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(t0.elapsed().as_secs_f64() < 10.0, "{:?}", t0.elapsed());
+    drop(stuck);
 }
 
 #[test]

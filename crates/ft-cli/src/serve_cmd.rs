@@ -60,8 +60,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if task != Task::SequenceClassification {
         bail!("--task {task}: ft serve answers text-classification today (the other tasks are not served yet)");
     }
-    if args.max_batch_size == 0 || args.max_concurrent_requests == 0 {
-        bail!("--max-batch-size and --max-concurrent-requests must be at least 1");
+    if args.max_batch_size == 0 || args.max_concurrent_requests == 0 || args.request_timeout == 0 {
+        bail!("--max-batch-size, --max-concurrent-requests and --request-timeout must be at least 1");
     }
     parse_device(&args.device)?; // checked now: the model thread parses it again
     let api_key = match &args.api_key_file {

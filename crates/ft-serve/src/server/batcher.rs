@@ -21,7 +21,7 @@ pub struct Job {
     pub inputs: Vec<String>,
     /// Its answer: one value per input, or an error message.
     pub reply: oneshot::Sender<Result<Vec<serde_json::Value>, String>>,
-    /// When it was queued (queue time is logged).
+    /// When it was queued (the batch's longest queue time is logged).
     pub queued: Instant,
 }
 
@@ -115,9 +115,16 @@ fn run_batch<M: BatchModel>(model: &M, jobs: Vec<Job>) {
     }
     let inputs: Vec<String> = jobs.iter().flat_map(|j| j.inputs.iter().cloned()).collect();
     let started = Instant::now();
+    let queued_ms = jobs.iter().map(|j| started.duration_since(j.queued).as_secs_f64() * 1e3).fold(0.0, f64::max);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&inputs)))
         .unwrap_or_else(|_| Err("the model panicked on this batch".to_string()));
-    tracing::debug!(batch = inputs.len(), requests = jobs.len(), ms = started.elapsed().as_secs_f64() * 1e3, "batch");
+    tracing::debug!(
+        batch = inputs.len(),
+        requests = jobs.len(),
+        queued_ms,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "batch"
+    );
     match result {
         Ok(outputs) if outputs.len() == inputs.len() => {
             let mut outputs = outputs.into_iter();

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::future::IntoFuture;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -113,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/info", get(info))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -122,7 +125,26 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(state: AppState, addr: SocketAddr, on_bound: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await
+    // In-flight requests get `request_timeout` to finish after the signal; then the server exits
+    // anyway (a client that never finishes sending its request cannot hold it up).
+    let grace = state.options.request_timeout + Duration::from_secs(1);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    let mut server = tokio::spawn(server.into_future());
+    tokio::select! {
+        done = &mut server => return done.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        () = shutdown_signal() => {}
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(done) => done.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        Err(_) => {
+            tracing::warn!(seconds = grace.as_secs_f64(), "requests still open after the grace period: exiting");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -156,6 +178,14 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such route (POST /predict, GET /health, /ready, /info)")
 }
 
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "wrong method (POST /predict; GET /health, /ready, /info)",
+    )
+}
+
 async fn health() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
@@ -166,8 +196,9 @@ fn authorized(options: &ServerOptions, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     let (a, b) = (given.as_bytes(), key.as_bytes());
     let mut diff = (a.len() ^ b.len()) as u8;
     for (i, kb) in b.iter().enumerate() {
@@ -267,11 +298,26 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-async fn predict(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn predict(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let started = Instant::now();
     if !authorized(&s.options, &headers) {
         return unauthorized();
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than the payload limit ({} bytes)", s.options.payload_limit),
+            );
+        }
+        Err(e) => return error(e.status(), "bad_body", e.body_text()),
+    };
     let (inputs, single) = match parse_inputs(&body, s.options.max_inputs_per_request) {
         Ok(x) => x,
         Err(r) => return r,
