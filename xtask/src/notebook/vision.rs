@@ -206,6 +206,14 @@ fn train(ft: &Path, offline: bool, dir: &Path, name: &str, label: &str, text: &s
     Ok(run)
 }
 
+/// `ft info` arguments for `model` with a new head of `classes` and `extra` flags (the
+/// method's freezing).
+fn info_args(model: &str, classes: usize, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["--model".to_string(), model.to_string(), "--num-labels".into(), classes.to_string()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
 /// An image folder holding only `classes` of `images` (symbolic links to the class folders).
 fn half(images: &Path, out: &Path, classes: &[&str]) -> Result<PathBuf> {
     for split in ["train", "test"] {
@@ -256,11 +264,7 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
             };
             let (source, data) = images.data();
             let training = "learning_rate = 1e-3\nper_device_train_batch_size = 16\nper_device_eval_batch_size = 32\nnum_train_epochs = 1";
-            let info = |extra: &[&str]| -> Vec<String> {
-                let mut v = vec!["--model".to_string(), model.clone(), "--num-labels".into(), classes.to_string()];
-                v.extend(extra.iter().map(|s| s.to_string()));
-                v
-            };
+            let info = |extra: &[&str]| info_args(model, classes, extra);
             vec![
                 train(
                     ft,
@@ -302,11 +306,7 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
         }
         VisionPlan::Tiny { model, images } => {
             let training = "learning_rate = 1e-3\nper_device_train_batch_size = 16\nnum_train_epochs = 1";
-            let info = |extra: &[&str]| -> Vec<String> {
-                let mut v = vec!["--model".to_string(), model.clone(), "--num-labels".into(), "3".into()];
-                v.extend(extra.iter().map(|s| s.to_string()));
-                v
-            };
+            let info = |extra: &[&str]| info_args(model, 3, extra);
             vec![
                 train(
                     ft,
@@ -445,11 +445,7 @@ fn transfer(ft: &Path, offline: bool, images: &Path, dir: &Path) -> Result<Vec<R
     };
     let pre_out = dir.join("source-pretrain/output");
     let pre = path_str(&pre_out);
-    let info = |extra: &[&str]| -> Vec<String> {
-        let mut v = vec!["--model".to_string(), pre.clone(), "--num-labels".into(), "5".into()];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let info = |extra: &[&str]| info_args(&pre, 5, extra);
     let mut runs = vec![train(
         ft,
         offline,

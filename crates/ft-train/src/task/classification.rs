@@ -11,6 +11,15 @@ use ft_metrics::seqeval::{SeqevalOptions, seqeval};
 use super::{Evaluator, Predictions};
 use crate::{Result, TrainError};
 
+/// The loss (mean cross-entropy) and evaluation outputs of row-classification logits.
+///
+/// # Shapes
+/// - `logits`: `[batch, classes]`; `labels`: `[batch]`; loss `[1]`
+pub fn row_loss(logits: Tensor<2>, labels: &Tensor<1, Int>) -> (Tensor<1>, RowOutputs) {
+    let loss = crate::loss::cross_entropy(logits.clone(), labels.clone());
+    (loss, RowOutputs { logits, labels: labels.clone() })
+}
+
 /// Logits with one class label per row.
 #[derive(Debug, Clone)]
 pub struct RowOutputs {

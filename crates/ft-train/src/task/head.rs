@@ -11,9 +11,8 @@ use ft_data::dataset::Dataset;
 use ft_models::auto::Encoder;
 use ft_models::naming::{HubModule, HubPath, Part, param_id};
 
-use super::classification::{ROW_METRICS, RowClassificationEvaluator, RowOutputs};
+use super::classification::{ROW_METRICS, RowClassificationEvaluator, RowOutputs, row_loss};
 use super::{Evaluator, Split, TrainTask};
-use crate::loss::cross_entropy;
 use crate::{Result, TrainError};
 
 /// The head trained on the encoder's features: `classifier(dropout(x))`.
@@ -152,8 +151,7 @@ impl TrainTask for HeadTask {
     fn forward(&self, model: &LinearHead, batch: &Self::Batch) -> Result<(Tensor<1>, RowOutputs)> {
         let (x, labels) = batch;
         let logits = model.forward(x.clone());
-        let loss = cross_entropy(logits.clone(), labels.clone());
-        Ok((loss, RowOutputs { logits, labels: labels.clone() }))
+        Ok(row_loss(logits, labels))
     }
 
     fn evaluator(&self) -> Box<dyn Evaluator<RowOutputs>> {

@@ -13,6 +13,7 @@ use ft_models::peft::PeftModel;
 
 use super::classification::{
     ROW_METRICS, RowClassificationEvaluator, RowOutputs, TOKEN_METRICS, TokenClassificationEvaluator, TokenOutputs,
+    row_loss,
 };
 use super::{Evaluator, Split, TrainTask};
 use crate::loss::cross_entropy;
@@ -140,8 +141,7 @@ impl<M: SequenceModel> TrainTask for SequenceClassificationTask<M> {
 
     fn forward(&self, model: &M, batch: &ClassificationBatch) -> Result<(Tensor<1>, RowOutputs)> {
         let logits = model.logits(&batch.inputs)?;
-        let loss = cross_entropy(logits.clone(), batch.labels.clone());
-        Ok((loss, RowOutputs { logits, labels: batch.labels.clone() }))
+        Ok(row_loss(logits, &batch.labels))
     }
 
     fn evaluator(&self) -> Box<dyn Evaluator<RowOutputs>> {

@@ -20,8 +20,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use ft_models::resnet::ResNet;
 
 use super::data::{ImageSet, Pixels, Skipped, Transform, pixels};
-use crate::loss::cross_entropy;
-use crate::task::classification::{ROW_METRICS, RowClassificationEvaluator, RowOutputs};
+use crate::task::classification::{ROW_METRICS, RowClassificationEvaluator, RowOutputs, row_loss};
 use crate::task::{Evaluator, Split, TrainTask};
 use crate::{Result, TrainError};
 
@@ -296,8 +295,7 @@ impl TrainTask for ImageTask {
             Start::Stage(k) => model.fc.forward(model.pool(model.forward_stages(x, k + 1, 4))),
             Start::Features => model.fc.forward(model.pool(x)),
         };
-        let loss = cross_entropy(logits.clone(), batch.labels.clone());
-        Ok((loss, RowOutputs { logits, labels: batch.labels.clone() }))
+        Ok(row_loss(logits, &batch.labels))
     }
 
     fn evaluator(&self) -> Box<dyn Evaluator<RowOutputs>> {
