@@ -22,7 +22,12 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Self {
-        let model = fixture("models/tiny-distilbert-seqcls");
+        Self::start_model("models/tiny-distilbert-seqcls", extra)
+    }
+
+    /// `ft serve --model tests/fixtures/<model> <extra>`.
+    fn start_model(model: &str, extra: &[&str]) -> Self {
+        let model = fixture(model);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ft"))
             .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
             .args(extra)
@@ -56,6 +61,22 @@ impl Server {
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GETs `route`: the status and the body as text.
+    fn get_text(&self, route: &str) -> (u16, String) {
+        let mut resp = Self::agent().get(format!("{}{route}", self.url)).call().expect("request");
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// POSTs a JSON body to `/predict`; the status and the raw answer.
+    fn predict_raw(&self, body: &str) -> (u16, String) {
+        let mut resp = Self::agent()
+            .post(format!("{}/predict", self.url))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("request");
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
     }
 
     fn get(&self, route: &str) -> (u16, Value) {
@@ -167,6 +188,14 @@ fn predict_answers_as_the_notebook_and_as_ft_predict_under_concurrency() {
         assert_eq!(got, status, "{body}: {answer}");
         assert!(answer["error"].as_str().unwrap_or("").contains(needle), "{body}: {answer}");
     }
+    // Only JSON (or multipart) bodies: a form-encoded body (curl -d without a header) is 415.
+    let mut resp = Server::agent()
+        .post(format!("{}/predict", server.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(r#"{"text": "a"}"#)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    assert!(resp.body_mut().read_to_string().unwrap().contains("application/json"));
     let big = json!({"text": "a ".repeat(1_100_000)}).to_string();
     let (status, answer) = server.predict(&big, &[]);
     assert_eq!(status, 413);
@@ -241,11 +270,298 @@ fn bad_arguments_are_errors() {
         |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_ft")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
     support::fails(&run(&["serve", "--model", "/no/such/model", "--port", "0"]), &["/no/such/model"]);
     support::fails(
-        &run(&["serve", "--model", model.to_str().unwrap(), "--task", "text-generation", "--port", "0"]),
-        &["text-classification"],
+        &run(&["serve", "--model", model.to_str().unwrap(), "--task", "feature-extraction", "--port", "0"]),
+        &["not served"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let canary = tmp.path().join("canary.jsonl");
+    std::fs::write(&canary, "{\"text\": \"a\", \"label\": \"World\"}\n{\"text\": \"b\"}\n").unwrap();
+    support::fails(
+        &run(&["serve", "--model", model.to_str().unwrap(), "--canary", canary.to_str().unwrap(), "--port", "0"]),
+        &["canary.jsonl:2", "label"],
     );
     support::fails(
         &run(&["serve", "--model", model.to_str().unwrap(), "--api-key-file", "/no/key", "--port", "0"]),
         &["--api-key-file"],
     );
+}
+
+/// Runs `ft` with `args` (offline); its stdout, after checking it succeeded.
+fn ft(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ft")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
+    ok(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `ft predict`'s output lines for `inputs` (JSON objects) with `extra` arguments.
+fn ft_predict(dir: &Path, model: &str, inputs: &[Value], extra: &[&str]) -> Vec<Value> {
+    let input = dir.join("predict-in.jsonl");
+    let output = dir.join("predict-out.jsonl");
+    std::fs::write(&input, inputs.iter().map(|v| v.to_string() + "\n").collect::<String>()).unwrap();
+    let model = fixture(model);
+    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()];
+    args.extend(["--output", output.to_str().unwrap()]);
+    args.extend(extra);
+    ft(&args);
+    std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn top_k_metrics_openapi_and_the_canary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = reference(tmp.path());
+    // Two canary texts with ft predict's labels, one with a wrong label: accuracy 2/3.
+    let wrong = ["World", "Sports"].into_iter().find(|l| *l != expected[2]["label"]).unwrap();
+    let canary = tmp.path().join("canary.jsonl");
+    let lines = [
+        json!({"text": TEXTS[0], "label": expected[0]["label"]}),
+        json!({"text": TEXTS[1], "label": expected[1]["label"]}),
+        json!({"text": TEXTS[2], "label": wrong}),
+    ];
+    std::fs::write(&canary, lines.iter().map(|l| l.to_string() + "\n").collect::<String>()).unwrap();
+    let server = Server::start(&["--canary", canary.to_str().unwrap(), "--canary-interval", "1"]);
+
+    let (status, answer) = server.predict(&json!({"text": TEXTS[0], "top_k": 3}).to_string(), &[]);
+    assert_eq!(status, 200, "{answer}");
+    let top = answer.as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert!(same(&top[0], &expected[0]), "{answer}");
+    assert!(
+        top[0]["score"].as_f64() >= top[1]["score"].as_f64() && top[1]["score"].as_f64() >= top[2]["score"].as_f64()
+    );
+    let (status, answer) = server.predict(&json!({"inputs": [TEXTS[1]], "top_k": 1}).to_string(), &[]);
+    assert_eq!(status, 200);
+    assert!(same(&answer[0][0], &expected[1]), "{answer}");
+    for (body, needle) in [
+        (json!({"text": "a", "top_k": 0}), "\"top_k\" must be at least 1"),
+        (json!({"text": "a", "top_k": "2"}), "\"top_k\" must be a positive integer"),
+        (json!({"text": "a", "adapter": "x"}), "no adapter named \"x\""),
+    ] {
+        let (status, answer) = server.predict(&body.to_string(), &[]);
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(needle), "{answer}");
+    }
+
+    let (status, doc) = server.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let props = &doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"];
+    assert!(props["text"].is_object() && props["inputs"].is_object() && props["top_k"].is_object(), "{props}");
+
+    // The canary runs every second; its accuracy and the per-label counts are in /metrics.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let metrics = loop {
+        let (status, text) = server.get_text("/metrics");
+        assert_eq!(status, 200);
+        if text.contains("ft_canary_accuracy") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} not in {metrics}"))
+    };
+    assert!((value("ft_canary_accuracy") - 2.0 / 3.0).abs() < 1e-9, "{metrics}");
+    assert!(value("ft_requests_total{route=\"/predict\",status=\"200\"}") >= 2.0, "{metrics}");
+    assert_eq!(value("ft_requests_total{route=\"/predict\",status=\"422\"}"), 3.0, "{metrics}");
+    let label = expected[0]["label"].as_str().unwrap();
+    assert!(value(&format!("ft_prediction_score_count{{label=\"{label}\"}}")) >= 1.0, "{metrics}");
+    assert!(value("ft_tokens_total") > 0.0 && value("ft_batch_size_count") >= 2.0, "{metrics}");
+    assert!(metrics.contains("ft_request_duration_seconds_bucket{route=\"/predict\",le=\"+Inf\"}"), "{metrics}");
+    assert!(metrics.contains("ft_queue_duration_seconds_count"), "{metrics}");
+}
+
+#[test]
+fn adapters_are_chosen_per_request_and_batch_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lora = fixture("peft/distilbert-lora");
+    let lora_arg = format!("lora={}", lora.display());
+    let inputs: Vec<Value> = TEXTS.iter().map(|t| json!({"text": t})).collect();
+    let base = ft_predict(tmp.path(), "models/tiny-distilbert-seqcls", &inputs, &[]);
+    let adapted = ft_predict(tmp.path(), "models/tiny-distilbert-seqcls", &inputs, &["--adapter", &lora_arg]);
+    assert!(
+        base.iter().zip(&adapted).any(|(b, a)| b["score"].as_f64() != a["score"].as_f64()),
+        "the adapter changes nothing"
+    );
+    let server = Server::start(&["--adapter", &lora_arg, "--max-wait-ms", "20"]);
+    let (_, info) = server.get("/info");
+    assert_eq!((info["adapters"].clone(), info["default_adapter"].clone()), (json!(["lora"]), json!("lora")));
+    // Mixed concurrent requests: no adapter field (the default, lora), "lora", and null (the base).
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..36)
+            .map(|i| {
+                let (server, base, adapted) = (&server, &base, &adapted);
+                s.spawn(move || {
+                    let k = i % TEXTS.len();
+                    let (body, want) = match i % 3 {
+                        0 => (json!({"text": TEXTS[k]}), &adapted[k]),
+                        1 => (json!({"text": TEXTS[k], "adapter": "lora"}), &adapted[k]),
+                        _ => (json!({"text": TEXTS[k], "adapter": null}), &base[k]),
+                    };
+                    let (status, answer) = server.predict(&body.to_string(), &[]);
+                    assert_eq!(status, 200, "{answer}");
+                    assert!(same(&answer, want), "{body}: {answer} vs {want}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn token_classification_answers_the_pipelines_entities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs: Vec<Value> = TEXTS.iter().map(|t| json!({"text": t})).collect();
+    let expected = ft_predict(tmp.path(), "models/tiny-distilbert-tokcls", &inputs, &[]);
+    let server = Server::start_model("models/tiny-distilbert-tokcls", &["--task", "token-classification"]);
+    let (status, answer) = server.predict(&json!({"inputs": TEXTS}).to_string(), &[]);
+    assert_eq!(status, 200, "{answer}");
+    for (got, want) in answer.as_array().unwrap().iter().zip(&expected) {
+        let want = want["entities"].as_array().unwrap();
+        let got = got.as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(
+                (&g["entity_group"], &g["word"], &g["start"], &g["end"]),
+                (&w["entity_group"], &w["word"], &w["start"], &w["end"])
+            );
+            assert!((g["score"].as_f64().unwrap() - w["score"].as_f64().unwrap()).abs() <= 1e-5);
+        }
+    }
+    let (status, one) = server.predict(&json!({"text": TEXTS[3]}).to_string(), &[]);
+    assert_eq!((status, &one), (200, &answer[3]));
+}
+
+/// The `data:` payloads of a server-sent-event stream.
+fn sse_events(text: &str) -> Vec<Value> {
+    text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect()
+}
+
+#[test]
+fn text_generation_answers_as_ft_generate_and_streams_token_by_token() {
+    let gpt2 = fixture("models/tiny-gpt2");
+    let lora = format!("lora={}", fixture("peft/gpt2-lora").display());
+    let prompt = format!("prompt={}", fixture("peft/gpt2-prompt").display());
+    let generate = |extra: &[&str]| -> String {
+        let mut args = vec!["generate", "--model", gpt2.to_str().unwrap(), "--prompt", "Hello world", "--json"];
+        args.extend(extra);
+        let out: Value = serde_json::from_str(ft(&args).lines().next().unwrap()).unwrap();
+        out["text"].as_str().unwrap().to_string()
+    };
+    let base = generate(&["--max-new-tokens", "6"]);
+    let with_lora = generate(&["--max-new-tokens", "6", "--adapter", &lora]);
+    let with_prompt = generate(&["--max-new-tokens", "6", "--adapter", &prompt]);
+    let sampled = generate(&["--max-new-tokens", "6", "--do-sample", "--seed", "7", "--top-k", "20"]);
+    let server = Server::start_model(
+        "models/tiny-gpt2",
+        &["--task", "text-generation", "--adapter", &lora, "--adapter", &prompt, "--max-wait-ms", "20"],
+    );
+    // Concurrent requests for each adapter, the base, and a seeded sample: each as ft generate.
+    let cases = [
+        (json!({"text": "Hello world", "max_new_tokens": 6}), with_lora.clone()),
+        (json!({"text": "Hello world", "max_new_tokens": 6, "adapter": "prompt"}), with_prompt),
+        (json!({"text": "Hello world", "max_new_tokens": 6, "adapter": null}), base),
+        (
+            json!({"text": "Hello world", "max_new_tokens": 6, "adapter": null, "do_sample": true, "seed": 7, "top_k": 20}),
+            sampled,
+        ),
+    ];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let (server, cases) = (&server, &cases);
+                s.spawn(move || {
+                    let (body, want) = &cases[i % cases.len()];
+                    let (status, answer) = server.predict(&body.to_string(), &[]);
+                    assert_eq!(status, 200, "{answer}");
+                    assert_eq!(answer["generated_text"], json!(want), "{body}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let (_, full) =
+        server.predict(&json!({"text": "Hello world", "max_new_tokens": 6, "return_full_text": true}).to_string(), &[]);
+    assert_eq!(full["generated_text"], json!(format!("Hello world{with_lora}")));
+
+    // A stream: one event per token whose texts add up to the answer, then the whole text.
+    let (status, text) =
+        server.predict_raw(&json!({"text": "Hello world", "max_new_tokens": 6, "stream": true}).to_string());
+    assert_eq!(status, 200, "{text}");
+    let events = sse_events(&text);
+    assert_eq!(events.len(), 7, "{text}");
+    let pieces: String = events[..6].iter().map(|e| e["token"]["text"].as_str().unwrap()).collect();
+    assert_eq!(pieces, with_lora);
+    assert_eq!(events[6]["generated_text"], json!(with_lora));
+    assert!(events[6]["token"].is_null());
+
+    for (body, needle) in [
+        (json!({"inputs": ["a", "b"], "stream": true}), "streaming answers one"),
+        (json!({"text": "a", "do_sample": true, "temperature": -1}), "temperature"),
+        (json!({"text": "a", "max_new_tokens": "many"}), "\"max_new_tokens\" must be"),
+        (json!({"text": "a", "max_new_tokens": 100000}), "n_positions"),
+    ] {
+        let (status, answer) = server.predict(&body.to_string(), &[]);
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(needle), "{body}: {answer}");
+    }
+}
+
+#[test]
+fn image_classification_takes_base64_json_and_multipart_uploads() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let images = ["rgb.png", "photo.jpg", "gray.png"];
+    let paths: Vec<_> = images.iter().map(|i| fixture(&format!("images/{i}"))).collect();
+    let inputs: Vec<Value> = paths.iter().map(|p| json!({"image": p})).collect();
+    let expected = ft_predict(tmp.path(), "models/tiny-resnet", &inputs, &["--task", "image-classification"]);
+    let server = Server::start_model("models/tiny-resnet", &["--task", "image-classification"]);
+    let b64: Vec<String> =
+        paths.iter().map(|p| base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())).collect();
+    let (status, answer) = server.predict(&json!({"image": b64[0]}).to_string(), &[]);
+    assert_eq!(status, 200, "{answer}");
+    assert!(same(&answer, &expected[0]), "{answer} vs {}", expected[0]);
+    let (status, answer) =
+        server.predict(&json!({"inputs": [format!("data:image/jpeg;base64,{}", b64[1]), b64[2]]}).to_string(), &[]);
+    assert_eq!(status, 200, "{answer}");
+    assert!(same(&answer[0], &expected[1]) && same(&answer[1], &expected[2]), "{answer}");
+
+    // multipart/form-data: one file field "image", and a top_k field.
+    let boundary = "ftboundary42";
+    let mut body = Vec::new();
+    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"top_k\"\r\n\r\n2\r\n").as_bytes());
+    body.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend(std::fs::read(&paths[1]).unwrap());
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut resp = Server::agent()
+        .post(format!("{}/predict", server.url))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .send(&body[..])
+        .unwrap();
+    let status = resp.status().as_u16();
+    let answer: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer.as_array().unwrap().len(), 2);
+    assert!(same(&answer[0], &expected[1]), "{answer}");
+
+    for (body, needle) in [
+        (json!({"image": "not base64!"}), "not valid base64"),
+        (json!({"image": base64::engine::general_purpose::STANDARD.encode(b"GIF89a....")}), "image"),
+        (json!({"text": "a"}), "unknown field \"text\""),
+        (json!({"image": b64[0], "adapter": "x"}), "no adapter"),
+    ] {
+        let (status, answer) = server.predict(&body.to_string(), &[]);
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(needle), "{answer}");
+    }
 }

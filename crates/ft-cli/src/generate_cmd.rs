@@ -112,7 +112,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         eprintln!("warning: {model} has no trained weights for {:?}: its text is random", loaded.report.newly_initialized);
     }
     let loaded = crate::adapters::with_adapters(&args.adapter, loaded.into_causal_lm()?, &specs)?;
-    let options = PipelineOptions { batch_size: args.prompt.len().max(1), max_length: None };
+    let options = PipelineOptions { batch_size: args.prompt.len().max(1), max_length: None, ..Default::default() };
     let pipe = TextGenerationPipeline::with_adapters(loaded, &options, &device)?;
     let sampling = overrides.do_sample.or(pipe.generation_config().do_sample).unwrap_or(false);
     if !sampling {

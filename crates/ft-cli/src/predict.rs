@@ -84,7 +84,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let mut out = AtomicWriter::create(&args.output)?;
     let texts = read_field(&args.input, "text")?;
-    let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
+    let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length, ..Default::default() };
     // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
     let load_options = LoadOptions {
         num_labels: crate::adapters::head_labels(&specs)?,
@@ -148,7 +148,7 @@ fn run_image_classification(args: &PredictArgs, model: &str) -> Result<()> {
     let mut out = AtomicWriter::create(&args.output)?;
     let images = read_field(&args.input, "image")?;
     let paths: Vec<PathBuf> = images.iter().map(|p| resolve_image_path(&args.input, p)).collect();
-    let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length };
+    let options = PipelineOptions { batch_size: args.batch_size, max_length: args.max_length, ..Default::default() };
     // A head the checkpoint lacks is reported by the loader (a warning naming the tensors).
     let loaded = ft_models::resnet::load(model, &LoadOptions::default(), &device).context("loading model")?;
     let pipe = ImageClassificationPipeline::new(loaded, &options, &device)?;

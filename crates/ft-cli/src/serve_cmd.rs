@@ -1,4 +1,5 @@
-//! `ft serve`: the notebook's `POST /predict` (§12) as an HTTP server (`ft_serve::server`).
+//! `ft serve`: the notebook's `POST /predict` (§12) as an HTTP server (`ft_serve::server`), for
+//! every pipeline, with adapters chosen per request.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,29 +10,43 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ft_models::auto::{LoadOptions, Task, load};
 use ft_models::device::{DEVICE_HELP, parse_device};
-use ft_serve::pipeline::{PipelineOptions, TextClassificationPipeline};
-use ft_serve::server::batcher::{self, BatchLimits};
-use ft_serve::server::{AppState, Info, ServerOptions, serve};
+use ft_serve::pipeline::{
+    AggregationStrategy, ImageClassificationPipeline, PipelineOptions, TextClassificationPipeline,
+    TextGenerationPipeline, TokenClassificationPipeline,
+};
+use ft_serve::server::batcher::{self, BatchLimits, BatchModel};
+use ft_serve::server::canary::Canary;
+use ft_serve::server::metrics::Metrics;
+use ft_serve::server::{AppState, Info, ServerOptions, serve, tasks};
+
+use crate::adapters::{AdapterArgs, AdapterSpec, with_adapters};
 
 /// Arguments of `ft serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// A local model directory or a Hub id (`org/name[@revision]`).
+    /// A local model directory or a Hub id (`org/name[@revision]`); default with `--adapter`:
+    /// the adapter's base model.
     #[arg(long)]
-    model: String,
-    /// The task served; `text-classification` today (token classification, generation and
-    /// images come next).
-    #[arg(long, default_value = "text-classification")]
-    task: String,
+    model: Option<String>,
+    /// The task served: text-classification, token-classification, text-generation or
+    /// image-classification (default: the adapter's task_type, else text-classification).
+    #[arg(long)]
+    task: Option<String>,
+    #[command(flatten)]
+    adapter: AdapterArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port (0: any free port; the address is printed on stderr).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Most texts in one batch.
+    /// Most inputs in one model call.
     #[arg(long, default_value_t = 32)]
     max_batch_size: usize,
+    /// Most padded tokens (rows × longest) in one forward pass (default: no limit beyond
+    /// --max-batch-size).
+    #[arg(long)]
+    max_batch_tokens: Option<usize>,
     /// Longest wait (ms) for more requests after the first of a batch.
     #[arg(long, default_value_t = 5)]
     max_wait_ms: u64,
@@ -44,25 +59,61 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 above).
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     payload_limit: usize,
-    /// Seconds a request may take (504 after).
+    /// Seconds a request may take (504 after; streams are not timed).
     #[arg(long, default_value_t = 60)]
     request_timeout: u64,
     /// A file holding the API key requests must send as `Authorization: Bearer <key>`.
     #[arg(long)]
     api_key_file: Option<PathBuf>,
+    /// Entity grouping for token classification: `simple` or `none`.
+    #[arg(long, default_value = "simple")]
+    aggregation_strategy: String,
+    /// A JSONL file of inputs with expected labels (`{"text": ..., "label": ...}`) run every
+    /// --canary-interval seconds; its accuracy is the `ft_canary_accuracy` metric.
+    #[arg(long)]
+    canary: Option<PathBuf>,
+    /// Seconds between canary runs.
+    #[arg(long, default_value_t = 60)]
+    canary_interval: u64,
     /// Device to run on.
     #[arg(long, default_value = "cpu", help = format!("Device: {DEVICE_HELP}"))]
     device: String,
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let task: Task = args.task.parse()?;
-    if task != Task::SequenceClassification {
-        bail!("--task {task}: ft serve answers text-classification today (the other tasks are not served yet)");
+    let specs = args.adapter.specs()?;
+    let model = args.adapter.base_model(args.model.as_deref(), &specs)?;
+    let task = match &args.task {
+        Some(t) => t.parse::<Task>()?,
+        None => AdapterArgs::task(&specs)?.unwrap_or(Task::SequenceClassification),
+    };
+    let task_name = match task {
+        Task::SequenceClassification => "text-classification",
+        Task::TokenClassification => "token-classification",
+        Task::CausalLm => "text-generation",
+        Task::ImageClassification => "image-classification",
+        Task::FeatureExtraction => bail!(
+            "--task feature-extraction is not served (tasks: text-classification, token-classification, text-generation, image-classification)"
+        ),
+    };
+    if task == Task::ImageClassification && !specs.is_empty() {
+        bail!("--adapter: adapters apply to text models, not to image-classification");
     }
     if args.max_batch_size == 0 || args.max_concurrent_requests == 0 || args.request_timeout == 0 {
         bail!("--max-batch-size, --max-concurrent-requests and --request-timeout must be at least 1");
     }
+    if args.max_batch_tokens == Some(0) || args.canary_interval == 0 {
+        bail!("--max-batch-tokens and --canary-interval must be at least 1");
+    }
+    let strategy: AggregationStrategy = args.aggregation_strategy.parse()?;
+    let spec = tasks::spec(task_name).context("no such task")?;
+    let canary = match &args.canary {
+        Some(p) => Some((
+            Canary::read(p, spec.as_ref()).map_err(anyhow::Error::msg)?,
+            Duration::from_secs(args.canary_interval),
+        )),
+        None => None,
+    };
     parse_device(&args.device)?; // checked now: the model thread parses it again
     let api_key = match &args.api_key_file {
         Some(p) => {
@@ -98,12 +149,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         api_key,
         ..Default::default()
     };
+    let default_adapter = args.adapter.active.clone().or_else(|| specs.first().map(|a| a.name.clone()));
     let info = Arc::new(Mutex::new(Info {
-        model: args.model.clone(),
-        task: task.to_string(),
+        model: model.clone(),
+        task: task_name.to_string(),
         labels: Vec::new(),
+        adapters: specs.iter().map(|a| a.name.clone()).collect(),
+        default_adapter,
         limits: serde_json::json!({
             "max_batch_size": args.max_batch_size,
+            "max_batch_tokens": args.max_batch_tokens,
             "max_wait_ms": args.max_wait_ms,
             "max_concurrent_requests": args.max_concurrent_requests,
             "max_input_length": args.max_input_length,
@@ -113,46 +168,100 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
     }));
     let ready = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::default());
     let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let (model, device, max_length, batch) =
-        (args.model.clone(), args.device.clone(), args.max_input_length, args.max_batch_size);
-    let info_for_model = info.clone();
-    let queue = batcher::start(
-        limits,
-        move || {
-            let device = parse_device(&device).map_err(|e| e.to_string())?;
-            let loaded = load(&model, Task::SequenceClassification, &LoadOptions::default(), &device)
-                .and_then(|l| l.into_sequence_classifier())
-                .map_err(|e| format!("loading {model}: {e}"))?;
-            let pipe =
-                TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size: batch, max_length }, &device)
-                    .map_err(|e| e.to_string())?;
-            if let Ok(mut i) = info_for_model.lock() {
-                i.labels = pipe.labels().to_vec();
-            }
-            Ok(pipe)
+    let loader = Loader {
+        model: model.clone(),
+        task,
+        device: args.device.clone(),
+        options: PipelineOptions {
+            batch_size: args.max_batch_size,
+            max_length: args.max_input_length,
+            max_batch_tokens: args.max_batch_tokens,
         },
-        {
-            let ready = ready.clone();
-            move |r| {
-                if r.is_ok() {
-                    ready.store(true, Ordering::Release);
-                }
-                let _ = loaded_tx.send(r);
+        adapter: args.adapter.clone(),
+        specs,
+        strategy,
+        info: info.clone(),
+    };
+    let queue = batcher::start(limits, metrics.clone(), move || loader.load().map_err(|e| format!("{e:#}")), {
+        let ready = ready.clone();
+        move |r| {
+            if r.is_ok() {
+                ready.store(true, Ordering::Release);
             }
-        },
-    );
+            let _ = loaded_tx.send(r);
+        }
+    });
     // The model loads before the port opens: a failure to load is an error of the command.
     match loaded_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => bail!("{e}"),
         Err(_) => bail!("the model thread stopped while loading"),
     }
-    let state = AppState::new(queue, ready, info, options);
+    let state = AppState::new(queue, ready, info, options, spec, metrics);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime
-        .block_on(serve(state, addr, |bound| eprintln!("ft serve: listening on http://{bound}")))
+        .block_on(serve(state, addr, canary, |bound| eprintln!("ft serve: listening on http://{bound}")))
         .with_context(|| format!("serving on {addr}"))?;
     eprintln!("ft serve: stopped");
     Ok(())
+}
+
+/// Loads the pipeline on the model thread.
+struct Loader {
+    model: String,
+    task: Task,
+    device: String,
+    options: PipelineOptions,
+    adapter: AdapterArgs,
+    specs: Vec<AdapterSpec>,
+    strategy: AggregationStrategy,
+    info: Arc<Mutex<Info>>,
+}
+
+impl Loader {
+    fn load(self) -> Result<Box<dyn BatchModel>> {
+        let device = parse_device(&self.device)?;
+        let set_labels = |labels: Vec<String>| {
+            if let Ok(mut i) = self.info.lock() {
+                i.labels = labels;
+            }
+        };
+        if self.task == Task::ImageClassification {
+            let loaded = ft_models::resnet::load(&self.model, &LoadOptions::default(), &device)
+                .with_context(|| format!("loading {}", self.model))?;
+            let pipe = ImageClassificationPipeline::new(
+                loaded,
+                &PipelineOptions { max_length: None, ..self.options },
+                &device,
+            )?;
+            set_labels(pipe.labels().to_vec());
+            return Ok(Box::new(pipe));
+        }
+        let load_options = LoadOptions {
+            num_labels: crate::adapters::head_labels(&self.specs)?,
+            own_head_unused: crate::adapters::brings_head(&self.specs),
+            ..Default::default()
+        };
+        let loaded =
+            load(&self.model, self.task, &load_options, &device).with_context(|| format!("loading {}", self.model))?;
+        Ok(match self.task {
+            Task::SequenceClassification => {
+                let loaded = with_adapters(&self.adapter, loaded.into_sequence_classifier()?, &self.specs)?;
+                let pipe = TextClassificationPipeline::with_adapters(loaded, &self.options, &device)?;
+                set_labels(pipe.labels().to_vec());
+                Box::new(pipe)
+            }
+            Task::TokenClassification => {
+                let loaded = with_adapters(&self.adapter, loaded.into_token_classifier()?, &self.specs)?;
+                Box::new(TokenClassificationPipeline::with_adapters(loaded, &self.options, self.strategy, &device)?)
+            }
+            Task::CausalLm => {
+                let loaded = with_adapters(&self.adapter, loaded.into_causal_lm()?, &self.specs)?;
+                Box::new(TextGenerationPipeline::with_adapters(loaded, &self.options, &device)?)
+            }
+            Task::FeatureExtraction | Task::ImageClassification => bail!("{} is not served", self.task),
+        })
+    }
 }

@@ -491,6 +491,22 @@ pub fn generate_with(
     device: &Device,
     virtual_tokens: Option<&VirtualTokens>,
 ) -> Result<Vec<Generated>> {
+    generate_streaming(model, prompts, settings, seed, device, virtual_tokens, &mut |_, _| true)
+}
+
+/// [`generate_with`], calling `on_token(row, token)` for every new token of every unfinished
+/// row as it is chosen (rows: each prompt `num_return_sequences` times, in order) — for
+/// streaming. `on_token` returning `false` stops generation after this step (the client has
+/// gone); the tokens so far are returned.
+pub fn generate_streaming(
+    model: &GPT2LMHeadModel,
+    prompts: &[Vec<u32>],
+    settings: &GenerationSettings,
+    seed: Option<u64>,
+    device: &Device,
+    virtual_tokens: Option<&VirtualTokens>,
+    on_token: &mut dyn FnMut(usize, u32) -> bool,
+) -> Result<Vec<Generated>> {
     let _span = tracing::debug_span!("generate", prompts = prompts.len(), sample = settings.do_sample).entered();
     if prompts.is_empty() {
         return Ok(Vec::new());
@@ -558,6 +574,7 @@ pub fn generate_with(
         }
     }
 
+    let mut keep_going = true;
     for step in 0..max_new {
         let total = width + step;
         let logits = if let Some(v) = virtual_tokens.filter(|_| n_virtual > 0) {
@@ -623,9 +640,10 @@ pub fn generate_with(
                 generated[r].push(token);
                 seen[r].insert(token);
                 finished[r] = settings.eos_token_ids.contains(&token);
+                keep_going &= on_token(r, token);
             }
         }
-        if finished.iter().all(|&f| f) {
+        if finished.iter().all(|&f| f) || !keep_going {
             break;
         }
     }

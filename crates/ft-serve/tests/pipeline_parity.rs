@@ -40,7 +40,7 @@ fn text_pipeline(model: &str, batch_size: usize) -> TextClassificationPipeline {
     .unwrap()
     .into_sequence_classifier()
     .unwrap();
-    TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size, max_length: None }, &device).unwrap()
+    TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size, max_length: None, ..Default::default() }, &device).unwrap()
 }
 
 fn token_pipeline(model: &str, batch_size: usize) -> TokenClassificationPipeline {
@@ -56,7 +56,7 @@ fn token_pipeline(model: &str, batch_size: usize) -> TokenClassificationPipeline
     .unwrap();
     TokenClassificationPipeline::new(
         loaded,
-        &PipelineOptions { batch_size, max_length: None },
+        &PipelineOptions { batch_size, max_length: None, ..Default::default() },
         AggregationStrategy::Simple,
         &device,
     )
@@ -135,7 +135,7 @@ fn rejects_bad_options() {
     .into_sequence_classifier()
     .unwrap();
     let err =
-        TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size: 8, max_length: Some(41) }, &device)
+        TextClassificationPipeline::new(loaded, &PipelineOptions { batch_size: 8, max_length: Some(41), ..Default::default() }, &device)
             .unwrap_err();
     assert!(err.to_string().contains("max_position_embeddings 40"), "{err}");
 }

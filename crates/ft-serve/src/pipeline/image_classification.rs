@@ -51,6 +51,11 @@ impl ImageClassificationPipeline {
         })
     }
 
+    /// Label names by class id.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// The preprocessing in use.
     pub fn transform(&self) -> &ImageTransform {
         &self.transform

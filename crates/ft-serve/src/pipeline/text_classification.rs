@@ -6,7 +6,10 @@ use ft_models::auto::{Loaded, SequenceClassifier};
 use ft_models::input::TextInput;
 use ft_models::peft::PeftModel;
 
-use super::common::{PipelineOptions, argmax, check_encodings, run_batched, sigmoid, softmax, to_vec, tokenizer_for};
+use super::common::{
+    AdapterTokenizer, BatchShape, PipelineOptions, argmax, check_encodings, run_batched, sigmoid, softmax,
+    switch_adapter, to_vec,
+};
 use crate::Result;
 
 /// One text's prediction.
@@ -19,6 +22,12 @@ pub struct TextClassification {
     pub score: f32,
     /// The raw logits, one per label.
     pub logits: Vec<f32>,
+    /// Tokens the model read for this text (after truncation, special tokens included).
+    #[serde(skip)]
+    pub tokens: usize,
+    /// Every label's score, by label id (for `top_k`).
+    #[serde(skip)]
+    pub scores: Vec<f32>,
 }
 
 /// How scores are derived from logits (transformers' `ClassificationFunction`).
@@ -33,10 +42,10 @@ enum ScoreFn {
 #[derive(Debug)]
 pub struct TextClassificationPipeline {
     model: PeftModel<SequenceClassifier>,
-    tokenizer: TextTokenizer,
+    tokenizer: AdapterTokenizer,
     labels: Vec<String>,
     score_fn: ScoreFn,
-    batch_size: usize,
+    shape: BatchShape,
     device: Device,
     config: ft_models::auto::ModelConfig,
 }
@@ -54,7 +63,7 @@ impl TextClassificationPipeline {
         options: &PipelineOptions,
         device: &Device,
     ) -> Result<Self> {
-        let tokenizer = tokenizer_for(&loaded, options, loaded.model.num_virtual_tokens())?;
+        let tokenizer = AdapterTokenizer::new(&loaded, options, loaded.model.num_virtual_tokens())?;
         // An adapter with its own head (AdapterHub) names its labels.
         let labels = loaded.model.output_labels().unwrap_or_else(|| loaded.config.labels().label_names());
         let score_fn = match loaded.config.labels().problem_type.as_deref() {
@@ -68,7 +77,7 @@ impl TextClassificationPipeline {
             tokenizer,
             labels,
             score_fn,
-            batch_size: options.batch_size,
+            shape: options.into(),
             device: device.clone(),
             config: loaded.config,
         })
@@ -81,20 +90,36 @@ impl TextClassificationPipeline {
 
     /// The tokenizer in use.
     pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+        self.tokenizer.get()
+    }
+
+    /// Makes adapter `name` the active one (`None`: adapters off, the base model alone) — cheap:
+    /// no weights are reloaded; the tokenizer's truncation and the labels follow the adapter.
+    pub fn set_adapter(&mut self, name: Option<&str>) -> Result<()> {
+        switch_adapter(&mut self.model, name)?;
+        self.tokenizer.reserve(self.model.num_virtual_tokens())?;
+        self.labels = self.model.output_labels().unwrap_or_else(|| self.config.labels().label_names());
+        Ok(())
+    }
+
+    /// The loaded adapters' names, and the active one (`None`: the base model).
+    pub fn adapters(&self) -> (Vec<String>, Option<String>) {
+        let names = self.model.adapters().iter().map(|a| a.name.clone()).collect();
+        let active = if self.model.is_disabled() { None } else { self.model.active_name().map(str::to_string) };
+        (names, active)
     }
 
     /// Classifies texts; one result per text, in order.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<TextClassification>> {
-        let encodings = self.tokenizer.encode_batch(texts)?;
+        let encodings = self.tokenizer.get().encode_batch(texts)?;
         check_encodings(&self.config, &encodings)?;
         let n_labels = self.labels.len();
-        run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
+        run_batched(&encodings, self.shape, self.tokenizer.get().pad_id(), &self.device, |batch, idx| {
             let logits = to_vec(self.model.forward(&TextInput::from_batch(batch))?)?;
             Ok(idx
                 .iter()
                 .enumerate()
-                .map(|(row, _)| {
+                .map(|(row, &i)| {
                     let logits = logits[row * n_labels..(row + 1) * n_labels].to_vec();
                     let scores = match self.score_fn {
                         ScoreFn::Softmax => softmax(&logits),
@@ -102,7 +127,13 @@ impl TextClassificationPipeline {
                         ScoreFn::Identity => logits.clone(),
                     };
                     let (best, score) = argmax(&scores);
-                    TextClassification { label: self.labels[best].clone(), score, logits }
+                    TextClassification {
+                        label: self.labels[best].clone(),
+                        score,
+                        logits,
+                        tokens: encodings[i].len(),
+                        scores: scores.clone(),
+                    }
                 })
                 .collect())
         })

@@ -12,7 +12,10 @@ use ft_models::auto::{Loaded, TokenClassifier};
 use ft_models::input::TextInput;
 use ft_models::peft::PeftModel;
 
-use super::common::{PipelineOptions, argmax, check_encodings, run_batched, softmax, to_vec, tokenizer_for};
+use super::common::{
+    AdapterTokenizer, BatchShape, PipelineOptions, argmax, check_encodings, run_batched, softmax, switch_adapter,
+    to_vec,
+};
 use crate::{Result, ServeError};
 
 /// How tokens are grouped into entities (transformers' `AggregationStrategy`).
@@ -76,10 +79,10 @@ pub struct TokenClassification {
 #[derive(Debug)]
 pub struct TokenClassificationPipeline {
     model: PeftModel<TokenClassifier>,
-    tokenizer: TextTokenizer,
+    tokenizer: AdapterTokenizer,
     labels: Vec<String>,
     strategy: AggregationStrategy,
-    batch_size: usize,
+    shape: BatchShape,
     device: Device,
     config: ft_models::auto::ModelConfig,
 }
@@ -111,7 +114,7 @@ impl TokenClassificationPipeline {
         strategy: AggregationStrategy,
         device: &Device,
     ) -> Result<Self> {
-        let tokenizer = tokenizer_for(&loaded, options, loaded.model.num_virtual_tokens())?;
+        let tokenizer = AdapterTokenizer::new(&loaded, options, loaded.model.num_virtual_tokens())?;
         // An adapter with its own head (AdapterHub) names its labels.
         let labels = loaded.model.output_labels().unwrap_or_else(|| loaded.config.labels().label_names());
         Ok(Self {
@@ -119,7 +122,7 @@ impl TokenClassificationPipeline {
             tokenizer,
             labels,
             strategy,
-            batch_size: options.batch_size,
+            shape: options.into(),
             device: device.clone(),
             config: loaded.config,
         })
@@ -127,15 +130,31 @@ impl TokenClassificationPipeline {
 
     /// The tokenizer in use.
     pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+        self.tokenizer.get()
+    }
+
+    /// Makes adapter `name` the active one (`None`: adapters off, the base model alone) — cheap:
+    /// no weights are reloaded; the tokenizer's truncation and the labels follow the adapter.
+    pub fn set_adapter(&mut self, name: Option<&str>) -> Result<()> {
+        switch_adapter(&mut self.model, name)?;
+        self.tokenizer.reserve(self.model.num_virtual_tokens())?;
+        self.labels = self.model.output_labels().unwrap_or_else(|| self.config.labels().label_names());
+        Ok(())
+    }
+
+    /// The loaded adapters' names, and the active one (`None`: the base model).
+    pub fn adapters(&self) -> (Vec<String>, Option<String>) {
+        let names = self.model.adapters().iter().map(|a| a.name.clone()).collect();
+        let active = if self.model.is_disabled() { None } else { self.model.active_name().map(str::to_string) };
+        (names, active)
     }
 
     /// Labels every token of every text; one result per text, in order.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<TokenClassification>> {
-        let encodings = self.tokenizer.encode_batch(texts)?;
+        let encodings = self.tokenizer.get().encode_batch(texts)?;
         check_encodings(&self.config, &encodings)?;
         let n_labels = self.labels.len();
-        run_batched(&encodings, self.batch_size, self.tokenizer.pad_id(), &self.device, |batch, idx| {
+        run_batched(&encodings, self.shape, self.tokenizer.get().pad_id(), &self.device, |batch, idx| {
             let width = batch.input_ids.dims()[1];
             // Prompt tuning's virtual tokens come first in the outputs: left out.
             let out = self.model.forward(&TextInput::from_batch(batch))?;
@@ -171,10 +190,10 @@ impl TokenClassificationPipeline {
                 let (start, end) = enc.offsets[t];
                 let (best, score) = argmax(&softmax(&logits[t]));
                 let id = enc.input_ids[t];
-                let word = if Some(id) == self.tokenizer.unk_id() {
+                let word = if Some(id) == self.tokenizer.get().unk_id() {
                     text.chars().skip(start).take(end.saturating_sub(start)).collect()
                 } else {
-                    self.tokenizer.id_to_token(id).unwrap_or_default()
+                    self.tokenizer.get().id_to_token(id).unwrap_or_default()
                 };
                 TokenPrediction { tag: self.labels[best].clone(), score, index: t, word, start, end }
             })
@@ -220,7 +239,7 @@ impl TokenClassificationPipeline {
                     return None;
                 }
                 let score = (group.iter().map(|t| t.score as f64).sum::<f64>() / group.len() as f64) as f32;
-                let word = self.tokenizer.tokens_to_string(group.iter().map(|t| t.word.clone()).collect());
+                let word = self.tokenizer.get().tokens_to_string(group.iter().map(|t| t.word.clone()).collect());
                 let end = group.last().map(|t| t.end).unwrap_or(first.end);
                 Some(Entity {
                     entity_group: Some(entity_group),

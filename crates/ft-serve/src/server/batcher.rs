@@ -1,27 +1,129 @@
 //! Dynamic batching: requests queue in a bounded channel; one model thread takes what is
 //! waiting — up to `max_batch_size` inputs, waiting at most `max_wait` for more after the first —
-//! runs them as one call of the model (which sorts by length and pads per batch) and answers each
-//! request with its own rows. A panic inside the model fails that batch's requests only.
+//! and runs requests for the same adapter with the same options as one call of the model (which
+//! sorts by length, pads per forward pass and cuts passes by `max_batch_size` /
+//! `max_batch_tokens`). Each request gets its own rows back. A call that fails is retried one
+//! request at a time, so that a bad input fails its own request only; a panic inside the model
+//! fails that call's requests only.
+//!
+//! Requests for different adapters run as separate calls, one after the other, switching the
+//! active adapter between them (no weights are reloaded; measured in BENCHMARKS.md).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 
-/// What the model thread runs: many inputs in, one result per input out (in order).
+use super::metrics::Metrics;
+
+/// One input of a request.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A text (text classification, token classification, generation).
+    Text(String),
+    /// A decoded image (image classification).
+    Image(ft_data::vision::RgbImage),
+}
+
+impl Input {
+    /// The text, for text inputs.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Image(_) => None,
+        }
+    }
+}
+
+/// Why a model call failed.
+#[derive(Debug, Clone)]
+pub struct RunError {
+    /// The request is at fault (answered 422), not the model (500).
+    pub client: bool,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl RunError {
+    /// A fault of the request (422).
+    pub fn client(message: impl Into<String>) -> Self {
+        Self { client: true, message: message.into() }
+    }
+
+    /// A fault of the model (500).
+    pub fn server(message: impl Into<String>) -> Self {
+        Self { client: false, message: message.into() }
+    }
+}
+
+impl From<crate::ServeError> for RunError {
+    fn from(e: crate::ServeError) -> Self {
+        let client = matches!(e, crate::ServeError::Input { .. } | crate::ServeError::Options(_));
+        Self { client, message: e.to_string() }
+    }
+}
+
+/// One call of the model: inputs of one or more requests with the same adapter and options.
+pub struct Call<'a> {
+    /// The adapter to run (`None`: the base model, adapters off).
+    pub adapter: Option<&'a str>,
+    /// The requests' task options (e.g. `top_k`, generation settings).
+    pub options: &'a Value,
+    /// The inputs, request after request.
+    pub inputs: Vec<&'a Input>,
+    /// For a streamed request: called with each event; `false` means the client has gone.
+    pub events: Option<&'a mut dyn FnMut(Value) -> bool>,
+}
+
+/// What a model call returns.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// One value per input, in order.
+    pub values: Vec<Value>,
+    /// Tokens the model read (prompts and generated tokens for generation; 0 for images).
+    pub tokens: usize,
+}
+
+/// What the model thread runs.
 pub trait BatchModel {
-    /// One output per input, in order; an error fails the whole call.
-    fn run(&self, inputs: &[String]) -> Result<Vec<serde_json::Value>, String>;
+    /// Runs one call; one output per input, in order. An error fails the whole call.
+    fn run(&mut self, call: Call<'_>) -> Result<Output, RunError>;
+}
+
+impl BatchModel for Box<dyn BatchModel> {
+    fn run(&mut self, call: Call<'_>) -> Result<Output, RunError> {
+        (**self).run(call)
+    }
+}
+
+/// A request's answer: its outputs and the number of inputs of the call it ran in.
+#[derive(Debug)]
+pub struct Reply {
+    /// One value per input.
+    pub values: Vec<Value>,
+    /// Inputs in the model call it shared.
+    pub batch_size: usize,
 }
 
 /// One request's inputs and where its answer goes.
 pub struct Job {
-    /// The request's inputs (one or more texts).
-    pub inputs: Vec<String>,
-    /// Its answer: one value per input, or an error message.
-    pub reply: oneshot::Sender<Result<Vec<serde_json::Value>, String>>,
-    /// When it was queued (the batch's longest queue time is logged).
+    /// The request's inputs (one or more).
+    pub inputs: Vec<Input>,
+    /// The adapter it runs with (`None`: the base model).
+    pub adapter: Option<String>,
+    /// Its task options.
+    pub options: Value,
+    /// Whether it may share a model call with other requests with the same adapter and options
+    /// (`false`, e.g., for sampling with a seed: the result must not depend on other requests).
+    pub mergeable: bool,
+    /// For a streamed request: where its events go (it runs alone).
+    pub events: Option<mpsc::UnboundedSender<Value>>,
+    /// Its answer.
+    pub reply: oneshot::Sender<Result<Reply, RunError>>,
+    /// When it was queued.
     pub queued: Instant,
 }
 
@@ -53,7 +155,7 @@ impl Queue {
 /// Batching limits.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
-    /// Most inputs per model call.
+    /// Most inputs taken from the queue for one round of model calls.
     pub max_batch_size: usize,
     /// Longest wait for more requests after the first of a batch.
     pub max_wait: Duration,
@@ -63,7 +165,7 @@ pub struct BatchLimits {
 
 /// Starts the model thread: `load` builds the model there (it need not be `Send`); `on_ready`
 /// is called with its result before the first batch. Returns the queue.
-pub fn start<M, L, R>(limits: BatchLimits, load: L, on_ready: R) -> Queue
+pub fn start<M, L, R>(limits: BatchLimits, metrics: Arc<Metrics>, load: L, on_ready: R) -> Queue
 where
     M: BatchModel + 'static,
     L: FnOnce() -> Result<M, String> + Send + 'static,
@@ -73,9 +175,9 @@ where
     std::thread::Builder::new()
         .name("ft-serve-model".into())
         .spawn(move || match load() {
-            Ok(model) => {
+            Ok(mut model) => {
                 on_ready(Ok(()));
-                serve_batches(&model, &rx, limits);
+                serve_batches(&mut model, &rx, limits, &metrics);
             }
             Err(e) => on_ready(Err(e)),
         })
@@ -84,7 +186,7 @@ where
     Queue { tx }
 }
 
-fn serve_batches<M: BatchModel>(model: &M, rx: &Receiver<Job>, limits: BatchLimits) {
+fn serve_batches<M: BatchModel>(model: &mut M, rx: &Receiver<Job>, limits: BatchLimits, metrics: &Metrics) {
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + limits.max_wait;
         let mut size = first.inputs.len();
@@ -99,44 +201,80 @@ fn serve_batches<M: BatchModel>(model: &M, rx: &Receiver<Job>, limits: BatchLimi
                     size += job.inputs.len();
                     jobs.push(job);
                 }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        run_batch(model, jobs);
+        // Requests whose client has gone are not run.
+        jobs.retain(|j| !j.reply.is_closed());
+        for group in group_jobs(jobs) {
+            run_group(model, group, metrics);
+        }
     }
 }
 
-fn run_batch<M: BatchModel>(model: &M, jobs: Vec<Job>) {
-    // Requests whose client has gone are not run.
-    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
-    if jobs.is_empty() {
-        return;
+/// Groups jobs that may share a model call (same adapter and options), in arrival order; a
+/// streamed or unmergeable job is a group of its own.
+fn group_jobs(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        let alone = job.events.is_some() || !job.mergeable;
+        let home = (!alone)
+            .then(|| {
+                groups.iter().position(|g| {
+                    let g0 = &g[0];
+                    g0.events.is_none() && g0.mergeable && g0.adapter == job.adapter && g0.options == job.options
+                })
+            })
+            .flatten();
+        match home {
+            Some(i) => groups[i].push(job),
+            None => groups.push(vec![job]),
+        }
     }
-    let inputs: Vec<String> = jobs.iter().flat_map(|j| j.inputs.iter().cloned()).collect();
+    groups
+}
+
+fn run_group<M: BatchModel>(model: &mut M, jobs: Vec<Job>, metrics: &Metrics) {
     let started = Instant::now();
-    let queued_ms = jobs.iter().map(|j| started.duration_since(j.queued).as_secs_f64() * 1e3).fold(0.0, f64::max);
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&inputs)))
-        .unwrap_or_else(|_| Err("the model panicked on this batch".to_string()));
-    tracing::debug!(
-        batch = inputs.len(),
-        requests = jobs.len(),
-        queued_ms,
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        "batch"
-    );
+    for j in &jobs {
+        metrics.observe_queue(started.duration_since(j.queued).as_secs_f64());
+    }
+    let batch_size: usize = jobs.iter().map(|j| j.inputs.len()).sum();
+    let result = {
+        let events = jobs[0].events.clone();
+        let mut send = |v: Value| events.as_ref().is_some_and(|tx| tx.send(v).is_ok());
+        let (adapter, options) = (jobs[0].adapter.clone(), jobs[0].options.clone());
+        let inputs: Vec<&Input> = jobs.iter().flat_map(|j| j.inputs.iter()).collect();
+        let call = Call {
+            adapter: adapter.as_deref(),
+            options: &options,
+            inputs,
+            events: if events.is_some() { Some(&mut send) } else { None },
+        };
+        std::panic::catch_unwind(AssertUnwindSafe(|| model.run(call)))
+            .unwrap_or_else(|_| Err(RunError::server("the model panicked on this batch")))
+    };
+    tracing::debug!(batch = batch_size, requests = jobs.len(), ms = started.elapsed().as_secs_f64() * 1e3, "batch");
     match result {
-        Ok(outputs) if outputs.len() == inputs.len() => {
-            let mut outputs = outputs.into_iter();
+        Ok(out) if out.values.len() == batch_size => {
+            metrics.observe_batch(batch_size, out.tokens);
+            let mut values = out.values.into_iter();
             for job in jobs {
-                let mine: Vec<serde_json::Value> = outputs.by_ref().take(job.inputs.len()).collect();
-                let _ = job.reply.send(Ok(mine));
+                let mine: Vec<Value> = values.by_ref().take(job.inputs.len()).collect();
+                let _ = job.reply.send(Ok(Reply { values: mine, batch_size }));
             }
         }
-        Ok(outputs) => {
-            let e = format!("the model returned {} outputs for {} inputs", outputs.len(), inputs.len());
+        Ok(out) => {
+            let e =
+                RunError::server(format!("the model returned {} outputs for {batch_size} inputs", out.values.len()));
             for job in jobs {
                 let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+        // One request's bad input must not fail the others: run them one by one.
+        Err(_) if jobs.len() > 1 => {
+            for job in jobs {
+                run_group(model, vec![job], metrics);
             }
         }
         Err(e) => {
@@ -153,39 +291,66 @@ mod tests {
 
     struct Echo;
     impl BatchModel for Echo {
-        fn run(&self, inputs: &[String]) -> Result<Vec<serde_json::Value>, String> {
-            if inputs.iter().any(|i| i == "panic") {
+        fn run(&mut self, call: Call<'_>) -> Result<Output, RunError> {
+            let texts: Vec<&str> = call.inputs.iter().filter_map(|i| i.text()).collect();
+            if texts.contains(&"panic") {
                 panic!("asked to");
             }
-            Ok(inputs.iter().map(|i| serde_json::json!({"text": i, "batch": inputs.len()})).collect())
+            if texts.contains(&"bad") {
+                return Err(RunError::client("bad input"));
+            }
+            let values = texts
+                .iter()
+                .map(|t| serde_json::json!({"text": t, "batch": texts.len(), "adapter": call.adapter}))
+                .collect();
+            Ok(Output { values, tokens: texts.len() })
         }
+    }
+
+    fn job(inputs: &[&str], adapter: Option<&str>) -> (Job, oneshot::Receiver<Result<Reply, RunError>>) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            inputs: inputs.iter().map(|t| Input::Text(t.to_string())).collect(),
+            adapter: adapter.map(str::to_string),
+            options: Value::Null,
+            mergeable: true,
+            events: None,
+            reply,
+            queued: Instant::now(),
+        };
+        (job, rx)
     }
 
     #[tokio::test]
     async fn concurrent_requests_share_batches_and_get_their_own_rows() {
         let limits = BatchLimits { max_batch_size: 64, max_wait: Duration::from_millis(50), queue_capacity: 16 };
-        let queue = start(limits, || Ok(Echo), |_| {});
+        let queue = start(limits, Arc::default(), || Ok(Echo), |_| {});
         let mut waits = Vec::new();
         for i in 0..8 {
-            let (reply, rx) = oneshot::channel();
-            let inputs = vec![format!("a{i}"), format!("b{i}")];
-            queue.try_send(Job { inputs, reply, queued: Instant::now() }).unwrap_or_else(|_| panic!("queued"));
+            let (j, rx) = job(&[&format!("a{i}"), &format!("b{i}")], if i % 2 == 0 { Some("x") } else { None });
+            queue.try_send(j).unwrap_or_else(|_| panic!("queued"));
             waits.push(rx);
         }
+        // A bad request in the same window fails alone.
+        let (j, bad) = job(&["bad"], Some("x"));
+        queue.try_send(j).unwrap_or_else(|_| panic!("queued"));
         let mut max_batch = 0;
         for (i, rx) in waits.into_iter().enumerate() {
-            let out = rx.await.expect("answered").expect("ok");
+            let out = rx.await.expect("answered").expect("ok").values;
             assert_eq!(out[0]["text"], format!("a{i}"));
             assert_eq!(out[1]["text"], format!("b{i}"));
+            // Each adapter's requests run together, never mixed.
+            assert_eq!(out[0]["adapter"], if i % 2 == 0 { "x".into() } else { Value::Null });
             max_batch = max_batch.max(out[0]["batch"].as_u64().unwrap_or(0));
         }
         assert!(max_batch > 2, "requests were not batched together: {max_batch}");
+        assert!(bad.await.expect("answered").unwrap_err().client);
         // A panic fails its batch only; the thread lives on.
-        let (reply, rx) = oneshot::channel();
-        queue.try_send(Job { inputs: vec!["panic".into()], reply, queued: Instant::now() }).ok();
-        assert!(rx.await.expect("answered").unwrap_err().contains("panicked"));
-        let (reply, rx) = oneshot::channel();
-        queue.try_send(Job { inputs: vec!["after".into()], reply, queued: Instant::now() }).ok();
-        assert_eq!(rx.await.expect("answered").expect("ok")[0]["text"], "after");
+        let (j, rx) = job(&["panic"], None);
+        queue.try_send(j).ok();
+        assert!(rx.await.expect("answered").unwrap_err().message.contains("panicked"));
+        let (j, rx) = job(&["after"], None);
+        queue.try_send(j).ok();
+        assert_eq!(rx.await.expect("answered").expect("ok").values[0]["text"], "after");
     }
 }

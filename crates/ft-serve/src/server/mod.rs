@@ -1,44 +1,66 @@
-//! The HTTP server of `ft serve`: the notebook's `POST /predict` (§12) on axum + tokio, with the
-//! model on a thread of its own fed by a dynamic batching queue ([`batcher`]).
+//! The HTTP server of `ft serve`: the notebook's `POST /predict` (§12) on axum + tokio, for every
+//! pipeline, with the model on a thread of its own fed by a dynamic batching queue
+//! ([`batcher`]).
 //!
 //! Routes:
-//! - `POST /predict` — `{"text": "..."}` → `{"label": "...", "score": 0.97}` (the notebook's
-//!   FastAPI contract), or `{"inputs": ["...", ...]}` → a list of those.
+//! - `POST /predict` — one input in the task's field or `{"inputs": [...]}` (a list back), an
+//!   optional `"adapter": "NAME"` (one of the loaded adapters; `null`: the base model; absent:
+//!   the default adapter), and the task's options ([`tasks`]):
+//!   - text-classification: `{"text": "..."}` → `{"label": "...", "score": 0.97}` (the
+//!     notebook's FastAPI contract); `"top_k": k` → the k best as a list;
+//!   - token-classification: `{"text"}` → the pipeline's entities;
+//!   - text-generation: `{"text": prompt}` → `{"generated_text"}` with `ft generate`'s settings
+//!     (`max_new_tokens`, `do_sample`, `temperature`, `top_k`, `top_p`, `repetition_penalty`,
+//!     `num_return_sequences`, `seed`), `"stream": true` → server-sent events, one per token
+//!     (`{"token": {"id", "text"}, "generated_text": null}`), then
+//!     `{"token": null, "generated_text": ...}`;
+//!   - image-classification: `{"image": "<base64>"}` or a `multipart/form-data` upload (file
+//!     field `image`, several files: `inputs`) → `{"label", "score"}`, `"top_k"`.
 //! - `GET /health` (the process is up), `GET /ready` (200 once the model is loaded, 503 before),
-//!   `GET /info` (model, task, labels, limits, ft version).
+//!   `GET /info` (model, task, labels, adapters, limits, ft version), `GET /metrics`
+//!   (Prometheus, [`metrics`]), `GET /openapi.json`.
 //!
 //! Limits, as text-embeddings-inference: bodies above `payload_limit` (2 MB) get 413; more than
 //! `max_concurrent_requests` requests waiting or running get 429 with `Retry-After`; a request
-//! not answered within `request_timeout` gets 504. Malformed JSON gets 400, a missing or
-//! wrongly typed field or an empty text 422, each with `{"error": ..., "error_type": ...}`
-//! naming the field; a model failure (a panic included) 500 for that batch only. With an API
-//! key, requests other than `/health` need `Authorization: Bearer <key>` (401 otherwise;
-//! compared in constant time). Inputs longer than the model's limit (or `max_input_length`) are
-//! truncated, as the pipeline truncates.
+//! not answered within `request_timeout` gets 504 (streams are not timed: they end when the
+//! client goes). Malformed JSON gets 400, a missing, unknown or wrongly typed field, an empty
+//! text or a bad setting 422, each with `{"error": ..., "error_type": ...}` naming the field; a
+//! model failure (a panic included) 500 for that request only. With an API key, requests other
+//! than `/health` need `Authorization: Bearer <key>` (401 otherwise, before the body is read;
+//! compared in constant time). Texts longer than the model's limit (or `max_input_length`) are
+//! truncated, as the pipelines truncate; a prompt too long to leave room for new tokens is 422.
 //!
-//! [`router`] returns the routes for a user's own axum app; [`serve`] binds, serves and drains
-//! in-flight requests on SIGTERM / Ctrl-C.
+//! [`router`] returns the routes for a user's own axum app; [`serve`] binds, serves, runs the
+//! canary and drains in-flight requests on SIGTERM / Ctrl-C.
 
 pub mod batcher;
-mod text;
+pub mod canary;
+pub mod metrics;
+mod openapi;
+pub mod request;
+pub mod tasks;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::future::IntoFuture;
-
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
-use tokio::sync::{Semaphore, oneshot};
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use self::batcher::{Job, Queue, QueueError};
+use self::batcher::{Job, Queue, QueueError, Reply, RunError};
+use self::metrics::Metrics;
+use self::request::{Adapters, TaskSpec};
 
 /// Limits and options of the server.
 #[derive(Debug, Clone)]
@@ -74,8 +96,12 @@ pub struct Info {
     pub model: String,
     /// The task served.
     pub task: String,
-    /// Label names by id.
+    /// Label names by id (the default adapter's head when it has its own).
     pub labels: Vec<String>,
+    /// The loaded adapters.
+    pub adapters: Vec<String>,
+    /// The adapter a request without `"adapter"` runs (`None`: the base model).
+    pub default_adapter: Option<String>,
     /// Batching and request limits.
     pub limits: Value,
     /// ft's version.
@@ -90,19 +116,38 @@ pub struct AppState {
     ready: Arc<AtomicBool>,
     info: Arc<Mutex<Info>>,
     options: Arc<ServerOptions>,
+    spec: Arc<dyn TaskSpec>,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// State for [`router`]: the batching queue, whether the model is loaded (set by the model
-    /// thread), what `/info` says, and the limits.
-    pub fn new(queue: Queue, ready: Arc<AtomicBool>, info: Arc<Mutex<Info>>, options: ServerOptions) -> Self {
+    /// State for [`router`]: the batching queue (whose model thread sets `ready` and fills
+    /// `info`'s labels and adapters), the task's request fields, the limits and the metrics the
+    /// queue's model thread also writes.
+    pub fn new(
+        queue: Queue,
+        ready: Arc<AtomicBool>,
+        info: Arc<Mutex<Info>>,
+        options: ServerOptions,
+        spec: Box<dyn TaskSpec>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             queue,
             permits: Arc::new(Semaphore::new(options.max_concurrent_requests.max(1))),
             ready,
             info,
             options: Arc::new(options),
+            spec: Arc::from(spec),
+            metrics,
         }
+    }
+
+    fn adapters(&self) -> Adapters {
+        self.info
+            .lock()
+            .map(|i| Adapters { names: i.adapters.clone(), default: i.default_adapter.clone() })
+            .unwrap_or_default()
     }
 }
 
@@ -114,17 +159,29 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/info", get(info))
+        .route("/metrics", get(metrics_route))
+        .route("/openapi.json", get(openapi_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
-/// Binds `addr`, serves `router(state)` until SIGTERM or Ctrl-C, then lets in-flight requests
-/// finish. `on_bound` gets the bound address (with the port the OS chose for port 0).
-pub async fn serve(state: AppState, addr: SocketAddr, on_bound: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+/// Binds `addr`, serves `router(state)` (with the canary, when given, every `interval`) until
+/// SIGTERM or Ctrl-C, then lets in-flight requests finish. `on_bound` gets the bound address
+/// (with the port the OS chose for port 0).
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    canary: Option<(canary::Canary, Duration)>,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
+    if let Some((c, interval)) = canary {
+        tokio::spawn(canary::run(state.clone(), c, interval));
+    }
     // In-flight requests get `request_timeout` to finish after the signal; then the server exits
     // anyway (a client that never finishes sending its request cannot hold it up).
     let grace = state.options.request_timeout + Duration::from_secs(1);
@@ -169,21 +226,35 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing the requests in flight");
 }
 
+/// Counts every request in `/metrics` (by matched route and status) with its latency.
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("other", |p| p.as_str()).to_string();
+    let started = Instant::now();
+    s.metrics.start_request();
+    let response = next.run(req).await;
+    s.metrics.end_request(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
 /// A JSON error response.
 fn error(status: StatusCode, error_type: &str, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into(), "error_type": error_type}))).into_response()
 }
 
+fn overloaded(message: &str) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "overloaded", message);
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+const ROUTES: &str = "POST /predict; GET /health, /ready, /info, /metrics, /openapi.json";
+
 async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such route (POST /predict, GET /health, /ready, /info)")
+    error(StatusCode::NOT_FOUND, "not_found", format!("no such route ({ROUTES})"))
 }
 
 async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "wrong method (POST /predict; GET /health, /ready, /info)",
-    )
+    error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("wrong method ({ROUTES})"))
 }
 
 async fn health() -> Response {
@@ -233,131 +304,220 @@ async fn info(State(s): State<AppState>, headers: HeaderMap) -> Response {
     axum::Json(info).into_response()
 }
 
-/// The inputs of a `/predict` body, or the 4xx answer.
-#[allow(clippy::result_large_err)]
-fn parse_inputs(body: &[u8], max_inputs: usize) -> Result<(Vec<String>, bool), Response> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "the body must be a JSON object with \"text\" or \"inputs\"",
-        ));
-    };
-    let unprocessable = |m: String| error(StatusCode::UNPROCESSABLE_ENTITY, "validation", m);
-    if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "text" | "inputs")) {
-        return Err(unprocessable(format!("unknown field \"{key}\" (fields: text, inputs)")));
-    }
-    match (map.get("text"), map.get("inputs")) {
-        (Some(_), Some(_)) => Err(unprocessable("give \"text\" or \"inputs\", not both".into())),
-        (Some(Value::String(t)), None) => {
-            if t.trim().is_empty() {
-                return Err(unprocessable("field \"text\" is empty".into()));
-            }
-            Ok((vec![t.clone()], true))
-        }
-        (Some(other), None) => Err(unprocessable(format!("field \"text\" must be a string, not {}", kind(other)))),
-        (None, Some(Value::Array(items))) => {
-            if items.is_empty() {
-                return Err(unprocessable("field \"inputs\" is an empty list".into()));
-            }
-            if items.len() > max_inputs {
-                return Err(unprocessable(format!("field \"inputs\" has {} texts; at most {max_inputs}", items.len())));
-            }
-            let mut texts = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(t) if !t.trim().is_empty() => texts.push(t.clone()),
-                    Value::String(_) => return Err(unprocessable(format!("field \"inputs[{i}]\" is empty"))),
-                    other => {
-                        return Err(unprocessable(format!(
-                            "field \"inputs[{i}]\" must be a string, not {}",
-                            kind(other)
-                        )));
-                    }
-                }
-            }
-            Ok((texts, false))
-        }
-        (None, Some(other)) => {
-            Err(unprocessable(format!("field \"inputs\" must be a list of strings, not {}", kind(other))))
-        }
-        (None, None) => Err(unprocessable("missing field \"text\" (or \"inputs\")".into())),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-async fn predict(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let started = Instant::now();
+async fn metrics_route(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if !authorized(&s.options, &headers) {
         return unauthorized();
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is larger than the payload limit ({} bytes)", s.options.payload_limit),
-            );
-        }
-        Err(e) => return error(e.status(), "bad_body", e.body_text()),
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+}
+
+async fn openapi_route(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(&s.options, &headers) {
+        return unauthorized();
+    }
+    let info = s.info.lock().map(|i| i.clone()).unwrap_or_default();
+    axum::Json(openapi::document(s.spec.as_ref(), &info)).into_response()
+}
+
+/// The body as a JSON object: JSON, or a multipart form (files base64-encoded, other fields
+/// read as JSON values when they parse, else as strings).
+async fn body_fields(s: &AppState, req: Request) -> Result<Map<String, Value>, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the payload limit ({} bytes)", s.options.payload_limit),
+        )
     };
-    let (inputs, single) = match parse_inputs(&body, s.options.max_inputs_per_request) {
-        Ok(x) => x,
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    let multipart = content_type.as_deref().is_some_and(|v| v.starts_with("multipart/form-data"));
+    let json = content_type.as_deref().is_none_or(|v| {
+        let essence = v.split(';').next().unwrap_or("").trim();
+        essence == "application/json" || essence.ends_with("+json")
+    });
+    if !multipart && !json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type {}: send application/json (or multipart/form-data)",
+                content_type.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if multipart {
+        let mut form = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| error(e.status(), "malformed_multipart", e.body_text()))?;
+        let mut map = Map::new();
+        let mut files: Vec<(String, Value)> = Vec::new();
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(error(StatusCode::BAD_REQUEST, "malformed_multipart", e.body_text())),
+            };
+            let name = field.name().unwrap_or_default().to_string();
+            let is_file = field.file_name().is_some();
+            let data = match field.bytes().await {
+                Ok(d) => d,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(error(StatusCode::BAD_REQUEST, "malformed_multipart", e.body_text())),
+            };
+            if is_file {
+                files.push((name, Value::String(base64::engine::general_purpose::STANDARD.encode(&data))));
+            } else {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                map.insert(name, value);
+            }
+        }
+        let field = s.spec.input_field();
+        match files.as_slice() {
+            [] => {}
+            [(name, v)] if name == field => {
+                map.insert(field.to_string(), v.clone());
+            }
+            _ => {
+                map.insert("inputs".into(), Value::Array(files.into_iter().map(|(_, v)| v).collect()));
+            }
+        }
+        return Ok(map);
+    }
+    let body = match Bytes::from_request(req, &()).await {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+        Err(e) => return Err(error(e.status(), "bad_body", e.body_text())),
+    };
+    match serde_json::from_slice(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            format!("the body must be a JSON object with \"{}\" or \"inputs\"", s.spec.input_field()),
+        )),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+async fn predict(State(s): State<AppState>, req: Request) -> Response {
+    let started = Instant::now();
+    // The key is checked before the body is read.
+    if !authorized(&s.options, req.headers()) {
+        return unauthorized();
+    }
+    let map = match body_fields(&s, req).await {
+        Ok(m) => m,
         Err(r) => return r,
+    };
+    let parsed = match request::parse(s.spec.as_ref(), &s.adapters(), &map, s.options.max_inputs_per_request) {
+        Ok(p) => p,
+        Err(m) => return error(StatusCode::UNPROCESSABLE_ENTITY, "validation", m),
     };
     if !s.ready.load(Ordering::Acquire) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the model is loading");
     }
-    let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many concurrent requests; retry later");
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    let Ok(permit) = s.permits.clone().try_acquire_owned() else {
+        return overloaded("too many concurrent requests; retry later");
     };
-    let n = inputs.len();
+    let n = parsed.inputs.len();
+    let adapter = parsed.adapter.clone();
+    let streaming = s.spec.streams(&parsed.options);
+    let (events_tx, events_rx) = if streaming {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let (reply, rx) = oneshot::channel();
-    match s.queue.try_send(Job { inputs, reply, queued: Instant::now() }) {
+    let job = Job {
+        mergeable: s.spec.mergeable(&parsed.options),
+        inputs: parsed.inputs,
+        adapter: parsed.adapter,
+        options: parsed.options,
+        events: events_tx,
+        reply,
+        queued: Instant::now(),
+    };
+    match s.queue.try_send(job) {
         Ok(()) => {}
-        Err(QueueError::Full) => {
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the queue is full; retry later");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+        Err(QueueError::Full) => return overloaded("the queue is full; retry later"),
         Err(QueueError::Stopped) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the model thread has stopped");
         }
     }
+    if let Some(events) = events_rx {
+        tracing::info!(route = "/predict", stream = true, adapter = ?adapter, "request");
+        return stream(events, rx, permit);
+    }
     let answer = match tokio::time::timeout(s.options.request_timeout, rx).await {
         Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "timeout", "the model did not answer in time"),
         Ok(Err(_)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "model", "the model thread dropped the request"),
-        Ok(Ok(Err(e))) => {
-            tracing::error!(error = %e, "prediction failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "model", e);
-        }
-        Ok(Ok(Ok(outputs))) => outputs,
+        Ok(Ok(Err(e))) => return run_error(e),
+        Ok(Ok(Ok(reply))) => reply,
     };
-    tracing::info!(route = "/predict", inputs = n, ms = started.elapsed().as_secs_f64() * 1e3, "request");
-    if single {
-        axum::Json(answer.into_iter().next().unwrap_or(Value::Null)).into_response()
-    } else {
-        axum::Json(Value::Array(answer)).into_response()
+    drop(permit);
+    let Reply { values, batch_size } = answer;
+    for v in &values {
+        for (label, score) in s.spec.predictions(v) {
+            s.metrics.observe_prediction(&label, score);
+        }
     }
+    tracing::info!(
+        route = "/predict",
+        inputs = n,
+        batch = batch_size,
+        adapter = ?adapter,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    if parsed.single {
+        axum::Json(values.into_iter().next().unwrap_or(Value::Null)).into_response()
+    } else {
+        axum::Json(Value::Array(values)).into_response()
+    }
+}
+
+fn run_error(e: RunError) -> Response {
+    if e.client {
+        error(StatusCode::UNPROCESSABLE_ENTITY, "validation", e.message)
+    } else {
+        tracing::error!(error = %e.message, "prediction failed");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "model", e.message)
+    }
+}
+
+/// A server-sent-event stream of a generation's events; a failure ends it with an `error`
+/// event. The request's permit is held until the stream ends.
+fn stream(
+    events: mpsc::UnboundedReceiver<Value>,
+    done: oneshot::Receiver<Result<Reply, RunError>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    let state = (events, Some(done), permit);
+    let s = futures_util::stream::unfold(state, |(mut events, done, permit)| async move {
+        if let Some(v) = events.recv().await {
+            return Some((
+                Ok::<_, std::convert::Infallible>(Event::default().data(v.to_string())),
+                (events, done, permit),
+            ));
+        }
+        // The model has finished: an error is the stream's last event.
+        match done?.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                let data = json!({"error": e.message, "error_type": if e.client { "validation" } else { "model" }});
+                Some((Ok(Event::default().event("error").data(data.to_string())), (events, None, permit)))
+            }
+            Err(_) => {
+                let data = json!({"error": "the model thread dropped the request", "error_type": "model"});
+                Some((Ok(Event::default().event("error").data(data.to_string())), (events, None, permit)))
+            }
+        }
+    });
+    Sse::new(s).into_response()
 }
 
 #[cfg(test)]
@@ -365,37 +525,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_are_checked_field_by_field() {
-        let status = |b: &str| match parse_inputs(b.as_bytes(), 4) {
-            Ok(_) => 200,
-            Err(r) => r.status().as_u16(),
-        };
-        assert_eq!(status(r#"{"text": "hello"}"#), 200);
-        assert_eq!(status(r#"{"inputs": ["a", "b"]}"#), 200);
-        for (body, code) in [
-            ("{", 400),
-            ("[]", 422),
-            (r#"{"text": 3}"#, 422),
-            (r#"{"text": ""}"#, 422),
-            (r#"{"text": "a", "inputs": ["b"]}"#, 422),
-            (r#"{"inputs": []}"#, 422),
-            (r#"{"inputs": ["a", 1]}"#, 422),
-            (r#"{"inputs": ["a","b","c","d","e"]}"#, 422),
-            (r#"{"txt": "a"}"#, 422),
-            ("{}", 422),
-        ] {
-            assert_eq!(status(body), code, "{body}");
-        }
-    }
-
-    #[test]
     fn api_keys_compare_exactly() {
         let options = ServerOptions { api_key: Some("s3cret".into()), ..Default::default() };
         let mut h = HeaderMap::new();
         assert!(!authorized(&options, &h));
-        for (given, ok) in
-            [("Bearer s3cret", true), ("Bearer s3cre", false), ("Bearer s3cretx", false), ("s3cret", false)]
-        {
+        for (given, ok) in [
+            ("Bearer s3cret", true),
+            ("bearer s3cret", true),
+            ("Bearer s3cre", false),
+            ("Bearer s3cretx", false),
+            ("s3cret", false),
+        ] {
             h.insert(header::AUTHORIZATION, HeaderValue::from_str(given).unwrap_or(HeaderValue::from_static("")));
             assert_eq!(authorized(&options, &h), ok, "{given}");
         }
