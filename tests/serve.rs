@@ -565,3 +565,23 @@ fn image_classification_takes_base64_json_and_multipart_uploads() {
         assert!(answer["error"].as_str().unwrap().contains(needle), "{answer}");
     }
 }
+
+#[test]
+fn a_client_that_trickles_its_headers_is_disconnected() {
+    use std::io::{Read, Write};
+    let server = Server::start(&["--header-read-timeout", "1"]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    // The server closes the connection (EOF or reset) after the timeout, well before 10 s.
+    let closed = match slow.read(&mut buf) {
+        Ok(n) => n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+    };
+    assert!(closed, "the connection stayed open");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(server.predict(&json!({"text": "still serving"}).to_string(), &[]).0, 200);
+}

@@ -40,15 +40,23 @@ pub struct ServeArgs {
     /// Port (0: any free port; the address is printed on stderr).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Most inputs in one model call.
-    #[arg(long, default_value_t = 32)]
+    /// Most inputs a model thread takes from the queue at once (run as one call of the
+    /// pipeline, length-sorted).
+    #[arg(long, default_value_t = 16)]
     max_batch_size: usize,
-    /// Most padded tokens (rows × longest) in one forward pass (default: no limit beyond
-    /// --max-batch-size).
+    /// Most padded tokens (rows × longest) in one forward pass: a call's inputs, sorted by
+    /// length, are cut into passes of at most this many tokens (the best on a 2-core CPU for
+    /// MiniLM; BENCHMARKS.md). 0: no limit beyond --max-batch-size.
+    #[arg(long, default_value_t = 512)]
+    max_batch_tokens: usize,
+    /// Model threads, each with its own copy of the model and its own kernel thread pool,
+    /// taking batches from one queue (default: 2, or 1 on a 1-core machine — a second keeps
+    /// the cores busy while the first runs single-threaded parts of the model).
     #[arg(long)]
-    max_batch_tokens: Option<usize>,
-    /// Longest wait (ms) for more requests after the first of a batch.
-    #[arg(long, default_value_t = 5)]
+    workers: Option<usize>,
+    /// Longest wait (ms) for more requests after the first of a batch (requests already
+    /// waiting always join it).
+    #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
     /// Requests waiting or running at once; more get 429 with Retry-After.
     #[arg(long, default_value_t = 512)]
@@ -62,6 +70,9 @@ pub struct ServeArgs {
     /// Seconds a request may take (504 after; streams are not timed).
     #[arg(long, default_value_t = 60)]
     request_timeout: u64,
+    /// Seconds a client may take to send its request headers (the connection is closed after).
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout: u64,
     /// A file holding the API key requests must send as `Authorization: Bearer <key>`.
     #[arg(long)]
     api_key_file: Option<PathBuf>,
@@ -99,12 +110,18 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if task == Task::ImageClassification && !specs.is_empty() {
         bail!("--adapter: adapters apply to text models, not to image-classification");
     }
-    if args.max_batch_size == 0 || args.max_concurrent_requests == 0 || args.request_timeout == 0 {
-        bail!("--max-batch-size, --max-concurrent-requests and --request-timeout must be at least 1");
+    if args.max_batch_size == 0
+        || args.max_concurrent_requests == 0
+        || args.request_timeout == 0
+        || args.workers == Some(0)
+    {
+        bail!("--max-batch-size, --max-concurrent-requests, --request-timeout and --workers must be at least 1");
     }
-    if args.max_batch_tokens == Some(0) || args.canary_interval == 0 {
-        bail!("--max-batch-tokens and --canary-interval must be at least 1");
+    if args.canary_interval == 0 {
+        bail!("--canary-interval must be at least 1");
     }
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)));
+    let max_batch_tokens = (args.max_batch_tokens > 0).then_some(args.max_batch_tokens);
     let strategy: AggregationStrategy = args.aggregation_strategy.parse()?;
     let spec = tasks::spec(task_name).context("no such task")?;
     let canary = match &args.canary {
@@ -141,11 +158,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_batch_size: args.max_batch_size,
         max_wait: Duration::from_millis(args.max_wait_ms),
         queue_capacity: args.max_concurrent_requests,
+        workers,
     };
     let options = ServerOptions {
         payload_limit: args.payload_limit,
         max_concurrent_requests: args.max_concurrent_requests,
         request_timeout: Duration::from_secs(args.request_timeout),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
         api_key,
         ..Default::default()
     };
@@ -158,8 +177,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         default_adapter,
         limits: serde_json::json!({
             "max_batch_size": args.max_batch_size,
-            "max_batch_tokens": args.max_batch_tokens,
+            "max_batch_tokens": max_batch_tokens,
             "max_wait_ms": args.max_wait_ms,
+            "workers": workers,
             "max_concurrent_requests": args.max_concurrent_requests,
             "max_input_length": args.max_input_length,
             "payload_limit": args.payload_limit,
@@ -177,7 +197,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         options: PipelineOptions {
             batch_size: args.max_batch_size,
             max_length: args.max_input_length,
-            max_batch_tokens: args.max_batch_tokens,
+            max_batch_tokens,
         },
         adapter: args.adapter.clone(),
         specs,
@@ -221,7 +241,7 @@ struct Loader {
 }
 
 impl Loader {
-    fn load(self) -> Result<Box<dyn BatchModel>> {
+    fn load(&self) -> Result<Box<dyn BatchModel>> {
         let device = parse_device(&self.device)?;
         let set_labels = |labels: Vec<String>| {
             if let Ok(mut i) = self.info.lock() {

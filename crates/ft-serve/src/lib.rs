@@ -16,8 +16,16 @@
 //! `max_position_embeddings` unless told otherwise, sorted by length and run in padded batches;
 //! batched results equal one-at-a-time results (to 1e-5).
 //!
-//! [`server`]: `ft serve`'s HTTP server (axum + tokio) with dynamic batching — today for
-//! text classification (the notebook's §12 `POST /predict`).
+//! - [`pipeline::TextGenerationPipeline`]: `pipeline("text-generation")` for GPT-2, with
+//!   token-by-token streaming.
+//!
+//! Every text pipeline runs PEFT / AdapterHub adapters on its base and switches the active one
+//! without reloading (`set_adapter`).
+//!
+//! [`server`]: `ft serve`'s HTTP server (axum + tokio) — the notebook's §12 `POST /predict` for
+//! every pipeline, with dynamic batching on model threads, adapters per request, SSE streaming,
+//! limits, Prometheus metrics, OpenAPI and a canary. `server::router` mounts it in your own axum
+//! app; a new task is one file in `server/tasks/`.
 
 pub mod pipeline;
 pub mod server;

@@ -238,7 +238,11 @@ mod tests {
         assert_eq!(shape.chunks(&order, |i| lens[i]), vec![&[0, 1][..], &[2, 3][..], &[4, 5][..]]);
         // A text longer than the budget runs alone.
         let shape = BatchShape { batch_size: 4, max_batch_tokens: Some(5) };
-        assert_eq!(shape.chunks(&order, |i| lens[i]).len(), 6, "one row per batch: 1 and 3 fit 5 tokens, but not together");
+        assert_eq!(
+            shape.chunks(&order, |i| lens[i]).len(),
+            6,
+            "one row per batch: 1 and 3 fit 5 tokens, but not together"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -161,49 +161,101 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Queued requests beyond which new ones are refused.
     pub queue_capacity: usize,
+    /// Model threads, each with its own copy of the model, taking rounds from the one queue
+    /// (a second one keeps both cores busy while the first runs the parts of a forward pass
+    /// that use one).
+    pub workers: usize,
 }
 
-/// Starts the model thread: `load` builds the model there (it need not be `Send`); `on_ready`
-/// is called with its result before the first batch. Returns the queue.
+/// Starts the model threads: `load` builds a model on each (it need not be `Send`);
+/// `on_ready` is called once, when every worker has loaded (or with the first error), before
+/// the first batch. Returns the queue.
 pub fn start<M, L, R>(limits: BatchLimits, metrics: Arc<Metrics>, load: L, on_ready: R) -> Queue
 where
     M: BatchModel + 'static,
-    L: FnOnce() -> Result<M, String> + Send + 'static,
+    L: Fn() -> Result<M, String> + Send + Sync + 'static,
     R: FnOnce(Result<(), String>) + Send + 'static,
 {
     let (tx, rx) = sync_channel::<Job>(limits.queue_capacity.max(1));
-    std::thread::Builder::new()
-        .name("ft-serve-model".into())
-        .spawn(move || match load() {
-            Ok(mut model) => {
-                on_ready(Ok(()));
-                serve_batches(&mut model, &rx, limits, &metrics);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    let load = Arc::new(load);
+    let workers = limits.workers.max(1);
+    // Reported once: the first error, or Ok when the last worker has loaded.
+    let ready = Arc::new(std::sync::Mutex::new((Some(on_ready), workers)));
+    for w in 0..workers {
+        let (rx, load, ready, metrics) = (rx.clone(), load.clone(), ready.clone(), metrics.clone());
+        let report = move |r: Result<(), String>| {
+            let mut g = ready.lock().unwrap_or_else(|p| p.into_inner());
+            g.1 -= 1;
+            if (r.is_err() || g.1 == 0)
+                && let Some(f) = g.0.take()
+            {
+                f(r);
             }
-            Err(e) => on_ready(Err(e)),
-        })
-        .map(|_| ())
-        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the model thread"));
+        };
+        std::thread::Builder::new()
+            .name(format!("ft-serve-model-{w}"))
+            .spawn(move || {
+                // With several workers, each has a thread pool of its own for the model's
+                // parallel kernels (one shared pool would run their calls one after the other).
+                let pool = (workers > 1)
+                    .then(|| rayon::ThreadPoolBuilder::new().num_threads(rayon::current_num_threads()).build().ok())
+                    .flatten();
+                let work = || match load() {
+                    Ok(mut model) => {
+                        report(Ok(()));
+                        serve_batches(&mut model, &rx, limits, &metrics);
+                    }
+                    Err(e) => report(Err(e)),
+                };
+                match pool {
+                    Some(p) => p.install(work),
+                    None => work(),
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start a model thread"));
+    }
     Queue { tx }
 }
 
-fn serve_batches<M: BatchModel>(model: &mut M, rx: &Receiver<Job>, limits: BatchLimits, metrics: &Metrics) {
-    while let Ok(first) = rx.recv() {
-        let deadline = Instant::now() + limits.max_wait;
-        let mut size = first.inputs.len();
-        let mut jobs = vec![first];
-        while size < limits.max_batch_size {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            match rx.recv_timeout(deadline - now) {
-                Ok(job) => {
-                    size += job.inputs.len();
-                    jobs.push(job);
+/// Takes one round from the queue (the lock is held while it gathers, so that workers take
+/// whole rounds in turn); `None` when the queue has closed.
+fn next_round(rx: &std::sync::Mutex<Receiver<Job>>, limits: BatchLimits) -> Option<Vec<Job>> {
+    let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+    let first = rx.recv().ok()?;
+    let deadline = Instant::now() + limits.max_wait;
+    let mut size = first.inputs.len();
+    let mut jobs = vec![first];
+    while size < limits.max_batch_size {
+        // What is already waiting joins the round; then wait for more until the deadline.
+        let job = match rx.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                match rx.recv_timeout(deadline - now) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
             }
-        }
+        };
+        size += job.inputs.len();
+        jobs.push(job);
+    }
+    Some(jobs)
+}
+
+fn serve_batches<M: BatchModel>(
+    model: &mut M,
+    rx: &std::sync::Mutex<Receiver<Job>>,
+    limits: BatchLimits,
+    metrics: &Metrics,
+) {
+    while let Some(mut jobs) = next_round(rx, limits) {
         // Requests whose client has gone are not run.
         jobs.retain(|j| !j.reply.is_closed());
         for group in group_jobs(jobs) {
@@ -323,7 +375,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_share_batches_and_get_their_own_rows() {
-        let limits = BatchLimits { max_batch_size: 64, max_wait: Duration::from_millis(50), queue_capacity: 16 };
+        let limits =
+            BatchLimits { max_batch_size: 64, max_wait: Duration::from_millis(50), queue_capacity: 16, workers: 1 };
         let queue = start(limits, Arc::default(), || Ok(Echo), |_| {});
         let mut waits = Vec::new();
         for i in 0..8 {

@@ -40,7 +40,6 @@ mod openapi;
 pub mod request;
 pub mod tasks;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +74,9 @@ pub struct ServerOptions {
     pub max_inputs_per_request: usize,
     /// A bearer token every route but `/health` requires.
     pub api_key: Option<String>,
+    /// Longest time a client may take to send its request headers ([`serve`] closes the
+    /// connection after).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -85,6 +87,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(60),
             max_inputs_per_request: 1024,
             api_key: None,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -171,6 +174,10 @@ pub fn router(state: AppState) -> Router {
 /// Binds `addr`, serves `router(state)` (with the canary, when given, every `interval`) until
 /// SIGTERM or Ctrl-C, then lets in-flight requests finish. `on_bound` gets the bound address
 /// (with the port the OS chose for port 0).
+///
+/// Connections are HTTP/1.1 with keep-alive; a client must send its request headers within
+/// `header_read_timeout` (a connection that trickles them is closed, so half-open connections
+/// cannot pile up); a failed accept (out of file descriptors) is logged and retried, never fatal.
 pub async fn serve(
     state: AppState,
     addr: SocketAddr,
@@ -185,23 +192,58 @@ pub async fn serve(
     // In-flight requests get `request_timeout` to finish after the signal; then the server exits
     // anyway (a client that never finishes sending its request cannot hold it up).
     let grace = state.options.request_timeout + Duration::from_secs(1);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
-    let mut server = tokio::spawn(server.into_future());
-    tokio::select! {
-        done = &mut server => return done.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        () = shutdown_signal() => {}
-    }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(grace, server).await {
-        Ok(done) => done.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        Err(_) => {
-            tracing::warn!(seconds = grace.as_secs_f64(), "requests still open after the grace period: exiting");
-            Ok(())
+    let header_timeout = state.options.header_read_timeout;
+    let app = router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // One clone per open connection: the strong count tells how many are left.
+    let open = Arc::new(());
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let (app, mut stop, token) = (app.clone(), stop_rx.clone(), open.clone());
+                tokio::spawn(async move {
+                    let _token = token;
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let mut app = app.clone();
+                        async move { tower_service::Service::call(&mut app, req).await }
+                    });
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.as_mut().await;
+                        }
+                    }
+                });
+            }
+            () = &mut signal => break,
         }
     }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + grace;
+    while Arc::strong_count(&open) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if Arc::strong_count(&open) > 1 {
+        tracing::warn!(seconds = grace.as_secs_f64(), "requests still open after the grace period: exiting");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -323,11 +365,14 @@ async fn openapi_route(State(s): State<AppState>, headers: HeaderMap) -> Respons
 /// read as JSON values when they parse, else as strings).
 async fn body_fields(s: &AppState, req: Request) -> Result<Map<String, Value>, Response> {
     let too_large = || {
-        error(
+        let mut r = error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body is larger than the payload limit ({} bytes)", s.options.payload_limit),
-        )
+        );
+        // The rest of the body is not read: the connection closes after the answer, and says so.
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
     };
     let content_type =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
