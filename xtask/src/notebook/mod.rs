@@ -23,6 +23,7 @@ mod profile;
 mod report;
 mod run_files;
 mod runner;
+mod serve;
 mod tiny;
 mod vision;
 
@@ -34,18 +35,18 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use profile::{DataPlan, Profile, path_str};
-use vision::VisionPlan;
 use report::{Header, Inspect, distribution_cell, parse_inspect, write_report};
 pub(crate) use runner::build_ft;
 use runner::{machine, now_utc, provenance, run_ft, shell_words};
+use vision::VisionPlan;
 
 /// Arguments of `cargo xtask reproduce-notebook`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Notebook sections to run, comma-separated (3 data, 4 full fine-tuning, 5 frozen encoder +
     /// head, 6 adapters with exercise 4, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER, 10
-    /// vision transfer learning with exercise 7).
-    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10")]
+    /// vision transfer learning with exercise 7, 12 serving §4's model with `ft serve`).
+    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10,12")]
     sections: Vec<String>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
@@ -103,10 +104,11 @@ enum Section {
     Lora,
     Ner,
     Vision,
+    Serve,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Data,
         Section::Full,
         Section::Frozen,
@@ -115,6 +117,7 @@ impl Section {
         Section::Lora,
         Section::Ner,
         Section::Vision,
+        Section::Serve,
     ];
 
     fn number(self) -> u32 {
@@ -127,6 +130,7 @@ impl Section {
             Section::Lora => 8,
             Section::Ner => 9,
             Section::Vision => 10,
+            Section::Serve => 12,
         }
     }
 
@@ -136,10 +140,9 @@ impl Section {
             .trim_start_matches('§')
             .parse()
             .with_context(|| format!("--sections: '{s}' is not a section number"))?;
-        Self::ALL
-            .into_iter()
-            .find(|x| x.number() == n)
-            .with_context(|| format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10"))
+        Self::ALL.into_iter().find(|x| x.number() == n).with_context(|| {
+            format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10, 12")
+        })
     }
 
     /// The section's folder under the output folder.
@@ -153,6 +156,7 @@ impl Section {
             Section::Lora => "8-lora",
             Section::Ner => "9-ner",
             Section::Vision => "10-vision",
+            Section::Serve => "12-serving",
         }
     }
 
@@ -166,6 +170,7 @@ impl Section {
             Section::Lora => "§8 LoRA (GPT-2) and exercise 5 (r = 8 vs 16)",
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
             Section::Vision => "§10 Vision transfer learning (ResNet18) and exercise 7 (unfreeze layer3 + layer4)",
+            Section::Serve => "§12 Deployment: ft serve (the notebook's FastAPI endpoint)",
         }
     }
 }
@@ -193,6 +198,9 @@ fn notes(section: Section) -> &'static str {
         }
         Section::Vision => {
             "The notebook loads torchvision's ImageNet ResNet18, sets `requires_grad = False` on every parameter and replaces `fc` with `nn.Linear(512, 5)` (2,565 trainable parameters); exercise 7 unfreezes the last two residual stages at a lower learning rate. ft: `model.task = \"image-classification\"`, `[method] kind = \"frozen\"` (the backbone frozen *with its BatchNorm layers in eval mode* — `requires_grad = False` alone would keep updating their running statistics), a new `fc` for the image folder's classes; exercise 7 adds `unfreeze = [\"layer3\", \"layer4\"]` with `backbone_learning_rate = 1e-4` (head 1e-3), BatchNorm in training mode in those stages. Training images get torchvision's `RandomResizedCrop` + `RandomHorizontalFlip` unless `augment = false`; without augmentation ft computes the frozen stages once per image. Outputs are timm-layout folders (`config.json` with `label_names`, `model.safetensors` with torchvision's names)."
+        }
+        Section::Serve => {
+            "The notebook serves the §4 classifier with a transformers `pipeline` (Option A) and a FastAPI `POST /predict` taking `{\"text\"}` and answering `{\"label\", \"score\"}` (Option B, run with uvicorn). ft: `ft serve --model <§4 output>` answers the same request with the same shape, batching concurrent requests on its model threads; below, the notebook's request, a short load measurement and the server's Prometheus metrics. The side-by-side comparison with the FastAPI app is `benches/serve_compare.py` (BENCHMARKS.md)."
         }
         Section::Ner => {
             "The notebook fine-tunes `AutoModelForTokenClassification` with labels aligned to the first sub-token of each word (others -100), `Trainer` defaults otherwise. ft aligns the same way and computes seqeval's entity-level metrics (`eval_overall_*`) at each evaluation (the notebook passes no `compute_metrics`, so its Trainer reports only the loss)."
@@ -364,7 +372,7 @@ pub fn run(mut args: Args) -> Result<()> {
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
-        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10)");
+        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10, 12)");
     }
     let root = root();
     let out = args
@@ -382,8 +390,10 @@ pub fn run(mut args: Args) -> Result<()> {
             _ => m.clone(),
         })
     };
-    let (model_cls, model_ner, model_lm) = (model_arg(&args.model_cls), model_arg(&args.model_ner), model_arg(&args.model_lm));
-    let uses_ag = sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen | Section::Adapters));
+    let (model_cls, model_ner, model_lm) =
+        (model_arg(&args.model_cls), model_arg(&args.model_ner), model_arg(&args.model_lm));
+    let uses_ag =
+        sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen | Section::Adapters));
     let uses_conll = sections.iter().any(|s| matches!(s, Section::Data | Section::Ner));
     let uses_vision = sections.contains(&Section::Vision);
     let profile = if args.tiny {
@@ -432,7 +442,10 @@ pub fn run(mut args: Args) -> Result<()> {
             (None, Some(d)) => {
                 let png = d.join("fashion-mnist/png");
                 if uses_vision && !png.is_dir() {
-                    bail!("--data {}: no fashion-mnist/png there (§10's transfer experiment); or give --images DIR", d.display());
+                    bail!(
+                        "--data {}: no fashion-mnist/png there (§10's transfer experiment); or give --images DIR",
+                        d.display()
+                    );
                 }
                 VisionPlan::Transfer { images: png.canonicalize().unwrap_or(png) }
             }
@@ -504,6 +517,7 @@ pub fn run(mut args: Args) -> Result<()> {
             Section::Prompt => peft::section_prompt(&ft, &profile, &dir)?,
             Section::Lora => peft::section_lora(&ft, &profile, &dir)?,
             Section::Vision => vision::section_vision(&ft, &profile.vision, profile.offline, &dir)?,
+            Section::Serve => serve::section_serve(&ft, profile.tiny, profile.offline, &out, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,
         };
         eprintln!("== {}: {} ({:.1} s)", section.title(), outcome.headline, outcome.wall_s);

@@ -439,7 +439,6 @@ pub fn anchor(title: &str) -> String {
         .collect()
 }
 
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

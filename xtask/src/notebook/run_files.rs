@@ -122,7 +122,9 @@ fn comment(section: Section, table: &str, key: &str, p: &Profile) -> Option<&'st
         (_, "model", "name") => "the notebook: distilbert-base-uncased",
         (_, "model", "num_labels") => "from_pretrained(model_name, num_labels=4)",
         (_, "data", "max_length") => "tok(batch['text'], truncation=True, max_length=256)",
-        (Section::Frozen, "method", "kind") => "encoder parameters requires_grad = False; a ClsHead on last_hidden_state[:, 0]",
+        (Section::Frozen, "method", "kind") => {
+            "encoder parameters requires_grad = False; a ClsHead on last_hidden_state[:, 0]"
+        }
         (Section::Frozen, "method", "head_dropout") => "nn.Dropout(0.1) before nn.Linear(hidden, 4)",
         (Section::Frozen, "method", "cache_features") => {
             "the frozen encoder's outputs are computed once (same numbers as torch.no_grad() per step)"
@@ -154,7 +156,9 @@ fn comment(section: Section, table: &str, key: &str, p: &Profile) -> Option<&'st
         }
         (Section::Ner, "training", "learning_rate") => "TrainingArguments' default (the notebook sets none)",
         (Section::Ner, "training", "eval_strategy") => "seqeval metrics at each evaluation",
-        (Section::Ner, "training", "save_strategy") => "the default save_steps=500 saves nothing in the notebook's 250 steps",
+        (Section::Ner, "training", "save_strategy") => {
+            "the default save_steps=500 saves nothing in the notebook's 250 steps"
+        }
         (Section::Full, "training", "eval_strategy") => "evaluation_strategy=\"epoch\"",
         (Section::Full, "training", "metric_for_best_model") => "compute_metrics: accuracy and f1_macro",
         (_, "training", "seed") => "TrainingArguments' default",
@@ -232,7 +236,9 @@ mod tests {
         assert_eq!((full.data.max_length, full.data.eval_skip), (Some(256), 2000));
         assert_eq!(full.data.source, "/data/ag_news/test.parquet");
         let frozen = run_config(Section::Frozen, &p, Path::new("/o"));
-        assert!(matches!(frozen.method, MethodConfig::Frozen(FrozenMethod { head_dropout, .. }) if head_dropout == Some(0.1)));
+        assert!(
+            matches!(frozen.method, MethodConfig::Frozen(FrozenMethod { head_dropout, .. }) if head_dropout == Some(0.1))
+        );
         assert_eq!(frozen.training.lr_scheduler_type, SchedulerType::Constant);
         let ner = run_config(Section::Ner, &p, Path::new("/o"));
         assert_eq!((ner.model.task, ner.model.name.as_str()), (Task::TokenClassification, "m-ner"));

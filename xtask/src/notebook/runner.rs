@@ -162,7 +162,6 @@ pub fn shell_words(ft: &Path, args: &[OsString]) -> String {
         .join(" ")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
