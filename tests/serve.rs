@@ -435,6 +435,30 @@ fn token_classification_answers_the_pipelines_entities() {
     }
     let (status, one) = server.predict(&json!({"text": TEXTS[3]}).to_string(), &[]);
     assert_eq!((status, &one), (200, &answer[3]));
+    let (_, info) = server.get("/info");
+    assert_eq!(info["labels"].as_array().map(Vec::len), Some(9), "{info}");
+    // A form field holding the text is the text (not JSON), even when it looks like a number.
+    let boundary = "b0undary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n{}\r\n--{boundary}--\r\n",
+        TEXTS[3]
+    );
+    let mut resp = Server::agent()
+        .post(format!("{}/predict", server.url))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let form: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(form, answer[3]);
+    let body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n123\r\n--{boundary}--\r\n");
+    let resp = Server::agent()
+        .post(format!("{}/predict", server.url))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 }
 
 /// The `data:` payloads of a server-sent-event stream.
@@ -502,7 +526,27 @@ fn text_generation_answers_as_ft_generate_and_streams_token_by_token() {
     assert_eq!(events[6]["generated_text"], json!(with_lora));
     assert!(events[6]["token"].is_null());
 
+    // A prompt adapter's prompts run one at a time: a list answers as each prompt alone.
+    let prompts = ["Hello world", "The cat sat on", "A"];
+    let alone: Vec<Value> = prompts
+        .iter()
+        .map(|p| server.predict(&json!({"text": p, "max_new_tokens": 4, "adapter": "prompt"}).to_string(), &[]).1)
+        .collect();
+    let (status, listed) =
+        server.predict(&json!({"inputs": prompts, "max_new_tokens": 4, "adapter": "prompt"}).to_string(), &[]);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed, json!(alone));
+
+    // A request the model refuses is a 4xx before any event, streamed or not.
+    for stream in [false, true] {
+        let (status, text) = server
+            .predict_raw(&json!({"text": "a", "do_sample": true, "temperature": -1, "stream": stream}).to_string());
+        assert_eq!(status, 422, "stream {stream}: {text}");
+    }
     for (body, needle) in [
+        (json!({"text": "a", "do_sample": true, "num_return_sequences": 1u64 << 40}), "at most 64"),
+        (json!({"text": "a", "max_new_tokens": u64::MAX}), "n_positions"),
+        (json!({"text": "a", "do_sample": true, "temperature": 1e-300}), "temperature"),
         (json!({"inputs": ["a", "b"], "stream": true}), "streaming answers one"),
         (json!({"text": "a", "do_sample": true, "temperature": -1}), "temperature"),
         (json!({"text": "a", "max_new_tokens": "many"}), "\"max_new_tokens\" must be"),

@@ -61,7 +61,8 @@ pub struct ServeArgs {
     /// Requests waiting or running at once; more get 429 with Retry-After.
     #[arg(long, default_value_t = 512)]
     max_concurrent_requests: usize,
-    /// Truncate inputs to this many tokens (default: the model's limit).
+    /// Truncate inputs to this many tokens (default: the model's limit); text generation does
+    /// not truncate prompts (as transformers' generate): a prompt too long for new tokens is 422.
     #[arg(long)]
     max_input_length: Option<usize>,
     /// Largest request body in bytes (413 above).
@@ -117,8 +118,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     {
         bail!("--max-batch-size, --max-concurrent-requests, --request-timeout and --workers must be at least 1");
     }
-    if args.canary_interval == 0 {
-        bail!("--canary-interval must be at least 1");
+    if args.canary_interval == 0 || args.payload_limit == 0 {
+        bail!("--canary-interval and --payload-limit must be at least 1");
     }
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)));
     let max_batch_tokens = (args.max_batch_tokens > 0).then_some(args.max_batch_tokens);
@@ -241,6 +242,18 @@ struct Loader {
 }
 
 impl Loader {
+    /// Switches to every loaded adapter once (a `--max-input-length` that leaves no room for a
+    /// prompt adapter's virtual tokens is an error now, not at its first request), then back to
+    /// the default.
+    fn check_adapters(&self, mut switch: impl FnMut(Option<&str>) -> ft_serve::Result<()>) -> Result<()> {
+        for a in &self.specs {
+            switch(Some(&a.name)).with_context(|| format!("--adapter {}", a.name))?;
+        }
+        let default = self.adapter.active.clone().or_else(|| self.specs.first().map(|a| a.name.clone()));
+        switch(default.as_deref()).context("switching back to the default adapter")?;
+        Ok(())
+    }
+
     fn load(&self) -> Result<Box<dyn BatchModel>> {
         let device = parse_device(&self.device)?;
         let set_labels = |labels: Vec<String>| {
@@ -269,17 +282,24 @@ impl Loader {
         Ok(match self.task {
             Task::SequenceClassification => {
                 let loaded = with_adapters(&self.adapter, loaded.into_sequence_classifier()?, &self.specs)?;
-                let pipe = TextClassificationPipeline::with_adapters(loaded, &self.options, &device)?;
+                let mut pipe = TextClassificationPipeline::with_adapters(loaded, &self.options, &device)?;
+                self.check_adapters(|a| pipe.set_adapter(a))?;
                 set_labels(pipe.labels().to_vec());
                 Box::new(pipe)
             }
             Task::TokenClassification => {
                 let loaded = with_adapters(&self.adapter, loaded.into_token_classifier()?, &self.specs)?;
-                Box::new(TokenClassificationPipeline::with_adapters(loaded, &self.options, self.strategy, &device)?)
+                let mut pipe =
+                    TokenClassificationPipeline::with_adapters(loaded, &self.options, self.strategy, &device)?;
+                self.check_adapters(|a| pipe.set_adapter(a))?;
+                set_labels(pipe.labels().to_vec());
+                Box::new(pipe)
             }
             Task::CausalLm => {
                 let loaded = with_adapters(&self.adapter, loaded.into_causal_lm()?, &self.specs)?;
-                Box::new(TextGenerationPipeline::with_adapters(loaded, &self.options, &device)?)
+                let mut pipe = TextGenerationPipeline::with_adapters(loaded, &self.options, &device)?;
+                self.check_adapters(|a| pipe.set_adapter(a))?;
+                Box::new(pipe)
             }
             Task::FeatureExtraction | Task::ImageClassification => bail!("{} is not served", self.task),
         })

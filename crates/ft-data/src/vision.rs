@@ -65,6 +65,15 @@ pub enum SourceMode {
     Rgba16,
 }
 
+/// The most pixels an image may have: PIL's `Image.MAX_IMAGE_PIXELS` (89,478,485, about
+/// 9459 × 9459); larger images are refused from their header, before decoding.
+pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// Width and height from a PNG or JPEG header, without decoding (`None`: not readable).
+pub fn image_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()
+}
+
 /// Decodes a PNG or JPEG file's bytes to RGB as `Image.open(..).convert("RGB")` does.
 /// `origin` names the file in errors.
 pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage> {
@@ -88,11 +97,22 @@ pub fn decode_rgb_with_mode(bytes: &[u8], origin: &Path) -> Result<(RgbImage, So
         }
         None => return Err(err("not a PNG or JPEG image (unrecognised file signature)".into())),
     };
+    // The size from the header, before any pixel is decoded (decompression bombs).
+    if let Some((w, h)) = image_dimensions(bytes)
+        && (w as u64) * (h as u64) > MAX_IMAGE_PIXELS
+    {
+        return Err(err(format!(
+            "the image is {w}x{h} = {} pixels, above the limit of {MAX_IMAGE_PIXELS} (PIL's MAX_IMAGE_PIXELS); \
+             refusing to decode it (a decompression bomb?)",
+            (w as u64) * (h as u64)
+        )));
+    }
     if format == "JPEG" && !jpeg_is_complete(bytes) {
         // zune-jpeg fills a cut-off scan with gray; PIL refuses it ("image file is truncated").
         return Err(err("cannot decode JPEG image: truncated (the data ends before the end-of-image marker)".into()));
     }
-    let decoded = reader.decode().map_err(|e| err(format!("cannot decode {format} image (truncated or corrupt?): {e}")))?;
+    let decoded =
+        reader.decode().map_err(|e| err(format!("cannot decode {format} image (truncated or corrupt?): {e}")))?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     if w == 0 || h == 0 {
         return Err(err(format!("image has no pixels ({w}x{h})")));
@@ -184,6 +204,45 @@ pub fn open_rgb(path: &Path) -> Result<RgbImage> {
 mod tests {
     use super::*;
 
+    /// A PNG whose header says `w` x `h` grayscale pixels, with (almost) no pixel data.
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        fn crc32(data: &[u8]) -> u32 {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in data {
+                c ^= b as u32;
+                for _ in 0..8 {
+                    c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                }
+            }
+            !c
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], body: &[u8]| {
+            out.extend((body.len() as u32).to_be_bytes());
+            let mut typed = kind.to_vec();
+            typed.extend(body);
+            out.extend(&typed);
+            out.extend(crc32(&typed).to_be_bytes());
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 0, 0, 0, 0]);
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn images_above_the_pixel_limit_are_refused_from_their_header() {
+        let bomb = png_header(20_000, 20_000);
+        assert_eq!(image_dimensions(&bomb), Some((20_000, 20_000)));
+        let t = std::time::Instant::now();
+        let e = decode_rgb(&bomb, Path::new("bomb.png")).unwrap_err().to_string();
+        assert!(e.contains("bomb.png") && e.contains("MAX_IMAGE_PIXELS"), "{e}");
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+    }
+
     #[test]
     fn decode_errors_name_the_file() {
         let p = Path::new("dir/broken.png");
@@ -249,5 +308,4 @@ mod tests {
             assert!(msg.contains("cut.jpg") && msg.contains("truncated"), "{cut}: {msg}");
         }
     }
-
 }

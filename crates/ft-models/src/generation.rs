@@ -171,7 +171,9 @@ impl GenerationConfig {
         let top_k = self.top_k.unwrap_or(50);
         let top_p = self.top_p.unwrap_or(1.0);
         if do_sample {
-            if !(temperature > 0.0 && temperature.is_finite()) {
+            // (as f32 too: the logits are divided in f32, and a temperature that rounds to 0
+            // would make every score infinite)
+            if !(temperature > 0.0 && temperature.is_finite() && (temperature as f32) > 0.0) {
                 return bad(format!(
                     "temperature must be a positive number, got {temperature} (for greedy decoding, do not sample)"
                 ));
@@ -187,6 +189,11 @@ impl GenerationConfig {
         let num_return_sequences = self.num_return_sequences.unwrap_or(1);
         if num_return_sequences == 0 {
             return bad("num_return_sequences must be at least 1".into());
+        }
+        if num_return_sequences > MAX_RETURN_SEQUENCES {
+            return bad(format!(
+                "num_return_sequences must be at most {MAX_RETURN_SEQUENCES} (each sequence is a row of the batch), got {num_return_sequences}"
+            ));
         }
         if num_return_sequences > 1 && !do_sample {
             return bad(format!(
@@ -261,6 +268,10 @@ pub struct GenerationSettings {
     pub vocab_size: usize,
 }
 
+/// The most sequences per prompt ft generates (`num_return_sequences`): each is a row of the
+/// batch, with its logits over the whole vocabulary at every step.
+pub const MAX_RETURN_SEQUENCES: usize = 256;
+
 impl GenerationSettings {
     /// The number of new tokens for a (padded) prompt of `width` tokens, as transformers'
     /// `_prepare_generated_length` computes it, or the error transformers would raise (or the
@@ -268,7 +279,7 @@ impl GenerationSettings {
     pub fn new_tokens_for(&self, width: usize) -> Result<usize> {
         let n_pos = self.n_positions;
         let fits = |new: usize, what: String| -> Result<usize> {
-            if width + new > n_pos {
+            if width.saturating_add(new) > n_pos {
                 Err(ModelError::Input(format!(
                     "the prompt has {width} tokens and {what} asks for {new} more, but GPT-2 has only \
                      n_positions = {n_pos} positions (transformers fails with an index error once it runs \

@@ -102,13 +102,6 @@ impl TextClassificationPipeline {
         Ok(())
     }
 
-    /// The loaded adapters' names, and the active one (`None`: the base model).
-    pub fn adapters(&self) -> (Vec<String>, Option<String>) {
-        let names = self.model.adapters().iter().map(|a| a.name.clone()).collect();
-        let active = if self.model.is_disabled() { None } else { self.model.active_name().map(str::to_string) };
-        (names, active)
-    }
-
     /// Classifies texts; one result per text, in order.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<TextClassification>> {
         let encodings = self.tokenizer.get().encode_batch(texts)?;

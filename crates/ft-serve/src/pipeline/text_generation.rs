@@ -86,19 +86,16 @@ impl TextGenerationPipeline {
     }
 
     /// Makes adapter `name` the active one (`None`: adapters off, the base model alone) — cheap:
-    /// no weights are reloaded; the tokenizer's truncation and the labels follow the adapter.
+    /// no weights are reloaded; the tokenizer's truncation follows the adapter.
     pub fn set_adapter(&mut self, name: Option<&str>) -> Result<()> {
         switch_adapter(&mut self.model, name)?;
         self.tokenizer.reserve(self.model.num_virtual_tokens())?;
-
         Ok(())
     }
 
-    /// The loaded adapters' names, and the active one (`None`: the base model).
-    pub fn adapters(&self) -> (Vec<String>, Option<String>) {
-        let names = self.model.adapters().iter().map(|a| a.name.clone()).collect();
-        let active = if self.model.is_disabled() { None } else { self.model.active_name().map(str::to_string) };
-        (names, active)
+    /// Virtual tokens of the active adapter (prompt or prefix tuning; 0 otherwise).
+    pub fn num_virtual_tokens(&self) -> usize {
+        self.model.num_virtual_tokens()
     }
 
     /// The model's generation defaults (`generation_config.json`, or none).
@@ -120,7 +117,7 @@ impl TextGenerationPipeline {
         let virtual_tokens = self.model.virtual_tokens();
         let (settings, encodings) = self.prepare(prompts, overrides)?;
         let seed = seed.unwrap_or_else(clock_seed);
-        let mut out = Vec::with_capacity(prompts.len() * settings.num_return_sequences);
+        let mut out = Vec::with_capacity(prompts.len().saturating_mul(settings.num_return_sequences).min(4096));
         for (c, chunk) in encodings.chunks(self.batch_size.max(1)).enumerate() {
             let ids: Vec<Vec<u32>> = chunk.iter().map(|e| e.input_ids.clone()).collect();
             let first = c * self.batch_size.max(1);
@@ -204,6 +201,13 @@ impl TextGenerationPipeline {
         }
         let g = generated.into_iter().next().ok_or_else(|| ServeError::Readback("no generation".into()))?;
         let text = self.tokenizer.get().decode(&g.token_ids, true)?;
+        // Text held back at the end (generation stopped inside a character) goes out last, so
+        // that the pieces always add up to the text.
+        if text.len() > sent && text.is_char_boundary(sent) {
+            if let Some(&last) = g.token_ids.last() {
+                on_text(last, &text[sent..]);
+            }
+        }
         Ok(GeneratedText { prompt_index: 0, prompt_ids: g.prompt_ids, token_ids: g.token_ids, text })
     }
 

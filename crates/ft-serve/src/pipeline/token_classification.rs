@@ -128,6 +128,11 @@ impl TokenClassificationPipeline {
         })
     }
 
+    /// Label names by id (the active adapter's head when it has its own).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// The tokenizer in use.
     pub fn tokenizer(&self) -> &TextTokenizer {
         self.tokenizer.get()
@@ -140,13 +145,6 @@ impl TokenClassificationPipeline {
         self.tokenizer.reserve(self.model.num_virtual_tokens())?;
         self.labels = self.model.output_labels().unwrap_or_else(|| self.config.labels().label_names());
         Ok(())
-    }
-
-    /// The loaded adapters' names, and the active one (`None`: the base model).
-    pub fn adapters(&self) -> (Vec<String>, Option<String>) {
-        let names = self.model.adapters().iter().map(|a| a.name.clone()).collect();
-        let active = if self.model.is_disabled() { None } else { self.model.active_name().map(str::to_string) };
-        (names, active)
     }
 
     /// Labels every token of every text; one result per text, in order.

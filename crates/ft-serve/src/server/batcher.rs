@@ -125,6 +125,9 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Reply, RunError>>,
     /// When it was queued.
     pub queued: Instant,
+    /// The request's place among `max_concurrent_requests`, held until the model has run it
+    /// (so that a request that timed out still counts while the model works on it).
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Why a job was not queued.
@@ -369,6 +372,7 @@ mod tests {
             events: None,
             reply,
             queued: Instant::now(),
+            permit: None,
         };
         (job, rx)
     }

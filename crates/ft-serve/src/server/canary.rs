@@ -25,7 +25,7 @@ impl Canary {
     /// Reads `path` for `spec`'s task (text or image classification). Errors name the file, the
     /// line and the field.
     pub fn read(path: &Path, spec: &dyn TaskSpec) -> Result<Self, String> {
-        if !matches!(spec.task(), "text-classification" | "image-classification") {
+        if !spec.has_labels() {
             return Err(format!("--canary: a canary checks labels; {} has none", spec.task()));
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -85,6 +85,7 @@ pub async fn run(state: AppState, canary: Canary, interval: Duration) {
             events: None,
             reply,
             queued: Instant::now(),
+            permit: None,
         };
         let accuracy = match state.queue.try_send(job) {
             Err(e) => {

@@ -268,13 +268,43 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing the requests in flight");
 }
 
-/// Counts every request in `/metrics` (by matched route and status) with its latency.
+/// The batch size a `/predict` answer ran in, for the request's log line.
+#[derive(Debug, Clone, Copy)]
+struct BatchSize(usize);
+
+/// Counts a request in `/metrics` when dropped: answered with its status, or 499 when the
+/// client went away first.
+struct Tracked<'a> {
+    metrics: &'a Metrics,
+    route: String,
+    started: Instant,
+    status: u16,
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.metrics.end_request(&self.route, self.status, self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Counts every request in `/metrics` (by matched route and status) with its latency, and logs
+/// one line per request (route, status, milliseconds, and the batch size for `/predict`).
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("other", |p| p.as_str()).to_string();
-    let started = Instant::now();
+    let method = req.method().clone();
     s.metrics.start_request();
+    let mut tracked = Tracked { metrics: &s.metrics, route, started: Instant::now(), status: 499 };
     let response = next.run(req).await;
-    s.metrics.end_request(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    tracked.status = response.status().as_u16();
+    let batch = response.extensions().get::<BatchSize>().map(|b| b.0);
+    tracing::info!(
+        method = %method,
+        route = %tracked.route,
+        status = tracked.status,
+        ms = tracked.started.elapsed().as_secs_f64() * 1e3,
+        batch,
+        "request"
+    );
     response
 }
 
@@ -358,7 +388,7 @@ async fn openapi_route(State(s): State<AppState>, headers: HeaderMap) -> Respons
         return unauthorized();
     }
     let info = s.info.lock().map(|i| i.clone()).unwrap_or_default();
-    axum::Json(openapi::document(s.spec.as_ref(), &info)).into_response()
+    axum::Json(openapi::document(s.spec.as_ref(), &info, s.options.max_inputs_per_request)).into_response()
 }
 
 /// The body as a JSON object: JSON, or a multipart form (files base64-encoded, other fields
@@ -411,9 +441,25 @@ async fn body_fields(s: &AppState, req: Request) -> Result<Map<String, Value>, R
                 Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
                 Err(e) => return Err(error(StatusCode::BAD_REQUEST, "malformed_multipart", e.body_text())),
             };
-            if is_file {
+            let field = s.spec.input_field();
+            if is_file && field == "image" {
                 files.push((name, Value::String(base64::engine::general_purpose::STANDARD.encode(&data))));
+            } else if is_file || name == field {
+                // A text input: the part's text as it is (a file part must be UTF-8).
+                let text = String::from_utf8(data.to_vec()).map_err(|_| {
+                    error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation",
+                        format!("form field \"{name}\" is not UTF-8 text"),
+                    )
+                })?;
+                if is_file {
+                    files.push((name, Value::String(text)));
+                } else {
+                    map.insert(name, Value::String(text));
+                }
             } else {
+                // Options (`top_k=2`, `adapter=x`) as JSON values when they parse, else strings.
                 let text = String::from_utf8_lossy(&data).into_owned();
                 let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
                 map.insert(name, value);
@@ -453,14 +499,24 @@ async fn predict(State(s): State<AppState>, req: Request) -> Response {
     if !authorized(&s.options, req.headers()) {
         return unauthorized();
     }
-    let map = match body_fields(&s, req).await {
-        Ok(m) => m,
-        Err(r) => return r,
+    // The body must arrive within the request timeout (a client trickling it is cut off).
+    let map = match tokio::time::timeout(s.options.request_timeout, body_fields(&s, req)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(r)) => return r,
+        Err(_) => {
+            let mut r = error(StatusCode::REQUEST_TIMEOUT, "timeout", "the request body did not arrive in time");
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
     };
-    let parsed = match request::parse(s.spec.as_ref(), &s.adapters(), &map, s.options.max_inputs_per_request) {
-        Ok(p) => p,
-        Err(m) => return error(StatusCode::UNPROCESSABLE_ENTITY, "validation", m),
-    };
+    // Checking inputs may decode images: off the async threads (and a panic there is a 500).
+    let (spec, adapters, max_inputs) = (s.spec.clone(), s.adapters(), s.options.max_inputs_per_request);
+    let parsed =
+        match tokio::task::spawn_blocking(move || request::parse(spec.as_ref(), &adapters, &map, max_inputs)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(m)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "validation", m),
+            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "checking the request failed"),
+        };
     if !s.ready.load(Ordering::Acquire) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the model is loading");
     }
@@ -469,6 +525,7 @@ async fn predict(State(s): State<AppState>, req: Request) -> Response {
     };
     let n = parsed.inputs.len();
     let adapter = parsed.adapter.clone();
+    let single = parsed.single;
     let streaming = s.spec.streams(&parsed.options);
     let (events_tx, events_rx) = if streaming {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -485,6 +542,7 @@ async fn predict(State(s): State<AppState>, req: Request) -> Response {
         events: events_tx,
         reply,
         queued: Instant::now(),
+        permit: Some(permit),
     };
     match s.queue.try_send(job) {
         Ok(()) => {}
@@ -493,9 +551,21 @@ async fn predict(State(s): State<AppState>, req: Request) -> Response {
             return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the model thread has stopped");
         }
     }
-    if let Some(events) = events_rx {
-        tracing::info!(route = "/predict", stream = true, adapter = ?adapter, "request");
-        return stream(events, rx, permit);
+    if let Some(mut events) = events_rx {
+        // The status is chosen when the first token (or the failure) comes: a request the model
+        // refuses (a bad setting, a prompt too long) is a 4xx, not a stream with an error.
+        let first = match tokio::time::timeout(s.options.request_timeout, events.recv()).await {
+            Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "timeout", "the model did not start in time"),
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return match rx.await {
+                    Ok(Err(e)) => run_error(e),
+                    _ => error(StatusCode::INTERNAL_SERVER_ERROR, "model", "the model ended the stream without output"),
+                };
+            }
+        };
+        tracing::debug!(route = "/predict", stream = true, adapter = ?adapter, "streaming");
+        return stream(first, events, rx);
     }
     let answer = match tokio::time::timeout(s.options.request_timeout, rx).await {
         Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "timeout", "the model did not answer in time"),
@@ -503,26 +573,27 @@ async fn predict(State(s): State<AppState>, req: Request) -> Response {
         Ok(Ok(Err(e))) => return run_error(e),
         Ok(Ok(Ok(reply))) => reply,
     };
-    drop(permit);
     let Reply { values, batch_size } = answer;
     for v in &values {
         for (label, score) in s.spec.predictions(v) {
             s.metrics.observe_prediction(&label, score);
         }
     }
-    tracing::info!(
+    tracing::debug!(
         route = "/predict",
         inputs = n,
         batch = batch_size,
         adapter = ?adapter,
         ms = started.elapsed().as_secs_f64() * 1e3,
-        "request"
+        "answered"
     );
-    if parsed.single {
+    let mut response = if single {
         axum::Json(values.into_iter().next().unwrap_or(Value::Null)).into_response()
     } else {
         axum::Json(Value::Array(values)).into_response()
-    }
+    };
+    response.extensions_mut().insert(BatchSize(batch_size));
+    response
 }
 
 fn run_error(e: RunError) -> Response {
@@ -534,33 +605,29 @@ fn run_error(e: RunError) -> Response {
     }
 }
 
-/// A server-sent-event stream of a generation's events; a failure ends it with an `error`
-/// event. The request's permit is held until the stream ends.
+/// A server-sent-event stream of a generation's events, starting with `first`; a failure ends
+/// it with an `error` event. (The request's permit is held by its job until the model is done.)
 fn stream(
+    first: Value,
     events: mpsc::UnboundedReceiver<Value>,
     done: oneshot::Receiver<Result<Reply, RunError>>,
-    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response {
-    let state = (events, Some(done), permit);
-    let s = futures_util::stream::unfold(state, |(mut events, done, permit)| async move {
+    let state = (Some(first), events, Some(done));
+    let s = futures_util::stream::unfold(state, |(first, mut events, done)| async move {
+        let event = |v: Value| Ok::<_, std::convert::Infallible>(Event::default().data(v.to_string()));
+        if let Some(v) = first {
+            return Some((event(v), (None, events, done)));
+        }
         if let Some(v) = events.recv().await {
-            return Some((
-                Ok::<_, std::convert::Infallible>(Event::default().data(v.to_string())),
-                (events, done, permit),
-            ));
+            return Some((event(v), (None, events, done)));
         }
         // The model has finished: an error is the stream's last event.
-        match done?.await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                let data = json!({"error": e.message, "error_type": if e.client { "validation" } else { "model" }});
-                Some((Ok(Event::default().event("error").data(data.to_string())), (events, None, permit)))
-            }
-            Err(_) => {
-                let data = json!({"error": "the model thread dropped the request", "error_type": "model"});
-                Some((Ok(Event::default().event("error").data(data.to_string())), (events, None, permit)))
-            }
-        }
+        let failure = match done?.await {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => json!({"error": e.message, "error_type": if e.client { "validation" } else { "model" }}),
+            Err(_) => json!({"error": "the model thread dropped the request", "error_type": "model"}),
+        };
+        Some((Ok(Event::default().event("error").data(failure.to_string())), (None, events, None)))
     });
     Sse::new(s).into_response()
 }

@@ -7,11 +7,14 @@ use super::Info;
 use super::request::TaskSpec;
 
 /// The document for `spec`'s task.
-pub fn document(spec: &dyn TaskSpec, info: &Info) -> Value {
+pub fn document(spec: &dyn TaskSpec, info: &Info, max_inputs: usize) -> Value {
     let field = spec.input_field();
     let mut props = Map::new();
     props.insert(field.into(), spec.input_schema());
-    props.insert("inputs".into(), json!({"type": "array", "items": spec.input_schema(), "minItems": 1}));
+    props.insert(
+        "inputs".into(),
+        json!({"type": "array", "items": spec.input_schema(), "minItems": 1, "maxItems": max_inputs}),
+    );
     props.insert(
         "adapter".into(),
         json!({"type": ["string", "null"], "enum": info.adapters.iter().map(|a| Value::from(a.as_str())).chain([Value::Null]).collect::<Vec<_>>(),
@@ -52,7 +55,7 @@ pub fn document(spec: &dyn TaskSpec, info: &Info) -> Value {
                 "summary": format!("{} (the notebook's §12 endpoint)", spec.task()),
                 "requestBody": {"required": true, "content": content},
                 "responses": {"200": {"description": "predictions", "content": ok},
-                              "400": err, "401": err, "413": err, "422": err, "429": err, "500": err, "503": err, "504": err}
+                              "400": err, "401": err, "408": err, "413": err, "415": err, "422": err, "429": err, "500": err, "503": err, "504": err}
             }},
             "/health": simple("liveness"),
             "/ready": simple("200 once the model is loaded, 503 before"),

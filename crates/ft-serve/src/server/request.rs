@@ -50,6 +50,10 @@ pub trait TaskSpec: Send + Sync + 'static {
     fn predictions(&self, _output: &Value) -> Vec<(String, f64)> {
         Vec::new()
     }
+    /// Whether an output is one label per input (a canary can check it).
+    fn has_labels(&self) -> bool {
+        false
+    }
 }
 
 /// The adapters a request may name.

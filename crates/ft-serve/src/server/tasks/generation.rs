@@ -13,6 +13,9 @@ use ft_models::generation::GenerationConfig;
 /// The request fields of text generation.
 pub struct TextGenerationSpec;
 
+/// Most sequences (prompts × `num_return_sequences`) in one request.
+const MAX_SEQUENCES: u64 = 64;
+
 /// Generation settings a request may give, with their kinds (checked by the model's
 /// `GenerationConfig`, whose messages name the setting).
 const SETTINGS: &[(&str, &str, &str)] = &[
@@ -56,15 +59,23 @@ impl TaskSpec for TextGenerationSpec {
                 out.insert(flag.into(), true.into());
             }
         }
-        if out.contains_key("stream") && out.get("num_return_sequences").and_then(Value::as_u64).is_some_and(|n| n > 1)
-        {
+        let sequences = out.get("num_return_sequences").and_then(Value::as_u64).unwrap_or(1);
+        if out.contains_key("stream") && sequences > 1 {
             return Err("field \"num_return_sequences\": a stream returns one sequence".into());
+        }
+        // Every sequence is a row of the batch with the vocabulary's logits at each step.
+        let prompts = body.get("inputs").and_then(Value::as_array).map_or(1, Vec::len) as u64;
+        if prompts.saturating_mul(sequences) > MAX_SEQUENCES {
+            return Err(format!(
+                "field \"num_return_sequences\": {sequences} sequences for {prompts} prompts; at most {MAX_SEQUENCES} per request"
+            ));
         }
         Ok(Value::Object(out))
     }
     fn mergeable(&self, options: &Value) -> bool {
-        // A seeded sample must not depend on the other requests of its batch.
-        options.get("seed").is_none() || options.get("do_sample") != Some(&Value::Bool(true))
+        // A seeded request must not depend on the other requests of its batch (the model's
+        // generation_config.json may sample even when the request does not say so).
+        options.get("seed").is_none()
     }
     fn streams(&self, options: &Value) -> bool {
         options.get("stream") == Some(&Value::Bool(true))
@@ -98,7 +109,20 @@ impl BatchModel for TextGenerationPipeline {
             let tokens = g.prompt_ids.len() + g.token_ids.len();
             return Ok(Output { values: vec![json!({"generated_text": text})], tokens });
         }
-        let out = self.generate(&prompts, &overrides, seed)?;
+        let out = if self.num_virtual_tokens() > 0 && prompts.len() > 1 {
+            // With a prompt or prefix adapter, PEFT pads prompts after the virtual tokens, which
+            // changes a prompt's continuation with its batch: one prompt at a time, as alone.
+            let mut all = Vec::new();
+            for (i, p) in prompts.iter().enumerate() {
+                for mut g in self.generate(&[p], &overrides, seed)? {
+                    g.prompt_index = i;
+                    all.push(g);
+                }
+            }
+            all
+        } else {
+            self.generate(&prompts, &overrides, seed)?
+        };
         let tokens = out.iter().map(|g| g.prompt_ids.len() + g.token_ids.len()).sum();
         let mut per_prompt: Vec<Vec<Value>> = vec![Vec::new(); prompts.len()];
         for g in out {

@@ -14,6 +14,10 @@ use crate::server::batcher::{BatchModel, Call, Input, Output, RunError};
 /// The request fields of image classification.
 pub struct ImageClassificationSpec;
 
+/// The most pixels of one image in a request (decoding runs off the async threads; this bounds
+/// its memory: 48 MiB of RGB per image).
+const MAX_PIXELS: u64 = 4096 * 4096;
+
 impl TaskSpec for ImageClassificationSpec {
     fn task(&self) -> &'static str {
         "image-classification"
@@ -39,6 +43,13 @@ impl TaskSpec for ImageClassificationSpec {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| format!("field \"{field}\" is not valid base64: {e}"))?;
+        if let Some((w, h)) = ft_data::vision::image_dimensions(&bytes)
+            && (w as u64) * (h as u64) > MAX_PIXELS
+        {
+            return Err(format!(
+                "field \"{field}\": the image is {w}x{h}, above the server's limit of {MAX_PIXELS} pixels (4096 x 4096)"
+            ));
+        }
         ft_data::vision::decode_rgb(&bytes, Path::new(field)).map(Input::Image).map_err(|e| e.to_string())
     }
     fn option_schemas(&self) -> Vec<(&'static str, Value)> {
@@ -52,6 +63,9 @@ impl TaskSpec for ImageClassificationSpec {
     }
     fn predictions(&self, output: &Value) -> Vec<(String, f64)> {
         top_prediction(output)
+    }
+    fn has_labels(&self) -> bool {
+        true
     }
 }
 

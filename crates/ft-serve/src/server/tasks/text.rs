@@ -29,6 +29,9 @@ impl TaskSpec for TextClassificationSpec {
     fn predictions(&self, output: &Value) -> Vec<(String, f64)> {
         top_prediction(output)
     }
+    fn has_labels(&self) -> bool {
+        true
+    }
 }
 
 impl BatchModel for TextClassificationPipeline {
