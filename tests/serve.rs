@@ -247,6 +247,22 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 #[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    // Each round waits 1.5 s for company: the request is still in flight when SIGTERM comes.
+    let mut server = Server::start(&["--max-wait-ms", "1500"]);
+    let pid = server.child.id().to_string();
+    let answer = std::thread::scope(|s| {
+        let pending = s.spawn(|| server.predict(&json!({"text": "in flight"}).to_string(), &[]));
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        pending.join().unwrap()
+    });
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
 fn a_client_that_never_finishes_its_request_does_not_hold_up_shutdown() {
     use std::io::Write;
     let mut server = Server::start(&["--request-timeout", "1"]);
@@ -279,6 +295,11 @@ fn bad_arguments_are_errors() {
     support::fails(
         &run(&["serve", "--model", model.to_str().unwrap(), "--canary", canary.to_str().unwrap(), "--port", "0"]),
         &["canary.jsonl:2", "label"],
+    );
+    std::fs::write(&canary, "{\"text\": \"a\", \"label\": \"Wrold\"}\n").unwrap();
+    support::fails(
+        &run(&["serve", "--model", model.to_str().unwrap(), "--canary", canary.to_str().unwrap(), "--port", "0"]),
+        &["Wrold", "not one of the model's labels"],
     );
     support::fails(
         &run(&["serve", "--model", model.to_str().unwrap(), "--api-key-file", "/no/key", "--port", "0"]),

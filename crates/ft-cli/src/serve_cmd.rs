@@ -220,6 +220,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         Ok(Err(e)) => bail!("{e}"),
         Err(_) => bail!("the model thread stopped while loading"),
     }
+    // A canary label the model does not have is a typo, not a wrong prediction.
+    if let (Some((c, _)), Some(path)) = (&canary, &args.canary) {
+        let labels = info.lock().map(|i| i.labels.clone()).unwrap_or_default();
+        if let Some(bad) = c.labels().iter().find(|l| !labels.contains(l)) {
+            bail!("--canary {}: label \"{bad}\" is not one of the model's labels {labels:?}", path.display());
+        }
+    }
     let state = AppState::new(queue, ready, info, options, spec, metrics);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime

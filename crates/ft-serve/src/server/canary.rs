@@ -55,6 +55,11 @@ impl Canary {
         Ok(out)
     }
 
+    /// The expected labels, one per input.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// The number of inputs.
     pub fn len(&self) -> usize {
         self.inputs.len()
