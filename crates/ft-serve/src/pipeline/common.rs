@@ -104,18 +104,29 @@ impl AdapterTokenizer {
     }
 }
 
-/// Makes adapter `name` the active one (`None`: adapters off, the base model alone); a no-op
-/// when it already is. No weights are reloaded.
+/// Makes adapter `name` the active one (`None`: adapters off, the base model alone; a no-op
+/// when it already is) and has `tokenizer` follow its virtual tokens. No weights are reloaded.
 pub(crate) fn switch_adapter<M: ft_models::peft::PeftBase>(
     model: &mut ft_models::peft::PeftModel<M>,
+    tokenizer: &mut AdapterTokenizer,
     name: Option<&str>,
 ) -> Result<()> {
     match name {
-        Some(n) if model.active_name() == Some(n) && !model.is_disabled() => Ok(()),
-        Some(n) => Ok(model.set_adapter(n)?),
-        None if model.is_disabled() || model.adapters().is_empty() => Ok(()),
-        None => Ok(model.disable_adapters()?),
+        Some(n) if model.active_name() == Some(n) && !model.is_disabled() => {}
+        Some(n) => model.set_adapter(n)?,
+        None if model.is_disabled() || model.adapters().is_empty() => {}
+        None => model.disable_adapters()?,
     }
+    tokenizer.reserve(model.num_virtual_tokens())
+}
+
+/// The label names of the head that runs: the active adapter's own (AdapterHub), else the
+/// model's `id2label`.
+pub(crate) fn active_labels<M: ft_models::peft::PeftBase>(
+    model: &ft_models::peft::PeftModel<M>,
+    config: &ModelConfig,
+) -> Vec<String> {
+    model.output_labels().unwrap_or_else(|| config.labels().label_names())
 }
 
 /// Checks that every encoding has tokens and that every token id fits the model's vocabulary

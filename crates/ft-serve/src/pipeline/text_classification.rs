@@ -7,8 +7,8 @@ use ft_models::input::TextInput;
 use ft_models::peft::PeftModel;
 
 use super::common::{
-    AdapterTokenizer, BatchShape, PipelineOptions, argmax, check_encodings, run_batched, sigmoid, softmax,
-    switch_adapter, to_vec,
+    AdapterTokenizer, BatchShape, PipelineOptions, active_labels, argmax, check_encodings, run_batched, sigmoid,
+    softmax, switch_adapter, to_vec,
 };
 use crate::Result;
 
@@ -38,6 +38,18 @@ enum ScoreFn {
     Identity,
 }
 
+impl ScoreFn {
+    /// transformers' default `function_to_apply` for a head with `n_labels` labels.
+    fn for_head(config: &ft_models::auto::ModelConfig, n_labels: usize) -> Self {
+        match config.labels().problem_type.as_deref() {
+            Some("regression") => Self::Identity,
+            Some("multi_label_classification") => Self::Sigmoid,
+            _ if n_labels == 1 => Self::Sigmoid,
+            _ => Self::Softmax,
+        }
+    }
+}
+
 /// A sequence classifier with its tokenizer.
 #[derive(Debug)]
 pub struct TextClassificationPipeline {
@@ -65,13 +77,8 @@ impl TextClassificationPipeline {
     ) -> Result<Self> {
         let tokenizer = AdapterTokenizer::new(&loaded, options, loaded.model.num_virtual_tokens())?;
         // An adapter with its own head (AdapterHub) names its labels.
-        let labels = loaded.model.output_labels().unwrap_or_else(|| loaded.config.labels().label_names());
-        let score_fn = match loaded.config.labels().problem_type.as_deref() {
-            Some("regression") => ScoreFn::Identity,
-            Some("multi_label_classification") => ScoreFn::Sigmoid,
-            _ if labels.len() == 1 => ScoreFn::Sigmoid,
-            _ => ScoreFn::Softmax,
-        };
+        let labels = active_labels(&loaded.model, &loaded.config);
+        let score_fn = ScoreFn::for_head(&loaded.config, labels.len());
         Ok(Self {
             model: loaded.model,
             tokenizer,
@@ -96,9 +103,10 @@ impl TextClassificationPipeline {
     /// Makes adapter `name` the active one (`None`: adapters off, the base model alone) — cheap:
     /// no weights are reloaded; the tokenizer's truncation and the labels follow the adapter.
     pub fn set_adapter(&mut self, name: Option<&str>) -> Result<()> {
-        switch_adapter(&mut self.model, name)?;
-        self.tokenizer.reserve(self.model.num_virtual_tokens())?;
-        self.labels = self.model.output_labels().unwrap_or_else(|| self.config.labels().label_names());
+        switch_adapter(&mut self.model, &mut self.tokenizer, name)?;
+        self.labels = active_labels(&self.model, &self.config);
+        // An adapter's own head may have another number of labels.
+        self.score_fn = ScoreFn::for_head(&self.config, self.labels.len());
         Ok(())
     }
 
@@ -125,7 +133,7 @@ impl TextClassificationPipeline {
                         score,
                         logits,
                         tokens: encodings[i].len(),
-                        scores: scores.clone(),
+                        scores,
                     }
                 })
                 .collect())

@@ -88,8 +88,7 @@ impl TextGenerationPipeline {
     /// Makes adapter `name` the active one (`None`: adapters off, the base model alone) — cheap:
     /// no weights are reloaded; the tokenizer's truncation follows the adapter.
     pub fn set_adapter(&mut self, name: Option<&str>) -> Result<()> {
-        switch_adapter(&mut self.model, name)?;
-        self.tokenizer.reserve(self.model.num_virtual_tokens())?;
+        switch_adapter(&mut self.model, &mut self.tokenizer, name)?;
         Ok(())
     }
 

@@ -13,8 +13,8 @@ use ft_models::input::TextInput;
 use ft_models::peft::PeftModel;
 
 use super::common::{
-    AdapterTokenizer, BatchShape, PipelineOptions, argmax, check_encodings, run_batched, softmax, switch_adapter,
-    to_vec,
+    AdapterTokenizer, BatchShape, PipelineOptions, active_labels, argmax, check_encodings, run_batched, softmax,
+    switch_adapter, to_vec,
 };
 use crate::{Result, ServeError};
 
@@ -116,7 +116,7 @@ impl TokenClassificationPipeline {
     ) -> Result<Self> {
         let tokenizer = AdapterTokenizer::new(&loaded, options, loaded.model.num_virtual_tokens())?;
         // An adapter with its own head (AdapterHub) names its labels.
-        let labels = loaded.model.output_labels().unwrap_or_else(|| loaded.config.labels().label_names());
+        let labels = active_labels(&loaded.model, &loaded.config);
         Ok(Self {
             model: loaded.model,
             tokenizer,
@@ -141,9 +141,8 @@ impl TokenClassificationPipeline {
     /// Makes adapter `name` the active one (`None`: adapters off, the base model alone) — cheap:
     /// no weights are reloaded; the tokenizer's truncation and the labels follow the adapter.
     pub fn set_adapter(&mut self, name: Option<&str>) -> Result<()> {
-        switch_adapter(&mut self.model, name)?;
-        self.tokenizer.reserve(self.model.num_virtual_tokens())?;
-        self.labels = self.model.output_labels().unwrap_or_else(|| self.config.labels().label_names());
+        switch_adapter(&mut self.model, &mut self.tokenizer, name)?;
+        self.labels = active_labels(&self.model, &self.config);
         Ok(())
     }
 
