@@ -19,6 +19,10 @@ pub struct TrainArgs {
     /// Continue from the newest `checkpoint-N/` of the output directory.
     #[arg(long)]
     resume: bool,
+    /// Refuse to train when the evaluation split shares rows with the training split (label
+    /// leakage), instead of warning.
+    #[arg(long)]
+    strict: bool,
     /// Device to train on.
     #[arg(long, default_value = "cpu", help = format!("Device: {DEVICE_HELP}"))]
     device: String,
@@ -38,10 +42,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let config = RunConfig::load(&args.config, &args.set)?;
     let device = parse_device(&args.device)?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let options = TrainOptions { resume: args.resume, progress };
+    let options = TrainOptions { resume: args.resume, progress, strict: args.strict };
     let outcome = train_with(&config, &options, &mut PrintLog, &device).context("training")?;
     if outcome.skipped_rows > 0 {
         eprintln!("skipped {} invalid rows", outcome.skipped_rows);
+    }
+    for p in outcome.pitfalls.iter().filter(|p| p.warning) {
+        eprintln!("warning: {}", p.message);
     }
     eprintln!("model and results written to {}", outcome.output_dir.display());
     Ok(())

@@ -180,6 +180,11 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The token with the highest id (added tokens included), when the vocabulary is not empty.
+    pub fn max_token(&self) -> Option<(String, u32)> {
+        self.inner.get_vocab(true).into_iter().max_by_key(|(_, id)| *id)
+    }
+
     /// The token string of `id`.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)

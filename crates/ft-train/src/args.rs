@@ -99,6 +99,9 @@ pub struct TrainingArguments {
     pub group_by_length: bool,
     /// Drop the last incomplete training batch.
     pub dataloader_drop_last: bool,
+    /// ft: warn of overfitting when the evaluation loss has risen at this many evaluations in a
+    /// row while the training loss fell (0: never). See [`crate::pitfalls`].
+    pub overfitting_patience: usize,
 }
 
 impl Default for TrainingArguments {
@@ -135,6 +138,7 @@ impl Default for TrainingArguments {
             early_stopping_threshold: 0.0,
             group_by_length: false,
             dataloader_drop_last: false,
+            overfitting_patience: 2,
         }
     }
 }
@@ -159,7 +163,10 @@ impl TrainingArguments {
             return Err(bad("gradient_accumulation_steps", "must be at least 1"));
         }
         if self.max_steps <= 0 && !(self.num_train_epochs.is_finite() && self.num_train_epochs > 0.0) {
-            return Err(bad("num_train_epochs", format!("{} must be positive (or set max_steps)", self.num_train_epochs)));
+            return Err(bad(
+                "num_train_epochs",
+                format!("{} must be positive (or set max_steps)", self.num_train_epochs),
+            ));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(bad("warmup_ratio", format!("{} is not in [0, 1)", self.warmup_ratio)));
@@ -197,15 +204,24 @@ impl TrainingArguments {
             if self.save_strategy != self.eval_strategy {
                 return Err(bad(
                     "load_best_model_at_end",
-                    format!("needs save_strategy ({:?}) to equal eval_strategy ({:?})", self.save_strategy, self.eval_strategy),
+                    format!(
+                        "needs save_strategy ({:?}) to equal eval_strategy ({:?})",
+                        self.save_strategy, self.eval_strategy
+                    ),
                 ));
             }
             if self.eval_strategy == IntervalStrategy::Steps && self.save_steps % self.eval_steps() != 0 {
-                return Err(bad("save_steps", format!("{} must be a multiple of eval_steps {}", self.save_steps, self.eval_steps())));
+                return Err(bad(
+                    "save_steps",
+                    format!("{} must be a multiple of eval_steps {}", self.save_steps, self.eval_steps()),
+                ));
             }
         }
         if self.early_stopping_patience.is_some() && !self.load_best_model_at_end {
-            return Err(bad("early_stopping_patience", "needs load_best_model_at_end = true (as EarlyStoppingCallback)"));
+            return Err(bad(
+                "early_stopping_patience",
+                "needs load_best_model_at_end = true (as EarlyStoppingCallback)",
+            ));
         }
         Ok(())
     }

@@ -23,20 +23,25 @@ pub struct PreparedData {
     pub tokenizer: TextTokenizer,
     /// Rows skipped as invalid (with `skip_invalid`).
     pub skipped: usize,
+    /// Evaluation rows whose text is also a training row's (§14's label leakage).
+    pub leakage: Option<crate::pitfalls::Pitfall>,
 }
 
 /// Loads, subsamples and tokenizes the run's splits. `checkpoint_labels` are the label names
 /// of the checkpoint's own head (its `config.json` `id2label`), used when neither the data nor
-/// the run file names the labels — as `from_pretrained` keeps a head's labels.
+/// the run file names the labels — as `from_pretrained` keeps a head's labels. The tokenizer must
+/// fit the model's `model_vocab_size` embedding rows ([`crate::pitfalls::check_tokenizer`]).
 pub fn prepare(
     config: &RunConfig,
     model_files: &RepoFiles,
     model_max_positions: usize,
+    model_vocab_size: usize,
     checkpoint_labels: Option<Vec<String>>,
 ) -> Result<PreparedData> {
     let d = &config.data;
     let on_invalid = if d.skip_invalid { OnInvalid::Skip } else { OnInvalid::Error };
-    let options = LoadOptions { on_invalid, config: d.config.clone(), local_data: d.local_data.clone(), ..Default::default() };
+    let options =
+        LoadOptions { on_invalid, config: d.config.clone(), local_data: d.local_data.clone(), ..Default::default() };
     let source = DatasetSource::open(&d.source, options)?;
     let mut skipped = 0;
     let mut split = |name: &str, skip: usize, select: Option<usize>| -> Result<Dataset> {
@@ -51,18 +56,40 @@ pub fn prepare(
     };
     let label_column = config.label_column();
     let causal = config.model.task == ft_models::auto::Task::CausalLm;
-    let label_names = if causal {
-        Vec::new()
-    } else {
-        label_names(config, &train, &label_column, checkpoint_labels)?
-    };
+    let label_names = if causal { Vec::new() } else { label_names(config, &train, &label_column, checkpoint_labels)? };
     let tokenizer = TextTokenizer::from_repo(model_files)?;
-    tokenize_splits(config, tokenizer, model_max_positions, train, eval, label_names, skipped)
+    crate::pitfalls::check_tokenizer(&tokenizer, model_vocab_size, &config.model.name)?;
+    let leakage = eval.as_ref().and_then(|eval| leakage(&train, eval, &config.text_column()));
+    let mut data = tokenize_splits(config, tokenizer, model_max_positions, train, eval, label_names, skipped)?;
+    data.leakage = leakage;
+    Ok(data)
+}
+
+/// Evaluation rows whose text (a string, or a token list joined by spaces; whitespace and case
+/// ignored) is also a training row's. Nothing when the text column is missing (tokenization
+/// reports that).
+fn leakage(train: &Dataset, eval: &Dataset, text_column: &str) -> Option<crate::pitfalls::Pitfall> {
+    use crate::pitfalls::{cell_text, find_leakage, quote, text_key};
+    let texts = |ds: &Dataset| -> Option<Vec<String>> {
+        let column = ds.column(text_column).ok()?;
+        Some((0..ds.len()).map(|i| cell_text(&column.value(i))).collect())
+    };
+    let (train_texts, eval_texts) = (texts(train)?, texts(eval)?);
+    let keys = |t: &[String]| t.iter().map(|s| text_key(s)).collect::<Vec<_>>();
+    find_leakage(&keys(&train_texts), &keys(&eval_texts), "texts", |i| {
+        format!("{} ({})", quote(&eval_texts[i], 60), eval.origin(i))
+    })
 }
 
 /// `shuffle(seed)`, then skip `skip` rows, then keep `select` (the notebook's subsampling);
 /// `name` is the split's, for errors.
-pub(crate) fn subsample(mut ds: Dataset, name: &str, seed: Option<u64>, skip: usize, select: Option<usize>) -> Result<Dataset> {
+pub(crate) fn subsample(
+    mut ds: Dataset,
+    name: &str,
+    seed: Option<u64>,
+    skip: usize,
+    select: Option<usize>,
+) -> Result<Dataset> {
     if let Some(seed) = seed {
         ds = ds.shuffle(seed);
     }
@@ -130,7 +157,8 @@ fn tokenize_splits(
     let label_column = config.label_column();
     let text_column = config.text_column();
     let causal = config.model.task == ft_models::auto::Task::CausalLm;
-    let max_length = d.max_length.or(tokenizer.model_max_length()).unwrap_or(model_max_positions).min(model_max_positions);
+    let max_length =
+        d.max_length.or(tokenizer.model_max_length()).unwrap_or(model_max_positions).min(model_max_positions);
     let tokenizer = tokenizer.with_max_length(Some(max_length))?;
     let opts = TokenizeOptions {
         max_length: Some(max_length),
@@ -161,5 +189,5 @@ fn tokenize_splits(
     if train.dataset.is_empty() {
         return Err(TrainError::Config(format!("data: the training split '{}' has no rows", d.train_split)));
     }
-    Ok(PreparedData { train: train.dataset, eval, label_names, tokenizer, skipped })
+    Ok(PreparedData { train: train.dataset, eval, label_names, tokenizer, skipped, leakage: None })
 }

@@ -82,6 +82,8 @@ pub struct FitOptions<'a> {
     /// one-off feature extraction of the training rows), reported as
     /// `feature_extraction_runtime` too.
     pub setup_seconds: f64,
+    /// Pitfalls found before training (label leakage), recorded in the state's `ft_pitfalls`.
+    pub pitfalls: Vec<crate::pitfalls::Pitfall>,
 }
 
 /// What [`fit`] returns.
@@ -235,7 +237,9 @@ impl<T: TrainTask> Run<'_, '_, T> {
         let result = (|| -> Result<()> {
             self.store.save_checkpoint(model, &tmp)?;
             let optimizer_file = tmp.join("optimizer.bpk");
-            optimizer.save(&optimizer_file).map_err(|e| TrainError::State(format!("{}: {e:?}", optimizer_file.display())))?;
+            optimizer
+                .save(&optimizer_file)
+                .map_err(|e| TrainError::State(format!("{}: {e:?}", optimizer_file.display())))?;
             write_json(
                 &tmp.join("rng_state.json"),
                 &json!({"seed": self.args.seed, "global_step": self.state.global_step, "scheme": "reseeded from (seed, step, micro-batch)"}),
@@ -287,7 +291,7 @@ pub fn fit<T: TrainTask>(
     options: FitOptions<'_>,
     device: &Device,
 ) -> Result<FitOutcome<T::Model>> {
-    let FitOptions { resume, progress, callbacks, mut optimizer, setup_seconds } = options;
+    let FitOptions { resume, progress, callbacks, mut optimizer, setup_seconds, pitfalls } = options;
     let output_dir = args.output_dir.clone();
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
@@ -315,8 +319,11 @@ pub fn fit<T: TrainTask>(
     }
     let accum = args.gradient_accumulation_steps;
     let steps_per_epoch = batches_per_epoch.div_ceil(accum).max(1);
-    let total_steps =
-        if args.max_steps > 0 { args.max_steps as usize } else { (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize };
+    let total_steps = if args.max_steps > 0 {
+        args.max_steps as usize
+    } else {
+        (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize
+    };
     let num_epochs = total_steps.div_ceil(steps_per_epoch);
     let warmup = args.warmup(total_steps);
     let mut state = TrainerState {
@@ -336,19 +343,28 @@ pub fn fit<T: TrainTask>(
         match last_checkpoint(&output_dir)? {
             Some(ckpt) => {
                 model = store.restore(model, &ckpt)?;
-                optimizer = optimizer
-                    .load(ckpt.join("optimizer.bpk"))
-                    .map_err(|e| TrainError::State(format!("{}: cannot restore the optimizer: {e:?}", ckpt.display())))?;
+                optimizer = optimizer.load(ckpt.join("optimizer.bpk")).map_err(|e| {
+                    TrainError::State(format!("{}: cannot restore the optimizer: {e:?}", ckpt.display()))
+                })?;
                 state = read_json(&ckpt.join("trainer_state.json"))?;
                 tracing::info!(checkpoint = %ckpt.display(), step = state.global_step, "resuming");
             }
-            None => tracing::warn!(output_dir = %output_dir.display(), "--resume: no checkpoint yet, starting from scratch"),
+            None => {
+                tracing::warn!(output_dir = %output_dir.display(), "--resume: no checkpoint yet, starting from scratch")
+            }
         }
     }
 
+    for p in pitfalls {
+        // A resumed run's state already holds what the first run found.
+        if !state.pitfalls.iter().any(|q| q.kind == p.kind && q.message == p.message) {
+            state.pitfalls.push(p);
+        }
+    }
     let bar = progress_bar(progress, total_steps as u64, "steps");
     bar.set_position(state.global_step as u64);
-    let mut run = Run { task, args, store, plain: plain.clone(), state, output_dir: output_dir.clone(), callbacks, bar };
+    let mut run =
+        Run { task, args, store, plain: plain.clone(), state, output_dir: output_dir.clone(), callbacks, bar };
     let best = BestModel { args };
     let start = Instant::now();
     let start_step = run.state.global_step;
@@ -356,6 +372,9 @@ pub fn fit<T: TrainTask>(
     // `_total_loss_scalar`; the latter is kept in the state so a resumed run reports the same).
     let mut window_loss = 0.0f64;
     let mut logged_at = run.state.global_step;
+    // Training loss since the last evaluation, for the overfitting watch.
+    let (mut eval_window_loss, mut eval_window_steps) = (0.0f64, 0usize);
+    let mut overfit = crate::pitfalls::OverfitWatch::new(args.overfitting_patience);
     let mut stop = false;
     let lengths = task.lengths();
     'epochs: for epoch in run.state.global_step / steps_per_epoch..num_epochs {
@@ -382,7 +401,8 @@ pub fn fit<T: TrainTask>(
             let value = scalar(loss.clone());
             let t_forward = t0.elapsed();
             if !value.is_finite() {
-                let last = last_checkpoint(&output_dir)?.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+                let last =
+                    last_checkpoint(&output_dir)?.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
                 return Err(TrainError::NonFiniteLoss {
                     step: run.state.global_step + 1,
                     epoch: epoch as f64 + bi as f64 / batches.len() as f64,
@@ -407,15 +427,18 @@ pub fn fit<T: TrainTask>(
                 None => value as f64 / step_micro_total as f64,
             };
             window_loss += contribution;
+            eval_window_loss += contribution;
             run.state.total_loss += contribution;
             micro_in_step += 1;
             if micro_in_step < step_micro_total {
                 continue;
             }
             micro_in_step = 0;
+            eval_window_steps += 1;
             let mut grads = accumulator.grads();
             let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
-            let lr = learning_rate(args.lr_scheduler_type, args.learning_rate, run.state.global_step, total_steps, warmup);
+            let lr =
+                learning_rate(args.lr_scheduler_type, args.learning_rate, run.state.global_step, total_steps, warmup);
             let t_clip = t0.elapsed();
             model = optimizer.step(lr, model, grads);
             tracing::debug!(
@@ -451,6 +474,14 @@ pub fn fit<T: TrainTask>(
             if has_eval && due(args.eval_strategy, step, args.eval_steps(), end_of_epoch) {
                 let (m, _) = run.evaluate(&model)?;
                 run.log(metrics_entry(&m, run.state.epoch, step));
+                if let Some(&eval_loss) = m.get("eval_loss") {
+                    let train_loss = eval_window_loss / eval_window_steps.max(1) as f64;
+                    if let Some(p) = overfit.observe(step, train_loss, eval_loss) {
+                        p.log();
+                        run.state.pitfalls.push(p);
+                    }
+                }
+                (eval_window_loss, eval_window_steps) = (0.0, 0);
                 metrics = Some(m);
             }
             let save_now = due(args.save_strategy, step, args.save_steps, end_of_epoch);
@@ -486,12 +517,29 @@ pub fn fit<T: TrainTask>(
     if setup_seconds > 0.0 {
         train_metrics.insert("feature_extraction_runtime".into(), round4(setup_seconds));
     }
-    let mut summary: serde_json::Map<String, Value> = train_metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut summary: serde_json::Map<String, Value> =
+        train_metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     summary.insert("step".into(), json!(run.state.global_step));
     summary.insert("total_flos".into(), json!(run.state.total_flos));
     run.log(Value::Object(summary));
     let eval = if has_eval { Some(run.evaluate(&model)?) } else { None };
     Ok(FitOutcome { model, state: run.state, train_metrics, eval })
+}
+
+/// The mean loss of `model` over the evaluation examples of `task` (batches of `batch_size`,
+/// weighted by rows), without dropout: what probes such as the forgetting check measure.
+pub fn mean_eval_loss<T: TrainTask>(task: &T, model: &T::Model, batch_size: usize, device: &Device) -> Result<f64> {
+    let plain = device.clone().without_autodiff();
+    let model = model.valid();
+    let all: Vec<usize> = (0..task.len(Split::Eval)).collect();
+    let (mut sum, mut rows) = (0.0f64, 0usize);
+    for chunk in all.chunks(batch_size.max(1)) {
+        let batch = task.batch(Split::Eval, chunk, &plain)?;
+        let (loss, _) = task.forward(&model, &batch)?;
+        sum += scalar(loss) as f64 * chunk.len() as f64;
+        rows += chunk.len();
+    }
+    Ok(sum / rows.max(1) as f64)
 }
 
 fn metrics_entry(m: &BTreeMap<String, f64>, epoch: f64, step: usize) -> Value {

@@ -39,6 +39,7 @@ pub mod fit;
 pub mod loss;
 pub mod optim;
 pub mod peft;
+pub mod pitfalls;
 pub mod report;
 pub mod run_config;
 pub mod schedule;

@@ -60,6 +60,10 @@ pub struct TrainerState {
     /// `train_loss` is it divided by the steps. Kept so that a resumed run reports the same.
     #[serde(default, rename = "ft_total_loss")]
     pub total_loss: f64,
+    /// §14's pitfalls found in this run (overfitting, label leakage, forgetting): see
+    /// [`crate::pitfalls`]. Empty when the checks found nothing.
+    #[serde(default, rename = "ft_pitfalls")]
+    pub pitfalls: Vec<crate::pitfalls::Pitfall>,
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).

@@ -25,17 +25,17 @@ use crate::args::TrainingArguments;
 use crate::data::{PreparedData, prepare};
 use crate::fit::{Callbacks, FitOptions, FitOutcome, ModelStore, NoCallbacks, fit, setup_bar};
 use crate::optim::adamw;
+use crate::peft::PeftStore;
 use crate::report;
 use crate::run_config::{FrozenMethod, MethodConfig, RunConfig};
 use crate::state::{ensure_writable, write_json};
-use crate::task::head::{Features, HeadTask, LinearHead};
 use crate::task::causal::{CausalExamples, CausalLmTask};
+use crate::task::head::{Features, HeadTask, LinearHead};
 use crate::task::text::{SequenceClassificationTask, TextExamples, TokenClassificationTask};
-use crate::peft::PeftStore;
-use ft_models::peft::{PeftBase, PeftModel};
-use ft_peft::config::{AdapterConfig, PromptTuningInit};
 use crate::task::{Predictions, TrainTask};
 use crate::{Result, TrainError};
+use ft_models::peft::{PeftBase, PeftModel};
+use ft_peft::config::{AdapterConfig, PromptTuningInit};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ pub struct TrainOutcome {
     pub label_names: Vec<String>,
     /// `log_history` of the run.
     pub log_history: Vec<Value>,
+    /// §14's pitfalls found (also in `trainer_state.json`'s `ft_pitfalls`).
+    pub pitfalls: Vec<crate::pitfalls::Pitfall>,
 }
 
 /// Options of [`train`] beyond the run file.
@@ -65,6 +67,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Show a progress bar (when stderr is a terminal).
     pub progress: bool,
+    /// Refuse runs with label leakage (§14) instead of warning.
+    pub strict: bool,
 }
 
 /// Trains as the run file says; writes checkpoints, the final model and the results into
@@ -92,7 +96,8 @@ pub fn train_with(
     let files = RepoFiles::open(&config.model.name, RepoKind::Model)?;
     let mut model_config = ModelConfig::from_file(&files.get_required("config.json")?)?;
     // A checkpoint's label names are this run's only when its head was trained for this task.
-    let checkpoint_labels = (model_config.labels().id2label.is_some() && model_config.saved_task() == config.model.task)
+    let checkpoint_labels = (model_config.labels().id2label.is_some()
+        && model_config.saved_task() == config.model.task)
         .then(|| model_config.labels().label_names());
     // Prompt and prefix tuning's virtual tokens take positions too: inputs are truncated so
     // that both fit.
@@ -107,7 +112,13 @@ pub fn train_with(
             model_config.max_positions()
         )));
     };
-    let data = prepare(config, &files, positions, checkpoint_labels)?;
+    let data = prepare(config, &files, positions, model_config.vocab_size(), checkpoint_labels)?;
+    if let Some(p) = &data.leakage {
+        if options.strict {
+            return Err(TrainError::Config(format!("--strict: {}", p.message)));
+        }
+        p.log();
+    }
     model_config.labels_mut().set_labels(&data.label_names);
     tracing::info!(
         train = data.train.len(),
@@ -120,7 +131,9 @@ pub fn train_with(
     match &config.method {
         MethodConfig::Full(_) => run.full(),
         MethodConfig::Frozen(m) => run.frozen(m),
-        MethodConfig::Lora(_) | MethodConfig::Prompt(_) | MethodConfig::Prefix(_) | MethodConfig::Adapter(_) => run.peft(),
+        MethodConfig::Lora(_) | MethodConfig::Prompt(_) | MethodConfig::Prefix(_) | MethodConfig::Adapter(_) => {
+            run.peft()
+        }
     }
 }
 
@@ -218,7 +231,11 @@ impl ModelStore<LinearHead> for HeadStore<'_> {
         load_parts(&mut head, &mut ck, &NameMap::identity(), InitScheme::Transformers { std: 0.02 })?;
         let report = ck.finish()?;
         if !report.newly_initialized.is_empty() {
-            return Err(TrainError::State(format!("{}: no head tensors {:?}", file.display(), report.newly_initialized)));
+            return Err(TrainError::State(format!(
+                "{}: no head tensors {:?}",
+                file.display(),
+                report.newly_initialized
+            )));
         }
         Ok(head)
     }
@@ -251,7 +268,10 @@ impl RunContext<'_> {
                 let mut model = loaded.into_causal_lm()?.model;
                 let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut model) as f64);
                 let t = CausalLmTask::<CausalLm>::new(examples);
-                let outcome = self.fit(&t, model, &store, 0.0)?;
+                let probe = self.forgetting_probe::<CausalLm>()?;
+                let before = self.perplexity(&probe, &model)?;
+                let mut outcome = self.fit(&t, model, &store, 0.0)?;
+                self.record_forgetting(&mut outcome, &probe, before)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
             }
@@ -285,11 +305,52 @@ impl RunContext<'_> {
         CausalExamples { train, eval, pad_id, flops_per_token }
     }
 
+    /// §14's forgetting probe of causal-LM runs: the held-out generic text
+    /// ([`crate::pitfalls::GENERIC_TEXT`]), tokenized as the run's rows, as evaluation rows.
+    fn forgetting_probe<M>(&self) -> Result<CausalLmTask<M>> {
+        use ft_data::dataset::{Column, Dataset, Field};
+        let texts: Vec<String> = crate::pitfalls::GENERIC_TEXT.iter().map(|s| s.to_string()).collect();
+        let ds = Dataset::new("forgetting probe", vec![Field::new("text", Column::Str(texts))])?;
+        let opts =
+            ft_data::align::TokenizeOptions { max_length: self.data.tokenizer.max_length(), ..Default::default() };
+        let rows =
+            ft_data::align::tokenize_text_classification(&ds, &self.data.tokenizer, "text", None, &opts)?.dataset;
+        let mut examples = self.causal_examples(0.0);
+        examples.train = rows.clone();
+        examples.eval = Some(rows);
+        Ok(CausalLmTask::new(examples))
+    }
+
+    /// The perplexity of `model` on the probe's rows.
+    fn perplexity<M: crate::task::causal::CausalModel>(&self, probe: &CausalLmTask<M>, model: &M) -> Result<f64> {
+        let loss = crate::fit::mean_eval_loss(probe, model, self.args().per_device_eval_batch_size, &self.ad)?;
+        Ok(loss.exp())
+    }
+
+    /// Measures the probe after training and records the finding (state, results, log).
+    fn record_forgetting<M: crate::task::causal::CausalModel>(
+        &self,
+        outcome: &mut FitOutcome<M>,
+        probe: &CausalLmTask<M>,
+        before: f64,
+    ) -> Result<()> {
+        let after = self.perplexity(probe, &outcome.model)?;
+        let finding = crate::pitfalls::forgetting(before, after);
+        finding.log();
+        outcome.train_metrics.insert("generic_perplexity_before".into(), before);
+        outcome.train_metrics.insert("generic_perplexity_after".into(), after);
+        outcome.state.pitfalls.push(finding);
+        Ok(())
+    }
+
     /// §6-§8: a frozen base with a new PEFT adapter (LoRA, prompt or prefix tuning).
     fn peft(self) -> Result<TrainOutcome> {
         let task = self.config.model.task;
         let Some(method) = self.config.method.peft() else {
-            return Err(TrainError::Config(format!("method.kind = {} is not a PEFT method", self.config.method.kind())));
+            return Err(TrainError::Config(format!(
+                "method.kind = {} is not a PEFT method",
+                self.config.method.kind()
+            )));
         };
         if matches!(method, ft_peft::config::MethodConfig::PrefixTuning(_)) && task != Task::CausalLm {
             tracing::warn!(
@@ -310,7 +371,10 @@ impl RunContext<'_> {
                 let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut base) as f64);
                 let model = self.peft_model(base, adapter)?;
                 let t = CausalLmTask::<PeftModel<CausalLm>>::new(examples);
-                let outcome = self.fit(&t, model, &store, 0.0)?;
+                let probe = self.forgetting_probe::<PeftModel<CausalLm>>()?;
+                let before = self.perplexity(&probe, &model)?;
+                let mut outcome = self.fit(&t, model, &store, 0.0)?;
+                self.record_forgetting(&mut outcome, &probe, before)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
             }
@@ -318,7 +382,8 @@ impl RunContext<'_> {
                 let mut base = loaded.into_token_classifier()?.model;
                 let examples = self.text_examples(6.0 * non_embedding_parameters(&mut base) as f64);
                 let model = self.peft_model(base, adapter)?;
-                let t = TokenClassificationTask::<PeftModel<TokenClassifier>>::new(examples, self.data.label_names.clone());
+                let t =
+                    TokenClassificationTask::<PeftModel<TokenClassifier>>::new(examples, self.data.label_names.clone());
                 let outcome = self.fit(&t, model, &store, 0.0)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
@@ -354,7 +419,8 @@ impl RunContext<'_> {
             // `add_classification_head(adapter_name, ...)` (a tagging head for token
             // classification), labelled with the data's label names.
             let per_token = self.config.model.task == Task::TokenClassification;
-            let head = a.head(per_token, &self.data.label_names).map_err(|m| TrainError::Config(format!("method.{m}")))?;
+            let head =
+                a.head(per_token, &self.data.label_names).map_err(|m| TrainError::Config(format!("method.{m}")))?;
             model.add_head(name, head, &self.ad)?;
         }
         let mut model = model.freeze_base();
@@ -368,7 +434,8 @@ impl RunContext<'_> {
         let encoder = load(&self.config.model.name, Task::FeatureExtraction, &LoadOptions::default(), &self.plain)?
             .into_encoder()?
             .model;
-        let head = LinearHead::new(encoder.hidden_size(), self.data.label_names.len(), method.text_head_dropout(), &self.ad);
+        let head =
+            LinearHead::new(encoder.hidden_size(), self.data.label_names.len(), method.text_head_dropout(), &self.ad);
         let pad_id = self.data.tokenizer.pad_id();
         let mut task = HeadTask {
             encoder,
@@ -393,7 +460,12 @@ impl RunContext<'_> {
             bar.finish_and_clear();
             feature_seconds = Some(start.elapsed().as_secs_f64());
         }
-        let store = HeadStore { encoder: &task.encoder, config: &self.model_config, files: &self.files, device: self.ad.clone() };
+        let store = HeadStore {
+            encoder: &task.encoder,
+            config: &self.model_config,
+            files: &self.files,
+            device: self.ad.clone(),
+        };
         // The training rows' features count as training time; the evaluation rows' as
         // evaluation time (see `TrainTask::eval_setup_seconds`).
         let setup = feature_seconds.map_or(0.0, |s| s - task.eval_feature_seconds);
@@ -423,6 +495,7 @@ impl RunContext<'_> {
             callbacks: &mut **callbacks,
             optimizer,
             setup_seconds,
+            pitfalls: self.data.leakage.iter().cloned().collect(),
         };
         fit(task, model, store, &self.config.training, options, &self.ad)
     }
@@ -476,5 +549,6 @@ pub(crate) fn write_results<M>(
         eval_predictions,
         label_names,
         log_history: outcome.state.log_history,
+        pitfalls: outcome.state.pitfalls,
     })
 }

@@ -191,8 +191,14 @@ where
         losses: RefCell::new(Vec::new()),
     };
     let optimizer = adamw(&args, &model).unwrap();
-    let options =
-        FitOptions { resume: false, progress: false, callbacks: &mut NoCallbacks, optimizer, setup_seconds: 0.0 };
+    let options = FitOptions {
+        resume: false,
+        progress: false,
+        callbacks: &mut NoCallbacks,
+        optimizer,
+        setup_seconds: 0.0,
+        pitfalls: Vec::new(),
+    };
     let outcome = fit(&task, model, &PeftStore, &args, options, &Device::flex()).unwrap();
     let want: Vec<f64> = serde_json::from_value(rec["losses"].clone()).unwrap();
     let got = task.losses.borrow().clone();

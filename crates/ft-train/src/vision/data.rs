@@ -59,6 +59,30 @@ impl ImageSet {
     }
 }
 
+/// §14's label leakage for images: evaluation images whose encoded bytes equal a training
+/// image's (the same file, whatever its name). Files that cannot be read count as unique (the
+/// loop reports them).
+pub fn leakage(train: &ImageSet, eval: &ImageSet) -> Option<crate::pitfalls::Pitfall> {
+    use crate::pitfalls::{bytes_key, find_leakage};
+    let keys = |set: &ImageSet| -> Vec<u64> {
+        (0..set.len())
+            .into_par_iter()
+            .map(|i| {
+                let image = &set.images[i];
+                match (&image.bytes, &image.path) {
+                    (Some(bytes), _) => bytes_key(bytes),
+                    (None, Some(path)) => std::fs::read(path).map(|b| bytes_key(&b)).unwrap_or_else(|_| {
+                        // Unreadable: a key no other image has.
+                        bytes_key(format!("unreadable {} {i}", set.origin).as_bytes()) ^ 0x5bd1_e995
+                    }),
+                    (None, None) => bytes_key(format!("none {} {i}", set.origin).as_bytes()),
+                }
+            })
+            .collect()
+    };
+    find_leakage(&keys(train), &keys(eval), "images", |i| eval.name(i))
+}
+
 /// How a split's images become network inputs.
 #[derive(Debug, Clone)]
 pub enum Transform {

@@ -82,6 +82,14 @@ pub fn train(
         "images ready"
     );
     let (train_transform, eval_transform) = transforms(config, &model_config)?;
+    let pitfalls: Vec<crate::pitfalls::Pitfall> =
+        data.eval.as_ref().and_then(|eval| data::leakage(&data.train, eval)).into_iter().collect();
+    for p in &pitfalls {
+        if options.strict {
+            return Err(TrainError::Config(format!("--strict: {}", p.message)));
+        }
+        p.log();
+    }
 
     // The model: the checkpoint's (or random) backbone, a new head unless its classes are the data's.
     if config.model.random_init && matches!(config.method, MethodConfig::Frozen(_)) {
@@ -177,8 +185,14 @@ pub fn train(
     };
     let optimizer = adamw_with_lr_scale(args, &model, &scaled, scale)?;
     let store = ResNetStore { config: &model_config, method: &config.method, device: ad.clone() };
-    let fit_options =
-        FitOptions { resume: options.resume, progress: options.progress, callbacks, optimizer, setup_seconds: setup };
+    let fit_options = FitOptions {
+        resume: options.resume,
+        progress: options.progress,
+        callbacks,
+        optimizer,
+        setup_seconds: setup,
+        pitfalls,
+    };
     let started = Instant::now();
     let mut outcome = fit(&task, model, &store, args, fit_options, &ad)?;
     let waited = task.data_wait_seconds();
