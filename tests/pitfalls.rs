@@ -108,6 +108,9 @@ fn label_leakage_is_a_warning_and_strict_makes_it_an_error() {
     let leak = found.iter().find(|p| p["kind"] == "leakage").unwrap_or_else(|| panic!("{state}"));
     assert_eq!(leak["details"]["eval_rows_in_train"], 3);
     assert_eq!(leak["details"]["examples"].as_array().unwrap().len(), 3);
+    // Full fine-tuning: every parameter trains.
+    let params = &state["ft_parameters"];
+    assert!(params["trainable"].as_u64().unwrap() > 0 && params["trainable"] == params["total"], "{params}");
 }
 
 #[test]

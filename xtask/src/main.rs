@@ -62,6 +62,12 @@ enum Task {
     /// Run sections of the fine-tuning notebook (§3 data, §4 full fine-tuning, §5 frozen encoder
     /// + head, §9 NER) with `ft` and write DIR/report.md (metrics, loss curves, confusion matrix).
     ReproduceNotebook(notebook::Args),
+    /// Open DIR/report.html in headless Chromium: no console errors, every picture loaded,
+    /// nothing requested outside the page; saves DIR/report-screenshot.png.
+    CheckReport {
+        /// The report folder (`--out` of reproduce-notebook).
+        dir: PathBuf,
+    },
 }
 
 fn root() -> PathBuf {
@@ -103,7 +109,11 @@ pub(crate) fn cargo_command() -> Command {
         if key.starts_with("CARGO_PKG_")
             || matches!(
                 key.as_ref(),
-                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
             )
         {
             cmd.env_remove(key.as_ref());
@@ -328,5 +338,6 @@ fn main() -> Result<()> {
             other => bail!("unknown bench '{other}' (encoder, generate)"),
         },
         Task::ReproduceNotebook(args) => notebook::run(args),
+        Task::CheckReport { dir } => notebook::browser::check_report(&dir),
     }
 }

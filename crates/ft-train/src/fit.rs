@@ -84,6 +84,9 @@ pub struct FitOptions<'a> {
     pub setup_seconds: f64,
     /// Pitfalls found before training (label leakage), recorded in the state's `ft_pitfalls`.
     pub pitfalls: Vec<crate::pitfalls::Pitfall>,
+    /// Parameters of the model that are not in the trained module (the frozen method's encoder,
+    /// which runs outside it), counted in the state's total.
+    pub frozen_params: usize,
 }
 
 /// What [`fit`] returns.
@@ -291,7 +294,7 @@ pub fn fit<T: TrainTask>(
     options: FitOptions<'_>,
     device: &Device,
 ) -> Result<FitOutcome<T::Model>> {
-    let FitOptions { resume, progress, callbacks, mut optimizer, setup_seconds, pitfalls } = options;
+    let FitOptions { resume, progress, callbacks, mut optimizer, setup_seconds, pitfalls, frozen_params } = options;
     let output_dir = args.output_dir.clone();
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
@@ -355,6 +358,9 @@ pub fn fit<T: TrainTask>(
         }
     }
 
+    let count = ft_models::params::ParameterCount::of(&model);
+    state.parameters =
+        Some(crate::state::Parameters { trainable: count.trainable, total: count.total + frozen_params });
     for p in pitfalls {
         // A resumed run's state already holds what the first run found.
         if !state.pitfalls.iter().any(|q| q.kind == p.kind && q.message == p.message) {

@@ -64,6 +64,19 @@ pub struct TrainerState {
     /// [`crate::pitfalls`]. Empty when the checks found nothing.
     #[serde(default, rename = "ft_pitfalls")]
     pub pitfalls: Vec<crate::pitfalls::Pitfall>,
+    /// The trained model's parameters: those the method trains and all (PEFT's
+    /// `print_trainable_parameters` numbers; the frozen method's encoder counts in `total`).
+    #[serde(default, rename = "ft_parameters", skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Parameters>,
+}
+
+/// Trainable and total parameter counts of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Parameters {
+    /// Parameters the optimizer updates.
+    pub trainable: usize,
+    /// All parameters of the model (frozen ones included).
+    pub total: usize,
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).

@@ -270,7 +270,7 @@ impl RunContext<'_> {
                 let t = CausalLmTask::<CausalLm>::new(examples);
                 let probe = self.forgetting_probe::<CausalLm>()?;
                 let before = self.perplexity(&probe, &model)?;
-                let mut outcome = self.fit(&t, model, &store, 0.0)?;
+                let mut outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 self.record_forgetting(&mut outcome, &probe, before)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
@@ -279,7 +279,7 @@ impl RunContext<'_> {
                 let mut model = loaded.into_token_classifier()?.model;
                 let examples = self.text_examples(6.0 * non_embedding_parameters(&mut model) as f64);
                 let t = TokenClassificationTask::<TokenClassifier>::new(examples, self.data.label_names.clone());
-                let outcome = self.fit(&t, model, &store, 0.0)?;
+                let outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
             }
@@ -287,7 +287,7 @@ impl RunContext<'_> {
                 let mut model = loaded.into_sequence_classifier()?.model;
                 let examples = self.text_examples(6.0 * non_embedding_parameters(&mut model) as f64);
                 let t = SequenceClassificationTask::<SequenceClassifier>::new(examples);
-                let outcome = self.fit(&t, model, &store, 0.0)?;
+                let outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
             }
@@ -373,7 +373,7 @@ impl RunContext<'_> {
                 let t = CausalLmTask::<PeftModel<CausalLm>>::new(examples);
                 let probe = self.forgetting_probe::<PeftModel<CausalLm>>()?;
                 let before = self.perplexity(&probe, &model)?;
-                let mut outcome = self.fit(&t, model, &store, 0.0)?;
+                let mut outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 self.record_forgetting(&mut outcome, &probe, before)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
@@ -384,7 +384,7 @@ impl RunContext<'_> {
                 let model = self.peft_model(base, adapter)?;
                 let t =
                     TokenClassificationTask::<PeftModel<TokenClassifier>>::new(examples, self.data.label_names.clone());
-                let outcome = self.fit(&t, model, &store, 0.0)?;
+                let outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
             }
@@ -393,7 +393,7 @@ impl RunContext<'_> {
                 let examples = self.text_examples(6.0 * non_embedding_parameters(&mut base) as f64);
                 let model = self.peft_model(base, adapter)?;
                 let t = SequenceClassificationTask::<PeftModel<SequenceClassifier>>::new(examples);
-                let outcome = self.fit(&t, model, &store, 0.0)?;
+                let outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 store.save(&outcome.model, &self.args().output_dir)?;
                 self.finish(outcome, None)
             }
@@ -469,7 +469,8 @@ impl RunContext<'_> {
         // The training rows' features count as training time; the evaluation rows' as
         // evaluation time (see `TrainTask::eval_setup_seconds`).
         let setup = feature_seconds.map_or(0.0, |s| s - task.eval_feature_seconds);
-        let outcome = self.fit(&task, head, &store, setup)?;
+        let encoder_params = ft_models::params::ParameterCount::of(&task.encoder).total;
+        let outcome = self.fit(&task, head, &store, setup, encoder_params)?;
         store.save(&outcome.model, &self.args().output_dir)?;
         if feature_seconds.is_some() {
             tracing::info!(
@@ -486,6 +487,7 @@ impl RunContext<'_> {
         model: T::Model,
         store: &dyn ModelStore<T::Model>,
         setup_seconds: f64,
+        frozen_params: usize,
     ) -> Result<FitOutcome<T::Model>> {
         let optimizer = adamw(self.args(), &model)?;
         let mut callbacks = self.callbacks.borrow_mut();
@@ -496,6 +498,7 @@ impl RunContext<'_> {
             optimizer,
             setup_seconds,
             pitfalls: self.data.leakage.iter().cloned().collect(),
+            frozen_params,
         };
         fit(task, model, store, &self.config.training, options, &self.ad)
     }

@@ -198,6 +198,7 @@ where
         optimizer,
         setup_seconds: 0.0,
         pitfalls: Vec::new(),
+        frozen_params: 0,
     };
     let outcome = fit(&task, model, &PeftStore, &args, options, &Device::flex()).unwrap();
     let want: Vec<f64> = serde_json::from_value(rec["losses"].clone()).unwrap();

@@ -18,6 +18,9 @@
 //!   two cores, and numbers that mean nothing (the report says so at the top).
 
 mod adapters;
+pub mod browser;
+mod heuristics;
+mod html;
 mod peft;
 mod profile;
 mod report;
@@ -45,8 +48,9 @@ use vision::VisionPlan;
 pub struct Args {
     /// Notebook sections to run, comma-separated (3 data, 4 full fine-tuning, 5 frozen encoder +
     /// head, 6 adapters with exercise 4, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER, 10
-    /// vision transfer learning with exercise 7, 12 serving §4's model with `ft serve`).
-    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10,12")]
+    /// vision transfer learning with exercise 7, 12 serving §4's model with `ft serve`, 13 every
+    /// method on the same task: LoRA and prompt tuning on AG News beside §4, §5 and §6).
+    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10,12,13")]
     sections: Vec<String>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
@@ -105,10 +109,11 @@ enum Section {
     Ner,
     Vision,
     Serve,
+    Heuristics,
 }
 
 impl Section {
-    const ALL: [Section; 9] = [
+    const ALL: [Section; 10] = [
         Section::Data,
         Section::Full,
         Section::Frozen,
@@ -118,6 +123,7 @@ impl Section {
         Section::Ner,
         Section::Vision,
         Section::Serve,
+        Section::Heuristics,
     ];
 
     fn number(self) -> u32 {
@@ -131,6 +137,7 @@ impl Section {
             Section::Ner => 9,
             Section::Vision => 10,
             Section::Serve => 12,
+            Section::Heuristics => 13,
         }
     }
 
@@ -141,7 +148,7 @@ impl Section {
             .parse()
             .with_context(|| format!("--sections: '{s}' is not a section number"))?;
         Self::ALL.into_iter().find(|x| x.number() == n).with_context(|| {
-            format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10, 12")
+            format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10, 12, 13")
         })
     }
 
@@ -157,6 +164,7 @@ impl Section {
             Section::Ner => "9-ner",
             Section::Vision => "10-vision",
             Section::Serve => "12-serving",
+            Section::Heuristics => "13-heuristics",
         }
     }
 
@@ -171,6 +179,7 @@ impl Section {
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
             Section::Vision => "§10 Vision transfer learning (ResNet18) and exercise 7 (unfreeze layer3 + layer4)",
             Section::Serve => "§12 Deployment: ft serve (the notebook's FastAPI endpoint)",
+            Section::Heuristics => "§13 Heuristics: every method on the same task",
         }
     }
 }
@@ -201,6 +210,9 @@ fn notes(section: Section) -> &'static str {
         }
         Section::Serve => {
             "The notebook serves the §4 classifier with a transformers `pipeline` (Option A) and a FastAPI `POST /predict` taking `{\"text\"}` and answering `{\"label\", \"score\"}` (Option B, run with uvicorn). ft: `ft serve --model <§4 output>` answers the same request with the same shape, batching concurrent requests on its model threads; below, the notebook's request, a short load measurement and the server's Prometheus metrics. The side-by-side comparison with the FastAPI app is `benches/serve_compare.py` (BENCHMARKS.md)."
+        }
+        Section::Heuristics => {
+            "§13 of the notebook advises: with little data or compute, freeze the encoder or use PEFT; for many domains, one base with an adapter per domain; full fine-tuning when data and compute allow. Here the methods are measured on one task — AG News with §4's model, data and evaluation: §4 (full fine-tuning), §5 (frozen encoder + head), §6 (a bottleneck adapter with its head), and two runs of this section: LoRA (`r = 8`, `lora_alpha = 16`, `lora_dropout = 0.1` on BERT's default `query`/`value`, with the classifier in `modules_to_save` as PEFT's `SEQ_CLS` does; lr 5e-4) and prompt tuning (20 random-initialised virtual tokens + the classifier; lr 3e-2), both 1 epoch like §5 and §6 (§4 trains 2)."
         }
         Section::Ner => {
             "The notebook fine-tunes `AutoModelForTokenClassification` with labels aligned to the first sub-token of each word (others -100), `Trainer` defaults otherwise. ft aligns the same way and computes seqeval's entity-level metrics (`eval_overall_*`) at each evaluation (the notebook passes no `compute_metrics`, so its Trainer reports only the loss)."
@@ -372,7 +384,7 @@ pub fn run(mut args: Args) -> Result<()> {
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
-        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10, 12)");
+        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10, 12, 13)");
     }
     let root = root();
     let out = args
@@ -392,8 +404,9 @@ pub fn run(mut args: Args) -> Result<()> {
     };
     let (model_cls, model_ner, model_lm) =
         (model_arg(&args.model_cls), model_arg(&args.model_ner), model_arg(&args.model_lm));
-    let uses_ag =
-        sections.iter().any(|s| matches!(s, Section::Data | Section::Full | Section::Frozen | Section::Adapters));
+    let uses_ag = sections.iter().any(|s| {
+        matches!(s, Section::Data | Section::Full | Section::Frozen | Section::Adapters | Section::Heuristics)
+    });
     let uses_conll = sections.iter().any(|s| matches!(s, Section::Data | Section::Ner));
     let uses_vision = sections.contains(&Section::Vision);
     let profile = if args.tiny {
@@ -518,6 +531,7 @@ pub fn run(mut args: Args) -> Result<()> {
             Section::Lora => peft::section_lora(&ft, &profile, &dir)?,
             Section::Vision => vision::section_vision(&ft, &profile.vision, profile.offline, &dir)?,
             Section::Serve => serve::section_serve(&ft, profile.tiny, profile.offline, &out, &dir)?,
+            Section::Heuristics => heuristics::section_heuristics(&ft, &profile, &out, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,
         };
         eprintln!("== {}: {} ({:.1} s)", section.title(), outcome.headline, outcome.wall_s);

@@ -6,7 +6,7 @@
 //! `eval_predictions.json`, which older trainers do not write: its absence is said in the report.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use ft_metrics::classification::confusion_matrix;
@@ -181,6 +181,7 @@ pub fn train_section(
         }
     }
 
+    md.push_str(&pitfalls_markdown(&state));
     if confusion {
         md.push('\n');
         md.push_str(&confusion_section(
@@ -192,6 +193,56 @@ pub fn train_section(
         )?);
     }
     Ok(TrainReport { markdown: md, headline, train_runtime, feature_runtime })
+}
+
+/// What `ft train` found of §14's pitfalls in this run (`trainer_state.json`'s `ft_pitfalls`).
+fn pitfalls_markdown(state: &Value) -> String {
+    let found = state.get("ft_pitfalls").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut md = String::from(
+        "\n**§14 pitfalls** (checked by `ft train`: label leakage, overfitting, forgetting for causal LMs; `ft_pitfalls` of `trainer_state.json`): ",
+    );
+    if found.is_empty() {
+        md.push_str("none found.\n");
+        return md;
+    }
+    md.push('\n');
+    for p in found {
+        let warning = p.get("warning").and_then(Value::as_bool).unwrap_or(true);
+        let message = p.get("message").and_then(Value::as_str).unwrap_or("?");
+        let _ = writeln!(md, "- {}{message}", if warning { "⚠️ **warning**: " } else { "" });
+    }
+    md
+}
+
+/// Every warning of §14's checks in the runs under `out`: `(run folder relative to out, message)`.
+pub fn pitfall_warnings(out: &Path) -> Vec<(String, String)> {
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() && depth > 0 && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("checkpoint-"))
+            {
+                walk(&p, depth - 1, found);
+            } else if p.file_name().is_some_and(|n| n == "trainer_state.json") {
+                found.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(out, 4, &mut files);
+    let mut warnings = Vec::new();
+    for f in files {
+        let Ok(state) = read_json(&f) else { continue };
+        let run =
+            f.parent().and_then(|d| d.strip_prefix(out).ok()).map(|d| d.display().to_string()).unwrap_or_default();
+        for p in state.get("ft_pitfalls").and_then(Value::as_array).into_iter().flatten() {
+            if p.get("warning").and_then(Value::as_bool) == Some(true) {
+                warnings.push((run.clone(), p.get("message").and_then(Value::as_str).unwrap_or("?").to_string()));
+            }
+        }
+    }
+    warnings
 }
 
 /// `dir/file` shown relative to the section directory when it is inside it.
@@ -411,14 +462,32 @@ fine-tuning works. Run with `--profile hub` (the default) or `--profile local` f
     for s in pending {
         let _ = writeln!(md, "| {} | not run yet | | | |", s.title());
     }
+    if let Some(table) = super::heuristics::table(out) {
+        let _ = writeln!(
+            md,
+            "\n### §13 in numbers: every method on the same task (AG News)\n\n{table}\nDetails: [§13]({}).",
+            format_args!("#{}", anchor(Section::Heuristics.title()))
+        );
+    }
+    let warnings = pitfall_warnings(out);
+    md.push_str("\n### §14 pitfalls caught by ft\n\n");
+    if warnings.is_empty() {
+        md.push_str(
+            "`ft train` checked every run for label leakage between its splits, for overfitting (evaluation loss rising while the training loss falls) and, in causal-LM runs, for forgetting (perplexity on generic text before and after); tokenizers are checked against the model before training. Nothing was found in these runs.\n",
+        );
+    } else {
+        for (run, message) in &warnings {
+            let _ = writeln!(md, "- `{run}`: {message}");
+        }
+    }
     for o in outcomes {
         let _ = writeln!(md, "\n## {}\n\n{}", o.section.title(), o.markdown.trim_end());
     }
     let path = out.join("report.md");
     let tmp = out.join("report.md.tmp");
-    std::fs::write(&tmp, md).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, &md).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    super::html::write(out, &md, "Reproducing the fine-tuning notebook with ft")
 }
 
 /// GitHub's heading anchor: lowercase, spaces to `-`, other punctuation dropped.

@@ -86,8 +86,30 @@ pub fn machine() -> String {
     }
 }
 
+/// The file beside `stderr_file` where [`run_ft`] records the process's peak resident memory.
+pub fn peak_memory_file(stderr_file: &Path) -> PathBuf {
+    let mut name = stderr_file.as_os_str().to_owned();
+    name.push(".peak-rss-mib");
+    PathBuf::from(name)
+}
+
+/// The peak resident memory (MiB) [`run_ft`] recorded for the run that logged to `stderr_file`.
+pub fn peak_memory_mib(stderr_file: &Path) -> Option<f64> {
+    std::fs::read_to_string(peak_memory_file(stderr_file)).ok()?.trim().parse().ok()
+}
+
+/// `VmHWM` (peak resident set) of process `pid` in MiB, while it runs (Linux).
+fn vm_hwm_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// Runs `ft` with `args`: stdout (the JSON-lines log of `ft train`) into `stdout_file`, stderr
-/// shown and kept in `stderr_file`. Returns whether it succeeded and stderr's last lines.
+/// shown and kept in `stderr_file`. Returns whether it succeeded and stderr's last lines. The
+/// process's peak resident memory (its `VmHWM`, sampled every 100 ms) goes to
+/// [`peak_memory_file`] (Linux; nothing elsewhere).
 pub fn run_ft(
     ft: &Path,
     args: &[OsString],
@@ -105,6 +127,21 @@ pub fn run_ft(
     }
     eprintln!("+ {}{}", if offline { "HF_HUB_OFFLINE=1 " } else { "" }, shell_words(ft, args));
     let mut child = cmd.spawn().with_context(|| format!("starting {}", ft.display()))?;
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak: Option<f64> = None;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(m) = vm_hwm_mib(pid) {
+                    peak = Some(peak.map_or(m, |p: f64| p.max(m)));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            peak
+        })
+    };
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     if let Some(err) = child.stderr.take() {
         let mut reader = BufReader::new(err);
@@ -125,6 +162,11 @@ pub fn run_ft(
         }
     }
     let status = child.wait().with_context(|| format!("waiting for {}", ft.display()))?;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(Some(peak)) = sampler.join() {
+        let file = peak_memory_file(stderr_file);
+        std::fs::write(&file, format!("{peak:.1}\n")).with_context(|| format!("writing {}", file.display()))?;
+    }
     Ok((status.success(), tail.into_iter().collect::<Vec<_>>().join("\n")))
 }
 

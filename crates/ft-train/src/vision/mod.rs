@@ -192,6 +192,7 @@ pub fn train(
         optimizer,
         setup_seconds: setup,
         pitfalls,
+        frozen_params: 0,
     };
     let started = Instant::now();
     let mut outcome = fit(&task, model, &store, args, fit_options, &ad)?;
