@@ -539,3 +539,46 @@ fn transformers_loads_ft_output() {
         assert!(expected["class"].as_str().unwrap().contains("For"), "{name}");
     }
 }
+
+/// `model.random_init`: a GPT-2 pre-trained from scratch from a folder holding only its
+/// `config.json` and tokenizer — the weights are written, and the loss falls.
+#[test]
+fn a_causal_lm_pretrains_from_random_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("gpt2-config");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("models/tiny-gpt2").join(f), model.join(f)).unwrap();
+    }
+    let text: String = (0..32)
+        .map(|i| {
+            serde_json::json!({"text": format!("the cat sat on the mat number {} today", i % 4)}).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(tmp.path().join("train.jsonl"), text).unwrap();
+    let out = tmp.path().join("out");
+    let run = run_file(
+        tmp.path(),
+        "lm.toml",
+        &format!(
+            "[model]\nname = \"{}\"\ntask = \"causal-lm\"\nrandom_init = true\n[data]\nsource = \"{}\"\ntrain_split = \"train\"\n\
+             [training]\noutput_dir = \"{}\"\nlearning_rate = 3e-3\nper_device_train_batch_size = 8\nnum_train_epochs = 6\n\
+             logging_steps = 4\nsave_strategy = \"no\"\n",
+            model.display(),
+            tmp.path().join("train.jsonl").display(),
+            out.display()
+        ),
+    );
+    let o = ft(&["train", "--config", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("model.safetensors").is_file());
+    let state = json(&out.join("trainer_state.json"));
+    let losses: Vec<f64> =
+        state["log_history"].as_array().unwrap().iter().filter_map(|e| e.get("loss").and_then(Value::as_f64)).collect();
+    assert!(losses.len() >= 3 && losses[losses.len() - 1] < losses[0] - 0.5, "{losses:?}");
+    // A frozen base with random weights is refused.
+    let bad = std::fs::read_to_string(&run).unwrap().replace("[training]", "[method]\nkind = \"lora\"\n[training]");
+    std::fs::write(&run, bad).unwrap();
+    let o = ft(&["train", "--config", run.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("model.random_init"), "{}", stderr(&o));
+}

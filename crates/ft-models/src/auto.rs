@@ -52,8 +52,8 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Reads `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
         let raw: serde_json::Map<String, serde_json::Value> = parse_json(path, &text)?;
         let config_err = |message: String| ModelError::Config { path: path.to_path_buf(), message };
         let model_type = match raw.get("model_type") {
@@ -583,6 +583,10 @@ pub struct LoadOptions {
     /// The model's own task head will not be used (an adapter brings its own, AdapterHub's
     /// way): a head missing from the checkpoint is reported at debug level instead of warned.
     pub own_head_unused: bool,
+    /// Read no weights: every tensor is initialised as transformers initialises a new model
+    /// (`from_config`): normal(0, `initializer_range`) weights, zero biases, LayerNorm 1 and 0.
+    /// The repository needs only `config.json` (and the tokenizer files).
+    pub random_init: bool,
 }
 
 /// Loads a model for `task` from a local directory or Hub id (`org/name[@revision]`).
@@ -598,7 +602,7 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
     } else if let Some(n) = options.num_labels {
         config.labels_mut().set_num_labels(n);
     }
-    let mut ck = Checkpoint::open(&files, device)?;
+    let mut ck = if options.random_init { Checkpoint::empty(device) } else { Checkpoint::open(&files, device)? };
     let saved = config.saved_task();
     let heads = [Task::SequenceClassification, Task::TokenClassification];
     if heads.contains(&saved) && heads.contains(&task) && saved != task && config.first_token_head().is_none() {
@@ -619,7 +623,9 @@ pub fn load(model: &str, task: Task, options: &LoadOptions, device: &Device) -> 
     let only_head = |n: &String| !n.starts_with(&format!("{}.", config.base_model_prefix()));
     let head_only = report.newly_initialized.iter().all(only_head)
         && report.reinitialized_mismatched.iter().all(|(n, _, _)| only_head(n));
-    if options.own_head_unused && head_only {
+    if options.random_init {
+        tracing::info!(model = %files.name(), tensors = report.newly_initialized.len(), "random initialisation: no weights read");
+    } else if options.own_head_unused && head_only {
         tracing::debug!(
             model = %files.name(),
             new = ?report.newly_initialized,
@@ -655,11 +661,16 @@ fn build(ck: &mut Checkpoint, config: &ModelConfig, task: Task) -> Result<AnyMod
         let hidden = encoder.hidden_size();
         ck.allow_reinit("classifier.weight");
         ck.allow_reinit("classifier.bias");
-        let mut head = ClassifierOnly(Projection::new(hidden, config.labels().num_labels(), WeightLayout::Linear, ck.device()));
+        let mut head =
+            ClassifierOnly(Projection::new(hidden, config.labels().num_labels(), WeightLayout::Linear, ck.device()));
         load_parts(&mut head, ck, &NameMap::identity(), InitScheme::Transformers { std: config.initializer_range() })?;
         let dropout = DropoutConfig::new(dropout).init();
         let classifier = head.0;
-        return Ok(AnyModel::SequenceClassifier(SequenceClassifier::FirstToken(FirstTokenClassifier { encoder, dropout, classifier })));
+        return Ok(AnyModel::SequenceClassifier(SequenceClassifier::FirstToken(FirstTokenClassifier {
+            encoder,
+            dropout,
+            classifier,
+        })));
     }
     Ok(match (&config.arch, task) {
         (ArchConfig::Bert(c), Task::FeatureExtraction) => {
@@ -809,7 +820,8 @@ impl TokenClassifier {
 }
 
 /// The tokenizer files `save_pretrained` copies along with a model, when the source has them.
-pub const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
+pub const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
 
 impl ModelConfig {
     /// `config.json` as `save_pretrained` writes it for `class_name`: the original fields, with
@@ -836,10 +848,17 @@ impl ModelConfig {
 /// Writes a model directory in the Hub's layout: `config.json`, `model.safetensors`, and the
 /// tokenizer files of `tokenizer_source` — what `from_pretrained` (and `ft predict`) read.
 /// Each file is written atomically.
-pub fn save_pretrained(dir: &Path, tensors: &HfTensors, config: &ModelConfig, class_name: &str, tokenizer_source: &RepoFiles) -> Result<()> {
+pub fn save_pretrained(
+    dir: &Path,
+    tensors: &HfTensors,
+    config: &ModelConfig,
+    class_name: &str,
+    tokenizer_source: &RepoFiles,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), error: source })?;
     tensors.write(dir)?;
-    let json = serde_json::to_vec_pretty(&config.to_json(class_name)).map_err(|e| ModelError::Config { path: dir.join("config.json"), message: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(&config.to_json(class_name))
+        .map_err(|e| ModelError::Config { path: dir.join("config.json"), message: e.to_string() })?;
     write_atomic(&dir.join("config.json"), &json)?;
     for file in TOKENIZER_FILES {
         if let Some(src) = tokenizer_source.get_optional(file)? {

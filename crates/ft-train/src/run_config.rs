@@ -57,7 +57,8 @@ pub struct ModelSection {
     pub num_labels: Option<usize>,
     /// Start from random weights built from the model's `config.json` (transformers'
     /// `from_config`, torchvision's `weights=None`) instead of its checkpoint: the baseline of a
-    /// transfer-learning comparison. Image classification only.
+    /// transfer-learning comparison, or pre-training from scratch (a text model's repository then
+    /// needs only `config.json` and the tokenizer files). With `method.kind = "full"` only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub random_init: bool,
 }
@@ -341,10 +342,15 @@ impl AdapterMethod {
 
     /// The head for `num_labels` labels named `labels`: a classification head, or a tagging
     /// head for token classification, with this table's head options.
-    pub fn head(&self, per_token: bool, labels: &[String]) -> std::result::Result<ft_peft::adapterhub::HeadConfig, String> {
+    pub fn head(
+        &self,
+        per_token: bool,
+        labels: &[String],
+    ) -> std::result::Result<ft_peft::adapterhub::HeadConfig, String> {
         use ft_peft::adapterhub::HeadConfig;
         let n = labels.len();
-        let mut h = if per_token { HeadConfig::tagging(n, Some(labels)) } else { HeadConfig::classification(n, Some(labels)) };
+        let mut h =
+            if per_token { HeadConfig::tagging(n, Some(labels)) } else { HeadConfig::classification(n, Some(labels)) };
         if let Some(l) = self.head_layers {
             h.layers = l;
         }
@@ -356,7 +362,11 @@ impl AdapterMethod {
         }
         // Errors name the run file's keys.
         h.validate().map_err(|m| {
-            for (lib, run) in [("activation_function", "head_activation"), ("layers", "head_layers"), ("dropout_prob", "head_dropout")] {
+            for (lib, run) in [
+                ("activation_function", "head_activation"),
+                ("layers", "head_layers"),
+                ("dropout_prob", "head_dropout"),
+            ] {
                 if let Some(rest) = m.strip_prefix(lib) {
                     return format!("{run}{rest}");
                 }
@@ -543,12 +553,17 @@ impl RunConfig {
         let mut config: RunConfig = if overrides.is_empty() && !kind_added {
             // From the file's own text, so that errors show the offending line (and, for an
             // unknown key, list the valid ones).
-            toml::from_str(text).map_err(|e: toml::de::Error| TrainError::Config(format!("{origin}: {}", e.to_string().trim())))
+            toml::from_str(text)
+                .map_err(|e: toml::de::Error| TrainError::Config(format!("{origin}: {}", e.to_string().trim())))
         } else {
             // From the merged table: errors name the key, not a line of a document the user never
             // wrote.
             serde::Deserialize::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
-                let with = if overrides.is_empty() { String::new() } else { format!(" (with --set {})", overrides.join(", ")) };
+                let with = if overrides.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (with --set {})", overrides.join(", "))
+                };
                 TrainError::Config(format!("{origin}{with}: {}", e.to_string().trim()))
             })
         }?;
@@ -557,7 +572,8 @@ impl RunConfig {
         if let Some(p) = &config.data.local_data {
             config.data.local_data = Some(PathBuf::from(expand(&p.to_string_lossy(), "data.local_data")?));
         }
-        config.training.output_dir = PathBuf::from(expand(&config.training.output_dir.to_string_lossy(), "training.output_dir")?);
+        config.training.output_dir =
+            PathBuf::from(expand(&config.training.output_dir.to_string_lossy(), "training.output_dir")?);
         if config.data.eval_split.is_none() && config.training.eval_strategy != crate::args::IntervalStrategy::No {
             config.data.eval_split = Some("validation".into());
         }
@@ -599,11 +615,14 @@ impl RunConfig {
             return self.validate_common(origin);
         }
         if let Some(key) = self.data.image_keys_set().first() {
-            return Err(TrainError::Config(format!("{origin}: data.{key} applies to model.task = \"image-classification\"")));
-        }
-        if self.model.random_init {
             return Err(TrainError::Config(format!(
-                "{origin}: model.random_init is implemented for image-classification only (ResNets)"
+                "{origin}: data.{key} applies to model.task = \"image-classification\""
+            )));
+        }
+        if self.model.random_init && !matches!(self.method, MethodConfig::Full(_)) {
+            return Err(TrainError::Config(format!(
+                "{origin}: model.random_init (training from scratch) needs method.kind = \"full\": a frozen or \
+                 adapter-tuned base with random weights learns nothing"
             )));
         }
         if let MethodConfig::Adapter(a) = &self.method {
@@ -632,9 +651,9 @@ impl RunConfig {
                 .map_err(|m| TrainError::Config(format!("{origin}: method.{m}")))?;
         }
         if let Some(peft) = self.method.peft() {
-            ft_peft::config::AdapterConfig::new(peft, None, None)
-                .validate(Path::new(origin))
-                .map_err(|e| TrainError::Config(format!("{}", e).replacen(origin, &format!("{origin}: [method]"), 1)))?;
+            ft_peft::config::AdapterConfig::new(peft, None, None).validate(Path::new(origin)).map_err(|e| {
+                TrainError::Config(format!("{}", e).replacen(origin, &format!("{origin}: [method]"), 1))
+            })?;
             if self.model.task == Task::TokenClassification && matches!(self.method, MethodConfig::Prefix(_)) {
                 return Err(TrainError::Config(format!(
                     "{origin}: method.kind = \"prefix\" trains causal-lm and text-classification models"
@@ -713,12 +732,16 @@ impl RunConfig {
                 }
                 if let Some(lr) = f.backbone_learning_rate {
                     if f.unfreeze.is_empty() {
-                        return Err(err("method.backbone_learning_rate is the learning rate of the method.unfreeze stages, \
+                        return Err(err(
+                            "method.backbone_learning_rate is the learning rate of the method.unfreeze stages, \
                                         and none are listed"
-                            .into()));
+                                .into(),
+                        ));
                     }
                     if !(lr.is_finite() && lr >= 0.0) {
-                        return Err(err(format!("method.backbone_learning_rate = {lr}: expected a non-negative number")));
+                        return Err(err(format!(
+                            "method.backbone_learning_rate = {lr}: expected a non-negative number"
+                        )));
                     }
                 }
             }
@@ -744,12 +767,18 @@ impl RunConfig {
 
     /// The text column, with the task's default.
     pub fn text_column(&self) -> String {
-        self.data.text_column.clone().unwrap_or_else(|| if self.is_token_classification() { "tokens" } else { "text" }.into())
+        self.data
+            .text_column
+            .clone()
+            .unwrap_or_else(|| if self.is_token_classification() { "tokens" } else { "text" }.into())
     }
 
     /// The label column, with the task's default.
     pub fn label_column(&self) -> String {
-        self.data.label_column.clone().unwrap_or_else(|| if self.is_token_classification() { "ner_tags" } else { "label" }.into())
+        self.data
+            .label_column
+            .clone()
+            .unwrap_or_else(|| if self.is_token_classification() { "ner_tags" } else { "label" }.into())
     }
 
     /// The run file as TOML text (what `ft train` reads back).
@@ -765,9 +794,8 @@ pub fn expand(s: &str, key: &str) -> Result<String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| TrainError::Config(format!("{key}: '{s}' has an unclosed ${{...}}")))?;
+        let end =
+            after.find('}').ok_or_else(|| TrainError::Config(format!("{key}: '{s}' has an unclosed ${{...}}")))?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -839,7 +867,9 @@ eval_strategy = "epoch"
 
     #[test]
     fn parses_and_overrides() {
-        let c = RunConfig::parse(RUN, "run.toml", &["training.num_train_epochs=1".into(), "data.max_length=128".into()]).unwrap();
+        let c =
+            RunConfig::parse(RUN, "run.toml", &["training.num_train_epochs=1".into(), "data.max_length=128".into()])
+                .unwrap();
         assert_eq!(c.training.learning_rate, 2e-5);
         assert_eq!(c.training.num_train_epochs, 1.0);
         assert_eq!(c.data.max_length, Some(128));
@@ -871,7 +901,8 @@ eval_strategy = "epoch"
 
     #[test]
     fn unknown_keys_list_the_valid_ones() {
-        let e = RunConfig::parse(&RUN.replace("learning_rate", "learning_rat"), "run.toml", &[]).unwrap_err().to_string();
+        let e =
+            RunConfig::parse(&RUN.replace("learning_rate", "learning_rat"), "run.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("run.toml") && e.contains("learning_rat") && e.contains("learning_rate"), "{e}");
         let e = RunConfig::parse(RUN, "run.toml", &["data.sorce=x".into()]).unwrap_err().to_string();
         assert!(e.contains("sorce") && e.contains("source"), "{e}");
@@ -885,7 +916,9 @@ eval_strategy = "epoch"
     fn bad_values_are_named() {
         let e = RunConfig::parse(RUN, "run.toml", &["training.learning_rate=-1".into()]).unwrap_err().to_string();
         assert!(e.contains("training.learning_rate"), "{e}");
-        let e = RunConfig::parse(RUN, "run.toml", &["training.per_device_train_batch_size=0".into()]).unwrap_err().to_string();
+        let e = RunConfig::parse(RUN, "run.toml", &["training.per_device_train_batch_size=0".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("per_device_train_batch_size"), "{e}");
         let e = RunConfig::parse(RUN, "run.toml", &["data.eval_split=false".into()]).unwrap_err().to_string();
         assert!(e.contains("eval_split"), "{e}");

@@ -254,7 +254,11 @@ impl RunContext<'_> {
     /// §4, §9: every parameter trains.
     fn full(self) -> Result<TrainOutcome> {
         let task = self.config.model.task;
-        let options = LoadOptions { labels: Some(self.data.label_names.clone()), ..Default::default() };
+        let options = LoadOptions {
+            labels: Some(self.data.label_names.clone()),
+            random_init: self.config.model.random_init,
+            ..Default::default()
+        };
         let loaded = load(&self.config.model.name, task, &options, &self.ad)?;
         let store = HubStore {
             config: &self.model_config,

@@ -19,6 +19,7 @@
 
 mod adapters;
 pub mod browser;
+mod evaluation;
 mod heuristics;
 mod html;
 mod peft;
@@ -48,9 +49,10 @@ use vision::VisionPlan;
 pub struct Args {
     /// Notebook sections to run, comma-separated (3 data, 4 full fine-tuning, 5 frozen encoder +
     /// head, 6 adapters with exercise 4, 7 prompt tuning, 8 LoRA with exercise 5, 9 NER, 10
-    /// vision transfer learning with exercise 7, 12 serving §4's model with `ft serve`, 13 every
+    /// vision transfer learning with exercise 7, 11 evaluation (classification report, seqeval,
+    /// ROUGE/BLEU of summaries before/after LoRA), 12 serving §4's model with `ft serve`, 13 every
     /// method on the same task: LoRA and prompt tuning on AG News beside §4, §5 and §6).
-    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10,12,13")]
+    #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10,11,12,13")]
     sections: Vec<String>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
@@ -108,12 +110,13 @@ enum Section {
     Lora,
     Ner,
     Vision,
+    Evaluation,
     Serve,
     Heuristics,
 }
 
 impl Section {
-    const ALL: [Section; 10] = [
+    const ALL: [Section; 11] = [
         Section::Data,
         Section::Full,
         Section::Frozen,
@@ -122,6 +125,7 @@ impl Section {
         Section::Lora,
         Section::Ner,
         Section::Vision,
+        Section::Evaluation,
         Section::Serve,
         Section::Heuristics,
     ];
@@ -136,6 +140,7 @@ impl Section {
             Section::Lora => 8,
             Section::Ner => 9,
             Section::Vision => 10,
+            Section::Evaluation => 11,
             Section::Serve => 12,
             Section::Heuristics => 13,
         }
@@ -148,7 +153,7 @@ impl Section {
             .parse()
             .with_context(|| format!("--sections: '{s}' is not a section number"))?;
         Self::ALL.into_iter().find(|x| x.number() == n).with_context(|| {
-            format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10, 12, 13")
+            format!("--sections: section {n} is not reproduced (yet); available: 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")
         })
     }
 
@@ -163,6 +168,7 @@ impl Section {
             Section::Lora => "8-lora",
             Section::Ner => "9-ner",
             Section::Vision => "10-vision",
+            Section::Evaluation => "11-evaluation",
             Section::Serve => "12-serving",
             Section::Heuristics => "13-heuristics",
         }
@@ -178,6 +184,7 @@ impl Section {
             Section::Lora => "§8 LoRA (GPT-2) and exercise 5 (r = 8 vs 16)",
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
             Section::Vision => "§10 Vision transfer learning (ResNet18) and exercise 7 (unfreeze layer3 + layer4)",
+            Section::Evaluation => "§11 Evaluation: classification, NER and generation metrics",
             Section::Serve => "§12 Deployment: ft serve (the notebook's FastAPI endpoint)",
             Section::Heuristics => "§13 Heuristics: every method on the same task",
         }
@@ -210,6 +217,9 @@ fn notes(section: Section) -> &'static str {
         }
         Section::Serve => {
             "The notebook serves the §4 classifier with a transformers `pipeline` (Option A) and a FastAPI `POST /predict` taking `{\"text\"}` and answering `{\"label\", \"score\"}` (Option B, run with uvicorn). ft: `ft serve --model <§4 output>` answers the same request with the same shape, batching concurrent requests on its model threads; below, the notebook's request, a short load measurement and the server's Prometheus metrics. The side-by-side comparison with the FastAPI app is `benches/serve_compare.py` (BENCHMARKS.md)."
+        }
+        Section::Evaluation => {
+            "The notebook's §11 lists the metrics of each task: accuracy, precision/recall/F1 and the confusion matrix for classification (scikit-learn), entity-level F1 for NER (seqeval), ROUGE/BLEU for generation, plus monitoring in production. ft computes each with `ft metrics` (Hugging Face `evaluate`'s names and results) and in `ft train`'s evaluations; monitoring is `ft serve`'s `/metrics` (§12). Below: §4's final evaluation as a classification report, §9's seqeval scores, and a generation experiment the notebook describes but does not run — ROUGE and BLEU of GPT-2 summaries before and after LoRA."
         }
         Section::Heuristics => {
             "§13 of the notebook advises: with little data or compute, freeze the encoder or use PEFT; for many domains, one base with an adapter per domain; full fine-tuning when data and compute allow. Here the methods are measured on one task — AG News with §4's model, data and evaluation: §4 (full fine-tuning), §5 (frozen encoder + head), §6 (a bottleneck adapter with its head), and two runs of this section: LoRA (`r = 8`, `lora_alpha = 16`, `lora_dropout = 0.1` on BERT's default `query`/`value`, with the classifier in `modules_to_save` as PEFT's `SEQ_CLS` does; lr 5e-4) and prompt tuning (20 random-initialised virtual tokens + the classifier; lr 3e-2), both 1 epoch like §5 and §6 (§4 trains 2)."
@@ -384,7 +394,7 @@ pub fn run(mut args: Args) -> Result<()> {
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
-        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10, 12, 13)");
+        bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)");
     }
     let root = root();
     let out = args
@@ -419,6 +429,7 @@ pub fn run(mut args: Args) -> Result<()> {
             model_lm: model_lm.unwrap_or_else(|| fixture("tiny-gpt2")),
             ag: DataPlan::recipe("AG News", "ag_news", Some(&ag_dir), (2000, 1000), "label"),
             conll: DataPlan::recipe("CoNLL-2003", "conll2003", Some(&conll_dir), (2000, 1000), "ner_tags"),
+            aclsum: Some(evaluation::write_tiny(&out.join("tiny-data"))?),
             vision: VisionPlan::Tiny {
                 model: model_arg(&args.model_vision).unwrap_or_else(|| fixture("tiny-resnet")),
                 images: root.join("tests/fixtures/vision-train/images"),
@@ -476,6 +487,14 @@ pub fn run(mut args: Args) -> Result<()> {
             ag,
             conll,
             vision,
+            // ACLSum is not on the Hub under the notebook's names: the local folder, when present.
+            aclsum: args
+                .data
+                .clone()
+                .or_else(|| Some(root.join("../shared/data")))
+                .map(|d| d.join("aclsum"))
+                .filter(|d| d.join("train.jsonl").is_file())
+                .and_then(|d| d.canonicalize().ok()),
         }
     };
     let ft = match &args.ft {
@@ -532,6 +551,7 @@ pub fn run(mut args: Args) -> Result<()> {
             Section::Vision => vision::section_vision(&ft, &profile.vision, profile.offline, &dir)?,
             Section::Serve => serve::section_serve(&ft, profile.tiny, profile.offline, &out, &dir)?,
             Section::Heuristics => heuristics::section_heuristics(&ft, &profile, &out, &dir)?,
+            Section::Evaluation => evaluation::section_evaluation(&ft, &profile, &out, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,
         };
         eprintln!("== {}: {} ({:.1} s)", section.title(), outcome.headline, outcome.wall_s);
@@ -559,8 +579,9 @@ mod tests {
         assert_eq!(Section::parse(" §9").unwrap(), Section::Ner);
         assert_eq!(Section::parse("6").unwrap(), Section::Adapters);
         assert_eq!(Section::parse("10").unwrap(), Section::Vision);
-        let e = Section::parse("11").unwrap_err().to_string();
-        assert!(e.contains("section 11") && e.contains("3, 4, 5, 6, 7, 8, 9, 10"), "{e}");
+        assert_eq!(Section::parse("11").unwrap(), Section::Evaluation);
+        let e = Section::parse("14").unwrap_err().to_string();
+        assert!(e.contains("section 14") && e.contains("3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"), "{e}");
         assert!(Section::parse("x").is_err());
     }
 }

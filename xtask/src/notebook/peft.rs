@@ -45,7 +45,7 @@ fn sizes(p: &Profile) -> Sizes {
     }
 }
 
-fn run_config(
+pub(super) fn run_config(
     p: &Profile,
     data: &Path,
     output_dir: &Path,

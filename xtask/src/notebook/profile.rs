@@ -167,4 +167,6 @@ pub struct Profile {
     pub ag: DataPlan,
     /// CoNLL-2003.
     pub conll: DataPlan,
+    /// §11's ACLSum folder (`{train,val,test}.jsonl`), when there is one.
+    pub aclsum: Option<std::path::PathBuf>,
 }
