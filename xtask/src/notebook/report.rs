@@ -424,12 +424,9 @@ pub fn write_report(
     pending: &[Section],
 ) -> Result<()> {
     let mut md = String::new();
-    let numbers: Vec<String> = outcomes
-        .iter()
-        .map(|o| o.section.number().to_string())
-        .chain(pending.iter().map(|s| s.number().to_string()))
-        .collect();
-    let _ = writeln!(md, "# Reproducing the fine-tuning notebook with ft: §{}\n", numbers.join(", §"));
+    let numbers: Vec<String> =
+        outcomes.iter().map(|o| o.section.label()).chain(pending.iter().map(|s| s.label())).collect();
+    let _ = writeln!(md, "# Reproducing the fine-tuning notebook with ft: {}\n", numbers.join(", "));
     if tiny {
         md.push_str(
             "> **TINY PROFILE — THESE NUMBERS MEAN NOTHING.** The runs use tiny random-weight fixture checkpoints \
