@@ -38,7 +38,7 @@ fn sizes(p: &Profile) -> Sizes {
     if p.tiny {
         Sizes { abstract_words: 8, test_pairs: 4, eval_pairs: 4, new_tokens: 6, max_length: 32, epochs: 2.0 }
     } else {
-        Sizes { abstract_words: 90, test_pairs: 24, eval_pairs: 50, new_tokens: 40, max_length: 192, epochs: 2.0 }
+        Sizes { abstract_words: 60, test_pairs: 24, eval_pairs: 50, new_tokens: 32, max_length: 160, epochs: 2.0 }
     }
 }
 

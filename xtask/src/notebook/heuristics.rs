@@ -59,7 +59,7 @@ const METHODS: [Method; 5] = [
         artifact: &["adapter_model.safetensors", "adapter_config.json"],
     },
     Method {
-        name: "§13 prompt tuning, 20 virtual tokens + classifier",
+        name: "§13 prompt tuning (20 virtual tokens) + classifier",
         run_dir: "13-heuristics/prompt",
         output: "13-heuristics/prompt/output",
         artifact: &["adapter_model.safetensors", "adapter_config.json"],

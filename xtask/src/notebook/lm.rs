@@ -19,12 +19,13 @@ use serde_json::{Value, json};
 use super::profile::path_str;
 use super::runner::run_ft;
 
-/// The model's shape: 4 layers of width 256, 256 positions (13 M parameters in the tied
-/// embedding, 3.2 M in the layers).
-const CONFIG: (usize, usize, usize, usize) = (4, 256, 4, 256);
+/// The model's shape: 4 layers of width 128, 4 heads, 256 positions (6.4 M parameters in the
+/// tied embedding, 0.8 M in the layers). On 2 CPU cores the 50,257-token output projection is
+/// most of the time; this size trains on ~240 k tokens in about five minutes.
+const CONFIG: (usize, usize, usize, usize) = (4, 128, 4, 256);
 
 /// Rows taken from each corpus for training (and held out for evaluation).
-const TAKE: [(&str, usize); 4] = [("AG News", 4000), ("IMDB", 2500), ("chatterbot", 2393), ("ACLSum", 300)];
+const TAKE: [(&str, usize); 4] = [("AG News", 1500), ("IMDB", 800), ("chatterbot", 1200), ("ACLSum", 300)];
 const EVAL_ROWS: usize = 200;
 
 /// What [`pretrained`] gives.
@@ -96,9 +97,9 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
              [model]\nname = \"{init}\"  # config.json ({layers} layers, width {width}, {positions} positions) + GPT-2's tokenizer\n\
              task = \"causal-lm\"\nrandom_init = true\n\n[data]\nsource = \"{corpus}\"\ntrain_split = \"train\"\n\
              eval_split = \"validation\"\ntext_column = \"text\"\nmax_length = 128\n\n[method]\nkind = \"full\"\n\n\
-             [training]\noutput_dir = \"{out}\"\nlearning_rate = 1e-3\nper_device_train_batch_size = 16\n\
+             [training]\noutput_dir = \"{out}\"\nlearning_rate = 2e-3\nper_device_train_batch_size = 16\n\
              per_device_eval_batch_size = 32\nnum_train_epochs = 1\nwarmup_ratio = 0.05\nweight_decay = 0.01\n\
-             eval_strategy = \"epoch\"\nsave_strategy = \"no\"\nlogging_steps = 50\nseed = 42\n",
+             eval_strategy = \"epoch\"\nsave_strategy = \"no\"\nlogging_steps = 25\ngroup_by_length = true\nseed = 42\n",
             init = path_str(&dir.join("init")),
             corpus = path_str(&dir.join("corpus")),
             out = path_str(&dir.join("output")),
