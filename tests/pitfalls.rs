@@ -169,6 +169,36 @@ fn a_tokenizer_that_does_not_fit_the_model_is_an_error_before_training() {
     assert!(!tmp.path().join("out/trainer_state.json").exists(), "training started");
 }
 
+/// A tokenizer that has none of the model's special tokens: GPT-2's config (end of text = 50256)
+/// with a BERT tokenizer whose ids all fit the embeddings.
+#[test]
+fn a_tokenizer_without_the_models_special_tokens_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    copy_dir(&fixture("models/tiny-gpt2"), &model);
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("models/tiny-bert-seqcls").join(f), model.join(f)).unwrap();
+    }
+    let body: String = (0..8).map(|i| serde_json::json!({"text": format!("a line {i}")}).to_string() + "\n").collect();
+    std::fs::write(tmp.path().join("train.jsonl"), body).unwrap();
+    let run = tmp.path().join("run.toml");
+    std::fs::write(
+        &run,
+        format!(
+            "[model]\nname = \"{}\"\ntask = \"causal-lm\"\n[data]\nsource = \"{}\"\ntrain_split = \"train\"\n[training]\n\
+             output_dir = \"{}\"\nnum_train_epochs = 1\nsave_strategy = \"no\"\n",
+            model.display(),
+            tmp.path().join("train.jsonl").display(),
+            tmp.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let o = ft(&["train", "--config", run.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("tokenizer mismatch") && err.contains("bos_token_id = 50256"), "{err}");
+}
+
 fn causal_run(dir: &Path, lr: &str, epochs: usize) -> PathBuf {
     // One sentence, over and over: the surest way to make a language model forget the rest.
     let body: String =

@@ -59,8 +59,8 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
-    /// Run sections of the fine-tuning notebook (§3 data, §4 full fine-tuning, §5 frozen encoder
-    /// + head, §9 NER) with `ft` and write DIR/report.md (metrics, loss curves, confusion matrix).
+    /// Run the fine-tuning notebook (§3-§13 and its exercises) with `ft` and write DIR/report.md
+    /// and DIR/report.html (§13's table of every method, §14's pitfalls, one part per section).
     ReproduceNotebook(notebook::Args),
     /// Open DIR/report.html in headless Chromium: no console errors, every picture loaded,
     /// nothing requested outside the page; saves DIR/report-screenshot.png.

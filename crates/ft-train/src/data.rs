@@ -30,12 +30,12 @@ pub struct PreparedData {
 /// Loads, subsamples and tokenizes the run's splits. `checkpoint_labels` are the label names
 /// of the checkpoint's own head (its `config.json` `id2label`), used when neither the data nor
 /// the run file names the labels — as `from_pretrained` keeps a head's labels. The tokenizer must
-/// fit the model's `model_vocab_size` embedding rows ([`crate::pitfalls::check_tokenizer`]).
+/// fit the model ([`crate::pitfalls::check_tokenizer`]).
 pub fn prepare(
     config: &RunConfig,
     model_files: &RepoFiles,
     model_max_positions: usize,
-    model_vocab_size: usize,
+    model_config: &ft_models::auto::ModelConfig,
     checkpoint_labels: Option<Vec<String>>,
 ) -> Result<PreparedData> {
     let d = &config.data;
@@ -58,7 +58,7 @@ pub fn prepare(
     let causal = config.model.task == ft_models::auto::Task::CausalLm;
     let label_names = if causal { Vec::new() } else { label_names(config, &train, &label_column, checkpoint_labels)? };
     let tokenizer = TextTokenizer::from_repo(model_files)?;
-    crate::pitfalls::check_tokenizer(&tokenizer, model_vocab_size, &config.model.name)?;
+    crate::pitfalls::check_tokenizer(&tokenizer, model_config, &config.model.name)?;
     let leakage = eval.as_ref().and_then(|eval| leakage(&train, eval, &config.text_column()));
     let mut data = tokenize_splits(config, tokenizer, model_max_positions, train, eval, label_names, skipped)?;
     data.leakage = leakage;

@@ -28,7 +28,10 @@ mod tests {
     #[test]
     fn matches_pytorch_cross_entropy() {
         let device = Device::flex();
-        let logits = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0, 0.2, 0.2, 0.2], [3, 3]), &device);
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0, 0.2, 0.2, 0.2], [3, 3]),
+            &device,
+        );
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, -100, 0], [3]), &device);
         // torch.nn.functional.cross_entropy(logits, labels) with ignore_index=-100
         let want = (1.0_f64.exp() + 2.0_f64.exp() + 0.5_f64.exp()).ln() - 2.0;

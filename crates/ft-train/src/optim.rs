@@ -29,8 +29,8 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use ft_models::device::is_flex;
 use rayon::prelude::*;
 
-use crate::args::TrainingArguments;
 use crate::Result;
+use crate::args::TrainingArguments;
 
 /// The parameters of `module` that get no weight decay: every parameter of a normalisation
 /// layer and every bias (by module type, not by name).
@@ -48,7 +48,10 @@ pub fn no_decay_params<M: Module>(module: &M) -> Vec<ParamId> {
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let Some((field, container)) = self.path.last() else { return };
-            let norm = matches!(container.as_str(), "Struct:LayerNorm" | "Struct:BatchNorm" | "Struct:RmsNorm" | "Struct:GroupNorm");
+            let norm = matches!(
+                container.as_str(),
+                "Struct:LayerNorm" | "Struct:BatchNorm" | "Struct:RmsNorm" | "Struct:GroupNorm"
+            );
             if norm || field == "bias" {
                 self.ids.push(param.id);
             }
@@ -73,7 +76,8 @@ pub fn adamw_with_lr_scale<M: Module>(
     scaled: &[ParamId],
     scale: f64,
 ) -> Result<ModuleOptimizer> {
-    let fused = |wd: f64, s: f64| FusedAdamW::new(args.adam_beta1, args.adam_beta2, args.adam_epsilon, wd).with_lr_scale(s);
+    let fused =
+        |wd: f64, s: f64| FusedAdamW::new(args.adam_beta1, args.adam_beta2, args.adam_epsilon, wd).with_lr_scale(s);
     let mut optimizer = ModuleOptimizer::from(fused(args.weight_decay, 1.0));
     let no_decay = if args.weight_decay == 0.0 { Vec::new() } else { no_decay_params(module) };
     if !no_decay.is_empty() {
@@ -247,7 +251,8 @@ mod tests {
         use ft_models::params::param_names;
         let device = Device::flex();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/models/tiny-gpt2");
-        let AnyModel::CausalLm(mut m) = load(dir, Task::CausalLm, &LoadOptions::default(), &device).unwrap().model else {
+        let AnyModel::CausalLm(mut m) = load(dir, Task::CausalLm, &LoadOptions::default(), &device).unwrap().model
+        else {
             panic!("not a causal LM")
         };
         let exempt = no_decay_params(&m);
@@ -256,10 +261,16 @@ mod tests {
             let id = names.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name}")).1;
             exempt.contains(&id)
         };
-        for name in ["transformer.h.0.ln_1.weight", "transformer.h.1.ln_2.bias", "transformer.ln_f.weight", "transformer.h.0.attn.c_attn.bias"] {
+        for name in [
+            "transformer.h.0.ln_1.weight",
+            "transformer.h.1.ln_2.bias",
+            "transformer.ln_f.weight",
+            "transformer.h.0.attn.c_attn.bias",
+        ] {
             assert!(is_exempt(name), "{name} should get no weight decay");
         }
-        for name in ["transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.weight", "transformer.wte.weight"] {
+        for name in ["transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.weight", "transformer.wte.weight"]
+        {
             assert!(!is_exempt(name), "{name} should get weight decay");
         }
         let mut c = ft_models::resnet::ResNetConfig::new("resnet18", 3);
@@ -290,12 +301,16 @@ mod tests {
                 (a, sa) = fused.step(lr, a, g.clone(), sa);
                 (b, sb) = reference.step(lr, b, g, sb);
             }
-            let (a, b): (Vec<f32>, Vec<f32>) = (a.into_data().try_into_vec_as().unwrap(), b.into_data().try_into_vec_as().unwrap());
+            let (a, b): (Vec<f32>, Vec<f32>) =
+                (a.into_data().try_into_vec_as().unwrap(), b.into_data().try_into_vec_as().unwrap());
             let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
             assert!(worst <= 1e-7, "wd {wd}: {worst}");
             let (ma, mb) = (sa.unwrap().momentum, sb.unwrap().momentum);
             assert_eq!(ma.time, mb.time);
-            let (ma, mb): (Vec<f32>, Vec<f32>) = (ma.moment_2.into_data().try_into_vec_as().unwrap(), mb.moment_2.into_data().try_into_vec_as().unwrap());
+            let (ma, mb): (Vec<f32>, Vec<f32>) = (
+                ma.moment_2.into_data().try_into_vec_as().unwrap(),
+                mb.moment_2.into_data().try_into_vec_as().unwrap(),
+            );
             assert_eq!(ma, mb);
         }
     }

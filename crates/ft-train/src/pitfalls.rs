@@ -117,6 +117,11 @@ pub fn find_leakage(train: &[u64], eval: &[u64], what: &str, describe: impl Fn(u
     })
 }
 
+/// A leakage message as `--strict`'s error: without the advice to use `--strict`.
+pub fn strict_message(message: &str) -> String {
+    message.replace(" (`ft train --strict` refuses such runs)", "")
+}
+
 /// A short text for messages: the first `n` characters, quoted.
 pub fn quote(text: &str, n: usize) -> String {
     let short: String = text.chars().take(n).collect();
@@ -124,13 +129,16 @@ pub fn quote(text: &str, n: usize) -> String {
 }
 
 /// Tokenizer mismatch: every id the tokenizer can produce (its vocabulary with added tokens, its
-/// padding and unknown tokens) must be a row of the model's embeddings (`vocab_size`). Errors
-/// before training, naming the tokenizer file and the model's `config.json`.
+/// padding and unknown tokens) must be a row of the model's embeddings (`vocab_size`), and the
+/// special token ids the model's `config.json` names (`bos_token_id`, `eos_token_id`,
+/// `pad_token_id`, `sep_token_id`, `cls_token_id`, `decoder_start_token_id`) must be tokens of
+/// the tokenizer. Errors before training, naming the tokenizer file and the model.
 pub fn check_tokenizer(
     tokenizer: &ft_data::tokenize::TextTokenizer,
-    model_vocab_size: usize,
+    model_config: &ft_models::auto::ModelConfig,
     model: &str,
 ) -> Result<()> {
+    let model_vocab_size = model_config.vocab_size();
     let path = tokenizer.path().display();
     if let Some((token, id)) = tokenizer.max_token() {
         if id as usize >= model_vocab_size {
@@ -138,6 +146,18 @@ pub fn check_tokenizer(
                 "tokenizer mismatch: {path} has token ids up to {id} ('{token}', {} tokens) but the model {model} has \
                  {model_vocab_size} embedding rows (config.json vocab_size): the tokenizer belongs to another model. \
                  Use the model's own tokenizer files",
+                tokenizer.vocab_size()
+            )));
+        }
+    }
+    for key in
+        ["bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "cls_token_id", "decoder_start_token_id"]
+    {
+        let Some(id) = model_config.raw.get(key).and_then(serde_json::Value::as_u64) else { continue };
+        if tokenizer.id_to_token(id as u32).is_none() {
+            return Err(TrainError::Config(format!(
+                "tokenizer mismatch: the model {model}'s config.json has {key} = {id}, but {path} has no token with that \
+                 id ({} tokens): the tokenizer belongs to another model. Use the model's own tokenizer files",
                 tokenizer.vocab_size()
             )));
         }
@@ -190,12 +210,11 @@ impl OverfitWatch {
         let (first, last) = (window[0].0, window[window.len() - 1].0);
         let message = format!(
             "overfitting: eval_loss rose at each of the last {} evaluations (steps {first}–{last}: {}) while the \
-             training loss fell ({}). eval_loss was lowest {} evaluations ago; use early stopping \
-             (`early_stopping_patience` with `load_best_model_at_end = true`), fewer epochs, or more data",
+             training loss fell ({}). Use early stopping (`early_stopping_patience` with \
+             `load_best_model_at_end = true`), fewer epochs, or more data",
             self.patience,
             fmt(&|e| e.2),
             fmt(&|e| e.1),
-            self.patience
         );
         Some(Pitfall {
             kind: "overfitting".into(),

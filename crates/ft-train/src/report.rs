@@ -27,16 +27,18 @@ pub const CONFUSION_SVG: &str = "confusion_matrix.svg";
 
 /// `(step, value)` points of one key of `log_history` (entries without the key are skipped).
 pub fn history_series(log_history: &[Value], key: &str) -> Vec<(f64, f64)> {
-    log_history
-        .iter()
-        .filter_map(|e| Some((e.get("step")?.as_f64()?, e.get(key)?.as_f64()?)))
-        .collect()
+    log_history.iter().filter_map(|e| Some((e.get("step")?.as_f64()?, e.get(key)?.as_f64()?))).collect()
 }
 
 /// Writes `eval_predictions.json` — `{"label_names", "unit", "predictions", "references"}` with
 /// class ids (`unit` is `"example"`, or `"token"` for token classification, where the lists hold
 /// every labelled token of the evaluation data in order).
-pub fn write_predictions(dir: &Path, predictions: &Predictions, label_names: &[String], token_task: bool) -> Result<()> {
+pub fn write_predictions(
+    dir: &Path,
+    predictions: &Predictions,
+    label_names: &[String],
+    token_task: bool,
+) -> Result<()> {
     let value = json!({
         "label_names": label_names,
         "unit": if token_task { "token" } else { "example" },
@@ -120,7 +122,8 @@ mod tests {
         assert!(write_confusion_matrix(dir.path(), &p, &names).unwrap());
         assert!(std::fs::read_to_string(dir.path().join(CONFUSION_SVG)).unwrap().contains("Predicted label"));
         write_predictions(dir.path(), &p, &names, false).unwrap();
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(EVAL_PREDICTIONS)).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(EVAL_PREDICTIONS)).unwrap()).unwrap();
         assert_eq!(v["references"], json!([0, 1, 2, 2]));
         assert_eq!(v["unit"], "example");
     }

@@ -112,10 +112,10 @@ pub fn train_with(
             model_config.max_positions()
         )));
     };
-    let data = prepare(config, &files, positions, model_config.vocab_size(), checkpoint_labels)?;
+    let data = prepare(config, &files, positions, &model_config, checkpoint_labels)?;
     if let Some(p) = &data.leakage {
         if options.strict {
-            return Err(TrainError::Config(format!("--strict: {}", p.message)));
+            return Err(TrainError::Config(format!("--strict: {}", crate::pitfalls::strict_message(&p.message))));
         }
         p.log();
     }
@@ -373,10 +373,12 @@ impl RunContext<'_> {
             Task::CausalLm => {
                 let mut base = loaded.into_causal_lm()?.model;
                 let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut base) as f64);
+                // The baseline is the base model itself (a prompt's fresh virtual tokens already
+                // change its outputs).
+                let before = self.perplexity(&self.forgetting_probe::<CausalLm>()?, &base)?;
                 let model = self.peft_model(base, adapter)?;
                 let t = CausalLmTask::<PeftModel<CausalLm>>::new(examples);
                 let probe = self.forgetting_probe::<PeftModel<CausalLm>>()?;
-                let before = self.perplexity(&probe, &model)?;
                 let mut outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 self.record_forgetting(&mut outcome, &probe, before)?;
                 store.save(&outcome.model, &self.args().output_dir)?;

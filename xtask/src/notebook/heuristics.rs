@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ft_peft::config::{LoraConfig, PromptTuningConfig, PromptTuningInit};
+use ft_peft::config::{LoraConfig, PromptTuningConfig, PromptTuningInit, TargetModules};
 use ft_train::args::{IntervalStrategy, TrainingArguments};
 use ft_train::run_config::{MethodConfig, RunConfig};
 use serde_json::Value;
@@ -25,6 +25,8 @@ use super::{Outcome, Section, run_files};
 struct Method {
     /// The method as the table names it.
     name: &'static str,
+    /// The section that runs it.
+    section: Section,
     /// Where its run lives, relative to the report folder: `(run folder, output folder)`.
     run_dir: &'static str,
     output: &'static str,
@@ -35,12 +37,14 @@ struct Method {
 const METHODS: [Method; 5] = [
     Method {
         name: "§4 full fine-tuning",
+        section: Section::Full,
         run_dir: "4-full-finetuning",
         output: "4-full-finetuning/output",
         artifact: &["model.safetensors", "config.json"],
     },
     Method {
         name: "§5 frozen encoder + linear head",
+        section: Section::Frozen,
         run_dir: "5-frozen-encoder",
         output: "5-frozen-encoder/output",
         // The saved folder holds the encoder too (to be loadable alone); the head is what is new.
@@ -48,18 +52,21 @@ const METHODS: [Method; 5] = [
     },
     Method {
         name: "§6 bottleneck adapter (Pfeiffer) + its head",
+        section: Section::Adapters,
         run_dir: "6-adapters/agnews_adapter",
         output: "6-adapters/agnews_adapter/output",
         artifact: &["adapter.safetensors", "model_head.safetensors", "adapter_config.json", "head_config.json"],
     },
     Method {
-        name: "§13 LoRA r = 8 (query, value) + classifier",
+        name: "§13 LoRA r = 8 (attention query and value) + classifier",
+        section: Section::Heuristics,
         run_dir: "13-heuristics/lora",
         output: "13-heuristics/lora/output",
         artifact: &["adapter_model.safetensors", "adapter_config.json"],
     },
     Method {
         name: "§13 prompt tuning (20 virtual tokens) + classifier",
+        section: Section::Heuristics,
         run_dir: "13-heuristics/prompt",
         output: "13-heuristics/prompt/output",
         artifact: &["adapter_model.safetensors", "adapter_config.json"],
@@ -86,10 +93,11 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// The §13 table of the methods whose runs are in `out`; `None` when none is.
-pub fn table(out: &Path) -> Option<String> {
+/// The §13 table of the methods whose runs are in `out` and were made by this call (`ran`: its
+/// sections); `None` when none is.
+pub fn table(out: &Path, ran: &[Section]) -> Option<String> {
     let mut rows = Vec::new();
-    for m in &METHODS {
+    for m in METHODS.iter().filter(|m| ran.contains(&m.section)) {
         let output = out.join(m.output);
         let Ok(all) = read_json(&output.join("all_results.json")) else { continue };
         let state = read_json(&output.join("trainer_state.json")).unwrap_or(Value::Null);
@@ -105,7 +113,10 @@ pub fn table(out: &Path) -> Option<String> {
         let artifact = if m.artifact.is_empty() {
             // The frozen method's new part: the head's float32 weights.
             trainable.map_or("—".into(), |t| {
-                format!("{} (the head; the saved folder also holds the encoder)", size(4 * t))
+                format!(
+                    "≈ {} (the head: 4 bytes × its parameters; the saved folder holds the encoder too)",
+                    size(4 * t)
+                )
             })
         } else {
             let bytes: u64 =
@@ -162,7 +173,16 @@ fn run_config(p: &Profile, method: MethodConfig, lr: f64, output: &Path) -> RunC
 
 /// §13: LoRA and prompt tuning on AG News, then the table of every method.
 pub(super) fn section_heuristics(ft: &Path, p: &Profile, out: &Path, dir: &Path) -> Result<Outcome> {
-    let lora = MethodConfig::Lora(LoraConfig { r: 8, lora_alpha: 16.0, lora_dropout: 0.1, ..Default::default() });
+    // The attention's query and value projections under BERT's names and DistilBERT's (PEFT has
+    // a default for BERT only; a list entry that matches nothing is allowed, as in PEFT).
+    let targets = ["query", "value", "q_lin", "v_lin"].map(String::from).to_vec();
+    let lora = MethodConfig::Lora(LoraConfig {
+        r: 8,
+        lora_alpha: 16.0,
+        lora_dropout: 0.1,
+        target_modules: Some(TargetModules::List(targets)),
+        ..Default::default()
+    });
     let virtual_tokens = if p.tiny { 4 } else { 20 };
     let prompt = MethodConfig::Prompt(PromptTuningConfig {
         num_virtual_tokens: virtual_tokens,
@@ -209,7 +229,7 @@ pub(super) fn section_heuristics(ft: &Path, p: &Profile, out: &Path, dir: &Path)
         }
         details.push('\n');
     }
-    match table(out) {
+    match table(out, &p.ran) {
         Some(t) => {
             md.push_str(&t);
             md.push_str(
@@ -228,7 +248,7 @@ pub(super) fn section_heuristics(ft: &Path, p: &Profile, out: &Path, dir: &Path)
         } else {
             "failed".into()
         },
-        runtime: format!("{wall_s:.1}"),
+        runtime: "—".into(),
         wall_s,
         markdown: md,
     })

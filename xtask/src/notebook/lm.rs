@@ -8,7 +8,6 @@
 //! its run file, and reused while the run file (corpus, size, settings) stays the same.
 
 use std::ffi::OsString;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,8 +24,15 @@ use super::runner::run_ft;
 const CONFIG: (usize, usize, usize, usize) = (4, 128, 4, 256);
 
 /// Rows taken from each corpus for training (and held out for evaluation).
-const TAKE: [(&str, usize); 4] = [("AG News", 1500), ("IMDB", 800), ("chatterbot", 1200), ("ACLSum", 300)];
+const TAKE: [(&str, usize); 4] = [("AG News", 1500), ("IMDB", 800), ("chatterbot", 1200), ("ACLSum", 100)];
 const EVAL_ROWS: usize = 200;
+/// Bumped when [`corpus`] changes what it reads (it is part of the cache key).
+const CORPUS_VERSION: u32 = 2;
+
+/// 64-bit FNV-1a.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
 
 /// What [`pretrained`] gives.
 pub struct LocalLm {
@@ -65,10 +71,13 @@ fn corpus(data: &Path) -> Result<(Vec<String>, Vec<String>)> {
             .collect::<Vec<_>>()
     };
     let acl = {
+        let mut seen = std::collections::HashSet::new();
         let file = data.join("aclsum/train.jsonl");
         let body = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         body.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            // Three aspects per paper share one document: each document once.
+            .filter(|v| seen.insert(v["id"].as_str().unwrap_or_default().to_string()))
             .filter_map(|v| {
                 v["document"].as_str().map(|d| d.split_whitespace().take(200).collect::<Vec<_>>().join(" "))
             })
@@ -105,10 +114,16 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
             out = path_str(&dir.join("output")),
         )
     };
-    // The cache key: the run file with the data folder and the corpus recipe.
-    let mut h = DefaultHasher::new();
-    (run_text(Path::new("/")), path_str(data), format!("{TAKE:?}{EVAL_ROWS}")).hash(&mut h);
-    let dir = cache_root().join(format!("gpt2-local-{:016x}", h.finish()));
+    // The cache key: the run file, the data folder, the corpus recipe and ft's version (FNV-1a:
+    // stable across Rust releases, unlike std's hasher).
+    let version = std::process::Command::new(ft)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let key =
+        format!("{}|{}|{TAKE:?}|{EVAL_ROWS}|{CORPUS_VERSION}|{version}", run_text(Path::new("/")), path_str(data));
+    let dir = cache_root().join(format!("gpt2-local-{:016x}", fnv1a(key.as_bytes())));
     let output = dir.join("output");
     let text = run_text(&dir);
     let stamp = dir.join("done.json");

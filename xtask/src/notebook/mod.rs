@@ -1,21 +1,18 @@
-//! `cargo xtask reproduce-notebook`: runs sections of the fine-tuning notebook
-//! (`../shared/reference/finetuning-notebook.md`) with `ft` and writes `DIR/report.md`.
+//! `cargo xtask reproduce-notebook`: runs the fine-tuning notebook
+//! (`../shared/reference/finetuning-notebook.md`) with `ft` — §3–§13 and its seven exercises —
+//! and writes `DIR/report.md` and a self-contained `DIR/report.html`.
 //!
-//! - §3 data: `ft data inspect` of the AG News and CoNLL-2003 splits (rows, label distribution,
-//!   token-length percentiles with the section's model).
-//! - §4 full fine-tuning on AG News, §5 frozen encoder + first-token linear head on AG News, §9
-//!   NER on CoNLL-2003: one `ft train` run file each (`DIR/<section>/run.toml`), the notebook's
-//!   settings written out, then the metrics, the evaluations, the loss curve and (§4, §5) the
-//!   confusion matrix of the final evaluation in the report.
+//! Each section writes its run files next to its results (`DIR/<section>/run.toml`), runs the
+//! `ft` binary (`ft data inspect`, `ft train`, `ft generate`, `ft metrics`, `ft serve`) and turns
+//! what the runs wrote into Markdown; the pictures come from `ft-metrics`. The first page holds
+//! §13's table (every method on the same task, [`heuristics`]) and §14's warnings from every run.
+//! The xtask stays light: it builds `ft` (`cargo build --release -p ft-cli`) and runs the binary.
 //!
-//! The xtask stays light: it builds `ft` (`cargo build --release -p ft-cli`) and runs the binary;
-//! the pictures come from `ft-metrics`. Profiles:
-//! - default: the notebook's models (`distilbert/distilbert-base-uncased`,
-//!   `google-bert/bert-base-cased`) and recipes (`ag_news`, `conll2003`) from the Hub, with
-//!   `--model-cls`, `--model-ner` and `--data DIR` (a folder like `../shared/data`: AG News
-//!   `test.parquet` split 2,000 train / 1,000 validation as `benches/runs/*.toml`) to replace them;
-//! - `--tiny`: offline, the tiny fixture checkpoints and data the xtask writes itself; minutes on
-//!   two cores, and numbers that mean nothing (the report says so at the top).
+//! Profiles ([`profile::Profile`]): `hub` (default; the notebook's own models and data through the
+//! Hub), `local` (no Hub: `../shared/data`, the real all-MiniLM-L6-v2 from its PyPI package, a small
+//! GPT-2 ft pre-trains itself ([`lm`]), Fashion-MNIST for §10) and `tiny` (CI: tiny fixtures and
+//! generated data; numbers that mean nothing, said at the top of the report). Reports read only
+//! the folders of the sections run in the same call.
 
 mod adapters;
 pub mod browser;
@@ -63,33 +60,34 @@ pub struct Args {
     /// with §4, 6 with §9, 3/4/5/7 inside §4/§6/§8/§10); `--exercises ''` runs only the sections.
     #[arg(long, value_delimiter = ',')]
     exercises: Option<Vec<String>>,
-    /// Output folder for report.md, the run files and the runs (default: target/notebook-report,
-    /// or target/notebook-report-tiny with --tiny).
+    /// Output folder for report.md, report.html, the run files and the runs (default:
+    /// target/notebook-report-PROFILE).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run ft with HF_HUB_OFFLINE=1 (models and datasets from the Hub cache only).
     #[arg(long)]
     offline: bool,
     /// `hub` (default): the notebook's models and data from the Hub, or the folders given with
-    /// `--data`/`--model-cls`/`--model-ner`. `tiny`: tiny fixture checkpoints and generated data,
-    /// offline, in a few minutes; the numbers mean nothing.
-    /// `local`: the hub profile with `--data` (default `../shared/data`); §10 then runs the
-    /// transfer experiment on its Fashion-MNIST PNGs with a ResNet18 ft pre-trains itself.
+    /// `--data`/`--model-*`. `local`: no Hub — `--data` (default `../shared/data`), the real
+    /// all-MiniLM-L6-v2 (FT_MINILM_DIR or ~/.cache/ft-minilm, fetched from PyPI when absent), a
+    /// small GPT-2 ft pre-trains itself (cached in ~/.cache/ft-notebook), §10's transfer
+    /// experiment on Fashion-MNIST. `tiny`: tiny fixture checkpoints and generated data, offline,
+    /// in seconds; the numbers mean nothing.
     #[arg(long, default_value = "hub", value_parser = ["hub", "local", "tiny"])]
     profile: String,
     /// The same as `--profile tiny`.
     #[arg(long, hide = true, conflicts_with = "profile")]
     tiny: bool,
-    /// Model for §3-§5 (a directory or Hub id; default distilbert/distilbert-base-uncased, or the
-    /// tiny fixture with --tiny).
+    /// Model for §3-§6, §13 and exercises 1-2 (a directory or Hub id; default
+    /// distilbert/distilbert-base-uncased; local: all-MiniLM-L6-v2; tiny: a fixture).
     #[arg(long, value_name = "M")]
     model_cls: Option<String>,
-    /// Model for §9 (a directory or Hub id; default google-bert/bert-base-cased, or the tiny
-    /// fixture with --tiny).
+    /// Model for §9 and exercise 6 (a directory or Hub id; default google-bert/bert-base-cased;
+    /// local: all-MiniLM-L6-v2; tiny: a fixture).
     #[arg(long, value_name = "M")]
     model_ner: Option<String>,
-    /// Causal LM for §7/§8 (a directory or Hub id; default openai-community/gpt2, or the tiny
-    /// fixture with --tiny).
+    /// Causal LM for §7, §8 and §11 (a directory or Hub id; default openai-community/gpt2; local:
+    /// the GPT-2 ft pre-trains itself; tiny: a fixture).
     #[arg(long, value_name = "M")]
     model_lm: Option<String>,
     /// A local data folder holding ag_news/test.parquet and conll2003/{train,validation}.parquet
@@ -267,7 +265,7 @@ fn notes(section: Section) -> &'static str {
             "The notebook's §11 lists the metrics of each task: accuracy, precision/recall/F1 and the confusion matrix for classification (scikit-learn), entity-level F1 for NER (seqeval), ROUGE/BLEU for generation, plus monitoring in production. ft computes each with `ft metrics` (Hugging Face `evaluate`'s names and results) and in `ft train`'s evaluations; monitoring is `ft serve`'s `/metrics` (§12). Below: §4's final evaluation as a classification report, §9's seqeval scores, and a generation experiment the notebook describes but does not run — ROUGE and BLEU of GPT-2 summaries before and after LoRA."
         }
         Section::Heuristics => {
-            "§13 of the notebook advises: with little data or compute, freeze the encoder or use PEFT; for many domains, one base with an adapter per domain; full fine-tuning when data and compute allow. Here the methods are measured on one task — AG News with §4's model, data and evaluation: §4 (full fine-tuning), §5 (frozen encoder + head), §6 (a bottleneck adapter with its head), and two runs of this section: LoRA (`r = 8`, `lora_alpha = 16`, `lora_dropout = 0.1` on BERT's default `query`/`value`, with the classifier in `modules_to_save` as PEFT's `SEQ_CLS` does; lr 5e-4) and prompt tuning (20 random-initialised virtual tokens + the classifier; lr 3e-2), both 1 epoch like §5 and §6 (§4 trains 2)."
+            "§13 of the notebook advises: with little data or compute, freeze the encoder or use PEFT; for many domains, one base with an adapter per domain; full fine-tuning when data and compute allow. Here the methods are measured on one task — AG News with §4's model, data and evaluation: §4 (full fine-tuning), §5 (frozen encoder + head), §6 (a bottleneck adapter with its head), and two runs of this section: LoRA (`r = 8`, `lora_alpha = 16`, `lora_dropout = 0.1` on the attention's query and value projections — BERT's `query`/`value`, DistilBERT's `q_lin`/`v_lin` — with the classifier in `modules_to_save` as PEFT's `SEQ_CLS` does; lr 5e-4) and prompt tuning (20 random-initialised virtual tokens + the classifier; lr 3e-2), both 1 epoch like §5 and §6 (§4 trains 2)."
         }
         Section::Ner => {
             "The notebook fine-tunes `AutoModelForTokenClassification` with labels aligned to the first sub-token of each word (others -100), `Trainer` defaults otherwise. ft aligns the same way and computes seqeval's entity-level metrics (`eval_overall_*`) at each evaluation (the notebook passes no `compute_metrics`, so its Trainer reports only the loss)."
@@ -430,7 +428,8 @@ fn minilm(root: &Path) -> Result<String> {
     let dir =
         std::env::var_os("FT_MINILM_DIR").map(PathBuf::from).unwrap_or_else(|| super::home().join(".cache/ft-minilm"));
     if !dir.join("model.safetensors").is_file() {
-        let script = root.join("../shared/scripts/fetch-minilm.sh");
+        let shared = std::env::var_os("FT_SHARED").map(PathBuf::from).unwrap_or_else(|| root.join("../shared"));
+        let script = shared.join("scripts/fetch-minilm.sh");
         if !script.is_file() {
             bail!(
                 "--profile local needs all-MiniLM-L6-v2 in {} (or FT_MINILM_DIR), or {} to fetch it",
@@ -456,8 +455,12 @@ pub fn run(mut args: Args) -> Result<()> {
     if args.profile == "tiny" {
         args.tiny = true;
     }
+    if args.tiny {
+        args.profile = "tiny".into();
+    }
     if args.profile == "local" && args.data.is_none() {
-        args.data = Some(root().join("../shared/data"));
+        let shared = std::env::var_os("FT_SHARED").map(PathBuf::from).unwrap_or_else(|| root().join("../shared"));
+        args.data = Some(shared.join("data"));
     }
     if args.tiny && args.data.is_some() {
         bail!("--data is for the hub profile, not --profile tiny");
@@ -485,10 +488,7 @@ pub fn run(mut args: Args) -> Result<()> {
         bail!("--sections: no section given (available: 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)");
     }
     let root = root();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join(if args.tiny { "target/notebook-report-tiny" } else { "target/notebook-report" }));
+    let out = args.out.clone().unwrap_or_else(|| root.join(format!("target/notebook-report-{}", args.profile)));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize().with_context(|| format!("resolving {}", out.display()))?;
     let fixture = |name: &str| path_str(&root.join("tests/fixtures/models").join(name));
@@ -520,6 +520,7 @@ pub fn run(mut args: Args) -> Result<()> {
             conll: DataPlan::recipe("CoNLL-2003", "conll2003", Some(&conll_dir), (2000, 1000), "ner_tags"),
             aclsum: Some(evaluation::write_tiny(&out.join("tiny-data"))?),
             exercise_1_model: None,
+            ran: sections.clone(),
             vision: VisionPlan::Tiny {
                 model: model_arg(&args.model_vision).unwrap_or_else(|| fixture("tiny-resnet")),
                 images: root.join("tests/fixtures/vision-train/images"),
@@ -586,6 +587,7 @@ pub fn run(mut args: Args) -> Result<()> {
             conll,
             vision,
             exercise_1_model: (!local).then(|| "google-bert/bert-base-cased".to_string()),
+            ran: sections.clone(),
             // ACLSum is not on the Hub under the notebook's names: the local folder, when present.
             aclsum: args
                 .data
@@ -600,6 +602,8 @@ pub fn run(mut args: Args) -> Result<()> {
         Some(p) => p.canonicalize().with_context(|| format!("--ft {}", p.display()))?,
         None => build_ft()?,
     };
+    // The clock of the report's total starts here: the local GPT-2's pre-training counts.
+    let started = Instant::now();
     // The local profile's causal LM: a small GPT-2 ft pre-trains itself (cached).
     let mut lm_note = String::new();
     if local
@@ -609,7 +613,7 @@ pub fn run(mut args: Args) -> Result<()> {
         let data = args.data.clone().context("the local profile has a data folder")?;
         let lm = lm::pretrained(&ft, &data.canonicalize().unwrap_or(data), &root)?;
         profile.model_lm = path_str(&lm.model);
-        lm_note = format!("; §7/§8/§11: {}", lm.describe);
+        lm_note = format!("; §7, §8, §11: {}", lm.describe);
     }
     let (version, commit) = provenance(&ft);
     let command = {
@@ -625,14 +629,22 @@ pub fn run(mut args: Args) -> Result<()> {
                 profile.model_ner,
                 profile.vision.describe()
             )
+        } else if local {
+            format!(
+                "**local** — no Hub (HF_HUB_OFFLINE=1): real data from `{}`; §3–§6, §9, §13 and the exercises with `{}` (all-MiniLM-L6-v2 from its PyPI package: the only real pre-trained checkpoint available without the Hub — a 6-layer uncased BERT, standing in for the notebook's DistilBERT and BERT); {}{lm_note}",
+                args.data.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
+                profile.model_cls,
+                profile.vision.describe()
+            )
         } else {
             format!(
-                "notebook settings — §4/§5 model `{}`, §9 model `{}`; data: {}{}",
+                "**hub** — the notebook's own models and data: §4/§5 model `{}`, §9 model `{}`, §7/§8/§11 model `{}`; data: {}{}",
                 profile.model_cls,
                 profile.model_ner,
-                if args.data.is_some() { "local (`--data`)" } else { "the Hub" },
+                profile.model_lm,
+                if args.data.is_some() { "local (`--data`)" } else { "the Hub (cached in HF_HOME)" },
                 if profile.offline { ", HF_HUB_OFFLINE=1" } else { "" }
-            ) + &format!("; {}{lm_note}", profile.vision.describe())
+            ) + &format!("; {}", profile.vision.describe())
         },
         version,
         commit,
@@ -640,7 +652,6 @@ pub fn run(mut args: Args) -> Result<()> {
         machine: machine(),
         date: now_utc(),
     };
-    let started = Instant::now();
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (k, &section) in sections.iter().enumerate() {
         write_report(&out, &header, profile.tiny, &outcomes, started.elapsed().as_secs_f64(), &sections[k..])?;

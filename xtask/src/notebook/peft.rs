@@ -117,6 +117,8 @@ struct Run {
     tail: String,
     trainable: String,
     train_loss: Option<f64>,
+    /// §14's forgetting probe: perplexity on generic text before and after training.
+    forgetting: Option<(f64, f64)>,
     before: String,
     after: String,
     text: String,
@@ -149,6 +151,7 @@ fn train_and_generate(
         tail,
         trainable: String::new(),
         train_loss: None,
+        forgetting: None,
         before: String::new(),
         after: String::new(),
         text,
@@ -161,6 +164,10 @@ fn train_and_generate(
         serde_json::from_str(&std::fs::read_to_string(out.join("train_results.json")).unwrap_or_default())
             .unwrap_or_default();
     run.train_loss = results.get("train_loss").and_then(serde_json::Value::as_f64);
+    run.forgetting = results
+        .get("generic_perplexity_before")
+        .and_then(serde_json::Value::as_f64)
+        .zip(results.get("generic_perplexity_after").and_then(serde_json::Value::as_f64));
     let info_out = dir.join(format!("{name}.info.txt"));
     let (info_ok, info_tail) = run_ft(
         ft,
@@ -199,6 +206,14 @@ fn train_and_generate(
     }
     run.ok &= info_ok;
     Ok(run)
+}
+
+/// `before → after (×ratio)` of the forgetting probe.
+fn forgetting_cell(f: Option<(f64, f64)>) -> String {
+    match f {
+        Some((b, a)) => format!("{b:.1} → {a:.1} (×{:.2})", a / b),
+        None => "—".into(),
+    }
 }
 
 fn toy_data(dir: &Path) -> Result<std::path::PathBuf> {
@@ -255,6 +270,11 @@ pub(super) fn section_prompt(ft: &Path, p: &Profile, dir: &Path) -> Result<Outco
     }
     let _ = writeln!(md, "`print_trainable_parameters()` (`ft info --adapter`): `{}`\n", run.trainable);
     let _ = writeln!(md, "train_loss: {}\n", run.train_loss.map_or("—".into(), |l| format!("{l:.4}")));
+    let _ = writeln!(
+        md,
+        "§14's forgetting probe (perplexity on a held-out generic English text): {}\n",
+        forgetting_cell(run.forgetting)
+    );
     let _ =
         writeln!(md, "Generation, {} new tokens, greedy — the base model:\n\n{}\n", s.new_tokens, quote(&run.before));
     let _ = writeln!(md, "With the trained soft prompt:\n\n{}\n", quote(&run.after));
@@ -273,7 +293,7 @@ pub(super) fn section_lora(ft: &Path, p: &Profile, dir: &Path) -> Result<Outcome
     let data = toy_data(dir)?;
     let mut md = String::new();
     let _ = writeln!(md, "{}\n", super::notes(Section::Lora));
-    md.push_str("| run | r | trainable params (PEFT's line) | train_loss | generation after training |\n|---|---|---|---|---|\n");
+    md.push_str("| run | r | trainable params (PEFT's line) | train_loss | generic-text perplexity before → after (§14) | generation after training |\n|---|---|---|---|---|---|\n");
     let mut ok = true;
     let mut wall = 0.0;
     let mut headline = String::new();
@@ -308,20 +328,17 @@ pub(super) fn section_lora(ft: &Path, p: &Profile, dir: &Path) -> Result<Outcome
         }
         let _ = writeln!(
             md,
-            "| {label} | {r} | `{}` | {} | {} |",
+            "| {label} | {r} | `{}` | {} | {} | {} |",
             run.trainable.replace('|', "\\|"),
             run.train_loss.map_or("—".into(), |l| format!("{l:.4}")),
+            forgetting_cell(run.forgetting),
             run.after.replace('\n', " ⏎ ").replace('|', "\\|")
         );
         let _ = writeln!(files, "- {label}: [`{0}/{name}.toml`]({0}/{name}.toml)", Section::Lora.dir());
         if !run.ok {
             let _ = writeln!(files, "  **failed**: `{}`", run.tail.replace('\n', " "));
         }
-        let _ = writeln!(
-            details,
-            "\n<details><summary>r = {r} run file</summary>\n\n```toml\n{}```\n</details>\n",
-            run.text
-        );
+        let _ = writeln!(details, "\n#### The r = {r} run file\n\n```toml\n{}```\n", run.text);
     }
     md.push_str(&details);
     let _ = writeln!(

@@ -170,6 +170,8 @@ pub struct Profile {
     /// Exercise 1's model (the notebook's BERT); `None`: §4's model from random initialisation
     /// (no second pre-trained checkpoint available).
     pub exercise_1_model: Option<String>,
+    /// The sections this call runs (reports read only their folders, never an earlier call's).
+    pub ran: Vec<super::Section>,
     /// §11's ACLSum folder (`{train,val,test}.jsonl`), when there is one.
     pub aclsum: Option<std::path::PathBuf>,
 }

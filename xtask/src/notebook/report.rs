@@ -130,6 +130,14 @@ pub fn train_section(
         .filter_map(|k| all_map.get(*k).map(|v| format!("{k} {}", fmt_number(v))))
         .collect::<Vec<_>>()
         .join(", ");
+    let params = &state["ft_parameters"];
+    if let (Some(t), Some(n)) = (params["trainable"].as_u64(), params["total"].as_u64()) {
+        let _ = writeln!(
+            md,
+            "\n**Parameters** (`ft_parameters` of `trainer_state.json`): trainable {t} of {n} ({:.4}%).",
+            100.0 * t as f64 / n.max(1) as f64
+        );
+    }
     let train_runtime = all_map.get("train_runtime").and_then(Value::as_f64);
     let feature_runtime = all_map.get("feature_extraction_runtime").and_then(Value::as_f64);
 
@@ -214,8 +222,9 @@ fn pitfalls_markdown(state: &Value) -> String {
     md
 }
 
-/// Every warning of §14's checks in the runs under `out`: `(run folder relative to out, message)`.
-pub fn pitfall_warnings(out: &Path) -> Vec<(String, String)> {
+/// Every warning of §14's checks in the runs of sections `ran` under `out`: `(run folder relative
+/// to out, message)`.
+pub fn pitfall_warnings(out: &Path, ran: &[Section]) -> Vec<(String, String)> {
     fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
@@ -230,7 +239,9 @@ pub fn pitfall_warnings(out: &Path) -> Vec<(String, String)> {
         }
     }
     let mut files = Vec::new();
-    walk(out, 4, &mut files);
+    for s in ran {
+        walk(&out.join(s.dir()), 3, &mut files);
+    }
     let mut warnings = Vec::new();
     for f in files {
         let Ok(state) = read_json(&f) else { continue };
@@ -443,7 +454,9 @@ fine-tuning works. Run with `--profile hub` (the default) or `--profile local` f
     let _ = writeln!(md, "| machine | {} |", h.machine);
     let _ = writeln!(md, "| date | {} |", h.date);
     let _ = writeln!(md, "| total wall time | {total_s:.1} s (build excluded) |\n");
-    md.push_str("| section | status | result | train_runtime (s) | wall time (s) |\n|---|---|---|---|---|\n");
+    md.push_str(
+        "| section | status | result | train time (s; `train_runtime`) | wall time (s) |\n|---|---|---|---|---|\n",
+    );
     for o in outcomes {
         let _ = writeln!(
             md,
@@ -459,14 +472,15 @@ fine-tuning works. Run with `--profile hub` (the default) or `--profile local` f
     for s in pending {
         let _ = writeln!(md, "| {} | not run yet | | | |", s.title());
     }
-    if let Some(table) = super::heuristics::table(out) {
+    let ran: Vec<Section> = outcomes.iter().map(|o| o.section).chain(pending.iter().copied()).collect();
+    if let Some(table) = super::heuristics::table(out, &ran) {
         let _ = writeln!(
             md,
             "\n### §13 in numbers: every method on the same task (AG News)\n\n{table}\nDetails: [§13]({}).",
             format_args!("#{}", anchor(Section::Heuristics.title()))
         );
     }
-    let warnings = pitfall_warnings(out);
+    let warnings = pitfall_warnings(out, &ran);
     md.push_str("\n### §14 pitfalls caught by ft\n\n");
     if warnings.is_empty() {
         md.push_str(

@@ -139,7 +139,9 @@ impl TrainTask for HeadTask {
                 }
                 (rows, *dim, indices.iter().map(|&i| labels[i]).collect())
             }
-            Features::Recompute(ds) => first_token_features(&self.encoder, ds, indices, self.pad_id, &self.encoder_device)?,
+            Features::Recompute(ds) => {
+                first_token_features(&self.encoder, ds, indices, self.pad_id, &self.encoder_device)?
+            }
         };
         let n = indices.len();
         Ok((
@@ -183,7 +185,14 @@ pub fn first_token_features(
     let hidden = encoder.forward(&b.inputs);
     let [n, _, dim] = hidden.dims();
     let first = hidden.narrow(1, 0, 1).reshape([n, dim]);
-    let x = first.into_data().try_into_vec_as::<f32>().map_err(|e| TrainError::State(format!("reading features: {e:?}")))?;
-    let y = b.labels.into_data().try_into_vec_as::<i64>().map_err(|e| TrainError::State(format!("reading labels: {e:?}")))?;
+    let x = first
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| TrainError::State(format!("reading features: {e:?}")))?;
+    let y = b
+        .labels
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .map_err(|e| TrainError::State(format!("reading labels: {e:?}")))?;
     Ok((x, dim, y))
 }

@@ -86,7 +86,7 @@ pub fn train(
         data.eval.as_ref().and_then(|eval| data::leakage(&data.train, eval)).into_iter().collect();
     for p in &pitfalls {
         if options.strict {
-            return Err(TrainError::Config(format!("--strict: {}", p.message)));
+            return Err(TrainError::Config(format!("--strict: {}", crate::pitfalls::strict_message(&p.message))));
         }
         p.log();
     }
