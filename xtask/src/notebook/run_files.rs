@@ -214,6 +214,9 @@ mod tests {
             ag: DataPlan::ag_news_test_parquet(&dir.join("ag_news/test.parquet")),
             conll: DataPlan::conll_dir(&dir.join("conll2003")),
             vision: crate::notebook::vision::VisionPlan::Transfer { images: dir.join("fashion-mnist/png") },
+            exercise_1_model: None,
+            ran: Vec::new(),
+            aclsum: None,
         }
     }
 
