@@ -239,8 +239,9 @@ pub fn forgetting(before: f64, after: f64) -> Pitfall {
     let message = if warning {
         format!(
             "catastrophic forgetting: perplexity on a held-out generic English text rose from {before:.2} to {after:.2} \
-             (×{ratio:.2}) — the model lost general language ability while fitting this data; use a PEFT method \
-             (LoRA, prompt tuning), a lower learning rate, fewer epochs, or mix generic text into the training data"
+             (×{ratio:.2}) — the model lost general language ability while fitting this data; use a lower learning \
+             rate, fewer epochs, a parameter-efficient method (LoRA) instead of full fine-tuning, or mix generic text \
+             into the training data"
         )
     } else {
         format!(
