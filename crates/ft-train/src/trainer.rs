@@ -247,8 +247,8 @@ impl RunContext<'_> {
     }
 
     fn text_examples(&self, flops_per_token: f64) -> TextExamples {
-        let PreparedData { train, eval, tokenizer, .. } = self.data.clone();
-        TextExamples { train, eval, pad_id: tokenizer.pad_id(), flops_per_token }
+        let (train, eval) = (self.data.train.clone(), self.data.eval.clone());
+        TextExamples { train, eval, pad_id: self.data.tokenizer.pad_id(), flops_per_token }
     }
 
     /// §4, §9: every parameter trains.
@@ -272,7 +272,7 @@ impl RunContext<'_> {
                 let mut model = loaded.into_causal_lm()?.model;
                 let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut model) as f64);
                 let t = CausalLmTask::<CausalLm>::new(examples);
-                let probe = self.forgetting_probe::<CausalLm>()?;
+                let probe = CausalLmTask::<CausalLm>::new(self.forgetting_examples()?);
                 let before = self.perplexity(&probe, &model)?;
                 let mut outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 self.record_forgetting(&mut outcome, &probe, before)?;
@@ -301,17 +301,26 @@ impl RunContext<'_> {
     /// The rows of a causal-LM run; GPT-2 pads with its end-of-text token (`pad_token_id`, else
     /// `eos_token_id`), as the notebook sets `tokenizer.pad_token = tokenizer.eos_token`.
     fn causal_examples(&self, flops_per_token: f64) -> CausalExamples {
-        let PreparedData { train, eval, tokenizer, .. } = self.data.clone();
-        let pad_id = match &self.model_config.arch {
-            ft_models::auto::ArchConfig::Gpt2(c) => c.pad_token_id.or(c.eos_token_id).unwrap_or(tokenizer.pad_id()),
-            _ => tokenizer.pad_id(),
-        };
-        CausalExamples { train, eval, pad_id, flops_per_token }
+        CausalExamples {
+            train: self.data.train.clone(),
+            eval: self.data.eval.clone(),
+            pad_id: self.causal_pad_id(),
+            flops_per_token,
+        }
+    }
+
+    /// GPT-2's padding id: `pad_token_id`, else `eos_token_id`, else the tokenizer's.
+    fn causal_pad_id(&self) -> u32 {
+        let tokenizer_pad = self.data.tokenizer.pad_id();
+        match &self.model_config.arch {
+            ft_models::auto::ArchConfig::Gpt2(c) => c.pad_token_id.or(c.eos_token_id).unwrap_or(tokenizer_pad),
+            _ => tokenizer_pad,
+        }
     }
 
     /// §14's forgetting probe of causal-LM runs: the held-out generic text
     /// ([`crate::pitfalls::GENERIC_TEXT`]), tokenized as the run's rows, as evaluation rows.
-    fn forgetting_probe<M>(&self) -> Result<CausalLmTask<M>> {
+    fn forgetting_examples(&self) -> Result<CausalExamples> {
         use ft_data::dataset::{Column, Dataset, Field};
         let texts: Vec<String> = crate::pitfalls::GENERIC_TEXT.iter().map(|s| s.to_string()).collect();
         let ds = Dataset::new("forgetting probe", vec![Field::new("text", Column::Str(texts))])?;
@@ -319,10 +328,7 @@ impl RunContext<'_> {
             ft_data::align::TokenizeOptions { max_length: self.data.tokenizer.max_length(), ..Default::default() };
         let rows =
             ft_data::align::tokenize_text_classification(&ds, &self.data.tokenizer, "text", None, &opts)?.dataset;
-        let mut examples = self.causal_examples(0.0);
-        examples.train = rows.clone();
-        examples.eval = Some(rows);
-        Ok(CausalLmTask::new(examples))
+        Ok(CausalExamples { train: rows.clone(), eval: Some(rows), pad_id: self.causal_pad_id(), flops_per_token: 0.0 })
     }
 
     /// The perplexity of `model` on the probe's rows.
@@ -375,10 +381,11 @@ impl RunContext<'_> {
                 let examples = self.causal_examples(6.0 * non_embedding_parameters(&mut base) as f64);
                 // The baseline is the base model itself (a prompt's fresh virtual tokens already
                 // change its outputs).
-                let before = self.perplexity(&self.forgetting_probe::<CausalLm>()?, &base)?;
+                let probe_rows = self.forgetting_examples()?;
+                let before = self.perplexity(&CausalLmTask::<CausalLm>::new(probe_rows.clone()), &base)?;
                 let model = self.peft_model(base, adapter)?;
                 let t = CausalLmTask::<PeftModel<CausalLm>>::new(examples);
-                let probe = self.forgetting_probe::<PeftModel<CausalLm>>()?;
+                let probe = CausalLmTask::<PeftModel<CausalLm>>::new(probe_rows);
                 let mut outcome = self.fit(&t, model, &store, 0.0, 0)?;
                 self.record_forgetting(&mut outcome, &probe, before)?;
                 store.save(&outcome.model, &self.args().output_dir)?;

@@ -158,7 +158,7 @@ fn files_size(dir: &Path, only: &[&str]) -> u64 {
         .unwrap_or(0)
 }
 
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
     } else {
@@ -186,15 +186,7 @@ pub(super) fn section_adapters(ft: &Path, p: &Profile, dir: &Path) -> Result<Out
     finance.method = MethodConfig::Adapter(run_files::adapter_method("finance_v2"));
     finance.model.num_labels = Some(2);
     let data = finance_data(p, dir)?;
-    finance.data.source = path_str(&data);
-    finance.data.local_data = None;
-    finance.data.config = None;
-    finance.data.train_split = "train".into();
-    finance.data.eval_split = Some("validation".into());
-    finance.data.train_select = None;
-    finance.data.eval_skip = 0;
-    finance.data.eval_select = None;
-    finance.data.shuffle_seed = None;
+    super::profile::whole_folder(&mut finance.data, &data, "validation");
 
     let runs = [
         train(ft, p, dir, "agnews_adapter", "AG News, 4 topics", &agnews, true)?,

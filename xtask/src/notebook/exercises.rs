@@ -199,15 +199,7 @@ pub(super) fn exercise_6(ft: &Path, p: &Profile, out: &Path, dir: &Path) -> Resu
     if from_ner {
         config.model.name = path_str(&ner_output);
     }
-    config.data.source = path_str(&data);
-    config.data.local_data = None;
-    config.data.config = None;
-    config.data.train_split = "train".into();
-    config.data.eval_split = Some("test".into());
-    config.data.train_select = None;
-    config.data.eval_skip = 0;
-    config.data.eval_select = None;
-    config.data.shuffle_seed = None;
+    super::profile::whole_folder(&mut config.data, &data, "test");
     config.training = TrainingArguments {
         output_dir: dir.join("output"),
         learning_rate: 5e-5,

@@ -16,6 +16,7 @@ use ft_train::args::{IntervalStrategy, TrainingArguments};
 use ft_train::run_config::{MethodConfig, RunConfig};
 use serde_json::Value;
 
+use super::adapters::size;
 use super::profile::Profile;
 use super::report::{self, fmt_number, read_json};
 use super::runner::{peak_memory_mib, run_ft};
@@ -73,26 +74,6 @@ const METHODS: [Method; 5] = [
     },
 ];
 
-fn size(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The §13 table of the methods whose runs are in `out` and were made by this call (`ran`: its
 /// sections); `None` when none is.
 pub fn table(out: &Path, ran: &[Section]) -> Option<String> {
@@ -106,7 +87,12 @@ pub fn table(out: &Path, ran: &[Section]) -> Option<String> {
         let (trainable, total) = (params["trainable"].as_u64(), params["total"].as_u64());
         let params_cell = match (trainable, total) {
             (Some(t), Some(n)) => {
-                format!("{} of {} ({:.2}%)", thousands(t), thousands(n), 100.0 * t as f64 / n.max(1) as f64)
+                format!(
+                    "{} of {} ({:.2}%)",
+                    ft_peft::thousands(t as usize),
+                    ft_peft::thousands(n as usize),
+                    100.0 * t as f64 / n.max(1) as f64
+                )
             }
             _ => "—".into(),
         };

@@ -55,6 +55,20 @@ fn data(source: String, train: &str, eval: &str, select: (usize, usize)) -> Data
     }
 }
 
+/// Points `d` at a local folder read whole: its `train` split and `eval` split, no recipe, no
+/// subsample, no shuffle (the task's own data, as exercise 4's and exercise 6's).
+pub fn whole_folder(d: &mut DataSection, folder: &Path, eval: &str) {
+    d.source = path_str(folder);
+    d.local_data = None;
+    d.config = None;
+    d.train_split = "train".into();
+    d.eval_split = Some(eval.into());
+    d.train_select = None;
+    d.eval_skip = 0;
+    d.eval_select = None;
+    d.shuffle_seed = None;
+}
+
 impl DataPlan {
     /// The notebook's own: a recipe (`ag_news`, `conll2003`), `shuffle(seed=42).select(range(n))`
     /// of the recipe's train and validation splits; with `local`, the recipe reads those files.
