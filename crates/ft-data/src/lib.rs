@@ -48,6 +48,7 @@
 
 pub mod align;
 pub mod augment;
+pub mod clip;
 pub mod collate;
 pub mod dataset;
 pub mod features;

@@ -5,13 +5,16 @@
 //! truncation are per-call arguments there); truncation is then set from `max_length` with
 //! transformers' `truncation=True` semantics: keep the first tokens, counting the special tokens
 //! the post-processor adds (`[CLS]`, `[SEP]`). Offsets are in characters, as Python reports them.
+//! Of a very long text only a prefix that yields the same tokens is tokenized, and no text over
+//! 16 MiB is read whole ([`crate::clip`]): memory stays bounded whatever the input.
 
 use std::path::{Path, PathBuf};
 
 use tokenizers::decoders::DecoderWrapper;
-use tokenizers::tokenizer::{Decoder, EncodeInput, InputSequence};
+use tokenizers::tokenizer::{Decoder, EncodeInput};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::clip::{MAX_TEXT_BYTES, Piece, first_budget};
 use crate::hub::RepoFiles;
 use crate::{DataError, Result};
 
@@ -213,40 +216,75 @@ impl TextTokenizer {
 
     /// Encodes texts in parallel, with special tokens and the configured truncation.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<EncodeInput> = texts.iter().map(|t| EncodeInput::Single((*t).into())).collect();
-        self.encode_inputs(inputs)
+        let pieces: Vec<Piece> = texts.iter().map(|t| Piece::Text(t)).collect();
+        self.encode_clipped(&pieces, |inputs| self.encode_inputs(inputs), Encoded::len)
     }
 
     /// Encodes pre-split words (transformers' `is_split_into_words=True`): word ids index the
     /// given words, offsets are relative to each word.
     pub fn encode_words_batch(&self, words: &[Vec<String>]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<EncodeInput> = words
-            .iter()
-            .map(|w| EncodeInput::Single(InputSequence::from(w.iter().map(|s| s.as_str()).collect::<Vec<_>>())))
-            .collect();
-        self.encode_inputs(inputs)
+        let pieces: Vec<Piece> = words.iter().map(|w| Piece::Words(w)).collect();
+        self.encode_clipped(&pieces, |inputs| self.encode_inputs(inputs), Encoded::len)
     }
 
     /// Encodes texts in parallel like [`encode_batch`](Self::encode_batch), without offsets or
     /// word ids (the faster path for dataset tokenization).
     pub fn encode_ids_batch(&self, texts: &[&str]) -> Result<Vec<TokenIds>> {
-        let inputs: Vec<EncodeInput> = texts.iter().map(|t| EncodeInput::Single((*t).into())).collect();
-        self.encode_ids_inputs(inputs)
+        let pieces: Vec<Piece> = texts.iter().map(|t| Piece::Text(t)).collect();
+        self.encode_clipped(&pieces, |inputs| self.encode_ids_inputs(inputs), |e| e.input_ids.len())
     }
 
     /// Encodes pre-split words in parallel (`is_split_into_words=True`), with word ids but
     /// without character offsets.
     pub fn encode_words_ids_batch(&self, words: &[&[String]]) -> Result<Vec<TokenIds>> {
-        let inputs: Vec<EncodeInput> = words
-            .iter()
-            .map(|w| EncodeInput::Single(InputSequence::from(w.iter().map(|s| s.as_str()).collect::<Vec<_>>())))
-            .collect();
+        let pieces: Vec<Piece> = words.iter().map(|w| Piece::Words(w)).collect();
         // The offset-free path of `tokenizers` drops word ids: use the byte-offset one.
-        let encodings = self
-            .inner
-            .encode_batch(inputs, true)
-            .map_err(|e| DataError::Encode { index: 0, message: e.to_string() })?;
-        Ok(encodings.into_iter().map(Self::token_ids).collect())
+        let run = |inputs: Vec<EncodeInput>| -> Result<Vec<TokenIds>> {
+            let encodings = self
+                .inner
+                .encode_batch(inputs, true)
+                .map_err(|e| DataError::Encode { index: 0, message: e.to_string() })?;
+            Ok(encodings.into_iter().map(Self::token_ids).collect())
+        };
+        self.encode_clipped(&pieces, run, |e| e.input_ids.len())
+    }
+
+    /// Runs `encode` on the pieces, tokenizing only what truncation can keep of long ones (see
+    /// [`crate::clip`]); without truncation, a piece over [`MAX_TEXT_BYTES`] is an error.
+    fn encode_clipped<T>(
+        &self,
+        pieces: &[Piece],
+        encode: impl Fn(Vec<EncodeInput>) -> Result<Vec<T>>,
+        len: impl Fn(&T) -> usize,
+    ) -> Result<Vec<T>> {
+        let Some(max_length) = self.max_length else {
+            if let Some((index, piece)) = pieces.iter().enumerate().find(|(_, p)| p.bytes() > MAX_TEXT_BYTES) {
+                return Err(DataError::Encode {
+                    index,
+                    message: format!(
+                        "the text is {} bytes, above ft's limit of {MAX_TEXT_BYTES} bytes for one text without truncation: \
+                         set a max_length, or split the text into smaller documents",
+                        piece.bytes()
+                    ),
+                });
+            }
+            return encode(pieces.iter().map(|p| p.input(usize::MAX).0).collect());
+        };
+        let budget = first_budget(max_length);
+        let (inputs, cut): (Vec<_>, Vec<bool>) = pieces.iter().map(|p| p.input(budget)).unzip();
+        let mut out = encode(inputs)?;
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut budget = budget;
+            // Too few tokens from the prefix (whitespace, dropped characters): read more of it.
+            while cut[i] && len(&out[i]) < max_length && budget < MAX_TEXT_BYTES && piece.bytes() > budget {
+                budget = budget.saturating_mul(4).min(MAX_TEXT_BYTES);
+                let again = encode(vec![piece.input(budget).0])?;
+                if let Some(e) = again.into_iter().next() {
+                    out[i] = e;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn token_ids(e: tokenizers::Encoding) -> TokenIds {
@@ -262,14 +300,7 @@ impl TextTokenizer {
             .inner
             .encode_batch_fast(inputs, true)
             .map_err(|e| DataError::Encode { index: 0, message: e.to_string() })?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| TokenIds {
-                input_ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-                word_ids: e.get_word_ids().to_vec(),
-            })
-            .collect())
+        Ok(encodings.into_iter().map(Self::token_ids).collect())
     }
 
     fn encode_inputs(&self, inputs: Vec<EncodeInput>) -> Result<Vec<Encoded>> {

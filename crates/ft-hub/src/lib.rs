@@ -20,6 +20,7 @@ pub mod batch;
 pub mod hub;
 pub mod image;
 pub mod ops;
+pub mod pickle_guard;
 pub mod rng;
 pub mod tensors;
 pub mod torch_save;

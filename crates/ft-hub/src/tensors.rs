@@ -123,7 +123,9 @@ impl NamedTensors {
 
     /// Reads every tensor of a PyTorch `torch.save` file holding a flat state dict
     /// (`pytorch_adapter.bin`, `pytorch_model_head.bin`), converting f16/bf16/f64 to f32. The
-    /// pickle is parsed as data by `pytorch-reader` — no code runs; errors name the file.
+    /// pickle is parsed as data by `pytorch-reader` — no code runs — after
+    /// [`check_torch_file`](crate::pickle_guard::check_torch_file) has refused any pickle naming
+    /// a global other than tensor data; errors name the file.
     pub fn read_pytorch(path: &Path) -> Result<Self> {
         let bad = |message: String| HubError::Input(format!("{}: {message}", path.display()));
         if !path.is_file() {
@@ -132,6 +134,8 @@ impl NamedTensors {
                 error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
+        // Every global the pickle names must be tensor data, before anything is read.
+        crate::pickle_guard::check_torch_file(path)?;
         let reader = pytorch_reader::PytorchReader::new(path)
             .map_err(|e| bad(format!("not a readable PyTorch file (truncated or corrupt?): {e}")))?;
         let mut out = Self::new();

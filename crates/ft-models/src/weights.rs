@@ -92,6 +92,9 @@ pub struct Checkpoint {
     init_std: f64,
     /// Tensors of a PyTorch file (their `names` entries hold [`TORCH`]).
     torch: HashMap<String, pytorch_reader::Tensor>,
+    /// Whether the tensors come from a file (not [`Checkpoint::empty`]'s random init): then a
+    /// file that gives the model no tensor at all is an error.
+    from_file: bool,
 }
 
 /// The `names` entry of a tensor that lives in [`Checkpoint::torch`] rather than in a shard.
@@ -158,6 +161,7 @@ impl Checkpoint {
             device: device.clone(),
             init_std: 0.02,
             torch: HashMap::new(),
+            from_file: false,
         }
     }
 
@@ -169,6 +173,8 @@ impl Checkpoint {
             path: path.to_path_buf(),
             message: format!("not a readable PyTorch checkpoint (truncated or corrupt?): {e}"),
         };
+        ft_hub::pickle_guard::torch_file_refusal(path)
+            .map_err(|message| ModelError::Weights { path: path.to_path_buf(), message })?;
         let mut reader = pytorch_reader::PytorchReader::new(path).map_err(open_err)?;
         for key in ["state_dict", "model"] {
             let prefix = format!("{key}.");
@@ -183,6 +189,7 @@ impl Checkpoint {
         ck.report.source = path.to_path_buf();
         ck.names = torch.keys().map(|k| (k.clone(), TORCH)).collect();
         ck.torch = torch;
+        ck.from_file = true;
         Ok(ck)
     }
 
@@ -215,6 +222,7 @@ impl Checkpoint {
             device: device.clone(),
             init_std: 0.02,
             torch: HashMap::new(),
+            from_file: true,
         })
     }
 
@@ -410,6 +418,23 @@ impl Checkpoint {
         }
         self.report.unexpected =
             self.names.keys().filter(|n| !self.used.contains(*n) && !is_ignored_buffer(n)).cloned().collect();
+        if self.from_file && self.report.loaded.is_empty() && !self.report.newly_initialized.is_empty() {
+            // Not one usable tensor: the model would be all random weights. Never silently.
+            let held = match self.names.keys().take(3).cloned().collect::<Vec<_>>() {
+                some if !some.is_empty() => {
+                    format!("it holds {} tensors, such as {}", self.names.len(), some.join(", "))
+                }
+                _ => "it holds no tensors".to_string(),
+            };
+            return Err(ModelError::Weights {
+                path: self.source,
+                message: format!(
+                    "none of the {} weights the model needs are in this file ({held}): the wrong file, \
+                     or weights of another architecture",
+                    self.report.newly_initialized.len()
+                ),
+            });
+        }
         Ok(self.report)
     }
 }
@@ -453,10 +478,10 @@ fn read_safetensors_header(path: &Path) -> Result<(File, u64, HashMap<String, Te
             continue;
         }
         let field = |key: &str| entry.get(key).ok_or_else(|| bad(format!("tensor '{name}' has no '{key}'")));
-        let dtype: Dtype = serde_json::from_value(field("dtype")?.clone())
-            .map_err(|e| bad(format!("tensor '{name}': dtype: {e}")))?;
-        let shape: Vec<usize> = serde_json::from_value(field("shape")?.clone())
-            .map_err(|e| bad(format!("tensor '{name}': shape: {e}")))?;
+        let dtype: Dtype =
+            serde_json::from_value(field("dtype")?.clone()).map_err(|e| bad(format!("tensor '{name}': dtype: {e}")))?;
+        let shape: Vec<usize> =
+            serde_json::from_value(field("shape")?.clone()).map_err(|e| bad(format!("tensor '{name}': shape: {e}")))?;
         let offsets: (usize, usize) = serde_json::from_value(field("data_offsets")?.clone())
             .map_err(|e| bad(format!("tensor '{name}': data_offsets: {e}")))?;
         let (start, end) = offsets;
@@ -476,6 +501,18 @@ fn read_safetensors_header(path: &Path) -> Result<(File, u64, HashMap<String, Te
             )));
         }
         infos.insert(name, TensorInfo { dtype, shape, data_offsets: offsets });
+    }
+    // Tensors may not share bytes (the format's rule: one byte range each).
+    let mut ranges: Vec<(&String, (usize, usize))> =
+        infos.iter().map(|(n, i)| (n, i.data_offsets)).filter(|(_, (s, e))| e > s).collect();
+    ranges.sort_by_key(|(_, r)| *r);
+    for pair in ranges.windows(2) {
+        let ((a, (a_start, a_end)), (b, (b_start, _))) = (pair[0], pair[1]);
+        if b_start < a_end {
+            return Err(bad(format!(
+                "tensors '{a}' (bytes {a_start}..{a_end}) and '{b}' (from byte {b_start}) overlap"
+            )));
+        }
     }
     Ok((file, 8 + n, infos))
 }
@@ -587,7 +624,16 @@ fn load_part(path: &HubPath, part: Part<'_>, ck: &mut Checkpoint, names: &NameMa
         Part::Projection(p) => {
             let (d_in, d_out) = (p.d_in(), p.d_out());
             let keep_default = scheme == InitScheme::Torchvision;
-            load_linear(path, &mut p.base, d_in, d_out, p.layout == crate::layers::WeightLayout::Linear, keep_default, ck, names)
+            load_linear(
+                path,
+                &mut p.base,
+                d_in,
+                d_out,
+                p.layout == crate::layers::WeightLayout::Linear,
+                keep_default,
+                ck,
+                names,
+            )
         }
         Part::Linear(l) => {
             let [d_in, d_out] = l.weight.lazy_shape().dims::<2>();
@@ -597,7 +643,9 @@ fn load_part(path: &HubPath, part: Part<'_>, ck: &mut Checkpoint, names: &NameMa
         Part::LayerNorm(ln) => {
             let [d] = ln.gamma.lazy_shape().dims::<1>();
             let (w, b) = (path.tensor("weight"), path.tensor("bias"));
-            let (cw, cb) = if !ck.contains(&names.checkpoint_name(&w)) && ck.contains(&names.checkpoint_name(&path.tensor("gamma"))) {
+            let (cw, cb) = if !ck.contains(&names.checkpoint_name(&w))
+                && ck.contains(&names.checkpoint_name(&path.tensor("gamma")))
+            {
                 (names.checkpoint_name(&path.tensor("gamma")), names.checkpoint_name(&path.tensor("beta")))
             } else {
                 (names.checkpoint_name(&w), names.checkpoint_name(&b))
@@ -613,14 +661,18 @@ fn load_part(path: &HubPath, part: Part<'_>, ck: &mut Checkpoint, names: &NameMa
         Part::Embedding(e) => {
             let shape = e.weight.lazy_shape().dims::<2>();
             let w = path.tensor("weight");
-            let t = ck.take(&names.checkpoint_name(&w), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Normal));
+            let t = ck
+                .take(&names.checkpoint_name(&w), &shape, shape, false)?
+                .unwrap_or_else(|| ck.init(shape, Init::Normal));
             e.weight = named_param(&w, t);
             Ok(())
         }
         Part::Matrix(m) => {
             let shape = m.lazy_shape().dims::<2>();
             let w = path.tensor("weight");
-            let t = ck.take(&names.checkpoint_name(&w), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Normal));
+            let t = ck
+                .take(&names.checkpoint_name(&w), &shape, shape, false)?
+                .unwrap_or_else(|| ck.init(shape, Init::Normal));
             *m = named_param(&w, t);
             Ok(())
         }
@@ -630,12 +682,16 @@ fn load_part(path: &HubPath, part: Part<'_>, ck: &mut Checkpoint, names: &NameMa
             // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
             ck.set_init_std((2.0 / (c_out * k * k) as f64).sqrt());
             let w = path.tensor("weight");
-            let t = ck.take(&names.checkpoint_name(&w), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Normal));
+            let t = ck
+                .take(&names.checkpoint_name(&w), &shape, shape, false)?
+                .unwrap_or_else(|| ck.init(shape, Init::Normal));
             c.weight = named_param(&w, t);
             if let Some(bias) = &c.bias {
                 let shape = bias.lazy_shape().dims::<1>();
                 let b = path.tensor("bias");
-                let t = ck.take(&names.checkpoint_name(&b), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, Init::Zeros));
+                let t = ck
+                    .take(&names.checkpoint_name(&b), &shape, shape, false)?
+                    .unwrap_or_else(|| ck.init(shape, Init::Zeros));
                 c.bias = Some(named_param(&b, t));
             }
             Ok(())
@@ -644,7 +700,9 @@ fn load_part(path: &HubPath, part: Part<'_>, ck: &mut Checkpoint, names: &NameMa
             let shape = bn.gamma.lazy_shape().dims::<1>();
             let mut get = |tensor: &str, init: Init| -> Result<(String, Tensor<1>)> {
                 let name = path.tensor(tensor);
-                let t = ck.take(&names.checkpoint_name(&name), &shape, shape, false)?.unwrap_or_else(|| ck.init(shape, init));
+                let t = ck
+                    .take(&names.checkpoint_name(&name), &shape, shape, false)?
+                    .unwrap_or_else(|| ck.init(shape, init));
                 Ok((name, t))
             };
             let (w, gamma) = get("weight", Init::Ones)?;
