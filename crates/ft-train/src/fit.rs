@@ -202,6 +202,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
     /// Evaluates on the evaluation examples: `eval_loss` plus the task's metrics.
     fn evaluate(&self, model: &T::Model) -> Result<(BTreeMap<String, f64>, Predictions)> {
         let start = Instant::now();
+        tracing::debug!(step = self.state.global_step, "evaluating");
         let model = model.valid();
         let bs = self.args.per_device_eval_batch_size;
         let all: Vec<usize> = (0..self.task.len(Split::Eval)).collect();
@@ -231,6 +232,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
     /// RNG scheme, the schedule, the arguments and the state) and rotates old ones.
     fn save_checkpoint(&self, model: &T::Model, optimizer: &ModuleOptimizer) -> Result<PathBuf> {
         let name = format!("checkpoint-{}", self.state.global_step);
+        tracing::debug!(step = self.state.global_step, "writing a checkpoint");
         let final_dir = self.output_dir.join(&name);
         let tmp = self.output_dir.join(format!(".tmp-{name}"));
         if tmp.exists() {
@@ -254,7 +256,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
             write_json(&tmp.join("training_args.json"), self.args)?;
             write_json(&tmp.join("trainer_state.json"), &self.state)?;
             if final_dir.exists() {
-                std::fs::remove_dir_all(&final_dir).map_err(crate::error::io(&final_dir))?;
+                crate::state::remove_checkpoint(&final_dir)?;
             }
             std::fs::rename(&tmp, &final_dir).map_err(crate::error::io(&final_dir))
         })();
@@ -341,6 +343,8 @@ pub fn fit<T: TrainTask>(
         ..Default::default()
     };
 
+    // What a killed run left (half-written checkpoints) is never read: remove it.
+    crate::state::clean_leftovers(&output_dir)?;
     // Resume.
     if resume {
         match last_checkpoint(&output_dir)? {

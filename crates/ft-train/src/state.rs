@@ -116,6 +116,35 @@ pub fn checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
+/// Deletes a checkpoint folder without ever leaving a partly deleted `checkpoint-N/` behind: it
+/// is first renamed to `.deleting-checkpoint-N` (atomic), then removed. A run killed in between
+/// leaves only a hidden folder, which [`clean_leftovers`] removes on the next run.
+pub fn remove_checkpoint(path: &Path) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let doomed = path.with_file_name(format!(".deleting-{name}"));
+    if doomed.exists() {
+        std::fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
+    }
+    std::fs::rename(path, &doomed).map_err(io(path))?;
+    std::fs::remove_dir_all(&doomed).map_err(io(&doomed))
+}
+
+/// Removes what a killed run can leave in `output_dir`: half-written `.tmp-checkpoint-N/`
+/// folders and `.deleting-checkpoint-N/` ones. They are never read (only `checkpoint-N/` with
+/// its `trainer_state.json`, written last, counts as a checkpoint).
+pub fn clean_leftovers(output_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(output_dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if (name.starts_with(".tmp-checkpoint-") || name.starts_with(".deleting-checkpoint-")) && entry.path().is_dir()
+        {
+            tracing::debug!(folder = %entry.path().display(), "removing what an interrupted run left");
+            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The newest complete checkpoint of `output_dir`.
 pub fn last_checkpoint(output_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(checkpoints(output_dir)?.pop().map(|(_, p)| p))
@@ -141,7 +170,7 @@ pub fn rotate(output_dir: &Path, limit: usize, keep: Option<&Path>) -> Result<()
         if keep.is_some_and(|k| k == path) {
             continue;
         }
-        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        remove_checkpoint(&path)?;
         excess -= 1;
     }
     Ok(())
