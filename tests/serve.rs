@@ -650,3 +650,19 @@ fn a_client_that_trickles_its_headers_is_disconnected() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(server.predict(&json!({"text": "still serving"}).to_string(), &[]).0, 200);
 }
+
+/// A text at the payload limit (2 MB in one request) is answered as its first words are: the
+/// model thread tokenizes only what truncation keeps (`ft_data::clip`), so such requests cannot
+/// hold it for seconds.
+#[test]
+fn a_two_megabyte_text_is_answered_as_its_first_words() {
+    let server = Server::start(&[]);
+    let sentence = "Oil prices climbed after the cartel agreed to cut output again. ";
+    let long = sentence.repeat(2_000_000 / sentence.len());
+    let short = sentence.repeat(300);
+    let (status, got) = server.predict(&serde_json::json!({ "text": long }).to_string(), &[]);
+    assert_eq!(status, 200, "{got}");
+    let (status, want) = server.predict(&serde_json::json!({ "text": short }).to_string(), &[]);
+    assert_eq!(status, 200, "{want}");
+    assert!(same(&got, &want), "{got} vs {want}");
+}

@@ -230,7 +230,27 @@ pub fn save_confusion_matrix<S: AsRef<str>>(path: &Path, heatmap: &Heatmap<'_, S
             return Err(MetricsError::arg("path", format!("`{}` should end in .png or .svg", path.display())));
         }
     };
-    std::fs::write(path, bytes).map_err(|source| MetricsError::Io { path: path.display().to_string(), error: source })
+    write_atomic(path, &bytes).map_err(|source| MetricsError::Io { path: path.display().to_string(), error: source })
+}
+
+/// Writes through a hidden temporary file in the same folder, synced, then renamed (as
+/// `ft_hub::tensors::write_atomic`, which this crate does not depend on: it would bring Burn): a failed
+/// write (a full disk) never leaves a partial picture under `path`, nor replaces an older one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -291,4 +311,3 @@ mod tests {
         assert!(long.width >= long.title_w + 2 * MARGIN && long.width > short.width, "{} {}", long.width, long.title_w);
     }
 }
-
