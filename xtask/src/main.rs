@@ -12,6 +12,8 @@
 //! - `cargo xtask reproduce-notebook [--sections 3,4,...,10] [--out DIR] [--offline] [--profile hub|local|tiny]` runs
 //!   sections of the fine-tuning notebook with the `ft` binary and writes `DIR/report.md` (see
 //!   `notebook/mod.rs`).
+//! - `cargo xtask fuzz [--target T] [--seconds N] [--seed S] [--list] [--replay DIR]` fuzzes every
+//!   parser of outside input on the stable toolchain (see `fuzz/mod.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench_generate;
+mod fuzz;
 mod notebook;
 mod trained;
 
@@ -68,6 +71,10 @@ enum Task {
         /// The report folder (`--out` of reproduce-notebook).
         dir: PathBuf,
     },
+    /// Fuzz the parsers of outside input (safetensors, pickles, configs, tokenizers, datasets,
+    /// images, run files, metrics input, adapter configs, server requests); findings go to
+    /// target/fuzz/crashes/<target>/ and make the command fail.
+    Fuzz(fuzz::Args),
 }
 
 fn root() -> PathBuf {
@@ -339,5 +346,6 @@ fn main() -> Result<()> {
         },
         Task::ReproduceNotebook(args) => notebook::run(args),
         Task::CheckReport { dir } => notebook::browser::check_report(&dir),
+        Task::Fuzz(args) => fuzz::run(args, &root()),
     }
 }

@@ -163,8 +163,8 @@ impl Recipe {
 
     /// Reads a recipe file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -209,7 +209,17 @@ impl Recipe {
             }
             let column = if let Some(from) = &d.from {
                 match ds.column(from)? {
-                    Column::Int(v) => Column::Int(v.iter().map(|x| x + d.add).collect()),
+                    Column::Int(v) => {
+                        let mut out = Vec::with_capacity(v.len());
+                        for (i, x) in v.iter().enumerate() {
+                            // A value near the int64 limits plus `add` overflows: an error, not a wrap.
+                            let y = x.checked_add(d.add).ok_or_else(|| {
+                                ds.row_error(i, format!("derive '{name}': {from} {x} + {} overflows int64", d.add))
+                            })?;
+                            out.push(y);
+                        }
+                        Column::Int(out)
+                    }
                     other => return Err(ds.type_error(from, other, "int64")),
                 }
             } else {
@@ -280,6 +290,19 @@ mod tests {
         assert_eq!(out.column("text").unwrap(), &Column::Str(vec!["A x y".into(), "B z".into()]));
         assert_eq!(out.column("label").unwrap(), &Column::Int(vec![2, 0]));
         assert_eq!(out.label_names("label").unwrap()[2], "Business");
+    }
+
+    #[test]
+    fn a_derived_value_past_int64_is_an_error() {
+        let r = Recipe::from_toml(
+            "name='a'\nhub_id='b'\ntask='text-classification'\ntext_column='t'\nlabel_column='l'\n\
+             [[derive]]\nname='l'\nfrom='class'\nadd=9223372036854775807",
+            "r.toml",
+        )
+        .unwrap();
+        let ds = Dataset::new("t.csv", vec![Field::new("class", Column::Int(vec![0, 1]))]).unwrap();
+        let err = r.apply(ds).unwrap_err().to_string();
+        assert!(err.contains("overflows") && err.contains("t.csv"), "{err}");
     }
 
     #[test]

@@ -107,6 +107,12 @@ pub fn decode_rgb_with_mode(bytes: &[u8], origin: &Path) -> Result<(RgbImage, So
             (w as u64) * (h as u64)
         )));
     }
+    if format == "PNG"
+        && let Some(message) = png_palette_problem(bytes)
+    {
+        // The `png` crate (0.18) panics on a palette whose length is not a multiple of 3.
+        return Err(err(format!("cannot decode PNG image: {message}")));
+    }
     if format == "JPEG" && !jpeg_is_complete(bytes) {
         // zune-jpeg fills a cut-off scan with gray; PIL refuses it ("image file is truncated").
         return Err(err("cannot decode JPEG image: truncated (the data ends before the end-of-image marker)".into()));
@@ -138,6 +144,24 @@ pub fn decode_rgb_with_mode(bytes: &[u8], origin: &Path) -> Result<(RgbImage, So
         other => return Err(err(format!("unsupported pixel layout {:?}", other.color()))),
     };
     Ok((RgbImage { width: w, height: h, pixels }, mode))
+}
+
+/// A PNG `PLTE` chunk the specification forbids (a length that is not a multiple of 3, or more
+/// than 256 entries), found by walking the chunks before the image data; `None` when there is none.
+fn png_palette_problem(bytes: &[u8]) -> Option<String> {
+    let mut i = 8; // after the signature
+    while i + 8 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        let kind = &bytes[i + 4..i + 8];
+        if kind == b"IDAT" || kind == b"IEND" {
+            return None;
+        }
+        if kind == b"PLTE" && (!len.is_multiple_of(3) || len == 0 || len > 3 * 256) {
+            return Some(format!("invalid PLTE chunk of {len} bytes (expected 3 to 768, a multiple of 3)"));
+        }
+        i = i.checked_add(12)?.checked_add(len)?;
+    }
+    None
 }
 
 /// Whether a JPEG stream has an end-of-image marker after its first top-level start-of-scan:

@@ -8,6 +8,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{ModelError, Result};
 
+/// The most labels a config may declare (`num_labels`, a ResNet's `num_classes`): a bound checked
+/// before any label name or head row is allocated, as for a run file's `model.num_labels`.
+pub const MAX_LABELS: usize = 1_000_000;
+
 /// Label fields of `PretrainedConfig`: `id2label`, `label2id`, `num_labels`, `problem_type`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct LabelConfig {
@@ -64,8 +68,14 @@ impl LabelConfig {
         }
     }
 
-    /// Checks `id2label` keys are the ids `0..n`.
+    /// Checks `id2label` keys are the ids `0..n`, and `num_labels` is at most [`MAX_LABELS`].
     pub fn validate(&self, path: &Path) -> Result<()> {
+        if let Some(n) = self.num_labels.filter(|&n| n > MAX_LABELS) {
+            return Err(ModelError::Config {
+                path: path.to_path_buf(),
+                message: format!("num_labels: {n} is above the limit of {MAX_LABELS} labels"),
+            });
+        }
         if let Some(map) = &self.id2label {
             for key in map.keys() {
                 let ok = key.parse::<usize>().map(|k| k < map.len()).unwrap_or(false);
@@ -95,7 +105,8 @@ impl LabelConfig {
 /// Reads and parses a JSON config file; errors name the file, and the line, column and field
 /// when the JSON is malformed or a field has the wrong type.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
     parse_json(path, &text)
 }
 
@@ -110,5 +121,21 @@ pub fn check(path: &Path, ok: bool, field: &str, message: impl std::fmt::Display
         Ok(())
     } else {
         Err(ModelError::Config { path: path.to_path_buf(), message: format!("{field}: {message}") })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn num_labels_is_bounded() {
+        let path = Path::new("config.json");
+        let huge: LabelConfig = parse_json(path, r#"{"num_labels": 18446744073709551615}"#).unwrap();
+        let msg = huge.validate(path).unwrap_err().to_string();
+        assert!(msg.contains("num_labels") && msg.contains("config.json"), "{msg}");
+        let fine: LabelConfig = parse_json(path, r#"{"num_labels": 1000000}"#).unwrap();
+        fine.validate(path).unwrap();
     }
 }

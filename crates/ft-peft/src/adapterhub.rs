@@ -432,6 +432,10 @@ impl HeadConfig {
         if self.num_labels == 0 || self.layers == 0 {
             return Err("num_labels and layers must be at least 1".into());
         }
+        // A bound before any label name or head row is allocated (as for a run file's num_labels).
+        if self.num_labels > MAX_HEAD_LABELS {
+            return Err(format!("num_labels = {}: at most {MAX_HEAD_LABELS} labels", self.num_labels));
+        }
         if self.layers > 64 {
             return Err(format!("layers = {}: ft builds heads of at most 64 layers", self.layers));
         }
@@ -455,6 +459,9 @@ impl HeadConfig {
         Ok(())
     }
 }
+
+/// The most labels a head may have.
+pub const MAX_HEAD_LABELS: usize = 1_000_000;
 
 fn label2id(labels: &[String]) -> BTreeMap<String, usize> {
     labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect()
@@ -690,6 +697,8 @@ mod tests {
         let h = HeadConfig::classification(3, Some(&["a".into(), "b".into(), "c".into()]));
         assert_eq!(h.labels(), vec!["a", "b", "c"]);
         assert_eq!(HeadConfig::tagging(2, None).labels(), vec!["LABEL_0", "LABEL_1"]);
+        // Bounded before labels are named (a fuzzed head_config.json asked for 2^31 - 1).
+        assert!(HeadConfig::tagging(i32::MAX as usize, None).validate().unwrap_err().contains("at most"));
         let mut bad = h.clone();
         bad.num_labels = 2;
         assert!(bad.validate().unwrap_err().contains("label2id"));

@@ -23,11 +23,46 @@ use crate::features::{Feature, parse_hf_metadata};
 use crate::{DataError, Result};
 
 /// Reads a whole Parquet file.
+///
+/// parquet-rs and arrow-rs panic on some corrupt files (deep in page and level decoding, found by
+/// `cargo xtask fuzz`): such a panic is caught here and becomes an error naming the file (the
+/// panic message is still printed by the panic hook).
 pub fn read(path: &Path) -> Result<Dataset> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_file(path))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(DataError::Format {
+                path: path.to_path_buf(),
+                message: format!("not a readable Parquet file (corrupt?): the Parquet decoder failed: {message}"),
+            })
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Dataset> {
     let fmt_err = |message: String| DataError::Format { path: path.to_path_buf(), message };
     let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), error: source })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| fmt_err(format!("not a readable Parquet file: {e}")))?;
+    // parquet-rs panics on a column chunk with a negative offset or size (`byte_range`) when
+    // reading it: such a footer is refused here.
+    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+        for c in group.columns() {
+            if c.data_page_offset() < 0 || c.dictionary_page_offset().is_some_and(|o| o < 0) || c.compressed_size() < 0
+            {
+                return Err(fmt_err(format!(
+                    "not a readable Parquet file: row group {g}, column '{}' has a negative offset or size \
+                     (a corrupt footer)",
+                    c.column_path()
+                )));
+            }
+        }
+    }
     let hf_features: Vec<(String, Feature)> = builder
         .metadata()
         .file_metadata()

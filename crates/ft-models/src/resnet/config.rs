@@ -147,6 +147,10 @@ fn is_default_args(a: &ModelArgs) -> bool {
     *a == ModelArgs::default()
 }
 
+/// The largest `pretrained_cfg.input_size` side and evaluation resize (a run file's `image_size`
+/// and `resize_size` take 1 to 4096 too).
+pub const MAX_IMAGE_SIDE: usize = 4096;
+
 /// Whether a parsed `config.json` is a timm one (it has `architecture` and no `model_type`).
 pub fn is_timm_config(raw: &Map<String, Value>) -> bool {
     raw.contains_key("architecture") && !raw.contains_key("model_type")
@@ -209,7 +213,8 @@ impl ResNetConfig {
 
     /// Reads and checks `config.json`; errors name the file and field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
         let raw: Map<String, Value> = crate::config::parse_json(path, &text)?;
         if !raw.contains_key("architecture") {
             return Err(ModelError::Config {
@@ -233,6 +238,12 @@ impl ResNetConfig {
             format!("'{}' is not supported (supported: {})", self.architecture, names.join(", ")),
         )?;
         check(path, self.num_classes > 0, "num_classes", "must be positive")?;
+        check(
+            path,
+            self.num_classes <= crate::config::MAX_LABELS,
+            "num_classes",
+            format!("{} is above the limit of {} classes", self.num_classes, crate::config::MAX_LABELS),
+        )?;
         check(path, self.stem_width() > 0, "model_args.stem_width", "must be positive")?;
         check(path, self.channels().iter().all(|&c| c > 0), "model_args.channels", "must be positive")?;
         check(
@@ -278,9 +289,23 @@ impl ResNetConfig {
         )?;
         check(
             path,
+            p.input_size[1] <= MAX_IMAGE_SIDE,
+            "pretrained_cfg.input_size",
+            format!("{:?}: at most {MAX_IMAGE_SIDE} pixels a side", p.input_size),
+        )?;
+        check(
+            path,
             p.crop_pct.is_finite() && p.crop_pct > 0.0,
             "pretrained_cfg.crop_pct",
             format!("{} is not a positive number", p.crop_pct),
+        )?;
+        // The evaluation resize, floor(size / crop_pct), is bounded as the crop is.
+        let resize = (p.input_size[1] as f64 / p.crop_pct).floor();
+        check(
+            path,
+            resize <= MAX_IMAGE_SIDE as f64,
+            "pretrained_cfg.crop_pct",
+            format!("{} makes the resize {resize} pixels, above {MAX_IMAGE_SIDE}", p.crop_pct),
         )?;
         check(
             path,
@@ -407,6 +432,10 @@ mod tests {
             (r#"{"architecture": "resnet18", "model_args": {"channels": [8, 16, 32]}}"#, "channels"),
             (r#"{"architecture": "resnet18", "global_pool": "max"}"#, "global_pool"),
             (r#"{"architecture": "resnet18", "pretrained_cfg": {"input_size": [3, 224, 200]}}"#, "input_size"),
+            // Bounds before anything is allocated (found by `cargo xtask fuzz`).
+            (r#"{"architecture": "resnet18", "num_classes": 1000000000000}"#, "num_classes"),
+            (r#"{"architecture": "resnet18", "pretrained_cfg": {"input_size": [3, 100000, 100000]}}"#, "input_size"),
+            (r#"{"architecture": "resnet18", "pretrained_cfg": {"crop_pct": 1e-300}}"#, "crop_pct"),
             (r#"{"num_classes": 3}"#, "architecture"),
         ] {
             let msg = parse(json).unwrap_err().to_string();
