@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::tokenizer::{Decoder, EncodeInput};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::clip::{MAX_TEXT_BYTES, Piece, first_budget};
 use crate::hub::RepoFiles;
@@ -96,10 +96,19 @@ impl TextTokenizer {
     /// Loads `tokenizer.json` (and, when given, `tokenizer_config.json` for the pad/unk tokens and
     /// `model_max_length`). No truncation until [`with_max_length`](Self::with_max_length).
     pub fn from_files(tokenizer_json: &Path, tokenizer_config: Option<&Path>) -> Result<Self> {
-        let mut inner = Tokenizer::from_file(tokenizer_json).map_err(|e| DataError::Tokenizer {
+        let invalid = |message: String| DataError::Tokenizer {
             path: tokenizer_json.to_path_buf(),
-            message: format!("not a valid tokenizer.json: {e}"),
-        })?;
+            message: format!("not a valid tokenizer.json: {message}"),
+        };
+        let text = std::fs::read_to_string(tokenizer_json)
+            .map_err(|source| DataError::Io { path: tokenizer_json.to_path_buf(), error: source })?;
+        // Checked as plain JSON first: the `tokenizers` crate panics on some malformed files
+        // (a syntax error inside `decoder`, a template naming an undefined special token).
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if let Some(problem) = json.get("post_processor").and_then(template_problem) {
+            return Err(invalid(format!("post_processor: {problem}")));
+        }
+        let mut inner: Tokenizer = text.parse().map_err(|e| invalid(format!("{e}")))?;
         inner.with_padding(None);
         inner
             .with_truncation(None)
@@ -139,6 +148,17 @@ impl TextTokenizer {
     /// Truncates every encoding to at most `max_length` tokens, special tokens included
     /// (transformers' `truncation=True, max_length=N`); `None` turns truncation off.
     pub fn with_max_length(mut self, max_length: Option<usize>) -> Result<Self> {
+        let special = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        if let Some(n) = max_length
+            && n < special
+        {
+            return Err(DataError::Tokenizer {
+                path: self.path.clone(),
+                message: format!(
+                    "max_length {n} is shorter than the {special} special tokens the tokenizer adds to every sequence"
+                ),
+            });
+        }
         let params = max_length.map(|max_length| TruncationParams {
             direction: TruncationDirection::Right,
             max_length,
@@ -318,6 +338,29 @@ impl TextTokenizer {
                 special_tokens_mask: e.get_special_tokens_mask().to_vec(),
             })
             .collect())
+    }
+}
+
+/// Why a `post_processor` would fail at encoding time: a `TemplateProcessing` whose template
+/// names a special token its `special_tokens` does not define (also inside a `Sequence`).
+fn template_problem(processor: &serde_json::Value) -> Option<String> {
+    match processor.get("type")?.as_str()? {
+        "Sequence" => processor.get("processors")?.as_array()?.iter().find_map(template_problem),
+        "TemplateProcessing" => {
+            let defined = processor.get("special_tokens").and_then(|t| t.as_object());
+            ["single", "pair"].iter().find_map(|key| {
+                processor.get(*key)?.as_array()?.iter().find_map(|piece| {
+                    let id = piece.get("SpecialToken")?.get("id")?.as_str()?;
+                    let ok = defined.and_then(|d| d.get(id)).is_some();
+                    (!ok).then(|| {
+                        format!(
+                            "the {key} template uses the special token '{id}', which special_tokens does not define"
+                        )
+                    })
+                })
+            })
+        }
+        _ => None,
     }
 }
 

@@ -17,7 +17,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::{HubError, Result};
 
-
 /// An 8-bit RGB image, row-major, 3 bytes per pixel (`H x W x 3`, as `numpy.asarray(pil_image)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
@@ -48,7 +47,6 @@ impl RgbImage {
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
     }
 }
-
 
 /// Resampling filters of PIL's `Image.resize`, by the names timm's `pretrained_cfg` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -117,13 +115,14 @@ struct Taps {
 }
 
 /// PIL's `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the box `[0, in_size]`.
-fn coefficients(in_size: usize, out_size: usize, filter: Interpolation) -> Vec<Taps> {
+/// Only the output indices in `range` are computed.
+fn coefficients(in_size: usize, out_size: usize, filter: Interpolation, range: std::ops::Range<usize>) -> Vec<Taps> {
     // `(double)(in1 - in0) / outSize`, with the box edges as C floats.
     let scale = (in_size as f32) as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
     let ss = 1.0 / filterscale;
-    (0..out_size)
+    range
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
             // C's `(int)` truncates toward zero, as `as` does.
@@ -138,10 +137,8 @@ fn coefficients(in_size: usize, out_size: usize, filter: Interpolation) -> Vec<T
                 }
             }
             let one = (1u64 << PRECISION_BITS) as f64;
-            let weights = k
-                .iter()
-                .map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 })
-                .collect();
+            let weights =
+                k.iter().map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 }).collect();
             Taps { first: xmin as usize, weights }
         })
         .collect()
@@ -161,56 +158,71 @@ fn clip8(v: i64) -> u8 {
 /// Resizes as PIL's `Image.resize((width, height), filter)` resizes an RGB image: horizontal pass
 /// first (rounded to 8 bits), then vertical; a pass whose size does not change is skipped.
 pub fn resize(image: &RgbImage, width: usize, height: usize, filter: Interpolation) -> RgbImage {
-    if width == image.width && height == image.height {
-        return image.clone();
+    resize_window(image, width, height, filter, 0..width, 0..height)
+}
+
+/// The columns `xs` and rows `ys` of [`resize`]`(image, width, height, filter)`, computed
+/// without the rest: the same bytes as resizing whole and cropping, in memory and time
+/// proportional to the window. (A 20000 × 2 image resized to a shorter side of 256 would be
+/// 2,560,000 × 256 pixels whole; its 224 × 224 center crop is all a model sees.)
+pub fn resize_window(
+    image: &RgbImage,
+    width: usize,
+    height: usize,
+    filter: Interpolation,
+    xs: std::ops::Range<usize>,
+    ys: std::ops::Range<usize>,
+) -> RgbImage {
+    let (out_w, out_h) = (xs.len(), ys.len());
+    if width == 0 || height == 0 || image.width == 0 || image.height == 0 || out_w == 0 || out_h == 0 {
+        return RgbImage { width: out_w, height: out_h, pixels: vec![0; out_w * out_h * 3] };
     }
-    if width == 0 || height == 0 || image.width == 0 || image.height == 0 {
-        return RgbImage { width, height, pixels: vec![0; width * height * 3] };
-    }
-    let vertical = coefficients(image.height, height, filter);
+    let vertical = (height != image.height).then(|| coefficients(image.height, height, filter, ys.clone()));
     // Only the source rows the vertical pass reads are resampled horizontally.
-    let row_first = vertical.first().map_or(0, |t| t.first);
-    let row_last = vertical.last().map_or(0, |t| t.first + t.weights.len());
-    let (mid, mid_width, row_offset) = if width != image.width {
-        let horizontal = coefficients(image.width, width, filter);
-        let rows = row_last.saturating_sub(row_first);
-        let mut out = vec![0u8; rows * width * 3];
-        for r in 0..rows {
-            let src = &image.pixels[(row_first + r) * image.width * 3..(row_first + r + 1) * image.width * 3];
-            let dst = &mut out[r * width * 3..(r + 1) * width * 3];
-            for (x, taps) in horizontal.iter().enumerate() {
-                let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
-                for (i, &k) in taps.weights.iter().enumerate() {
-                    let p = &src[(taps.first + i) * 3..(taps.first + i) * 3 + 3];
+    let (row_first, row_last) = match &vertical {
+        Some(v) => (v.first().map_or(0, |t| t.first), v.last().map_or(0, |t| t.first + t.weights.len())),
+        None => (ys.start, ys.end),
+    };
+    let horizontal = (width != image.width).then(|| coefficients(image.width, width, filter, xs.clone()));
+    let rows = row_last.saturating_sub(row_first);
+    let mut mid = vec![0u8; rows * out_w * 3];
+    for r in 0..rows {
+        let src = &image.pixels[(row_first + r) * image.width * 3..(row_first + r + 1) * image.width * 3];
+        let dst = &mut mid[r * out_w * 3..(r + 1) * out_w * 3];
+        match &horizontal {
+            Some(taps) => {
+                for (x, taps) in taps.iter().enumerate() {
+                    let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
+                    for (i, &k) in taps.weights.iter().enumerate() {
+                        let p = &src[(taps.first + i) * 3..(taps.first + i) * 3 + 3];
+                        for c in 0..3 {
+                            acc[c] += p[c] as i64 * k as i64;
+                        }
+                    }
                     for c in 0..3 {
-                        acc[c] += p[c] as i64 * k as i64;
+                        dst[x * 3 + c] = clip8(acc[c]);
                     }
                 }
-                for c in 0..3 {
-                    dst[x * 3 + c] = clip8(acc[c]);
-                }
             }
+            None => dst.copy_from_slice(&src[xs.start * 3..xs.end * 3]),
         }
-        (std::borrow::Cow::Owned(out), width, row_first)
-    } else {
-        (std::borrow::Cow::Borrowed(&image.pixels), image.width, 0)
-    };
-    if height == image.height {
-        return RgbImage { width: mid_width, height, pixels: mid.into_owned() };
     }
-    let stride = mid_width * 3;
-    let mut out = vec![0u8; height * stride];
+    let Some(vertical) = vertical else {
+        return RgbImage { width: out_w, height: out_h, pixels: mid };
+    };
+    let stride = out_w * 3;
+    let mut out = vec![0u8; out_h * stride];
     for (y, taps) in vertical.iter().enumerate() {
         let dst = &mut out[y * stride..(y + 1) * stride];
         for (x, d) in dst.iter_mut().enumerate() {
             let mut acc = 1i64 << (PRECISION_BITS - 1);
             for (i, &k) in taps.weights.iter().enumerate() {
-                acc += mid[(taps.first + i - row_offset) * stride + x] as i64 * k as i64;
+                acc += mid[(taps.first + i - row_first) * stride + x] as i64 * k as i64;
             }
             *d = clip8(acc);
         }
     }
-    RgbImage { width: mid_width, height, pixels: out }
+    RgbImage { width: out_w, height: out_h, pixels: out }
 }
 
 /// The `(width, height)` torchvision's `Resize(size)` gives an image: the shorter side becomes
@@ -289,7 +301,17 @@ impl ImageTransform {
     /// `CenterCrop(Resize(img))`.
     pub fn resize_and_crop(&self, image: &RgbImage) -> RgbImage {
         let (w, h) = shorter_side_size(image.width, image.height, self.resize);
-        let resized = resize(image, w, h, self.interpolation);
+        // Only the crop window is resampled (an axis shorter than the crop is padded by
+        // `center_crop`): bounded work for any aspect ratio.
+        let window = |size: usize, crop: usize| {
+            if crop <= size {
+                let start = half_round_even(size - crop);
+                start..start + crop
+            } else {
+                0..size
+            }
+        };
+        let resized = resize_window(image, w, h, self.interpolation, window(w, self.crop[1]), window(h, self.crop[0]));
         center_crop(&resized, self.crop[1], self.crop[0])
     }
 
@@ -344,6 +366,25 @@ mod tests {
         RgbImage { width: w, height: h, pixels }
     }
 
+    /// The windowed resize gives the bytes of resizing whole and cropping, for every shape
+    /// (wider, taller, smaller than the crop, unchanged axes), and an elongated image costs only
+    /// its window.
+    #[test]
+    fn resizing_only_the_crop_window_gives_the_same_pixels() {
+        for (w, h) in [(500, 375), (375, 500), (256, 256), (300, 100), (40, 30), (224, 600), (1000, 7), (256, 300)] {
+            for interpolation in [Interpolation::Bilinear, Interpolation::Bicubic] {
+                let t = ImageTransform { interpolation, ..ImageTransform::imagenet() };
+                let image = gradient(w, h);
+                let (rw, rh) = shorter_side_size(w, h, t.resize);
+                let whole = center_crop(&resize(&image, rw, rh, interpolation), t.crop[1], t.crop[0]);
+                assert_eq!(t.resize_and_crop(&image), whole, "{w}x{h} {interpolation:?}");
+            }
+        }
+        let elongated = gradient(20_000, 2);
+        let out = ImageTransform::imagenet().resize_and_crop(&elongated);
+        assert_eq!((out.width, out.height), (224, 224));
+    }
+
     #[test]
     fn shorter_side_as_torchvision() {
         assert_eq!(shorter_side_size(500, 375, 256), (341, 256));
@@ -393,7 +434,8 @@ mod tests {
         assert_eq!(resize(&img, 8, 6, Interpolation::Bilinear), img);
         // Halving with the antialiased triangle filter: support 2, weights 1/8, 3/8, 3/8, 1/8
         // centred between two pixels; at the left edge the taps are 3/8, 3/8, 1/8 renormalised.
-        let row = RgbImage { width: 4, height: 1, pixels: [0u8, 80, 160, 240].iter().flat_map(|&v| [v, v, v]).collect() };
+        let row =
+            RgbImage { width: 4, height: 1, pixels: [0u8, 80, 160, 240].iter().flat_map(|&v| [v, v, v]).collect() };
         let r = resize(&row, 2, 1, Interpolation::Bilinear);
         // (0*3 + 80*3 + 160*1) / 7 = 57.1 -> 57; (80*1 + 160*3 + 240*3) / 7 = 182.9 -> 183
         assert_eq!(r.pixels, vec![57, 57, 57, 183, 183, 183]);
