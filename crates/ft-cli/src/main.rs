@@ -58,6 +58,8 @@ fn main() {
     if matches!(cli.command, Command::Train(_)) {
         reexec_with_malloc_tuning();
     }
+    // What the kernels' speed depends on (RUST_LOG=debug).
+    tracing::debug!(machine = %ft_hub::machine::Machine::current(), "machine");
     let result = match &cli.command {
         Command::Train(args) => train_cmd::run(args),
         Command::Predict(args) => predict::run(args),

@@ -19,6 +19,7 @@
 pub mod batch;
 pub mod hub;
 pub mod image;
+pub mod machine;
 pub mod ops;
 pub mod pickle_guard;
 pub mod rng;

@@ -73,30 +73,7 @@ pub fn now_utc() -> String {
 }
 
 pub fn machine() -> String {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    });
-    // The SIMD level decides the kernels' speed (AVX-512 machines train ~3x faster here).
-    let flags = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        s.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-    });
-    let simd = flags.map(|f| {
-        if f.iter().any(|x| x == "avx512f") {
-            ", AVX-512"
-        } else if f.iter().any(|x| x == "avx2") {
-            ", AVX2 (no AVX-512)"
-        } else {
-            ", no AVX2"
-        }
-    });
-    match cpu {
-        Some(c) => format!("{threads} CPU threads, {c}{}", simd.unwrap_or_default()),
-        None => format!("{threads} CPU threads{}", simd.unwrap_or_default()),
-    }
+    ft_hub::machine::Machine::current().to_string()
 }
 
 /// The file beside `stderr_file` where [`run_ft`] records the process's peak resident memory.
