@@ -1,6 +1,6 @@
 //! `cargo xtask`: ft's developer tasks.
 //!
-//! - `cargo xtask fixtures models|data|metrics|resnet|vision-train|gpt2` regenerates the committed test fixtures with the
+//! - `cargo xtask fixtures models|data|metrics|resnet|vision-train|gpt2|hostile` regenerates the committed test fixtures with the
 //!   Python reference libraries, in a throwaway virtual environment outside the repository
 //!   (`~/.cache/ft-venv-<name>`, or `--venv DIR`), pinned by `xtask/python/requirements-<name>.txt`.
 //! - `cargo xtask bench encoder` runs the encoder criterion bench on flex and ndarray and the same
@@ -195,6 +195,17 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
                 .arg(root.join("tests/fixtures"))
                 .arg("--gpt2-tokenizer")
                 .arg(&tokenizer))
+        }
+        "hostile" => {
+            // PyTorch files for the pickle guard: ones that run os.system in Python (refused),
+            // empty and wrong-name state dicts, legacy and protocol-4 files ft must read.
+            let python = venv_python("models", venv)?;
+            run(Command::new(python)
+                .arg(root.join("xtask/python/fixtures_hostile.py"))
+                .arg("--out")
+                .arg(root.join("tests/fixtures/hostile"))
+                .arg("--resnet")
+                .arg(root.join("tests/fixtures/models/tiny-resnet-pth")))
         }
         "trained" => {
             // Tiny models written by `ft train`, loaded back by transformers' from_pretrained.
