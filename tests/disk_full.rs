@@ -266,3 +266,42 @@ fn peft_merge_on_a_full_disk() {
     let o = disk.ft(&args, weights / 2);
     failed_cleanly(&disk, &o, "ft peft merge", "model.safetensors", &before);
 }
+
+/// Unwritable paths: an output under a regular file, and (where the test may mount) a
+/// read-only filesystem holding earlier outputs. Clear errors before any work; nothing changes.
+#[test]
+fn unwritable_paths_are_clear_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let input = texts(work.path(), 10);
+    let model = fixture("models/tiny-bert-seqcls");
+    let blocker = work.path().join("a-file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let predict = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_ft"))
+            .args(["predict", "--model", model.to_str().unwrap(), "--task", "text-classification", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(out)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let o = predict(&blocker.join("out.jsonl"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a-file") && stderr.contains("Not a directory"), "{stderr}");
+
+    let disk = SmallDisk::new();
+    if !disk.mounted {
+        return; // the read-only case needs a mount; the case above ran
+    }
+    let out = disk.dir.join("predictions.jsonl");
+    ok(&predict(&out));
+    let before = snapshot(&disk.dir);
+    assert!(Command::new("mount").args(["-o", "remount,ro"]).arg(&disk.dir).status().unwrap().success());
+    let o = predict(&out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("predictions.jsonl") && stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(snapshot(&disk.dir), before);
+}

@@ -149,6 +149,9 @@ fn killed_runs_resume_to_bit_identical_weights() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let full_run = t0.elapsed();
     let want = std::fs::read(reference.join("model.safetensors")).unwrap();
+    // The final model is the best checkpoint's (load_best_model_at_end); the last step's weights
+    // are checked too.
+    let want_last = std::fs::read(reference.join("checkpoint-24/model.safetensors")).unwrap();
 
     let mut rng = Rng(20261201);
     let mut kills = Vec::new();
@@ -231,6 +234,8 @@ fn killed_runs_resume_to_bit_identical_weights() {
             got == want,
             "chain {chains} ({kills_in_chain} kills): the resumed run's weights differ from the uninterrupted run's"
         );
+        let got_last = std::fs::read(out.join("checkpoint-24/model.safetensors")).unwrap();
+        assert!(got_last == want_last, "chain {chains}: the last step's weights differ from the uninterrupted run's");
         let leftovers: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
             .flatten()
@@ -252,4 +257,5 @@ fn killed_runs_resume_to_bit_identical_weights() {
     for m in [Moment::Random, Moment::CheckpointWrite, Moment::Evaluation] {
         assert!(count(m) > 0, "no kill at {m:?}");
     }
+    assert!(torn_checkpoints > 0, "no kill caught a checkpoint half-written");
 }

@@ -297,11 +297,14 @@ impl TextTokenizer {
             let mut budget = budget;
             // Too few tokens from the prefix (whitespace, dropped characters): read more of it.
             while cut[i] && len(&out[i]) < max_length && budget < MAX_TEXT_BYTES && piece.bytes() > budget {
-                budget = budget.saturating_mul(4).min(MAX_TEXT_BYTES);
-                let again = encode(vec![piece.input(budget).0])?;
-                if let Some(e) = again.into_iter().next() {
-                    out[i] = e;
+                let grown = budget.saturating_mul(4).min(MAX_TEXT_BYTES);
+                let Some(e) = encode(vec![piece.input(grown).0])?.into_iter().next() else { break };
+                let gained = len(&e) > len(&out[i]);
+                out[i] = e;
+                if !gained && piece.grew_within_one_word(budget, grown) {
+                    break; // more of one word that gives no new token (crate::clip)
                 }
+                budget = grown;
             }
         }
         Ok(out)

@@ -8,7 +8,11 @@
 //! So before any tensor is read, [`check_torch_file`] walks every opcode of the file's pickles
 //! and refuses the file unless each global it names is one of those `torch.load(...,
 //! weights_only=True)` allows ([`ALLOWED_GLOBALS`], PyTorch 2.x's `_get_allowed_globals()`):
-//! the same files load in ft as in PyTorch's safe mode, and nothing else.
+//! no global that PyTorch's safe mode refuses is ever accepted. (ft reads a little more than
+//! that mode in form: protocol-4 pickles with `FRAME`s, which its unpickler lacks.) The format
+//! and the pickles walked are decided as `pytorch-reader` decides them: the ZIP archive's
+//! `data.pkl`; a legacy file's five pickles, each of which must be whole; a plain pickle.
+//! PyTorch 0.1's TAR checkpoints are refused.
 //!
 //! The walk is a small, sound abstraction of the pickle machine: it knows which strings sit on
 //! top of the stack (pushed by a string opcode or fetched from the memo), so a `STACK_GLOBAL`
@@ -153,7 +157,7 @@ pub fn is_allowed_global(module: &str, name: &str) -> bool {
 }
 
 /// Checks every pickle of the PyTorch file at `path` (ZIP archives of PyTorch ≥ 1.6, the
-/// legacy format, TAR archives of PyTorch 0.1, and plain pickles): an error naming the file and
+/// legacy format and plain pickles; PyTorch 0.1's TAR format is refused): an error naming the file and
 /// the first global outside [`ALLOWED_GLOBALS`], or an opcode that names a global ft cannot
 /// verify. Reads at most [`MAX_PICKLE_BYTES`] of pickle; tensor data is not read.
 pub fn check_torch_file(path: &Path) -> Result<()> {
@@ -165,19 +169,35 @@ pub fn torch_file_refusal(path: &Path) -> std::result::Result<(), String> {
     let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut head = Vec::new();
     (&mut file).take(512).read_to_end(&mut head).map_err(|e| format!("cannot read: {e}"))?;
+    // The format is decided as `pytorch-reader` decides it, so that the pickles checked are
+    // the pickles it reads.
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        return check_pickles(&zip_pickle(path)?, false);
+        return check_pickles(&zip_pickle(path)?, 1);
     }
     if head.get(257..262) == Some(b"ustar") {
-        return check_tar(path);
+        // Its members hold streams of pickles read with their own name rules: not worth the
+        // risk for a format no PyTorch has written since 2017.
+        return Err("a PyTorch 0.1 TAR checkpoint: ft does not read this format \
+                    (re-save it with PyTorch >= 1.6: torch.save(torch.load(f, weights_only=True), f2))"
+            .into());
     }
-    // Legacy files and plain pickles: pickles from the start of the file (legacy files keep
-    // raw storage bytes after their fifth pickle, which is never reached as code).
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PICKLE_BYTES).read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read: {e}"))?;
-    check_pickles(&bytes, true)
+    // The legacy format (PyTorch < 1.6): five pickles (magic, protocol, sys_info, the object,
+    // the storage keys), then raw storage bytes. A plain pickle: one.
+    let count = if starts_with_legacy_magic(&head) { 5 } else { 1 };
+    check_pickles(&bytes, count)
+}
+
+/// The legacy magic number 0x1950a86a20f9469cfc6c in the first 64 bytes, as `LONG1` bytes
+/// (protocol 2 and up) or `LONG` text (protocols 0 and 1) — `pytorch-reader`'s own test.
+fn starts_with_legacy_magic(head: &[u8]) -> bool {
+    const BYTES: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+    const TEXT: &[u8] = b"119547037146038801333356";
+    let window = &head[..head.len().min(64)];
+    window.windows(BYTES.len()).any(|b| b == BYTES) || window.windows(TEXT.len()).any(|b| b == TEXT)
 }
 
 /// `data.pkl` of a PyTorch ZIP archive (the shortest root holding one, as `pytorch-reader`
@@ -206,61 +226,17 @@ fn zip_pickle(path: &Path) -> std::result::Result<Vec<u8>, String> {
     Ok(pickle)
 }
 
-/// Every member of a PyTorch 0.1 TAR archive (`sys_info`, `pickle`, `storages`, `tensors`)
-/// holds pickles first: each is checked.
-fn check_tar(path: &Path) -> std::result::Result<(), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut header = [0u8; 512];
-    let mut members = 0;
-    loop {
-        if file.read_exact(&mut header).is_err() || header.iter().all(|&b| b == 0) {
-            break;
-        }
-        let name = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_string();
-        let size_field =
-            String::from_utf8_lossy(&header[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
-        let size = u64::from_str_radix(&size_field, 8).map_err(|_| format!("TAR member '{name}': bad size field"))?;
-        let mut data = Vec::new();
-        (&mut file).take(size.min(MAX_PICKLE_BYTES)).read_to_end(&mut data).map_err(|e| e.to_string())?;
-        if size > MAX_PICKLE_BYTES {
-            return Err(format!("TAR member '{name}' is above the limit of {MAX_PICKLE_BYTES} bytes"));
-        }
-        if name == "pickle" || name == "sys_info" || name == "tensors" {
-            check_pickles(&data, false).map_err(|e| format!("TAR member '{name}': {e}"))?;
-        }
-        members += 1;
-        let pad = (512 - size % 512) % 512;
-        std::io::copy(&mut (&mut file).take(pad), &mut std::io::sink()).map_err(|e| e.to_string())?;
-    }
-    if members == 0 {
-        return Err("an empty TAR archive".into());
-    }
-    Ok(())
-}
-
-/// Checks the pickles of `bytes` one after the other. With `until_data`, a run of pickles that
-/// ends where the next byte cannot start one is fine (the legacy format's storage bytes);
-/// otherwise the first pickle is checked and trailing bytes are ignored, as Python does.
-pub fn check_pickles(bytes: &[u8], until_data: bool) -> std::result::Result<(), String> {
+/// Checks `count` pickles of `bytes`, one after the other; each must be whole. What follows
+/// the last is not pickle (a legacy file's storage bytes) and is never read as one.
+pub fn check_pickles(bytes: &[u8], count: usize) -> std::result::Result<(), String> {
     let mut at = 0;
-    let mut count = 0;
-    while at < bytes.len() {
-        // The legacy format: magic, protocol, sys_info, the object, the storage keys.
-        if count > 0 && (!until_data || count >= 5 || !starts_pickle(bytes[at])) {
-            break;
-        }
-        at +=
-            check_pickle(&bytes[at..]).map_err(|e| if count > 0 { format!("pickle {}: {e}", count + 1) } else { e })?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err("empty pickle".into());
+    for i in 0..count {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let used =
+            check_pickle(rest).map_err(|e| if count > 1 { format!("pickle {} of {count}: {e}", i + 1) } else { e })?;
+        at += used;
     }
     Ok(())
-}
-
-fn starts_pickle(byte: u8) -> bool {
-    matches!(byte, 0x80 | b'(' | b'}' | b']' | b'c' | b'N' | b'K' | b'J' | b'M' | b'X' | 0x8c | b'I' | b'L' | b'V')
 }
 
 /// Walks one pickle to its `STOP`: its length in bytes, or why it is refused.
@@ -535,6 +511,31 @@ mod tests {
             let err = crate::tensors::NamedTensors::read_pytorch(&dir.join(name)).unwrap_err().to_string();
             assert!(err.contains("posix.system") && err.contains(name.rsplit('/').next().unwrap()), "{err}");
         }
+    }
+
+    /// A legacy file's five pickles are all walked, whatever byte the fourth starts with (a
+    /// review found `)0` in front of the root pickle hid it); TAR checkpoints are refused.
+    #[test]
+    fn every_pickle_of_a_legacy_file_is_walked_and_tar_is_refused() {
+        let mut file = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
+        file.extend(b"\x80\x02M\xe9\x03."); // protocol 1001
+        file.extend(b"\x80\x02}q\x00."); // sys_info
+        file.extend(b")0\x80\x02cposix\nsystem\nX\x04\x00\x00\x00echo\x85R."); // the object
+        file.extend(b"\x80\x02]q\x00."); // storage keys
+        file.extend([0u8; 16]); // storage bytes
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("legacy.pth");
+        std::fs::write(&path, &file).unwrap();
+        let err = check_torch_file(&path).unwrap_err().to_string();
+        assert!(err.contains("`posix.system`") && err.contains("pickle 4 of 5"), "{err}");
+        // A legacy file cut short of its five pickles is refused too.
+        std::fs::write(&path, &file[..40]).unwrap();
+        assert!(check_torch_file(&path).is_err());
+        let mut tar = vec![0u8; 1024];
+        tar[..6].copy_from_slice(b"pickle");
+        tar[257..262].copy_from_slice(b"ustar");
+        std::fs::write(&path, &tar).unwrap();
+        assert!(check_torch_file(&path).unwrap_err().to_string().contains("TAR"));
     }
 
     #[test]

@@ -418,8 +418,10 @@ impl Checkpoint {
         }
         self.report.unexpected =
             self.names.keys().filter(|n| !self.used.contains(*n) && !is_ignored_buffer(n)).cloned().collect();
-        if self.from_file && self.report.loaded.is_empty() && !self.report.newly_initialized.is_empty() {
-            // Not one usable tensor: the model would be all random weights. Never silently.
+        if self.from_file && self.report.loaded.len() < self.report.newly_initialized.len() {
+            // Most of the model would be random weights (none at all, or a file of another
+            // model that happens to share a few names): an error, never a silent warning. A new
+            // task head is a few tensors, far from this.
             let held = match self.names.keys().take(3).cloned().collect::<Vec<_>>() {
                 some if !some.is_empty() => {
                     format!("it holds {} tensors, such as {}", self.names.len(), some.join(", "))
@@ -429,9 +431,10 @@ impl Checkpoint {
             return Err(ModelError::Weights {
                 path: self.source,
                 message: format!(
-                    "none of the {} weights the model needs are in this file ({held}): the wrong file, \
+                    "{} of the {} weights the model needs are not in this file ({held}): the wrong file, \
                      or weights of another architecture",
-                    self.report.newly_initialized.len()
+                    self.report.newly_initialized.len(),
+                    self.report.newly_initialized.len() + self.report.loaded.len()
                 ),
             });
         }

@@ -129,17 +129,32 @@ pub fn remove_checkpoint(path: &Path) -> Result<()> {
     std::fs::remove_dir_all(&doomed).map_err(io(&doomed))
 }
 
-/// Removes what a killed run can leave in `output_dir`: half-written `.tmp-checkpoint-N/`
-/// folders and `.deleting-checkpoint-N/` ones. They are never read (only `checkpoint-N/` with
-/// its `trainer_state.json`, written last, counts as a checkpoint).
+/// Tidies what a killed run can leave in `output_dir`. A `.tmp-checkpoint-N/` whose
+/// `trainer_state.json` (written last) is there is complete: it becomes `checkpoint-N/` when
+/// that does not exist (the run was killed between removing an old `checkpoint-N/` and the
+/// rename); any other is half-written and removed, as are `.deleting-checkpoint-N/` folders and
+/// the hidden `.NAME.partial-PID` files of interrupted atomic writes. None of them is ever read.
 pub fn clean_leftovers(output_dir: &Path) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(output_dir) else { return Ok(()) };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if (name.starts_with(".tmp-checkpoint-") || name.starts_with(".deleting-checkpoint-")) && entry.path().is_dir()
-        {
-            tracing::debug!(folder = %entry.path().display(), "removing what an interrupted run left");
-            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        let path = entry.path();
+        if let Some(checkpoint) = name.strip_prefix(".tmp-") {
+            if !checkpoint.starts_with("checkpoint-") || !path.is_dir() {
+                continue;
+            }
+            let finished = output_dir.join(checkpoint);
+            if path.join("trainer_state.json").is_file() && !finished.exists() {
+                tracing::debug!(folder = %finished.display(), "completing a checkpoint an interrupted run wrote");
+                std::fs::rename(&path, &finished).map_err(io(&finished))?;
+            } else {
+                tracing::debug!(folder = %path.display(), "removing a half-written checkpoint");
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        } else if name.starts_with(".deleting-checkpoint-") && path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else if name.starts_with('.') && name.contains(".partial-") && path.is_file() {
+            std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }
     Ok(())
