@@ -244,7 +244,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
             let optimizer_file = tmp.join("optimizer.bpk");
             optimizer
                 .save(&optimizer_file)
-                .map_err(|e| TrainError::State(format!("{}: {e:?}", optimizer_file.display())))?;
+                .map_err(|e| TrainError::State(format!("{}: {e}", optimizer_file.display())))?;
             write_json(
                 &tmp.join("rng_state.json"),
                 &json!({"seed": self.args.seed, "global_step": self.state.global_step, "scheme": "reseeded from (seed, step, micro-batch)"}),
@@ -351,7 +351,7 @@ pub fn fit<T: TrainTask>(
             Some(ckpt) => {
                 model = store.restore(model, &ckpt)?;
                 optimizer = optimizer.load(ckpt.join("optimizer.bpk")).map_err(|e| {
-                    TrainError::State(format!("{}: cannot restore the optimizer: {e:?}", ckpt.display()))
+                    TrainError::State(format!("{}: cannot restore the optimizer: {e}", ckpt.display()))
                 })?;
                 state = read_json(&ckpt.join("trainer_state.json"))?;
                 tracing::info!(checkpoint = %ckpt.display(), step = state.global_step, "resuming");
