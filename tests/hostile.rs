@@ -79,12 +79,21 @@ fn text_input(dir: &Path, text: &str) -> PathBuf {
 }
 
 fn predict_text(model: &Path, input: &Path, out: &Path) -> Vec<String> {
+    predict_args(model, "text-classification", input, out)
+}
+
+fn predict_image(model: &Path, input: &Path, out: &Path) -> Vec<String> {
+    predict_args(model, "image-classification", input, out)
+}
+
+/// `ft predict --model M --task T --input I --output O`.
+fn predict_args(model: &Path, task: &str, input: &Path, out: &Path) -> Vec<String> {
     [
         "predict",
         "--model",
         model.to_str().unwrap(),
         "--task",
-        "text-classification",
+        task,
         "--input",
         input.to_str().unwrap(),
         "--output",
@@ -150,21 +159,7 @@ fn a_pickle_that_calls_os_system_is_refused_and_never_run() {
     let input = tmp.path().join("images.jsonl");
     std::fs::write(&input, format!("{{\"image\": \"{}\"}}\n", fixture("images/rgb.png").display())).unwrap();
     let out = tmp.path().join("out.jsonl");
-    let predict = |model: &Path| {
-        [
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--task",
-            "image-classification",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let predict = |model: &Path| predict_image(model, &input, &out);
     // A complete ResNet state dict with an os.system call beside it: refused, not "loaded".
     let run = ft_bounded("ResNet .pth whose pickle calls os.system", &args(&predict(&fixture("hostile/evil-resnet"))));
     refused(&run, "evil-resnet", &["resnet.pth", "`posix.system`"]);
@@ -219,20 +214,7 @@ fn a_decompression_bomb_image_is_refused_from_its_header() {
     std::fs::write(&input, format!("{{\"image\": \"{}\"}}\n", bomb.display())).unwrap();
     let out = tmp.path().join("out.jsonl");
     let model = fixture("models/tiny-resnet");
-    let run = ft_bounded(
-        "PNG bomb (100000 x 100000)",
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--task",
-            "image-classification",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let run = ft_bounded("PNG bomb (100000 x 100000)", &args(&predict_image(&model, &input, &out)));
     refused(&run, "PNG bomb", &["bomb.png", "MAX_IMAGE_PIXELS"]);
 }
 
@@ -254,20 +236,7 @@ fn a_jpeg_bomb_is_refused_from_its_header() {
     std::fs::write(&input, format!("{{\"image\": \"{}\"}}\n", bomb.display())).unwrap();
     let out = tmp.path().join("out.jsonl");
     let model = fixture("models/tiny-resnet");
-    let run = ft_bounded(
-        "JPEG bomb (65000 x 65000)",
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--task",
-            "image-classification",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let run = ft_bounded("JPEG bomb (65000 x 65000)", &args(&predict_image(&model, &input, &out)));
     refused(&run, "JPEG bomb", &["bomb.jpg"]);
 }
 
