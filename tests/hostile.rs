@@ -344,3 +344,31 @@ fn a_tokenizer_with_a_catastrophic_regex_stays_bounded() {
     let stderr = String::from_utf8_lossy(&run.output.stderr);
     assert!(run.output.status.success() || stderr.contains("error"), "{stderr}");
 }
+
+/// A Parquet file that makes arrow-rs panic (from the fuzz corpus): a clear error, and no panic
+/// message or backtrace on the screen.
+#[test]
+fn a_parquet_file_that_panics_the_decoder_is_a_quiet_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("bad.parquet");
+    std::fs::copy(fixture("fuzz/parquet/definition-levels-out-of-bounds"), &source).unwrap();
+    let out = tmp.path().join("out.jsonl");
+    let model = fixture("models/tiny-bert-seqcls");
+    let run = ft_bounded(
+        "a Parquet file that panics arrow-rs",
+        &[
+            "data",
+            "tokenize",
+            "--model",
+            model.to_str().unwrap(),
+            "--task",
+            "text-classification",
+            "--source",
+            source.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    refused(&run, "corrupt Parquet", &["bad.parquet", "not a readable Parquet file"]);
+    assert!(!String::from_utf8_lossy(&run.output.stderr).contains("stack backtrace"));
+}

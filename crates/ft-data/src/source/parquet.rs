@@ -25,23 +25,46 @@ use crate::{DataError, Result};
 /// Reads a whole Parquet file.
 ///
 /// parquet-rs and arrow-rs panic on some corrupt files (deep in page and level decoding, found by
-/// `cargo xtask fuzz`): such a panic is caught here and becomes an error naming the file (the
-/// panic message is still printed by the panic hook).
+/// `cargo xtask fuzz`): such a panic is caught here and becomes an error naming the file; the
+/// panic hook stays silent for it (no "panicked at" or backtrace on the user's screen).
 pub fn read(path: &Path) -> Result<Dataset> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_file(path))) {
+    match catch_quietly(|| read_file(path)) {
         Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(DataError::Format {
-                path: path.to_path_buf(),
-                message: format!("not a readable Parquet file (corrupt?): the Parquet decoder failed: {message}"),
-            })
-        }
+        Err(message) => Err(DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("not a readable Parquet file (corrupt?): the Parquet decoder failed: {message}"),
+        }),
     }
+}
+
+thread_local! {
+    /// Whether a panic on this thread is being caught by [`catch_quietly`].
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into its message. The process's panic hook is wrapped once so that
+/// it says nothing for panics caught here (on this thread); every other panic is reported as
+/// before.
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
+    WRAP_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    })
 }
 
 fn read_file(path: &Path) -> Result<Dataset> {
