@@ -59,9 +59,9 @@ impl Projection {
     /// - `x`: `[..., in]`; output `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if self.adapters.is_inactive() {
-            return self.base.forward(x);
+            return ft_hub::ops::linear::forward(&self.base, x);
         }
-        let y = self.base.forward(x.clone());
+        let y = ft_hub::ops::linear::forward(&self.base, x.clone());
         self.adapters.apply(x, y)
     }
 

@@ -182,7 +182,8 @@ impl Bottleneck {
             hidden
         };
         let adapter_residual = adapter_residual.unwrap_or_else(|| x.clone());
-        let up = self.adapter_up.forward(self.non_linearity.forward(self.adapter_down.forward(x)));
+        let down = ft_hub::ops::linear::forward(&self.adapter_down, x);
+        let up = ft_hub::ops::linear::forward(&self.adapter_up, self.non_linearity.forward(down));
         let up = if p.scaling == 1.0 { up } else { up * p.scaling };
         let out = ft_hub::ops::dropout(&self.dropout, up) + adapter_residual;
         if p.original_ln_after { norm(layer_norm, out + residual) } else { out }

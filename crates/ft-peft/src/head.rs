@@ -102,7 +102,7 @@ impl PredictionHead {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let n = self.layers.len();
         self.layers.iter().enumerate().fold(x, |x, (l, layer)| {
-            let y = layer.linear.forward(ft_hub::ops::dropout(&self.dropout, x));
+            let y = ft_hub::ops::linear::forward(&layer.linear, ft_hub::ops::dropout(&self.dropout, x));
             match &self.activation {
                 Some(a) if l + 1 < n => a.forward(y),
                 _ => y,

@@ -8,7 +8,6 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::InitLoraWeights;
@@ -88,7 +87,7 @@ impl LoraLayer {
     /// - `x`: `[..., in]`; output `[..., out]`
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = ft_hub::ops::dropout(&self.dropout, x);
-        linear(linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling
+        ft_hub::ops::linear(ft_hub::ops::linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling
     }
 
     /// The dense change of the base weight, in Burn's `[in, out]` layout: `A·B·s` (PEFT's

@@ -1,16 +1,20 @@
 //! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks and
-//! exact GELU, and the activation functions config files name.
+//! exact GELU, linear layers in training with their batch folded into rows ([`linear`]), and
+//! the activation functions config files name.
 //!
-//! Each checks the device and falls back to Burn's own op anywhere but Burn's flex CPU backend,
-//! so GPU code paths never round-trip through the host.
+//! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
+//! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a
+//! reshape and applies on every autodiff device.
 
 pub mod activation;
 pub mod dropout;
 pub mod gelu;
+pub mod linear;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use dropout::dropout;
 pub use gelu::gelu;
+pub use linear::linear;
 
 use burn::tensor::Device;
 
