@@ -56,7 +56,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Train(_)) {
-        reexec_with_malloc_tuning();
+        ft_hub::malloc::reexec_with_tuning();
     }
     // What the kernels' speed depends on (RUST_LOG=debug).
     tracing::debug!(machine = %ft_hub::machine::Machine::current(), "machine");
@@ -75,29 +75,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-
-/// glibc's malloc serves every allocation above 32 MiB with its own `mmap` and unmaps it on
-/// free, so each training step's embedding-sized tensors (gradients, AdamW moments: 47 MB each
-/// for a 30k × 384 vocabulary) page-fault fresh zeroed memory — 40% of a step when training
-/// all-MiniLM-L6-v2 on CoNLL-2003. With `MALLOC_MMAP_MAX_=0` and a high `MALLOC_TRIM_THRESHOLD_`
-/// freed memory stays in the heap and is reused (the step goes from ~300 to ~160 ms). glibc reads
-/// these only at start-up, so `ft train` re-executes itself once with them set — unless either is
-/// already set, or `FT_KEEP_MALLOC` is. If the re-execution fails, training goes on as is.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn reexec_with_malloc_tuning() {
-    use std::os::unix::process::CommandExt;
-    if ["MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "FT_KEEP_MALLOC"].iter().any(|v| std::env::var_os(v).is_some()) {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let error = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("MALLOC_MMAP_MAX_", "0")
-        .env("MALLOC_TRIM_THRESHOLD_", "68719476736")
-        .exec();
-    tracing::debug!(%error, "could not re-execute with malloc tuning; going on without it");
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn reexec_with_malloc_tuning() {}
-

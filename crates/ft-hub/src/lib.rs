@@ -20,6 +20,7 @@ pub mod batch;
 pub mod hub;
 pub mod image;
 pub mod machine;
+pub mod malloc;
 pub mod ops;
 pub mod pickle_guard;
 pub mod rng;
