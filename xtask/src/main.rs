@@ -50,7 +50,8 @@ enum Task {
     /// Benchmarks side by side with PyTorch on this machine.
     Bench {
         /// `encoder`: DistilBERT-base forward, batch 32 x 128. `generate`: GPT-2 greedy
-        /// generation with and without the KV cache, tiny and 124M.
+        /// generation with and without the KV cache, tiny and 124M. `train-step`: one training
+        /// step (forward, backward, clipping, AdamW) of a 2-layer BERT-base, batch 16 x 128.
         which: String,
         /// Skip the ndarray backend (deprecated in Burn; slower to build).
         #[arg(long)]
@@ -297,9 +298,9 @@ fn fixtures(which: &str, venv: Option<PathBuf>) -> Result<()> {
 /// Mean time per iteration (seconds) from criterion's estimates.
 ///
 /// Criterion writes under `$CARGO_TARGET_DIR/criterion` (else `target/criterion`).
-fn criterion_mean(bench: &str) -> Result<f64> {
+fn criterion_mean(group: &str, bench: &str) -> Result<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    let path = target.join(format!("criterion/encoder_forward/{bench}/new/estimates.json"));
+    let path = target.join(format!("criterion/{group}/{bench}/new/estimates.json"));
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text)?;
     v["mean"]["point_estimate"].as_f64().map(|ns| ns / 1e9).with_context(|| format!("{}: no mean", path.display()))
@@ -322,7 +323,10 @@ fn bench_encoder(skip_ndarray: bool, torch_iters: usize, threads: usize) -> Resu
             .args(["bench", "-p", "ft-models", "--bench", "encoder", "--features", features])
             .env("FT_BENCH_DEVICE", device)
             .env("FT_BENCH_LABEL", label))?;
-        rows.push((description.to_string(), criterion_mean(&format!("distilbert-base_32x128_{label}"))?));
+        rows.push((
+            description.to_string(),
+            criterion_mean("encoder_forward", &format!("distilbert-base_32x128_{label}"))?,
+        ));
     }
     let python = venv_python("models", None)?;
     let out = Command::new(python)
@@ -346,6 +350,43 @@ fn bench_encoder(skip_ndarray: bool, torch_iters: usize, threads: usize) -> Resu
     Ok(())
 }
 
+/// One training step of a 2-layer BERT-base-shaped encoder (`benches/train_step.rs`, criterion)
+/// against the same step in PyTorch (`benches/torch_train_step.py`), same machine, one after the
+/// other; prints both and the ratio.
+fn bench_train_step(torch_iters: usize, threads: usize) -> Result<()> {
+    let root = root();
+    run(cargo_command().current_dir(&root).args([
+        "bench",
+        "-p",
+        "ft-train",
+        "--bench",
+        "train_step",
+        "--features",
+        "ft-models/flex,ft-models/x86-v4",
+    ]))?;
+    let ft = criterion_mean("train_step", "bert_2x768_16x128_cpu")?;
+    let python = venv_python("models", None)?;
+    let out = Command::new(python)
+        .arg(root.join("benches/torch_train_step.py"))
+        .args(["--iters", &torch_iters.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .context("running benches/torch_train_step.py")?;
+    if !out.status.success() {
+        bail!("torch_train_step.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("parsing {line}"))?;
+    let torch = v["mean_s"].as_f64().context("mean_s")?;
+    println!(
+        "Training step (forward, backward, clipping, AdamW), 2-layer BERT-base, batch 16 x 128, {threads} threads"
+    );
+    println!("| implementation | mean s/step | samples/s | speed vs PyTorch |");
+    println!("|---|---|---|---|");
+    println!("| PyTorch {} | {torch:.3} | {:.2} | 1.00 |", v["torch"].as_str().unwrap_or("?"), 16.0 / torch);
+    println!("| ft (Burn flex) | {ft:.3} | {:.2} | {:.2} |", 16.0 / ft, torch / ft);
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -353,7 +394,8 @@ fn main() -> Result<()> {
         Task::Bench { which, skip_ndarray, torch_iters, threads } => match which.as_str() {
             "encoder" => bench_encoder(skip_ndarray, torch_iters, threads),
             "generate" => bench_generate::run(&root(), threads),
-            other => bail!("unknown bench '{other}' (encoder, generate)"),
+            "train-step" => bench_train_step(torch_iters, threads),
+            other => bail!("unknown bench '{other}' (encoder, generate, train-step)"),
         },
         Task::ReproduceNotebook(args) => notebook::run(args),
         Task::CheckReport { dir } => notebook::browser::check_report(&dir),
