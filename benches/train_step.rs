@@ -9,7 +9,10 @@
 //! hidden), `FT_BENCH_BATCH` (16), `FT_BENCH_SEQ` (128), `FT_BENCH_SECONDS` (measurement time,
 //! default 30), `FT_BENCH_DEVICE` (`cpu`).
 //!
-//! `cargo bench -p ft-train --bench train_step`
+//! `cargo bench -p ft-train --bench train_step --features ft-models/flex,ft-models/x86-v4`
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// The bench's shapes: (layers, hidden, batch, seq).
-pub fn shapes() -> (usize, usize, usize, usize) {
+fn shapes() -> (usize, usize, usize, usize) {
     (env("FT_BENCH_LAYERS", 2), env("FT_BENCH_HIDDEN", 768), env("FT_BENCH_BATCH", 16), env("FT_BENCH_SEQ", 128))
 }
 
