@@ -41,10 +41,14 @@ B, L, H, HEADS, FFN, VOCAB = 16, 256, 384, 12, 1536, 30522
 
 
 def time_op(name, make, op):
-    """Forward: the op; backward: (y * g).sum().backward() — as train_op_timings.rs."""
+    """Forward: the op; backward: (y * g).sum().backward() — as train_op_timings.rs. Parameter
+    gradients are cleared before each run (ft's backward starts from none either)."""
     g = None
     fwd = bwd = 0.0
+    params = list(op.parameters()) if isinstance(op, torch.nn.Module) else []
     for run in range(4):
+        for p in params:
+            p.grad = None
         inputs = make()
         t0 = time.perf_counter()
         y = op(*inputs)
@@ -94,7 +98,7 @@ def train():
     config = BertConfig(num_hidden_layers=6, hidden_size=H, num_attention_heads=HEADS, intermediate_size=FFN,
                         num_labels=4)
     model = BertForSequenceClassification(config).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.0, fused=True)  # the Trainer's default
     full_ids, mask, labels = torch.randint(0, VOCAB, (B, L)), torch.ones(B, L, dtype=torch.long), torch.randint(0, 4, (B,))
     fwd = bwd = clip = step = 0.0
     for run in range(4):

@@ -2,8 +2,8 @@
 """PyTorch counterpart of `cargo bench -p ft-train --bench train_step`: one training step of a
 BERT-base-shaped encoder with a sequence-classification head (transformers'
 `BertForSequenceClassification`, random weights, dropout 0.1, train mode), batch 16 x 128, all-ones
-attention mask: forward, cross-entropy, backward, `clip_grad_norm_(1.0)`, `torch.optim.AdamW` (lr
-5e-5, transformers' Trainer defaults; decay 0 as ft's bench). Same environment variables as the
+attention mask: forward, cross-entropy, backward, `clip_grad_norm_(1.0)`, `torch.optim.AdamW(fused=True)`
+(transformers' Trainer default `adamw_torch_fused` on torch >= 2.8; lr 5e-5, decay 0 as ft's bench). Same environment variables as the
 Rust bench (FT_BENCH_LAYERS, FT_BENCH_HIDDEN, FT_BENCH_BATCH, FT_BENCH_SEQ).
 
     python benches/torch_train_step.py [--threads 2] [--iters 10] [--attn sdpa|eager]
@@ -46,7 +46,7 @@ def main() -> None:
     config = BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=hidden // 64,
                         intermediate_size=4 * hidden, num_labels=4, attn_implementation=a.attn)
     model = BertForSequenceClassification(config).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.0, fused=True)
     ids = torch.randint(0, config.vocab_size, (batch, seq))
     mask = torch.ones(batch, seq, dtype=torch.long)
     labels = torch.randint(0, 4, (batch,))

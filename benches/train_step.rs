@@ -27,8 +27,13 @@ use ft_train::args::TrainingArguments;
 use ft_train::loss::cross_entropy;
 use ft_train::optim::{adamw, clip_global_norm};
 
+/// `name` as a whole number, `default` when unset; a bad value stops the bench (as the PyTorch
+/// script does).
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a whole number")),
+        Err(_) => default,
+    }
 }
 
 /// The bench's shapes: (layers, hidden, batch, seq).

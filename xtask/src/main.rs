@@ -352,10 +352,20 @@ fn bench_encoder(skip_ndarray: bool, torch_iters: usize, threads: usize) -> Resu
 
 /// One training step of a 2-layer BERT-base-shaped encoder (`benches/train_step.rs`, criterion)
 /// against the same step in PyTorch (`benches/torch_train_step.py`), same machine, one after the
-/// other; prints both and the ratio.
+/// other, both on `threads` threads (rayon's for Burn); prints both and the ratio. Both sides read
+/// the shape from `FT_BENCH_LAYERS` / `FT_BENCH_HIDDEN` / `FT_BENCH_BATCH` / `FT_BENCH_SEQ`.
 fn bench_train_step(torch_iters: usize, threads: usize) -> Result<()> {
     let root = root();
-    run(cargo_command().current_dir(&root).args([
+    let env = |name: &str, default: usize| -> Result<usize> {
+        match std::env::var(name) {
+            Ok(v) => v.parse().with_context(|| format!("{name}={v}: not a whole number")),
+            Err(_) => Ok(default),
+        }
+    };
+    let (layers, hidden) = (env("FT_BENCH_LAYERS", 2)?, env("FT_BENCH_HIDDEN", 768)?);
+    let (batch, seq) = (env("FT_BENCH_BATCH", 16)?, env("FT_BENCH_SEQ", 128)?);
+    let device = std::env::var("FT_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()).replace(':', "");
+    run(cargo_command().current_dir(&root).env("RAYON_NUM_THREADS", threads.to_string()).args([
         "bench",
         "-p",
         "ft-train",
@@ -364,7 +374,7 @@ fn bench_train_step(torch_iters: usize, threads: usize) -> Result<()> {
         "--features",
         "ft-models/flex,ft-models/x86-v4",
     ]))?;
-    let ft = criterion_mean("train_step", "bert_2x768_16x128_cpu")?;
+    let ft = criterion_mean("train_step", &format!("bert_{layers}x{hidden}_{batch}x{seq}_{device}"))?;
     let python = venv_python("models", None)?;
     let out = Command::new(python)
         .arg(root.join("benches/torch_train_step.py"))
@@ -378,12 +388,13 @@ fn bench_train_step(torch_iters: usize, threads: usize) -> Result<()> {
     let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("parsing {line}"))?;
     let torch = v["mean_s"].as_f64().context("mean_s")?;
     println!(
-        "Training step (forward, backward, clipping, AdamW), 2-layer BERT-base, batch 16 x 128, {threads} threads"
+        "Training step (forward, backward, clipping, AdamW), {layers}-layer BERT (hidden {hidden}), batch {batch} x {seq}, {threads} threads"
     );
     println!("| implementation | mean s/step | samples/s | speed vs PyTorch |");
     println!("|---|---|---|---|");
-    println!("| PyTorch {} | {torch:.3} | {:.2} | 1.00 |", v["torch"].as_str().unwrap_or("?"), 16.0 / torch);
-    println!("| ft (Burn flex) | {ft:.3} | {:.2} | {:.2} |", 16.0 / ft, torch / ft);
+    let b = batch as f64;
+    println!("| PyTorch {} | {torch:.3} | {:.2} | 1.00 |", v["torch"].as_str().unwrap_or("?"), b / torch);
+    println!("| ft (Burn flex) | {ft:.3} | {:.2} | {:.2} |", b / ft, torch / ft);
     Ok(())
 }
 
