@@ -325,6 +325,25 @@ impl Encoder {
         }
     }
 
+    /// The first token's last hidden state, with the last layer computed for that token only
+    /// ([`TextInput::first_token_only`]).
+    ///
+    /// # Shapes
+    /// - batch tensors: `[batch, seq]`; output `[batch, 1, H]`
+    pub fn forward_first_token(&self, batch: &TextBatch) -> Tensor<3> {
+        match self {
+            Self::Bert(m) => {
+                m.forward_first_token(
+                    batch.input_ids.clone(),
+                    batch.attention_mask.clone(),
+                    Some(batch.token_type_ids.clone()),
+                )
+                .last_hidden_state
+            }
+            Self::DistilBert(m) => m.forward_first_token(batch.input_ids.clone(), batch.attention_mask.clone()),
+        }
+    }
+
     /// The last hidden state from ids or input embeddings after an optional prefix of past
     /// keys/values.
     ///
@@ -379,15 +398,16 @@ impl FirstTokenClassifier {
     /// # Shapes
     /// - batch tensors: `[batch, seq]`; output `[batch, num_labels]`
     pub fn forward(&self, batch: &TextBatch) -> Tensor<2> {
-        self.head(self.encoder.forward(batch))
+        self.head(self.encoder.forward_first_token(batch))
     }
 
-    /// Logits from ids or input embeddings after an optional prefix.
+    /// Logits from ids or input embeddings after an optional prefix (the last layer for the
+    /// first token only, [`TextInput::first_token_only`]).
     ///
     /// # Shapes
     /// - output `[batch, num_labels]`
     pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<2>> {
-        Ok(self.head(self.encoder.forward_input(input, past)?))
+        Ok(self.head(self.encoder.forward_input(&input.clone().with_first_token_only(true), past)?))
     }
 
     fn head(&self, hidden: Tensor<3>) -> Tensor<2> {

@@ -38,17 +38,35 @@ pub struct TextInput {
     pub token_type_ids: Option<Tensor<2, Int>>,
     /// `[batch, seq]` position ids; `None`: `past .. past + seq` for every row.
     pub position_ids: Option<Tensor<2, Int>>,
+    /// Compute the last layer for position 0 only (the `[CLS]` row, or a soft prompt's first
+    /// virtual token): encoders then return `[batch, 1, H]`. Sequence-classification heads read
+    /// nothing else, so they set it: the last layer's queries, output projections and
+    /// feed-forward block run on one row per sequence instead of `seq` (keys and values still
+    /// cover every position), the same values as the full pass's row 0 to float rounding.
+    pub first_token_only: bool,
 }
 
 impl TextInput {
     /// Token ids with an attention mask.
     pub fn ids(input_ids: Tensor<2, Int>, attention_mask: Option<Tensor<2, Int>>) -> Self {
-        Self { tokens: Tokens::Ids(input_ids), attention_mask, token_type_ids: None, position_ids: None }
+        Self {
+            tokens: Tokens::Ids(input_ids),
+            attention_mask,
+            token_type_ids: None,
+            position_ids: None,
+            first_token_only: false,
+        }
     }
 
     /// Input embeddings with an attention mask.
     pub fn embeds(inputs_embeds: Tensor<3>, attention_mask: Option<Tensor<2, Int>>) -> Self {
-        Self { tokens: Tokens::Embeds(inputs_embeds), attention_mask, token_type_ids: None, position_ids: None }
+        Self {
+            tokens: Tokens::Embeds(inputs_embeds),
+            attention_mask,
+            token_type_ids: None,
+            position_ids: None,
+            first_token_only: false,
+        }
     }
 
     /// With segment ids.
@@ -60,6 +78,12 @@ impl TextInput {
     /// With explicit position ids.
     pub fn with_position_ids(mut self, position_ids: Option<Tensor<2, Int>>) -> Self {
         self.position_ids = position_ids;
+        self
+    }
+
+    /// With the last layer computed for position 0 only (see [`TextInput::first_token_only`]).
+    pub fn with_first_token_only(mut self, first_token_only: bool) -> Self {
+        self.first_token_only = first_token_only;
         self
     }
 

@@ -6,7 +6,7 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::nn::{DropoutConfig, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ft_models::auto::{AnyModel, LoadOptions, Task, load};
@@ -228,4 +228,74 @@ fn gpt2_cache_from_given_tensors_continues_positions() {
     let (a, b) = (values(continued), values(full.narrow(1, 3, 2)));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
     assert!(worst < 1e-5, "{worst}");
+}
+
+/// `first_token_only` computes the last layer for position 0 alone: the same hidden state as the
+/// full pass's row 0 (to float rounding), with and without a prefix, and the same gradient with
+/// respect to the input embeddings.
+#[test]
+fn first_token_only_equals_row_0_of_the_full_pass() {
+    fn row0(h: Tensor<3>) -> Tensor<3> {
+        h.narrow(1, 0, 1)
+    }
+    for name in ["tiny-bert-seqcls", "tiny-distilbert-seqcls"] {
+        for autodiff in [false, true] {
+            let device = if autodiff { Device::flex().autodiff() } else { Device::flex() };
+            device.seed(11);
+            let dir = support::fixture(&format!("models/{name}"));
+            let AnyModel::SequenceClassifier(m) =
+                load(dir.to_str().unwrap(), Task::SequenceClassification, &LoadOptions::default(), &device).unwrap().model
+            else {
+                unreachable!()
+            };
+            // Frozen: no dropout, so that both passes compute the same function.
+            let m = m.freeze();
+            let (ids, mask) = batch(&device);
+            let hidden = |input: &TextInput, past: Option<&KvCache>| -> Tensor<3> {
+                match &m {
+                    ft_models::auto::SequenceClassifier::Bert(b) => b.bert.forward_input(input, past).unwrap().last_hidden_state,
+                    ft_models::auto::SequenceClassifier::DistilBert(d) => d.distilbert.forward_input(input, past).unwrap(),
+                    ft_models::auto::SequenceClassifier::FirstToken(_) => unreachable!(),
+                }
+            };
+            let embed = |ids: Tensor<2, Int>| -> Tensor<3> {
+                match &m {
+                    ft_models::auto::SequenceClassifier::Bert(b) => b.bert.embeddings.word_embeddings.forward(ids),
+                    ft_models::auto::SequenceClassifier::DistilBert(d) => d.distilbert.embeddings.word_embeddings.forward(ids),
+                    ft_models::auto::SequenceClassifier::FirstToken(_) => unreachable!(),
+                }
+            };
+            let embeds = if autodiff { embed(ids.clone()).detach().require_grad() } else { embed(ids.clone()) };
+            let prefix = KvCache::from_layers(
+                (0..2)
+                    .map(|_| {
+                        let kv = || Tensor::<4>::random([2, 4, 3, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+                        (kv(), kv())
+                    })
+                    .collect(),
+            )
+            .unwrap();
+            let prefix_mask = Tensor::cat(vec![Tensor::<2, Int>::ones([2, 3], &device), mask.clone()], 1);
+            for (input, past) in [
+                (TextInput::embeds(embeds.clone(), Some(mask.clone())), None),
+                (TextInput::embeds(embeds.clone(), Some(prefix_mask)), Some(&prefix)),
+            ] {
+                let full = row0(hidden(&input, past));
+                let first = hidden(&input.clone().with_first_token_only(true), past);
+                assert_eq!(first.dims(), full.dims(), "{name}");
+                let (f, o) = (values(full.clone()), values(first.clone()));
+                let worst = f.iter().zip(&o).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst < 1e-6, "{name} (autodiff {autodiff}, prefix {}): {worst}", past.is_some());
+                if autodiff {
+                    let weights = Tensor::<3>::random(full.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+                    let g_full = embeds.grad(&(full * weights.clone()).sum().backward()).unwrap();
+                    let g_first = embeds.grad(&(first * weights).sum().backward()).unwrap();
+                    let (a, b) = (values(g_full), values(g_first));
+                    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                    assert!(a.iter().any(|x| x.abs() > 1e-4), "{name}: the gradient reaches the inputs");
+                    assert!(worst < 1e-5, "{name} (prefix {}): gradients differ by {worst}", past.is_some());
+                }
+            }
+        }
+    }
 }

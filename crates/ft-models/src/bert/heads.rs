@@ -42,17 +42,18 @@ impl BertForSequenceClassification {
         attention_mask: Tensor<2, Int>,
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> Tensor<2> {
-        let out = self.bert.forward(input_ids, attention_mask, token_type_ids);
+        let out = self.bert.forward_first_token(input_ids, attention_mask, token_type_ids);
         self.head(out.pooler_output, out.last_hidden_state)
     }
 
     /// Logits from ids or input embeddings after an optional prefix (see
-    /// [`BertModel::forward_input`]).
+    /// [`BertModel::forward_input`]). The last layer runs for the first token only
+    /// ([`TextInput::first_token_only`]), the one row the pooler reads.
     ///
     /// # Shapes
     /// - output logits: `[batch, num_labels]`
     pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<2>> {
-        let out = self.bert.forward_input(input, past)?;
+        let out = self.bert.forward_input(&input.clone().with_first_token_only(true), past)?;
         Ok(self.head(out.pooler_output, out.last_hidden_state))
     }
 

@@ -107,7 +107,22 @@ impl BertSelfAttention {
     /// - `x`: `[batch, seq, H]`; `past`: `[batch, heads, prefix, H / heads]` each
     /// - `mask`: over `prefix + seq` keys; output `[batch, seq, H]`
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
-        let q = split_heads(self.query.forward(x.clone()), self.num_heads);
+        self.forward_queries(x.clone(), x, mask, past)
+    }
+
+    /// Attention of the positions in `queries` (e.g. only the first one) over `past` and every
+    /// position of `x`.
+    ///
+    /// # Shapes
+    /// - `queries`: `[batch, q, H]`, `x`: `[batch, seq, H]`; output `[batch, q, H]`
+    pub fn forward_queries(
+        &self,
+        queries: Tensor<3>,
+        x: Tensor<3>,
+        mask: &PaddingMask,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> Tensor<3> {
+        let q = split_heads(self.query.forward(queries), self.num_heads);
         let k = split_heads(self.key.forward(x.clone()), self.num_heads);
         let v = split_heads(self.value.forward(x), self.num_heads);
         let (k, v) = match past {
@@ -193,8 +208,24 @@ impl BertLayer {
     /// # Shapes
     /// - `x`: `[batch, seq, H]`; output `[batch, seq, H]`
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
-        let attended = self.attention.self_attention.forward(x.clone(), mask, past);
-        let x = self.attention.output.forward(attended, x);
+        self.forward_rows(x, mask, past, false)
+    }
+
+    /// [`BertLayer::forward`], or with `first_token_only` the output of position 0 alone
+    /// (attending over every position): what a sequence classifier reads from the last layer.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, H]`; output `[batch, seq, H]`, or `[batch, 1, H]`
+    pub fn forward_rows(
+        &self,
+        x: Tensor<3>,
+        mask: &PaddingMask,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+        first_token_only: bool,
+    ) -> Tensor<3> {
+        let queries = if first_token_only { x.clone().narrow(1, 0, 1) } else { x.clone() };
+        let attended = self.attention.self_attention.forward_queries(queries.clone(), x, mask, past);
+        let x = self.attention.output.forward(attended, queries);
         let inner = self.activation.forward(self.intermediate.forward(x.clone()));
         self.output.forward(inner, x)
     }
@@ -310,9 +341,36 @@ impl BertModel {
     ) -> BertOutput {
         let _span = tracing::trace_span!("bert", dims = ?input_ids.dims()).entered();
         let mask = PaddingMask::new(&attention_mask);
-        let mut x = self.embeddings.forward(input_ids, token_type_ids);
-        for layer in &self.layers {
-            x = layer.forward(x, &mask, None);
+        self.encode(self.embeddings.forward(input_ids, token_type_ids), &mask, None, false)
+    }
+
+    /// [`BertModel::forward`] with the last layer computed for the first token only
+    /// ([`TextInput::first_token_only`]): what the pooler and sequence classifiers read.
+    ///
+    /// # Shapes
+    /// - inputs: `[batch, seq]`; `last_hidden_state`: `[batch, 1, H]`; `pooler_output`: `[batch, H]`
+    pub fn forward_first_token(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Option<Tensor<2, Int>>,
+    ) -> BertOutput {
+        let _span = tracing::trace_span!("bert", dims = ?input_ids.dims()).entered();
+        let mask = PaddingMask::new(&attention_mask);
+        self.encode(self.embeddings.forward(input_ids, token_type_ids), &mask, None, true)
+    }
+
+    /// The layers and the pooler over embedded inputs `x` (`[batch, seq, H]`).
+    fn encode(
+        &self,
+        mut x: Tensor<3>,
+        mask: &PaddingMask,
+        past: Option<&KvCache>,
+        first_token_only: bool,
+    ) -> BertOutput {
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward_rows(x, mask, past.and_then(|c| c.layer(i)), first_token_only && i == last);
         }
         let pooler_output = self.pooler.as_ref().map(|p| p.forward(x.clone()));
         BertOutput { last_hidden_state: x, pooler_output }
@@ -324,7 +382,8 @@ impl BertModel {
     /// # Shapes
     /// - `input.attention_mask`: `[batch, prefix + seq]` (`None`: all tokens)
     /// - `past`: per layer `[batch, heads, prefix, H / heads]`
-    /// - `last_hidden_state`: `[batch, seq, H]`; `pooler_output`: `[batch, H]`
+    /// - `last_hidden_state`: `[batch, seq, H]` (`[batch, 1, H]` with `input.first_token_only`);
+    ///   `pooler_output`: `[batch, H]`
     ///
     /// # Errors
     /// [`ModelError::Input`] when the mask or the prefix does not fit, or positions run past
@@ -357,12 +416,7 @@ impl BertModel {
             None => Tensor::ones([b, prefix + l], &device),
         };
         let mask = PaddingMask::new(&attention_mask);
-        let mut x = self.embeddings.forward_input(input, prefix);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &mask, past.and_then(|c| c.layer(i)));
-        }
-        let pooler_output = self.pooler.as_ref().map(|p| p.forward(x.clone()));
-        Ok(BertOutput { last_hidden_state: x, pooler_output })
+        Ok(self.encode(self.embeddings.forward_input(input, prefix), &mask, past, input.first_token_only))
     }
 }
 

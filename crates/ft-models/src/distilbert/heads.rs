@@ -41,15 +41,16 @@ impl DistilBertForSequenceClassification {
     /// # Shapes
     /// - inputs: `[batch, seq]`; output logits: `[batch, num_labels]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<2> {
-        self.head(self.distilbert.forward(input_ids, attention_mask))
+        self.head(self.distilbert.forward_first_token(input_ids, attention_mask))
     }
 
-    /// Logits from ids or input embeddings after an optional prefix.
+    /// Logits from ids or input embeddings after an optional prefix. The last layer runs for the
+    /// first token only ([`TextInput::first_token_only`]), the one row the head reads.
     ///
     /// # Shapes
     /// - output logits: `[batch, num_labels]`
     pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<2>> {
-        Ok(self.head(self.distilbert.forward_input(input, past)?))
+        Ok(self.head(self.distilbert.forward_input(&input.clone().with_first_token_only(true), past)?))
     }
 
     fn head(&self, hidden: Tensor<3>) -> Tensor<2> {

@@ -96,7 +96,22 @@ impl DistilBertAttention {
     /// # Shapes
     /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
-        let q = split_heads(self.q_lin.forward(x.clone()), self.n_heads);
+        self.forward_queries(x.clone(), x, mask, past)
+    }
+
+    /// Attention of the positions in `queries` (e.g. only the first one) over `past` and every
+    /// position of `x`.
+    ///
+    /// # Shapes
+    /// - `queries`: `[batch, q, dim]`, `x`: `[batch, seq, dim]`; output `[batch, q, dim]`
+    pub fn forward_queries(
+        &self,
+        queries: Tensor<3>,
+        x: Tensor<3>,
+        mask: &PaddingMask,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> Tensor<3> {
+        let q = split_heads(self.q_lin.forward(queries), self.n_heads);
         let k = split_heads(self.k_lin.forward(x.clone()), self.n_heads);
         let v = split_heads(self.v_lin.forward(x), self.n_heads);
         let (k, v) = match past {
@@ -168,8 +183,24 @@ impl DistilBertLayer {
     /// # Shapes
     /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, past: Option<&(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
-        let attended = self.attention.forward(x.clone(), mask, past);
-        let h = self.attention_adapters.forward(attended, x, Some(&self.sa_layer_norm));
+        self.forward_rows(x, mask, past, false)
+    }
+
+    /// [`DistilBertLayer::forward`], or with `first_token_only` the output of position 0 alone
+    /// (attending over every position): what a sequence classifier reads from the last layer.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, dim]`; output `[batch, seq, dim]`, or `[batch, 1, dim]`
+    pub fn forward_rows(
+        &self,
+        x: Tensor<3>,
+        mask: &PaddingMask,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+        first_token_only: bool,
+    ) -> Tensor<3> {
+        let queries = if first_token_only { x.clone().narrow(1, 0, 1) } else { x.clone() };
+        let attended = self.attention.forward_queries(queries.clone(), x, mask, past);
+        let h = self.attention_adapters.forward(attended, queries, Some(&self.sa_layer_norm));
         self.output_adapters.forward(self.ffn.forward(h.clone()), h, Some(&self.output_layer_norm))
     }
 }
@@ -245,9 +276,31 @@ impl DistilBertModel {
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<3> {
         let _span = tracing::trace_span!("distilbert", dims = ?input_ids.dims()).entered();
         let mask = PaddingMask::new(&attention_mask);
-        let mut x = self.embeddings.forward(input_ids);
-        for layer in &self.layers {
-            x = layer.forward(x, &mask, None);
+        self.encode(self.embeddings.forward(input_ids), &mask, None, false)
+    }
+
+    /// [`DistilBertModel::forward`] with the last layer computed for the first token only
+    /// ([`TextInput::first_token_only`]): what sequence classifiers read.
+    ///
+    /// # Shapes
+    /// - inputs: `[batch, seq]`; output `[batch, 1, dim]`
+    pub fn forward_first_token(&self, input_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Tensor<3> {
+        let _span = tracing::trace_span!("distilbert", dims = ?input_ids.dims()).entered();
+        let mask = PaddingMask::new(&attention_mask);
+        self.encode(self.embeddings.forward(input_ids), &mask, None, true)
+    }
+
+    /// The layers over embedded inputs `x` (`[batch, seq, dim]`).
+    fn encode(
+        &self,
+        mut x: Tensor<3>,
+        mask: &PaddingMask,
+        past: Option<&KvCache>,
+        first_token_only: bool,
+    ) -> Tensor<3> {
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward_rows(x, mask, past.and_then(|c| c.layer(i)), first_token_only && i == last);
         }
         x
     }
@@ -257,7 +310,7 @@ impl DistilBertModel {
     ///
     /// # Shapes
     /// - `input.attention_mask`: `[batch, prefix + seq]` (`None`: all tokens); output
-    ///   `[batch, seq, dim]`
+    ///   `[batch, seq, dim]` (`[batch, 1, dim]` with `input.first_token_only`)
     ///
     /// # Errors
     /// [`ModelError::Input`] when the mask or the prefix does not fit, or positions run past
@@ -289,11 +342,7 @@ impl DistilBertModel {
             None => Tensor::ones([b, prefix + l], &device),
         };
         let mask = PaddingMask::new(&attention_mask);
-        let mut x = self.embeddings.forward_input(input, prefix);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &mask, past.and_then(|c| c.layer(i)));
-        }
-        Ok(x)
+        Ok(self.encode(self.embeddings.forward_input(input, prefix), &mask, past, input.first_token_only))
     }
 }
 

@@ -64,7 +64,8 @@ pub trait PeftBase: Module + ModuleDisplay + HubModule + Clone + 'static {
     /// The encoder's last hidden state, for the prediction head an adapter brings.
     ///
     /// # Shapes
-    /// - output `[batch, seq, hidden]`
+    /// - output `[batch, seq, hidden]`; `[batch, 1, hidden]` for a sequence-level task (its head
+    ///   reads the first token alone, see [`TextInput::first_token_only`])
     fn hidden(&self, input: &TextInput) -> Result<Tensor<3>>;
 
     /// An adapter's own prediction head on the last hidden state: a classification head reads
@@ -259,10 +260,12 @@ impl PeftBase for SequenceClassifier {
     }
 
     fn hidden(&self, input: &TextInput) -> Result<Tensor<3>> {
+        // A sequence-level head reads the first token alone: `[batch, 1, H]`.
+        let input = input.clone().with_first_token_only(true);
         match self {
-            Self::Bert(m) => Ok(m.bert.forward_input(input, None)?.last_hidden_state),
-            Self::DistilBert(m) => m.distilbert.forward_input(input, None),
-            Self::FirstToken(m) => m.encoder.forward_input(input, None),
+            Self::Bert(m) => Ok(m.bert.forward_input(&input, None)?.last_hidden_state),
+            Self::DistilBert(m) => m.distilbert.forward_input(&input, None),
+            Self::FirstToken(m) => m.encoder.forward_input(&input, None),
         }
     }
 

@@ -670,6 +670,7 @@ impl<M: PeftBase> PeftModel<M> {
                     attention_mask: mask,
                     token_type_ids: token_types,
                     position_ids: None,
+                    first_token_only: input.first_token_only,
                 };
                 self.base.run(&input, None)
             }
@@ -680,6 +681,7 @@ impl<M: PeftBase> PeftModel<M> {
                     attention_mask: mask,
                     token_type_ids: input.token_type_ids.clone(),
                     position_ids: input.position_ids.clone().map(|p| p + n as i64),
+                    first_token_only: input.first_token_only,
                 };
                 self.base.run(&input, past)
             }

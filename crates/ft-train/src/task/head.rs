@@ -182,7 +182,7 @@ pub fn first_token_features(
     let Collated::Classification(b) = collated else {
         return Err(TrainError::State("the frozen method needs one class label per row".into()));
     };
-    let hidden = encoder.forward(&b.inputs);
+    let hidden = encoder.forward_first_token(&b.inputs);
     let [n, _, dim] = hidden.dims();
     let first = hidden.narrow(1, 0, 1).reshape([n, dim]);
     let x = first
