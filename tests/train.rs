@@ -160,6 +160,11 @@ fn full_finetuning_writes_transformers_output_layout() {
     }
     // It learned the separable task.
     assert!(all["eval_accuracy"].as_f64().unwrap() >= 0.9, "{all}");
+    // Evaluation runs longest rows first; the predictions are back in the rows' order (the
+    // validation labels alternate 0, 1, 0, ...).
+    let preds = json(&out.join("eval_predictions.json"));
+    let references: Vec<i64> = preds["references"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(references, (0..32).map(|i| i % 2).collect::<Vec<i64>>());
     // The final model is what the best checkpoint holds, and ft predict loads it.
     let best = PathBuf::from(state["best_model_checkpoint"].as_str().unwrap());
     assert_eq!(

@@ -205,7 +205,9 @@ impl<T: TrainTask> Run<'_, '_, T> {
         tracing::debug!(step = self.state.global_step, "evaluating");
         let model = model.valid();
         let bs = self.args.per_device_eval_batch_size;
-        let all: Vec<usize> = (0..self.task.len(Split::Eval)).collect();
+        let n = self.task.len(Split::Eval);
+        let order = self.task.eval_order().filter(|o| is_permutation(o, n));
+        let all: Vec<usize> = order.clone().unwrap_or_else(|| (0..n).collect());
         let (mut loss_sum, mut rows) = (0.0f64, 0usize);
         let mut evaluator = self.task.evaluator();
         let chunks: Vec<&[usize]> = all.chunks(bs).collect();
@@ -221,6 +223,10 @@ impl<T: TrainTask> Run<'_, '_, T> {
         }
         let runtime = start.elapsed().as_secs_f64() + self.task.eval_setup_seconds();
         let (mut m, preds) = evaluator.finish()?;
+        let preds = match (order, preds) {
+            (Some(order), Some(p)) => Some(in_example_order(p, &order)?),
+            (_, p) => p,
+        };
         m.insert("eval_loss".to_string(), loss_sum / rows.max(1) as f64);
         m.insert("eval_runtime".into(), round4(runtime));
         m.insert("eval_samples_per_second".into(), round3(rows as f64 / runtime.max(1e-9)));
@@ -271,6 +277,30 @@ impl<T: TrainTask> Run<'_, '_, T> {
         tracing::info!(checkpoint = %final_dir.display(), "saved");
         Ok(final_dir)
     }
+}
+
+/// Whether `order` holds each of `0..n` once.
+fn is_permutation(order: &[usize], n: usize) -> bool {
+    let mut seen = vec![false; n];
+    order.len() == n && order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
+}
+
+/// Predictions made in `order` (row `order[i]` at position `i`), put back in the examples' order.
+fn in_example_order(p: Predictions, order: &[usize]) -> Result<Predictions> {
+    if p.unit != "example" || p.predictions.len() != order.len() || p.references.len() != order.len() {
+        return Err(TrainError::State(format!(
+            "an evaluation in another order than the examples' must give one prediction per example ({} {}s for {} examples)",
+            p.predictions.len(),
+            p.unit,
+            order.len()
+        )));
+    }
+    let (mut predictions, mut references) = (vec![0; order.len()], vec![0; order.len()]);
+    for (i, &row) in order.iter().enumerate() {
+        predictions[row] = p.predictions[i];
+        references[row] = p.references[i];
+    }
+    Ok(Predictions { predictions, references, unit: p.unit })
 }
 
 fn scalar(t: Tensor<1>) -> f32 {
@@ -557,4 +587,24 @@ fn metrics_entry(m: &BTreeMap<String, f64>, epoch: f64, step: usize) -> Value {
     entry.insert("epoch".into(), json!(epoch));
     entry.insert("step".into(), json!(step));
     Value::Object(entry)
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn predictions_made_in_another_order_go_back_to_the_examples_order() {
+        assert!(is_permutation(&[2, 0, 1], 3));
+        assert!(!is_permutation(&[2, 0, 0], 3));
+        assert!(!is_permutation(&[0, 1], 3));
+        assert!(!is_permutation(&[0, 1, 3], 3));
+        // Rows 2, 0, 1 were evaluated in that order.
+        let p = Predictions { predictions: vec![22, 0, 11], references: vec![2, 0, 1], unit: "example" };
+        let back = in_example_order(p, &[2, 0, 1]).unwrap();
+        assert_eq!(back.predictions, vec![0, 11, 22]);
+        assert_eq!(back.references, vec![0, 1, 2]);
+        let tokens = Predictions { predictions: vec![1, 2, 3, 4], references: vec![1, 2, 3, 4], unit: "token" };
+        assert!(in_example_order(tokens, &[1, 0]).is_err());
+    }
 }

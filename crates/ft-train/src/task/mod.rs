@@ -76,6 +76,15 @@ pub trait TrainTask {
         None
     }
 
+    /// The order evaluation runs the evaluation examples in, when another order than theirs is
+    /// faster (text classification: longest first, so that each batch pads little; transformers
+    /// pads every batch of the examples' own order to its longest row). The loop puts the
+    /// predictions back in the examples' order, so only tasks whose evaluation yields one
+    /// prediction per example may reorder. `None`: the examples' own order.
+    fn eval_order(&self) -> Option<Vec<usize>> {
+        None
+    }
+
     /// A fresh accumulator for one evaluation.
     fn evaluator(&self) -> Box<dyn Evaluator<Self::Outputs>>;
 

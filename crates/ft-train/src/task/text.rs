@@ -93,6 +93,15 @@ impl TextExamples {
         }
     }
 
+    /// The evaluation rows, longest first (a stable sort by token count): batches of similar
+    /// lengths pad little. `None` without evaluation rows or token ids.
+    fn eval_by_length(&self) -> Option<Vec<usize>> {
+        let Ok(Column::IntList(v)) = self.eval.as_ref()?.column("input_ids") else { return None };
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(v[i].len()));
+        Some(order)
+    }
+
     fn collate(&self, split: Split, indices: &[usize], device: &Device) -> Result<Collated> {
         let ds = self.split(split).ok_or_else(|| TrainError::State("no evaluation data".into()))?;
         Ok(collate_dataset(ds, indices, CollateKind::Auto, self.pad_id, None, device)?)
@@ -130,6 +139,10 @@ impl<M: SequenceModel> TrainTask for SequenceClassificationTask<M> {
 
     fn lengths(&self) -> Vec<usize> {
         self.examples.lengths()
+    }
+
+    fn eval_order(&self) -> Option<Vec<usize>> {
+        self.examples.eval_by_length()
     }
 
     fn batch(&self, split: Split, indices: &[usize], device: &Device) -> Result<ClassificationBatch> {
