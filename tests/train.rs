@@ -19,7 +19,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A separable two-class text dataset: finance words vs sport words, with shared filler.
+/// A separable two-class text dataset: finance words vs sport words, with shared filler
+/// (validation rows of 6, 8 or 10 words, so that evaluating longest first reorders them).
 fn write_news(dir: &Path, n_train: usize, n_eval: usize) -> PathBuf {
     let data = dir.join("news");
     std::fs::create_dir_all(&data).unwrap();
@@ -36,7 +37,8 @@ fn write_news(dir: &Path, n_train: usize, n_eval: usize) -> PathBuf {
         for i in 0..n {
             let label = i % 2;
             let words = if label == 0 { &finance } else { &sport };
-            let text: Vec<&str> = (0..6).map(|k| if k % 2 == 0 { words[next(8)] } else { filler[next(8)] }).collect();
+            let n_words = if split == "validation" { 6 + 2 * (i % 3) } else { 6 };
+            let text: Vec<&str> = (0..n_words).map(|k| if k % 2 == 0 { words[next(8)] } else { filler[next(8)] }).collect();
             lines.push(serde_json::json!({"text": text.join(" "), "label": label}).to_string());
         }
         std::fs::write(data.join(format!("{split}.jsonl")), lines.join("\n") + "\n").unwrap();

@@ -37,8 +37,9 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 /// training.
 ///
 /// # Shapes
-/// - `q`, `k`, `v`: `[batch, heads, seq, head_dim]`
-/// - output: `[batch, heads, seq, head_dim]`
+/// - `q`: `[batch, heads, q_len, head_dim]` (every position, or only the first)
+/// - `k`, `v`: `[batch, heads, k_len, head_dim]` (a prefix's keys/values and every position)
+/// - `mask`: over the `k_len` keys; output: `[batch, heads, q_len, head_dim]`
 ///
 /// Without active dropout this is Burn's fused attention kernel. With it, the probabilities are
 /// materialised so that dropout can be applied to them, as transformers' eager attention does.

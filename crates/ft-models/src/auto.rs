@@ -348,7 +348,7 @@ impl Encoder {
     /// keys/values.
     ///
     /// # Shapes
-    /// - output `[batch, seq, H]`
+    /// - output `[batch, seq, H]` (`[batch, 1, H]` with `input.first_token_only`)
     pub fn forward_input(&self, input: &TextInput, past: Option<&KvCache>) -> Result<Tensor<3>> {
         match self {
             Self::Bert(m) => Ok(m.forward_input(input, past)?.last_hidden_state),

@@ -39,10 +39,12 @@ pub struct TextInput {
     /// `[batch, seq]` position ids; `None`: `past .. past + seq` for every row.
     pub position_ids: Option<Tensor<2, Int>>,
     /// Compute the last layer for position 0 only (the `[CLS]` row, or a soft prompt's first
-    /// virtual token): encoders then return `[batch, 1, H]`. Sequence-classification heads read
-    /// nothing else, so they set it: the last layer's queries, output projections and
-    /// feed-forward block run on one row per sequence instead of `seq` (keys and values still
-    /// cover every position), the same values as the full pass's row 0 to float rounding.
+    /// virtual token): the BERT and DistilBERT encoders then return `[batch, 1, H]` (GPT-2
+    /// ignores it). Sequence-classification heads read nothing else, so they set it: the last
+    /// layer's queries, output projections and feed-forward block run on one row per sequence
+    /// instead of `seq` (keys and values still cover every position). Without dropout the
+    /// values are the full pass's row 0 to float rounding; in training the last layer's dropout
+    /// masks are drawn for that row only.
     pub first_token_only: bool,
 }
 

@@ -206,7 +206,13 @@ impl<T: TrainTask> Run<'_, '_, T> {
         let model = model.valid();
         let bs = self.args.per_device_eval_batch_size;
         let n = self.task.len(Split::Eval);
-        let order = self.task.eval_order().filter(|o| is_permutation(o, n));
+        let order = self.task.eval_order().filter(|o| {
+            let ok = is_permutation(o, n);
+            if !ok {
+                tracing::warn!(rows = n, given = o.len(), "the task's evaluation order is not a permutation of its rows; using theirs");
+            }
+            ok
+        });
         let all: Vec<usize> = order.clone().unwrap_or_else(|| (0..n).collect());
         let (mut loss_sum, mut rows) = (0.0f64, 0usize);
         let mut evaluator = self.task.evaluator();

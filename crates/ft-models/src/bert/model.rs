@@ -265,7 +265,8 @@ impl HubModule for BertPooler {
 /// The output of [`BertModel::forward`].
 #[derive(Debug, Clone)]
 pub struct BertOutput {
-    /// `[batch, seq, H]`.
+    /// `[batch, seq, H]`; `[batch, 1, H]` when only the first token's last layer was computed
+    /// ([`TextInput::first_token_only`], [`BertModel::forward_first_token`]).
     pub last_hidden_state: Tensor<3>,
     /// `[batch, H]`, when the model has a pooler.
     pub pooler_output: Option<Tensor<2>>,
