@@ -7,6 +7,7 @@
                                          # forward and backward, clipping and AdamW
 
 Run in the models venv (`~/.cache/ft-venv-models/bin/python benches/torch_ops.py`)."""
+import os
 import sys
 import time
 
@@ -37,7 +38,7 @@ def inference():
         timed("attention (sdpa) 12 heads x 128^2", lambda: F.scaled_dot_product_attention(q, q, q))
 
 
-B, L, H, HEADS, FFN, VOCAB = 16, 256, 384, 12, 1536, 30522
+B, L, H, HEADS, FFN, VOCAB = 16, int(os.environ.get("FT_OPS_SEQ", 256)), 384, 12, 1536, 30522
 
 
 def time_op(name, make, op):
@@ -82,15 +83,15 @@ def train():
         s = q @ k.transpose(-1, -2) / (H // HEADS) ** 0.5
         return F.dropout(torch.softmax(s, -1), 0.1, True) @ v
 
-    time_op("attention (12 heads x 256^2, dropout 0.1), eager", heads, eager)
-    time_op("attention (12 heads x 256^2, dropout 0.1), sdpa", heads,
+    time_op(f"attention (12 heads x {L}^2, dropout 0.1), eager", heads, eager)
+    time_op(f"attention (12 heads x {L}^2, dropout 0.1), sdpa", heads,
             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.1))
-    time_op("softmax [16, 12, 256, 256]", lambda: (req(B, HEADS, L, L),), lambda s: torch.softmax(s, -1))
-    time_op("GELU [16, 256, 1536]", lambda: (req(B, L, FFN),), F.gelu)
+    time_op(f"softmax [16, 12, {L}, {L}]", lambda: (req(B, HEADS, L, L),), lambda s: torch.softmax(s, -1))
+    time_op(f"GELU [16, {L}, 1536]", lambda: (req(B, L, FFN),), F.gelu)
     ln = torch.nn.LayerNorm(H, eps=1e-12)
     time_op("LayerNorm 384", lambda: (req(B, L, H),), ln)
-    time_op("dropout 0.1 [16, 256, 384]", lambda: (req(B, L, H),), lambda x: F.dropout(x, 0.1, True))
-    time_op("residual add [16, 256, 384]", lambda: (req(B, L, H), req(B, L, H)), lambda a, b: a + b)
+    time_op(f"dropout 0.1 [16, {L}, 384]", lambda: (req(B, L, H),), lambda x: F.dropout(x, 0.1, True))
+    time_op(f"residual add [16, {L}, 384]", lambda: (req(B, L, H), req(B, L, H)), lambda a, b: a + b)
     emb = torch.nn.Embedding(VOCAB, H)
     ids = torch.randint(0, VOCAB, (B, L))
     time_op("embedding 30522 x 384 (dense gradient)", lambda: (ids,), emb)

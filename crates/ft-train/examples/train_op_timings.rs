@@ -1,7 +1,7 @@
 //! Times the ops of one all-MiniLM-L6-v2-shaped training step on the CPU, forward and backward
 //! separately — hidden 384, 12 heads × 32, FFN 1536, vocabulary 30522, batch 16 × 256 tokens
 //! (the §4 acceptance run's shapes) — plus global-norm clipping and AdamW over the whole model
-//! (22.7M parameters). `benches/torch_ops.py --train` times the same ops in PyTorch; the table is
+//! (22.7M parameters). `FT_OPS_SEQ=N` sets the sequence length (both programs read it). `benches/torch_ops.py --train` times the same ops in PyTorch; the table is
 //! in BENCHMARKS.md ("Training, op by op").
 //!
 //! Each op gets fresh inputs that require gradients; "forward" is the op, "backward" is
@@ -24,7 +24,6 @@ use ft_train::loss::cross_entropy;
 use ft_train::optim::{adamw, clip_global_norm};
 
 const B: usize = 16;
-const L: usize = 256;
 const H: usize = 384;
 const HEADS: usize = 12;
 const FFN: usize = 1536;
@@ -59,6 +58,9 @@ fn time_op<I: Clone, const D: usize>(name: &str, make: impl Fn() -> I, op: impl 
 }
 
 fn main() {
+    // FT_OPS_SEQ: the sequence length (default 256; the acceptance run's padded batches average ~100).
+    #[allow(non_snake_case)]
+    let L: usize = std::env::var("FT_OPS_SEQ").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
     ft_hub::malloc::reexec_with_tuning();
     let device = Device::flex().autodiff();
     device.seed(0);
@@ -83,19 +85,19 @@ fn main() {
     let mask = PaddingMask::new(&Tensor::<2, Int>::ones([B, L], &device));
     let attn_dropout = DropoutConfig::new(0.1).init();
     time_op(
-        "attention (12 heads × 256², dropout 0.1)",
+        &format!("attention (12 heads × {L}², dropout 0.1)"),
         heads,
         |(q, k, v)| scaled_dot_product(q, k, v, &mask, &attn_dropout),
         &device,
     );
     let scores = || normal([B, HEADS, L, L], &device).require_grad();
-    time_op("softmax [16, 12, 256, 256]", scores, |s| activation::softmax(s, 3), &device);
-    time_op("GELU [16, 256, 1536]", wide, ft_hub::ops::gelu, &device);
+    time_op(&format!("softmax [16, 12, {L}, {L}]"), scores, |s| activation::softmax(s, 3), &device);
+    time_op(&format!("GELU [16, {L}, 1536]"), wide, ft_hub::ops::gelu, &device);
     let ln = LayerNormConfig::new(H).with_epsilon(1e-12).init(&device);
     time_op("LayerNorm 384", x, |x| ln.forward(x), &device);
     let dropout = DropoutConfig::new(0.1).init();
-    time_op("dropout 0.1 [16, 256, 384]", x, |x| ft_hub::ops::dropout(&dropout, x), &device);
-    time_op("residual add [16, 256, 384]", || (x(), x()), |(a, b)| a + b, &device);
+    time_op(&format!("dropout 0.1 [16, {L}, 384]"), x, |x| ft_hub::ops::dropout(&dropout, x), &device);
+    time_op(&format!("residual add [16, {L}, 384]"), || (x(), x()), |(a, b)| a + b, &device);
     let table = burn::nn::EmbeddingConfig::new(VOCAB, H).init(&device);
     let ids = Tensor::<2>::random([B, L], Distribution::Uniform(0.0, VOCAB as f64), &device).int();
     time_op("embedding 30522 × 384 (dense gradient)", || ids.clone(), |ids| table.forward(ids), &device);
