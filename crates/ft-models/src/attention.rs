@@ -33,6 +33,30 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     x.swap_dims(1, 2).reshape([b, l, h * d])
 }
 
+/// Multi-head attention of already projected queries over `past` keys/values (a prefix, or
+/// `None`) and the projected keys/values of the sequence: split into heads, prefix prepended,
+/// [`scaled_dot_product`], heads merged.
+///
+/// # Shapes
+/// - `q`: `[batch, q_len, H]`; `k`, `v`: `[batch, seq, H]`; `past`: `[batch, heads, prefix, H / heads]` each
+/// - output `[batch, q_len, H]`
+pub fn multi_head(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    past: Option<&(Tensor<4>, Tensor<4>)>,
+    mask: &PaddingMask,
+    dropout: &Dropout,
+) -> Tensor<3> {
+    let (q, k, v) = (split_heads(q, heads), split_heads(k, heads), split_heads(v, heads));
+    let (k, v) = match past {
+        Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k], 2), Tensor::cat(vec![pv.clone(), v], 2)),
+        None => (k, v),
+    };
+    merge_heads(scaled_dot_product(q, k, v, mask, dropout))
+}
+
 /// `softmax(q·kᵀ/√d + mask)·v` per head, with dropout on the attention probabilities while
 /// training.
 ///

@@ -24,7 +24,7 @@ use ft_hub::ops::dropout;
 use ft_peft::slot::BottleneckAdapters;
 
 use super::config::BertConfig;
-use crate::attention::{PaddingMask, merge_heads, scaled_dot_product, split_heads};
+use crate::attention::{PaddingMask, multi_head};
 use crate::input::{KvCache, TextInput, Tokens};
 use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
 use crate::naming::{HubModule, HubPath, Part};
@@ -122,14 +122,8 @@ impl BertSelfAttention {
         mask: &PaddingMask,
         past: Option<&(Tensor<4>, Tensor<4>)>,
     ) -> Tensor<3> {
-        let q = split_heads(self.query.forward(queries), self.num_heads);
-        let k = split_heads(self.key.forward(x.clone()), self.num_heads);
-        let v = split_heads(self.value.forward(x), self.num_heads);
-        let (k, v) = match past {
-            Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k], 2), Tensor::cat(vec![pv.clone(), v], 2)),
-            None => (k, v),
-        };
-        merge_heads(scaled_dot_product(q, k, v, mask, &self.dropout))
+        let (q, k, v) = (self.query.forward(queries), self.key.forward(x.clone()), self.value.forward(x));
+        multi_head(q, k, v, self.num_heads, past, mask, &self.dropout)
     }
 }
 

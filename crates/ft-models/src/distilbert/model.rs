@@ -19,7 +19,7 @@ use ft_hub::ops::dropout;
 use ft_peft::slot::BottleneckAdapters;
 
 use super::config::{DISTILBERT_LAYER_NORM_EPS, DistilBertConfig};
-use crate::attention::{PaddingMask, merge_heads, scaled_dot_product, split_heads};
+use crate::attention::{PaddingMask, multi_head};
 use crate::input::{KvCache, TextInput, Tokens};
 use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
 use crate::naming::{HubModule, HubPath, Part};
@@ -111,14 +111,8 @@ impl DistilBertAttention {
         mask: &PaddingMask,
         past: Option<&(Tensor<4>, Tensor<4>)>,
     ) -> Tensor<3> {
-        let q = split_heads(self.q_lin.forward(queries), self.n_heads);
-        let k = split_heads(self.k_lin.forward(x.clone()), self.n_heads);
-        let v = split_heads(self.v_lin.forward(x), self.n_heads);
-        let (k, v) = match past {
-            Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k], 2), Tensor::cat(vec![pv.clone(), v], 2)),
-            None => (k, v),
-        };
-        self.out_lin.forward(merge_heads(scaled_dot_product(q, k, v, mask, &self.dropout)))
+        let (q, k, v) = (self.q_lin.forward(queries), self.k_lin.forward(x.clone()), self.v_lin.forward(x));
+        self.out_lin.forward(multi_head(q, k, v, self.n_heads, past, mask, &self.dropout))
     }
 }
 

@@ -184,7 +184,7 @@ pub fn first_token_features(
     };
     let hidden = encoder.forward_first_token(&b.inputs);
     let [n, _, dim] = hidden.dims();
-    let first = hidden.narrow(1, 0, 1).reshape([n, dim]);
+    let first = hidden.reshape([n, dim]);
     let x = first
         .into_data()
         .try_into_vec_as::<f32>()
