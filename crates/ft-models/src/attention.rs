@@ -1,7 +1,6 @@
 //! Multi-head scaled dot-product attention over a padding mask, shared by the encoders.
 
 use burn::nn::Dropout;
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor};
@@ -84,6 +83,6 @@ pub fn scaled_dot_product(
     }
     let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
     let scores = scores.mask_fill(mask.masked.clone().expand([b, h, l, lk]), f32::MIN);
-    let probs = ft_hub::ops::dropout(dropout, softmax(scores, 3));
+    let probs = ft_hub::ops::dropout(dropout, ft_hub::ops::softmax_last(scores));
     probs.matmul(v)
 }

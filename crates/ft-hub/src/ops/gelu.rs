@@ -9,10 +9,11 @@
 //!
 //! erf is Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's own
 //! vectorised CPU `erf` uses; `exp` is a Cody–Waite range reduction with a degree-6 polynomial
-//! (relative error < 3e-7). In training on flex, [`gelu`] computes the derivative in the same pass and gives autodiff a
-//! multiplication by it (see `gelu_autodiff`). Everywhere else (GPU) Burn's `gelu` runs unchanged.
+//! (relative error < 3e-7). In training on flex, [`gelu`] is one fused autodiff op (`ops::fused`)
+//! with the same arithmetic forward and its own one-pass backward. Everywhere else (GPU) Burn's
+//! `gelu` runs unchanged.
 
-use burn::tensor::{DType, Tensor, TensorData, activation};
+use burn::tensor::{DType, Tensor, activation};
 
 use super::is_flex;
 use rayon::prelude::*;
@@ -35,39 +36,71 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_data(data, &device)
 }
 
-/// Training GELU on flex: one host pass computes, per element, the derivative
-/// `g = Φ(x) + x·φ(x)` and `k = gelu(x) − x·g`; the result is `x·g + k` with `g` and `k` constants,
-/// so the forward value is gelu(x) (to an ulp) and the backward is one multiplication by `g` —
-/// instead of libm's `erff` on one thread forward and again backward (8–14% of a MiniLM training
-/// step's CPU time before).
+/// Training GELU on flex: one autodiff node ([`FusedOps::gelu_exact`](super::fused::FusedOps)) whose
+/// forward is [`gelu_slice`] over a copy of the input and whose backward multiplies the output
+/// gradient by [`gelu_derivative`], both one host pass split across threads — instead of libm's
+/// `erff` on one thread forward and again backward (8–14% of a MiniLM training step's CPU time
+/// before), or an earlier `x·g + k` form with two precomputed full-size constants (7× PyTorch's
+/// forward).
 fn gelu_autodiff<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    let shape = x.shape();
-    let data = x.clone().detach().into_data();
-    let Ok(values) = data.as_slice::<f32>() else {
-        return activation::gelu(x);
-    };
-    let mut g = vec![0f32; values.len()];
-    let mut k = vec![0f32; values.len()];
-    values.par_chunks(1 << 15).zip(g.par_chunks_mut(1 << 15).zip(k.par_chunks_mut(1 << 15))).for_each(|(xs, (gs, ks))| {
-        for ((&x, g), k) in xs.iter().zip(gs.iter_mut()).zip(ks.iter_mut()) {
-            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = 0.398_942_3 * exp_nonpositive(-0.5 * x * x);
-            let d = cdf + x * pdf;
-            *g = d;
-            *k = x * cdf - x * d;
-        }
-    });
-    let g = Tensor::<D>::from_data(TensorData::new(g, shape.clone()), &device);
-    let k = Tensor::<D>::from_data(TensorData::new(k, shape), &device);
-    x * g + k
+    #[cfg(feature = "flex")]
+    return Tensor::from_dispatch(<burn::backend::Dispatch as super::fused::FusedOps>::gelu_exact(x.into_dispatch()));
+    #[cfg(not(feature = "flex"))]
+    activation::gelu(x)
+}
+
+/// `d gelu(x) / dx = Φ(x) + x·φ(x)`, with the same erf and exp as [`gelu_slice`].
+#[inline(always)]
+pub fn gelu_derivative(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    let pdf = 0.398_942_3 * exp_nonpositive(-0.5 * x * x);
+    cdf + x * pdf
 }
 
 /// `x ← 0.5·x·(1 + erf(x/√2))` over a slice.
+///
+/// Compiled for the widest SIMD the CPU has (AVX2 + FMA, AVX-512), chosen at run time
+/// ([`pulp::Arch::dispatch`]); the loop is plain scalar code that the compiler vectorises.
 pub fn gelu_slice(values: &mut [f32]) {
-    for v in values.iter_mut() {
-        let x = *v;
-        *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    pulp::Arch::new().dispatch(GeluSlice(values));
+}
+
+/// `out ← dy ⊙ gelu'(x)` over slices of one length (GELU's backward pass); vectorised as
+/// [`gelu_slice`].
+pub fn gelu_backward_slice(x: &[f32], dy: &[f32], out: &mut [f32]) {
+    pulp::Arch::new().dispatch(GeluBackwardSlice { x, dy, out });
+}
+
+struct GeluSlice<'a>(&'a mut [f32]);
+
+impl pulp::WithSimd for GeluSlice<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        for v in self.0.iter_mut() {
+            let x = *v;
+            *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+struct GeluBackwardSlice<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GeluBackwardSlice<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let n = self.out.len().min(self.x.len()).min(self.dy.len());
+        let (x, dy, out) = (&self.x[..n], &self.dy[..n], &mut self.out[..n]);
+        for i in 0..n {
+            out[i] = dy[i] * gelu_derivative(x[i]);
+        }
     }
 }
 
@@ -89,11 +122,16 @@ fn exp_nonpositive(x: f32) -> f32 {
     // Round to nearest by adding and removing 1.5·2^23.
     const ROUND: f32 = 12_582_912.0;
     let x = x.max(-87.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from the bits of `shifted` = 1.5·2^23 + n, whose ulp is 1: its low bits hold n, and the
+    // bits of 1.5·2^23 (22 and up) leave a u32 when shifted into the exponent field. The same
+    // value as `(n as i32 + 127) << 23` (n ≥ −126 here), but without a float-to-int conversion,
+    // which the compiler cannot vectorise (it saturates and checks for NaN lane by lane).
+    p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@
 
 pub mod activation;
 pub mod dropout;
+pub mod fused;
 pub mod gelu;
 pub mod linear;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use dropout::dropout;
+pub use fused::softmax_last;
 pub use gelu::gelu;
 pub use linear::linear;
 

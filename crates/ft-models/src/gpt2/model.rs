@@ -30,7 +30,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
@@ -111,7 +110,7 @@ pub fn causal_attention(
     };
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
     let scores = scores.mask_fill(masked.expand([b, h, l, lk]), f32::MIN);
-    ft_hub::ops::dropout(dropout, softmax(scores, 3)).matmul(v)
+    ft_hub::ops::dropout(dropout, ft_hub::ops::softmax_last(scores)).matmul(v)
 }
 
 /// Causal self-attention (HF `h.N.attn`).

@@ -1,0 +1,230 @@
+//! Fused CPU ops with their own backward pass, as a Burn backend extension ([`FusedOps`]).
+//!
+//! Under autodiff Burn composes softmax from five tensor ops (max, subtract, exp, sum, divide),
+//! each allocating a full-size output and each with its own backward node; on flex that made the
+//! attention softmax of a MiniLM training step 3–8× slower than PyTorch's fused kernel
+//! (BENCHMARKS.md, "Training, op by op"). Here softmax is one autodiff node: its forward is
+//! flex's fused row kernel (SIMD, rows in parallel), its backward one pass per row,
+//! `dx = y ⊙ (dy − Σ dy ⊙ y)`, from the saved output `y`.
+//!
+//! GELU (exact, erf form) is one node too: forward [`gelu_slice`](super::gelu::gelu_slice) over a
+//! copy of the input, backward `dy ⊙ gelu'(x)` from the saved input, each one pass across threads.
+//!
+//! The extension is routed to flex (ft-hub's `flex` feature, which `ft-models/flex` turns on)
+//! and to Burn's autodiff wrapper around it; [`softmax_last`] calls it only for f32 tensors on
+//! the flex device and runs Burn's own `softmax` everywhere else (GPU, ndarray), so other
+//! backends never reach an unlisted extension.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::{Autodiff, Backend, TensorMetadata, backend_extension, tensor::FloatTensor};
+use burn::tensor::{Tensor, activation};
+
+/// Ops ft fuses on the CPU, each with a hand-written backward pass under autodiff.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait FusedOps: Backend {
+    /// Softmax over the last dimension: `[..., n]` → `[..., n]`, each row summing to 1.
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Gradient of [`FusedOps::softmax_last`] with respect to its input, from its output `y` and
+    /// the gradient `dy` of its output: `y ⊙ (dy − Σ_last dy ⊙ y)`; `y`, `dy`, result: `[..., n]`.
+    fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        let last = y.shape().num_dims() - 1;
+        let dot = Self::float_sum_dim(Self::float_mul(dy.clone(), y.clone()), last);
+        Self::float_mul(y, Self::float_sub(dy, dot))
+    }
+
+    /// Exact (erf) GELU, elementwise: any shape → the same shape.
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
+    /// Gradient of [`FusedOps::gelu_exact`] with respect to its input `x`, given the output
+    /// gradient `dy`: `dy ⊙ (Φ(x) + x·φ(x))`; `x`, `dy`, result: the same shape.
+    fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu_backward(x, dy)
+    }
+}
+
+/// Softmax over the last dimension (`[..., n]` → `[..., n]`), as one fused op with its own
+/// backward pass on the flex CPU backend; Burn's `softmax` elsewhere.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if x.dtype() == burn::tensor::DType::F32 && super::is_flex(&x.device()) {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::softmax_last(x.into_dispatch()));
+    }
+    activation::softmax(x, D - 1)
+}
+
+impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SoftmaxLast;
+
+        impl<B: Backend + FusedOps> Backward<B, 1> for SoftmaxLast {
+            /// The forward output `y`.
+            type State = FloatTensor<B>;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let y = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |dy| B::softmax_last_backward(y, dy));
+            }
+        }
+
+        match SoftmaxLast.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::softmax_last(x.primitive().clone());
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive())),
+        }
+    }
+
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GeluExact;
+
+        impl<B: Backend + FusedOps> Backward<B, 1> for GeluExact {
+            /// The forward input `x`.
+            type State = FloatTensor<B>;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |dy| B::gelu_exact_backward(x, dy));
+            }
+        }
+
+        match GeluExact.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                prep.finish(x.clone(), B::gelu_exact(x))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gelu_exact(x.into_primitive())),
+        }
+    }
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::flex::{FlexTensor, Layout};
+    use burn::backend::ops::{ActivationOps, FloatTensorOps};
+    use burn::backend::{Bytes, Flex, TensorMetadata, tensor::FloatTensor};
+    use burn::tensor::DType;
+    use rayon::prelude::*;
+
+    use super::FusedOps;
+    use crate::ops::gelu::{gelu_backward_slice, gelu_slice};
+
+    /// Rows per parallel task (as flex's own softmax).
+    const ROWS_PER_TASK: usize = 64;
+    /// Elements per parallel task of the elementwise ops.
+    const ELEMS_PER_TASK: usize = 1 << 15;
+
+    impl FusedOps for Flex {
+        fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            let last = x.shape().num_dims() - 1;
+            <Flex as ActivationOps<Flex>>::softmax(x, last)
+        }
+
+        fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+            let shape = y.shape();
+            let n = if shape.num_dims() == 0 { 0 } else { shape[shape.num_dims() - 1] };
+            let (y, dy) = (y.to_contiguous(), dy.to_contiguous());
+            let (Some(ys), Some(dys)) = (y.as_slice::<f32>(), dy.as_slice::<f32>()) else {
+                // Not f32 (softmax_last only routes f32 here) or not contiguous: compose.
+                let dot = Flex::float_sum_dim(Flex::float_mul(dy.clone(), y.clone()), shape.num_dims() - 1);
+                return Flex::float_mul(y, Flex::float_sub(dy, dot));
+            };
+            if n == 0 || ys.len() != dys.len() {
+                return y;
+            }
+            let mut out = vec![0f32; ys.len()];
+            let chunk = ROWS_PER_TASK * n;
+            out.par_chunks_mut(chunk).zip(ys.par_chunks(chunk).zip(dys.par_chunks(chunk))).for_each(|(o, (y, dy))| {
+                pulp::Arch::new().dispatch(|| {
+                    for ((o, y), dy) in o.chunks_exact_mut(n).zip(y.chunks_exact(n)).zip(dy.chunks_exact(n)) {
+                        let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+                        for ((o, &y), &dy) in o.iter_mut().zip(y).zip(dy) {
+                            *o = y * (dy - dot);
+                        }
+                    }
+                })
+            });
+            FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+        }
+
+        fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            let shape = x.shape();
+            let x = x.to_contiguous();
+            let Some(xs) = x.as_slice::<f32>() else {
+                return Flex::gelu(x);
+            };
+            let mut out = xs.to_vec();
+            out.par_chunks_mut(ELEMS_PER_TASK).for_each(gelu_slice);
+            FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+        }
+
+        fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+            let shape = x.shape();
+            let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+            let (Some(xs), Some(dys)) = (x.as_slice::<f32>(), dy.as_slice::<f32>()) else {
+                return Flex::gelu_backward(x, dy);
+            };
+            let mut out = vec![0f32; xs.len()];
+            out.par_chunks_mut(ELEMS_PER_TASK)
+                .zip(xs.par_chunks(ELEMS_PER_TASK).zip(dys.par_chunks(ELEMS_PER_TASK)))
+                .for_each(|(o, (x, dy))| gelu_backward_slice(x, dy, o));
+            FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+        }
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor, activation};
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// The fused softmax equals Burn's composed one, forward and backward (a weighted sum as the
+    /// loss, so that every output's gradient differs), on a contiguous and a transposed input.
+    #[test]
+    fn softmax_last_matches_burns_softmax_and_its_gradient() {
+        let device = Device::flex().autodiff();
+        for transpose in [false, true] {
+            let base = Tensor::<4>::random([2, 3, 7, 9], Distribution::Normal(0.0, 3.0), &device);
+            let weights = Tensor::<4>::random([2, 3, 7, 9], Distribution::Normal(0.0, 1.0), &device);
+            let (base, weights) = if transpose {
+                (base.swap_dims(2, 3), weights.swap_dims(2, 3))
+            } else {
+                (base, weights)
+            };
+            let x = base.clone().require_grad();
+            let fused = super::softmax_last(x.clone());
+            let grads = (fused.clone() * weights.clone()).sum().backward();
+            let fused_grad = x.grad(&grads).expect("gradient of the fused softmax");
+
+            let x_ref = base.require_grad();
+            let composed = activation::softmax(x_ref.clone(), 3);
+            let grads = (composed.clone() * weights).sum().backward();
+            let composed_grad = x_ref.grad(&grads).expect("gradient of Burn's softmax");
+
+            assert!(max_abs_diff(fused, composed) < 1e-6, "forward, transpose={transpose}");
+            let err = max_abs_diff(fused_grad, composed_grad);
+            assert!(err < 1e-6, "backward, transpose={transpose}: {err}");
+        }
+    }
+
+    /// Outside autodiff the fused op is flex's softmax, and rows of −∞ but one are one-hot.
+    #[test]
+    fn softmax_last_inference_and_masked_rows() {
+        let device = Device::flex();
+        let x = Tensor::<2>::from_floats([[1.0, 2.0, 3.0], [f32::MIN, 0.0, f32::MIN]], &device);
+        let y = super::softmax_last(x.clone());
+        assert!(max_abs_diff(y.clone(), activation::softmax(x, 1)) < 1e-7);
+        let row = y.slice([1..2, 0..3]).into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(row, vec![0.0, 1.0, 0.0]);
+    }
+}
