@@ -11,8 +11,15 @@
 //!   PyTorch's ignore index.
 //! - [`image`]: torchvision's image preprocessing on decoded 8-bit RGB pixels (resize, center
 //!   crop, normalise), pixel for pixel as PIL.
-//! - [`ops`]: the CPU fast paths for dropout masks and exact GELU that the models and the PEFT
-//!   layers share (Burn's own ops on any other device).
+//! - [`ops`]: the CPU fast paths for dropout masks, exact GELU and the attention softmax that the
+//!   models and the PEFT layers share (Burn's own ops on any other device); GELU and softmax are
+//!   fused autodiff ops with their own backward pass ([`ops::fused`]).
+//!
+//! ## Features
+//!
+//! - `flex`: route the fused ops to Burn's flex CPU backend (`ft-models/flex` turns it on). Without
+//!   it, training runs Burn's composed softmax and GELU on flex too — correct, slower, and
+//!   logged once at `warn` level.
 //! - [`tensors`]: named f32 tensors in safetensors files, written atomically (checkpoints and
 //!   adapters).
 

@@ -91,7 +91,8 @@ fn main() {
         &device,
     );
     let scores = || normal([B, HEADS, L, L], &device).require_grad();
-    time_op(&format!("softmax [16, 12, {L}, {L}], ft's fused op (what attention runs)"), scores, ft_hub::ops::softmax_last, &device);
+    let fused_softmax = format!("softmax [16, 12, {L}, {L}], ft's fused op (what attention runs)");
+    time_op(&fused_softmax, scores, ft_hub::ops::softmax_last, &device);
     time_op(&format!("softmax [16, 12, {L}, {L}], Burn's composed op"), scores, |s| activation::softmax(s, 3), &device);
     time_op(&format!("GELU [16, {L}, 1536]"), wide, ft_hub::ops::gelu, &device);
     let ln = LayerNormConfig::new(H).with_epsilon(1e-12).init(&device);

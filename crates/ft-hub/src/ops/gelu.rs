@@ -46,7 +46,10 @@ fn gelu_autodiff<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
     return Tensor::from_dispatch(<burn::backend::Dispatch as super::fused::FusedOps>::gelu_exact(x.into_dispatch()));
     #[cfg(not(feature = "flex"))]
-    activation::gelu(x)
+    {
+        super::fused::warn_unfused(&x.device());
+        activation::gelu(x)
+    }
 }
 
 /// `d gelu(x) / dx = Φ(x) + x·φ(x)`, with the same erf and exp as [`gelu_slice`].
@@ -59,15 +62,20 @@ pub fn gelu_derivative(x: f32) -> f32 {
 
 /// `x ← 0.5·x·(1 + erf(x/√2))` over a slice.
 ///
-/// Compiled for the widest SIMD the CPU has (AVX2 + FMA, AVX-512), chosen at run time
-/// ([`pulp::Arch::dispatch`]); the loop is plain scalar code that the compiler vectorises.
+/// Compiled for the widest SIMD the CPU has (AVX2; AVX-512 where the build enables pulp's
+/// `x86-v4`), chosen at run time ([`pulp::Arch::dispatch`]); the loop is plain scalar code that
+/// the compiler vectorises, without FMA contraction, so every level gives the same bits.
 pub fn gelu_slice(values: &mut [f32]) {
     pulp::Arch::new().dispatch(GeluSlice(values));
 }
 
 /// `out ← dy ⊙ gelu'(x)` over slices of one length (GELU's backward pass); vectorised as
 /// [`gelu_slice`].
+///
+/// # Panics
+/// If the three slices differ in length.
 pub fn gelu_backward_slice(x: &[f32], dy: &[f32], out: &mut [f32]) {
+    assert!(x.len() == dy.len() && dy.len() == out.len(), "gelu_backward_slice: slices of different lengths");
     pulp::Arch::new().dispatch(GeluBackwardSlice { x, dy, out });
 }
 
@@ -96,10 +104,8 @@ impl pulp::WithSimd for GeluBackwardSlice<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let n = self.out.len().min(self.x.len()).min(self.dy.len());
-        let (x, dy, out) = (&self.x[..n], &self.dy[..n], &mut self.out[..n]);
-        for i in 0..n {
-            out[i] = dy[i] * gelu_derivative(x[i]);
+        for ((o, &x), &dy) in self.out.iter_mut().zip(self.x).zip(self.dy) {
+            *o = dy * gelu_derivative(x);
         }
     }
 }
@@ -180,6 +186,36 @@ mod tests {
         assert!(worst < 2e-6, "{worst}");
     }
 
+    /// The 2ⁿ of `exp_nonpositive` built from the rounding constant's bits is the old
+    /// float-to-int form's, bit for bit: on a dense grid, at every rounding tie of n and a few ulps
+    /// around it, at the clamp, at ±0 and for NaN.
+    #[test]
+    fn exp_bit_trick_equals_the_integer_form() {
+        fn old(x: f32) -> f32 {
+            const ROUND: f32 = 12_582_912.0;
+            let x = x.max(-87.0);
+            let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+            let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+            let p = 1.0
+                + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+            p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+        }
+        let mut xs: Vec<f32> = (0..=90_000).map(|i| -(i as f32) / 1000.0).collect();
+        for k in -127..=0 {
+            let tie = (k as f32 + 0.5) / std::f32::consts::LOG2_E;
+            for d in -4i32..=4 {
+                xs.push(f32::from_bits((tie.to_bits() as i32 + d) as u32));
+            }
+        }
+        xs.extend([0.0, -0.0, -87.0, -87.000_01, f32::MIN, f32::NEG_INFINITY, f32::NAN]);
+        for x in xs {
+            let (got, want) = (exp_nonpositive(x), old(x));
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{x}: {got} vs {want}");
+        }
+    }
+
+    /// Without ft-hub's `flex` feature both sides would be Burn's GELU.
+    #[cfg(feature = "flex")]
     #[test]
     fn training_gelu_matches_burn_in_value_and_gradient() {
         let ad = burn::tensor::Device::flex().autodiff();

@@ -1,6 +1,7 @@
-//! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks and
-//! exact GELU, linear layers in training with their batch folded into rows ([`linear`]), and
-//! the activation functions config files name.
+//! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks,
+//! exact GELU and softmax (the last two fused autodiff ops with their own backward, [`fused`]),
+//! linear layers in training with their batch folded into rows ([`linear`]), and the activation
+//! functions config files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
 //! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a
@@ -34,7 +35,7 @@ pub fn softmax(scores: &[f32]) -> Vec<f32> {
 
 /// Whether `device` is Burn's flex CPU device, plain or under autodiff (by its debug name, as
 /// Burn exposes no kind query without a direct dependency on its dispatch crate; the gelu tests
-/// pin the name). ft's host-side fast paths (dropout masks, GELU, AdamW) take it.
+/// pin the name). ft's host-side fast paths (dropout masks, GELU, softmax, AdamW) take it.
 pub fn is_flex(device: &Device) -> bool {
     format!("{device:?}").contains("Flex")
 }
