@@ -47,9 +47,7 @@ pub trait FusedOps: Backend {
     /// Gradient of [`FusedOps::softmax_last`] with respect to its input, from its output `y` and
     /// the gradient `dy` of its output: `y ⊙ (dy − Σ_last dy ⊙ y)`; `y`, `dy`, result: `[..., n]`.
     fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
-        let last = y.shape().num_dims() - 1;
-        let dot = Self::float_sum_dim(Self::float_mul(dy.clone(), y.clone()), last);
-        Self::float_mul(y, Self::float_sub(dy, dot))
+        composed_softmax_backward::<Self>(y, dy)
     }
 
     /// Exact (erf) GELU, elementwise: any shape → the same shape.
@@ -96,67 +94,92 @@ pub(crate) fn warn_unfused(device: &burn::tensor::Device) {
 
 impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxLast;
-
-        impl<B: Backend + FusedOps> Backward<B, 1> for SoftmaxLast {
-            /// The forward output `y`.
-            type State = FloatTensor<B>;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                let y = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |dy| B::softmax_last_backward(y, dy));
-            }
-        }
-
-        match SoftmaxLast.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let y = B::softmax_last(x.primitive().clone());
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive())),
-        }
+        unary_node::<B, C>(x, B::softmax_last, B::softmax_last_backward, Saved::Output)
     }
 
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluExact;
+        unary_node::<B, C>(x, B::gelu_exact, B::gelu_exact_backward, Saved::Input)
+    }
+}
 
-        impl<B: Backend + FusedOps> Backward<B, 1> for GeluExact {
-            /// The forward input `x`.
-            type State = FloatTensor<B>;
+/// `y ⊙ (dy − Σ_last dy ⊙ y)` composed of Burn's tensor ops (see [`FusedOps::softmax_last_backward`]).
+fn composed_softmax_backward<B: Backend>(y: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
+    let last = y.shape().num_dims() - 1;
+    let dot = B::float_sum_dim(B::float_mul(dy.clone(), y.clone()), last);
+    B::float_mul(y, B::float_sub(dy, dot))
+}
 
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |dy| B::gelu_exact_backward(x, dy));
-            }
+/// What an elementwise-shaped fused op's backward pass reads besides the output gradient.
+enum Saved {
+    /// The forward input (GELU).
+    Input,
+    /// The forward output (softmax).
+    Output,
+}
+
+/// The backward step of a one-input fused op: `backward(saved, dy)` gives the input gradient.
+struct UnaryBackward<B: Backend> {
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+}
+
+impl<B: Backend> core::fmt::Debug for UnaryBackward<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("UnaryBackward")
+    }
+}
+
+impl<B: Backend> Backward<B, 1> for UnaryBackward<B> {
+    /// The saved input or output.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let saved = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |dy| (self.backward)(saved, dy));
+    }
+}
+
+/// One autodiff node for a one-input op: `forward` on the inner backend, and when `x` is
+/// tracked, `backward(saved, dy)` with the input or output saved as `saved` says.
+fn unary_node<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+    saved: Saved,
+) -> FloatTensor<Autodiff<B, C>> {
+    match (UnaryBackward { backward }).prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let input = x.primitive().clone();
+            let output = forward(input.clone());
+            let state = match saved {
+                Saved::Input => input,
+                Saved::Output => output.clone(),
+            };
+            prep.finish(state, output)
         }
-
-        match GeluExact.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let x = x.primitive().clone();
-                prep.finish(x.clone(), B::gelu_exact(x))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_exact(x.into_primitive())),
-        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
     }
 }
 
 #[cfg(feature = "flex")]
 mod flex {
     use burn::backend::flex::{FlexTensor, Layout};
-    use burn::backend::ops::{ActivationOps, FloatTensorOps};
+    use burn::backend::ops::ActivationOps;
     use burn::backend::{Bytes, Flex, TensorMetadata, tensor::FloatTensor};
-    use burn::tensor::DType;
+    use burn::tensor::{DType, Shape};
     use rayon::prelude::*;
 
-    use super::FusedOps;
+    use super::{FusedOps, composed_softmax_backward};
     use crate::ops::gelu::{gelu_backward_slice, gelu_slice};
 
     /// Rows per parallel task (as flex's own softmax).
     const ROWS_PER_TASK: usize = 64;
     /// Elements per parallel task of the elementwise ops.
     const ELEMS_PER_TASK: usize = 1 << 15;
+
+    /// A contiguous f32 flex tensor of `shape` over `values` (no copy).
+    fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+        FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
+    }
 
     impl FusedOps for Flex {
         fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -168,17 +191,13 @@ mod flex {
             let shape = y.shape();
             let n = if shape.num_dims() == 0 { 0 } else { shape[shape.num_dims() - 1] };
             let (y, dy) = (y.to_contiguous(), dy.to_contiguous());
-            let compose = |y: FlexTensor, dy: FlexTensor| {
-                let dot = Flex::float_sum_dim(Flex::float_mul(dy.clone(), y.clone()), shape.num_dims() - 1);
-                Flex::float_mul(y, Flex::float_sub(dy, dot))
-            };
             let (Some(ys), Some(dys)) = (y.as_slice::<f32>(), dy.as_slice::<f32>()) else {
                 // Not f32 (softmax_last only routes f32 here): Burn's ops.
-                return compose(y.clone(), dy.clone());
+                return composed_softmax_backward::<Flex>(y.clone(), dy.clone());
             };
             if n == 0 || ys.len() != dys.len() {
                 // Nothing to compute, or shapes that only broadcasting could reconcile.
-                return compose(y.clone(), dy.clone());
+                return composed_softmax_backward::<Flex>(y.clone(), dy.clone());
             }
             let mut out = vec![0f32; ys.len()];
             let chunk = ROWS_PER_TASK * n;
@@ -192,7 +211,7 @@ mod flex {
                     }
                 })
             });
-            FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+            f32_tensor(out, shape)
         }
 
         fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -203,7 +222,7 @@ mod flex {
             };
             let mut out = xs.to_vec();
             out.par_chunks_mut(ELEMS_PER_TASK).for_each(gelu_slice);
-            FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+            f32_tensor(out, shape)
         }
 
         fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -219,7 +238,7 @@ mod flex {
             out.par_chunks_mut(ELEMS_PER_TASK)
                 .zip(xs.par_chunks(ELEMS_PER_TASK).zip(dys.par_chunks(ELEMS_PER_TASK)))
                 .for_each(|(o, (x, dy))| gelu_backward_slice(x, dy, o));
-            FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+            f32_tensor(out, shape)
         }
     }
 }
