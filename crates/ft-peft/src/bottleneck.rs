@@ -78,7 +78,7 @@ pub struct Bottleneck {
 /// `layer_norm(x)` when there is one (post-LayerNorm encoders), else `x` (GPT-2).
 fn norm(layer_norm: Option<&LayerNorm>, x: Tensor<3>) -> Tensor<3> {
     match layer_norm {
-        Some(ln) => ln.forward(x),
+        Some(ln) => ft_hub::ops::layer_norm(ln, x),
         None => x,
     }
 }

@@ -102,7 +102,7 @@ impl BottleneckAdapters {
         match self.adapters.iter().find(|a| a.active) {
             Some(a) => a.layer.forward(hidden, residual, layer_norm),
             None => match layer_norm {
-                Some(ln) => ln.forward(hidden + residual),
+                Some(ln) => ft_hub::ops::layer_norm(ln, hidden + residual),
                 None => hidden + residual,
             },
         }

@@ -96,7 +96,8 @@ fn main() {
     time_op(&format!("softmax [16, 12, {L}, {L}], Burn's composed op"), scores, |s| activation::softmax(s, 3), &device);
     time_op(&format!("GELU [16, {L}, 1536]"), wide, ft_hub::ops::gelu, &device);
     let ln = LayerNormConfig::new(H).with_epsilon(1e-12).init(&device);
-    time_op("LayerNorm 384", x, |x| ln.forward(x), &device);
+    time_op("LayerNorm 384, ft's fused op (what the models run)", x, |x| ft_hub::ops::layer_norm(&ln, x), &device);
+    time_op("LayerNorm 384, Burn's LayerNorm::forward", x, |x| ln.forward(x), &device);
     let dropout = DropoutConfig::new(0.1).init();
     time_op(&format!("dropout 0.1 [16, {L}, 384]"), x, |x| ft_hub::ops::dropout(&dropout, x), &device);
     time_op(&format!("residual add [16, {L}, 384]"), || (x(), x()), |(a, b)| a + b, &device);

@@ -161,6 +161,9 @@ fn unary_node<B: Backend, C: CheckpointStrategy>(
 }
 
 #[cfg(feature = "flex")]
+pub(crate) use flex::f32_tensor;
+
+#[cfg(feature = "flex")]
 mod flex {
     use burn::backend::flex::{FlexTensor, Layout};
     use burn::backend::ops::ActivationOps;
@@ -177,7 +180,7 @@ mod flex {
     const ELEMS_PER_TASK: usize = 1 << 15;
 
     /// A contiguous f32 flex tensor of `shape` over `values` (no copy).
-    fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    pub(crate) fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
         FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
     }
 

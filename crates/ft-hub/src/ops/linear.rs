@@ -1,39 +1,138 @@
-//! Linear layers in training with the leading dimensions folded into the rows.
+//! Linear layers as one GEMM over rows, with their own backward pass on the flex CPU backend.
 //!
-//! Burn 0.22 runs `linear` on an autodiff device as a batched matmul against the weight
-//! broadcast to `[1, in, out]` (its dispatch backend has no linear op of its own, and Burn's
-//! matmul policy keeps the batched form when a batch's rows fill its tiles, e.g. 128 tokens).
-//! The backward pass of that broadcast matmul computes the weight's gradient as `batch`
-//! separate products `xᵢᵀ·dyᵢ` (`[batch, in, out]`, each with only `seq` terms) and then sums
-//! them over the batch: for a BERT-base FFN layer at batch 16 that is 16 weight-sized tensors
-//! written and reduced per layer and step, and small-K products. PyTorch's `nn.Linear` backward
-//! runs one `[in, rows] @ [rows, out]` product. Folding `[..., in]` into `[rows, in]` before the
-//! product gives Burn the same 2-D problem: one matmul forward, and one each for the input and
-//! weight gradients in the backward pass. The reshapes are views; the values are the same
-//! products (the weight gradient's sum runs in the GEMM's order instead of per batch, so it
-//! can differ from the batched form in the last bits).
+//! **Folding.** Burn 0.22 runs `linear` on an autodiff device as a batched matmul against the
+//! weight broadcast to `[1, in, out]` (its dispatch backend has no linear op of its own, and
+//! Burn's matmul policy keeps the batched form when a batch's rows fill its tiles, e.g. 128
+//! tokens). The backward pass of that broadcast matmul computes the weight's gradient as `batch`
+//! separate products `xᵢᵀ·dyᵢ` and then sums them over the batch. PyTorch's `nn.Linear` backward
+//! runs one `[in, rows] @ [rows, out]` product. [`linear`] folds `[..., in]` into `[rows, in]`
+//! first (a view), so there is one product forward and one each for the input and weight
+//! gradients.
+//!
+//! **The products on flex** ([`LinearOps`], a Burn backend extension as [`super::fused`]): Burn's
+//! flex matmul allocates every output twice (a zeroed byte buffer, then a 16-byte-aligned copy of
+//! it: `FlexTensor::empty` → cubecl's `Bytes::from_bytes_vec`), which costs 10–25% per product
+//! of a MiniLM training step (BENCHMARKS.md), and adds the bias in a second full pass. Here the
+//! forward writes `x·W` into an f32 vector that already holds the bias rows (one pass, no copy),
+//! and the backward computes `dy·Wᵀ`, `xᵀ·dy` and `Σ_rows dy` only for the operands that need
+//! a gradient (a frozen base weight under LoRA or adapters gets none). The products run on
+//! [faer](https://docs.rs/faer)'s GEMM (its safe API; AVX2 or AVX-512 kernels chosen at run
+//! time, both cores through rayon), which reads transposed operands through strides instead of
+//! copying them. Inference on flex takes the same forward.
+//!
+//! Routed like the other fused ops: f32 tensors on the flex device (ft-hub's `flex` feature);
+//! Burn's `linear` everywhere else (GPUs, ndarray). The products sum in another order than
+//! Burn's gemm, so results agree to float rounding, not bit for bit.
 
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Autodiff, Backend, backend_extension, tensor::FloatTensor};
 use burn::nn::Linear;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
+
+/// A linear layer's products over a `[rows, in]` input, with a hand-written backward pass under
+/// autodiff.
+///
+/// Call them through [`linear`], which folds the rows and picks the device.
+///
+/// # Panics
+///
+/// Called directly through Burn's `Dispatch` on a tensor of any backend but flex (or on any
+/// backend when ft-hub is built without its `flex` feature): Burn's generated dispatch panics for
+/// backends an extension does not list.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait LinearOps: Backend {
+    /// `x · weight + bias`.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, in]`, `weight`: `[in, out]`, `bias`: `[out]`; output `[rows, out]`
+    fn linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::linear(x, weight, Some(bias))
+    }
+
+    /// `x · weight` (a linear layer without bias).
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, in]`, `weight`: `[in, out]`; output `[rows, out]`
+    fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::linear(x, weight, None)
+    }
+
+    /// The input's gradient, `dy · weightᵀ`.
+    ///
+    /// # Shapes
+    /// - `weight`: `[in, out]`, `dy`: `[rows, out]`; output `[rows, in]`
+    fn linear_rows_input_grad(weight: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::linear_x_backward(weight, dy)
+    }
+
+    /// The weight's gradient, `xᵀ · dy`.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, in]`, `dy`: `[rows, out]`; output `[in, out]`
+    fn linear_rows_weight_grad(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::linear_weight_backward(x, dy)
+    }
+
+    /// The bias's gradient, `dy` summed over the rows.
+    ///
+    /// # Shapes
+    /// - `dy`: `[rows, out]`; output `[out]`
+    fn linear_rows_bias_grad(dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::linear_bias_backward(dy)
+    }
+}
 
 /// `x · weight (+ bias)` as Burn's [`burn::tensor::module::linear`], with `x`'s leading
-/// dimensions folded into one row dimension when `x` is on an autodiff device (inference keeps
-/// Burn's own batching policy, so its results are unchanged).
+/// dimensions folded into one row dimension: on flex (f32) as one GEMM with its own backward
+/// pass ([`LinearOps`]); elsewhere through Burn's `linear`, folded on autodiff devices
+/// (inference there keeps Burn's own batching policy).
 ///
 /// # Shapes
 /// - `x`: `[..., in]`, `weight`: `[in, out]`, `bias`: `[out]`; output `[..., out]`
 pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
-    if D <= 2 || !x.device().is_autodiff() {
+    let device = x.device();
+    let fused = cfg!(feature = "flex")
+        && super::is_flex(&device)
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+    if !fused && (D <= 2 || !device.is_autodiff()) {
+        #[cfg(not(feature = "flex"))]
+        if super::is_flex(&device) {
+            super::fused::warn_unfused(&device);
+        }
         return burn::tensor::module::linear(x, weight, bias);
     }
     let dims = x.dims();
     let d_in = dims[D - 1];
     let rows: usize = dims[..D - 1].iter().product();
     let d_out = weight.dims()[1];
-    let y: Tensor<2> = burn::tensor::module::linear(x.reshape([rows, d_in]), weight, bias);
+    let x: Tensor<2> = x.reshape([rows, d_in]);
+    let y: Tensor<2> =
+        if fused { rows_on_flex(x, weight, bias) } else { burn::tensor::module::linear(x, weight, bias) };
     let mut out = dims;
     out[D - 1] = d_out;
     y.reshape(out)
+}
+
+/// [`LinearOps::linear_rows`] / [`LinearOps::matmul_rows`] through Burn's dispatch.
+#[cfg(feature = "flex")]
+fn rows_on_flex(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(match bias {
+        Some(bias) => {
+            <Dispatch as LinearOps>::linear_rows(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch())
+        }
+        None => <Dispatch as LinearOps>::matmul_rows(x.into_dispatch(), weight.into_dispatch()),
+    })
+}
+
+/// Without ft-hub's `flex` feature nothing routes here ([`linear`] checks the feature).
+#[cfg(not(feature = "flex"))]
+fn rows_on_flex(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    burn::tensor::module::linear(x, weight, bias)
 }
 
 /// `layer.forward(x)` through [`linear`].
@@ -42,6 +141,204 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
 /// - `x`: `[..., in]`; output `[..., out]`
 pub fn forward<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
+impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
+    fn linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let backward = LinearBackward::<B, 3>(core::marker::PhantomData);
+        match backward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let output = B::linear_rows(x.clone(), weight.clone(), bias.into_primitive());
+                prep.finish((x, weight), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::linear_rows(x.into_primitive(), weight.into_primitive(), bias.into_primitive()))
+            }
+        }
+    }
+
+    fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let backward = LinearBackward::<B, 2>(core::marker::PhantomData);
+        match backward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let output = B::matmul_rows(x.clone(), weight.clone());
+                prep.finish((x, weight), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::matmul_rows(x.into_primitive(), weight.into_primitive())),
+        }
+    }
+}
+
+/// The backward step of a linear layer over rows: parents `[x, weight]` or `[x, weight, bias]`,
+/// state the forward's `x` and `weight`. Only the tracked parents get a gradient.
+struct LinearBackward<B, const N: usize>(core::marker::PhantomData<B>);
+
+impl<B, const N: usize> core::fmt::Debug for LinearBackward<B, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "LinearBackward<{N}>")
+    }
+}
+
+impl<B: Backend + LinearOps, const N: usize> Backward<B, N> for LinearBackward<B, N> {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        for (parent, node) in ops.parents.into_iter().enumerate() {
+            let Some(node) = node else { continue };
+            let grad = match parent {
+                0 => B::linear_rows_input_grad(weight.clone(), dy.clone()),
+                1 => B::linear_rows_weight_grad(x.clone(), dy.clone()),
+                _ => B::linear_rows_bias_grad(dy.clone()),
+            };
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::ops::ModuleOps;
+    use burn::backend::{Flex, TensorMetadata, tensor::FloatTensor};
+    use burn::tensor::{DType, Shape};
+    use faer::{Accum, MatMut, MatRef, Par};
+    use rayon::prelude::*;
+
+    use super::LinearOps;
+    use crate::ops::fused::f32_tensor;
+
+    /// Rows per parallel task of the bias gradient.
+    const ROWS_PER_TASK: usize = 256;
+
+    /// A 2-D f32 flex tensor as a faer matrix view, when one of its strides is 1 (row-major,
+    /// column-major — a transposed weight —, or a row/column slice of one); `None` otherwise, or
+    /// when it is empty or not f32.
+    fn view(t: &FlexTensor) -> Option<MatRef<'_, f32>> {
+        let layout = t.layout();
+        let (shape, strides) = (layout.shape(), layout.strides());
+        if t.dtype() != DType::F32 || shape.num_dims() != 2 || shape[0] == 0 || shape[1] == 0 {
+            return None;
+        }
+        let (rows, cols) = (shape[0], shape[1]);
+        // A dimension of size 1 has no meaningful stride: any value addresses the same elements.
+        let row_stride = if rows == 1 { cols as isize } else { strides[0] };
+        let col_stride = if cols == 1 { 1 } else { strides[1] };
+        let data = t.storage::<f32>().get(layout.start_offset()..)?;
+        let len =
+            |major: usize, stride: isize, minor: usize| (major - 1).checked_mul(stride as usize)?.checked_add(minor);
+        if col_stride == 1 && row_stride >= 1 {
+            let needed = len(rows, row_stride, cols)?;
+            Some(MatRef::from_row_major_slice_with_stride(data.get(..needed)?, rows, cols, row_stride as usize))
+        } else if row_stride == 1 && col_stride >= 1 {
+            let needed = len(cols, col_stride, rows)?;
+            Some(MatRef::from_column_major_slice_with_stride(data.get(..needed)?, rows, cols, col_stride as usize))
+        } else {
+            None
+        }
+    }
+
+    /// `t` itself if [`view`] can read it, else a contiguous copy.
+    fn viewable(t: FlexTensor) -> FlexTensor {
+        if view(&t).is_some() { t } else { t.to_contiguous() }
+    }
+
+    /// `dst ← lhs · rhs` (`Accum::Replace`) or `dst ← dst + lhs · rhs` (`Accum::Add`), over all
+    /// threads.
+    fn gemm(dst: &mut [f32], accum: Accum, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
+        let dst = MatMut::from_row_major_slice_mut(dst, lhs.nrows(), rhs.ncols());
+        faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0f32, Par::rayon(0));
+    }
+
+    /// `x · weight (+ bias)` into a new row-major tensor; Burn's `linear` for what faer cannot
+    /// view (empty or non-f32 operands, inner dimensions that differ — Burn then panics with its
+    /// own message).
+    fn forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
+        let (x, weight) = (viewable(x), viewable(weight));
+        let bias = bias.map(|b| b.to_contiguous());
+        let bias_values = bias.as_ref().map(|b| b.as_slice::<f32>());
+        let (Some(lhs), Some(rhs)) = (view(&x), view(&weight)) else {
+            return Flex::linear(x, weight, bias);
+        };
+        let (rows, cols) = (lhs.nrows(), rhs.ncols());
+        if lhs.ncols() != rhs.nrows() || bias_values.is_some_and(|b| b.is_none_or(|b| b.len() != cols)) {
+            return Flex::linear(x.clone(), weight.clone(), bias.clone());
+        }
+        let (mut out, accum) = match bias_values.flatten() {
+            Some(b) => {
+                let mut out = Vec::with_capacity(rows * cols);
+                (0..rows).for_each(|_| out.extend_from_slice(b));
+                (out, Accum::Add)
+            }
+            None => (vec![0f32; rows * cols], Accum::Replace),
+        };
+        gemm(&mut out, accum, lhs, rhs);
+        f32_tensor(out, Shape::new([rows, cols]))
+    }
+
+    impl LinearOps for Flex {
+        fn linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+            forward(x, weight, Some(bias))
+        }
+
+        fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+            forward(x, weight, None)
+        }
+
+        fn linear_rows_input_grad(weight: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (weight, dy) = (viewable(weight), viewable(dy));
+            match (view(&dy), view(&weight)) {
+                (Some(dy_m), Some(w)) if dy_m.ncols() == w.ncols() => {
+                    let (rows, d_in) = (dy_m.nrows(), w.nrows());
+                    let mut out = vec![0f32; rows * d_in];
+                    gemm(&mut out, Accum::Replace, dy_m, w.transpose());
+                    f32_tensor(out, Shape::new([rows, d_in]))
+                }
+                _ => Flex::linear_x_backward(weight, dy),
+            }
+        }
+
+        fn linear_rows_weight_grad(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (x, dy) = (viewable(x), viewable(dy));
+            match (view(&x), view(&dy)) {
+                (Some(x_m), Some(dy_m)) if x_m.nrows() == dy_m.nrows() => {
+                    let (d_in, d_out) = (x_m.ncols(), dy_m.ncols());
+                    let mut out = vec![0f32; d_in * d_out];
+                    gemm(&mut out, Accum::Replace, x_m.transpose(), dy_m);
+                    f32_tensor(out, Shape::new([d_in, d_out]))
+                }
+                _ => Flex::linear_weight_backward(x, dy),
+            }
+        }
+
+        fn linear_rows_bias_grad(dy: FloatTensor<Self>) -> FloatTensor<Self> {
+            let shape = dy.shape();
+            let dy = dy.to_contiguous();
+            let cols = if shape.num_dims() == 2 { shape[1] } else { 0 };
+            let Some(values) = dy.as_slice::<f32>().filter(|_| cols > 0) else {
+                return Flex::linear_bias_backward(dy);
+            };
+            // Partial sums per block of rows, added in row order (the same bits on every run).
+            let partials: Vec<Vec<f32>> = values
+                .par_chunks(ROWS_PER_TASK * cols)
+                .map(|block| {
+                    let mut sum = vec![0f32; cols];
+                    for row in block.chunks_exact(cols) {
+                        sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                    }
+                    sum
+                })
+                .collect();
+            let mut sum = vec![0f32; cols];
+            for partial in &partials {
+                sum.iter_mut().zip(partial).for_each(|(s, v)| *s += v);
+            }
+            f32_tensor(sum, Shape::new([cols]))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +377,82 @@ mod tests {
             g_burn.get(layer.bias.as_ref().unwrap().id).unwrap(),
         );
         b_ours.into_data().assert_approx_eq::<f32>(&b_burn.into_data(), burn::tensor::Tolerance::rel_abs(1e-5, 1e-4));
+    }
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// `require_grad` where the device has autodiff.
+    trait Track {
+        fn track(self) -> Self;
+    }
+
+    impl<const D: usize> Track for Tensor<D> {
+        fn track(self) -> Self {
+            if self.device().is_autodiff() { self.require_grad() } else { self }
+        }
+    }
+
+    /// ft's linear and Burn's `module::linear` on the same operands: output and the gradients of
+    /// every tracked operand (a weighted sum as the loss, so every output's gradient differs).
+    fn check<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>, what: &str) {
+        let device = x.device();
+        let dims = x.dims();
+        let mut out_dims = dims;
+        out_dims[D - 1] = weight.dims()[1];
+        let loss_weights: Tensor<D> = Tensor::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+        let ours = linear(x.clone(), weight.clone(), bias.clone());
+        let burns = burn::tensor::module::linear(x.clone(), weight.clone(), bias.clone());
+        let err = max_abs_diff(ours.clone(), burns.clone());
+        assert!(err < 1e-4, "{what}: forward {err}");
+        if !device.is_autodiff() {
+            return;
+        }
+        let g_ours = (ours * loss_weights.clone()).sum().backward();
+        let g_burn = (burns * loss_weights).sum().backward();
+        match (x.grad(&g_ours), x.grad(&g_burn)) {
+            (Some(a), Some(b)) => assert!(max_abs_diff(a, b) < 1e-4, "{what}: input gradient"),
+            (None, None) => {}
+            _ => panic!("{what}: the input gradient is tracked on one side only"),
+        }
+        match (weight.grad(&g_ours), weight.grad(&g_burn)) {
+            (Some(a), Some(b)) => assert!(max_abs_diff(a, b) < 1e-3, "{what}: weight gradient"),
+            (None, None) => {}
+            _ => panic!("{what}: the weight gradient is tracked on one side only"),
+        }
+        if let Some(bias) = bias {
+            match (bias.grad(&g_ours), bias.grad(&g_burn)) {
+                (Some(a), Some(b)) => assert!(max_abs_diff(a, b) < 1e-3, "{what}: bias gradient"),
+                (None, None) => {}
+                _ => panic!("{what}: the bias gradient is tracked on one side only"),
+            }
+        }
+    }
+
+    /// The flex GEMM path against Burn: with and without bias, a weight stored transposed (as a
+    /// PyTorch `[out, in]` tensor viewed as `[in, out]`), a transposed input, a frozen weight
+    /// (only the input tracked), 1-D and 4-D inputs, more rows than one bias-gradient block, and
+    /// inference.
+    #[test]
+    fn flex_gemm_path_matches_burn() {
+        for device in [Device::flex().autodiff(), Device::flex()] {
+            device.seed(9);
+            let normal = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let w = normal([48, 40]).track();
+            let b = Tensor::<1>::random([40], Distribution::Normal(0.0, 1.0), &device).track();
+            let x3 = || Tensor::<3>::random([3, 100, 48], Distribution::Normal(0.0, 1.0), &device).track();
+            check(x3(), w.clone(), Some(b.clone()), "bias");
+            check(x3(), w.clone(), None, "no bias");
+            check(x3(), normal([40, 48]).transpose().track(), Some(b.clone()), "transposed weight");
+            let xt = Tensor::<3>::random([3, 48, 100], Distribution::Normal(0.0, 1.0), &device).swap_dims(1, 2);
+            check(xt.track(), w.clone(), Some(b.clone()), "transposed input");
+            check(x3(), normal([48, 40]), Some(Tensor::<1>::zeros([40], &device)), "frozen weight and bias");
+            check(Tensor::<1>::random([48], Distribution::Normal(0.0, 1.0), &device).track(), w.clone(), None, "1-D");
+            let x4 = Tensor::<4>::random([2, 3, 5, 48], Distribution::Normal(0.0, 1.0), &device).track();
+            check(x4, w.clone(), Some(b.clone()), "4-D");
+            let long = Tensor::<2>::random([700, 48], Distribution::Normal(0.0, 1.0), &device).track();
+            check(long, w.clone(), Some(b.clone()), "700 rows");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks,
 //! exact GELU and softmax (the last two fused autodiff ops with their own backward, [`fused`]),
+//! LayerNorm in training (one autodiff node with its own backward, [`layer_norm`]),
 //! linear layers in training with their batch folded into rows ([`linear`]), and the activation
 //! functions config files name.
 //!
@@ -11,12 +12,14 @@ pub mod activation;
 pub mod dropout;
 pub mod fused;
 pub mod gelu;
+pub mod layer_norm;
 pub mod linear;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use dropout::dropout;
 pub use fused::softmax_last;
 pub use gelu::gelu;
+pub use layer_norm::layer_norm;
 pub use linear::linear;
 
 use burn::tensor::Device;

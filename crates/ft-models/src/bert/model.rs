@@ -72,7 +72,7 @@ impl BertEmbeddings {
         };
         let token_type_ids = input.token_type_ids.clone().unwrap_or_else(|| Tensor::zeros([b, l], &device));
         let x = words + self.position_embeddings.forward(positions) + self.token_type_embeddings.forward(token_type_ids);
-        dropout(&self.dropout, self.layer_norm.forward(x))
+        dropout(&self.dropout, ft_hub::ops::layer_norm(&self.layer_norm, x))
     }
 }
 

@@ -61,7 +61,7 @@ impl DistilBertEmbeddings {
             None => Tensor::<1, Int>::arange(past as i64..(past + l) as i64, &words.device()).reshape([1, l]),
         };
         let x = words + self.position_embeddings.forward(positions);
-        dropout(&self.dropout, self.layer_norm.forward(x))
+        dropout(&self.dropout, ft_hub::ops::layer_norm(&self.layer_norm, x))
     }
 }
 

@@ -210,9 +210,9 @@ impl GPT2Block {
     /// # Shapes
     /// - `x`: `[batch, seq, n_embd]`; output `[batch, seq, n_embd]`
     pub fn forward(&self, x: Tensor<3>, mask: &CausalMask, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let attended = self.attn.forward(self.ln_1.forward(x.clone()), mask, cache);
+        let attended = self.attn.forward(ft_hub::ops::layer_norm(&self.ln_1, x.clone()), mask, cache);
         let h = self.attention_adapters.forward(attended, x, None);
-        self.output_adapters.forward(self.mlp.forward(self.ln_2.forward(h.clone())), h, None)
+        self.output_adapters.forward(self.mlp.forward(ft_hub::ops::layer_norm(&self.ln_2, h.clone())), h, None)
     }
 }
 
@@ -357,7 +357,7 @@ impl GPT2Model {
         if let Some(c) = cache {
             c.advance(l);
         }
-        Ok(self.ln_f.forward(x))
+        Ok(ft_hub::ops::layer_norm(&self.ln_f, x))
     }
 }
 
