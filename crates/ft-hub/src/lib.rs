@@ -11,15 +11,17 @@
 //!   PyTorch's ignore index.
 //! - [`image`]: torchvision's image preprocessing on decoded 8-bit RGB pixels (resize, center
 //!   crop, normalise), pixel for pixel as PIL.
-//! - [`ops`]: the CPU fast paths for dropout masks, exact GELU and the attention softmax that the
-//!   models and the PEFT layers share (Burn's own ops on any other device); GELU and softmax are
-//!   fused autodiff ops with their own backward pass ([`ops::fused`]).
+//! - [`ops`]: the CPU fast paths for dropout masks, exact GELU, the attention softmax, LayerNorm
+//!   and linear layers that the models and the PEFT layers share (Burn's own ops on any other
+//!   device); GELU, softmax ([`ops::fused`]), LayerNorm ([`ops::layer_norm`]) and linear layers
+//!   ([`ops::linear`], on faer's GEMM) are autodiff ops with their own backward pass.
 //!
 //! ## Features
 //!
-//! - `flex`: route the fused ops to Burn's flex CPU backend (`ft-models/flex` turns it on). Without
-//!   it, training runs Burn's composed softmax and GELU on flex too — correct, slower, and
-//!   logged once at `warn` level.
+//! - `flex`: route the fused ops to Burn's flex CPU backend (`ft-models/flex` turns it on; it
+//!   brings in faer for the linear layers' GEMMs). Without it, flex runs Burn's composed softmax,
+//!   GELU and LayerNorm and Burn's matmul — correct, slower, and logged once at `warn` level when
+//!   training.
 //! - [`tensors`]: named f32 tensors in safetensors files, written atomically (checkpoints and
 //!   adapters).
 

@@ -86,7 +86,9 @@ impl PrefixEncoder {
     pub fn prefix(&self) -> Tensor<2> {
         match &self.transform {
             None => self.embedding.val(),
-            Some(mlp) => mlp.lin2.forward(mlp.lin1.forward(self.embedding.val()).tanh()),
+            Some(mlp) => {
+                ft_hub::ops::linear::forward(&mlp.lin2, ft_hub::ops::linear::forward(&mlp.lin1, self.embedding.val()).tanh())
+            }
         }
     }
 }

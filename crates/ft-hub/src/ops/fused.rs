@@ -86,7 +86,7 @@ pub(crate) fn warn_unfused(device: &burn::tensor::Device) {
         WARNED.call_once(|| {
             tracing::warn!(
                 "ft-hub was built without its `flex` feature: training on the flex CPU backend runs Burn's composed \
-                 softmax and GELU (slower). Enable `ft-models/flex` or `ft-hub/flex`."
+                 softmax, GELU and LayerNorm and Burn's matmul for linear layers (slower). Enable `ft-models/flex` or `ft-hub/flex`."
             )
         });
     }

@@ -5,8 +5,9 @@
 //! multiply by γ, add β), nine nodes each allocating a full-size tensor, and their nine backward
 //! steps — 3–6× PyTorch's fused LayerNorm backward per call on a MiniLM training step
 //! (BENCHMARKS.md, "Training, op by op"), 13 calls per step. Here LayerNorm is one node: its
-//! forward is flex's fused row kernel (the one inference uses), its backward one pass per row
-//! group from the saved input and γ (mean and 1/σ recomputed per row, in L1):
+//! forward is flex's fused row kernel (the one inference uses), its backward one parallel task per
+//! group of rows from the saved input and γ (each row read four times while it sits in L1: mean,
+//! variance, the two sums below, `dx`):
 //!
 //! - `x̂ = (x − μ)/σ`, `g = dy ⊙ γ`
 //! - `dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ`
@@ -96,7 +97,9 @@ pub fn layer_norm<const D: usize>(layer: &LayerNorm, x: Tensor<D>) -> Tensor<D> 
 pub fn epsilon(layer: &LayerNorm) -> Option<f64> {
     let shown = layer.to_string();
     let rest = shown.split("epsilon: ").nth(1)?;
-    rest.split(|c: char| c == ',' || c == '}' || c.is_whitespace()).next()?.parse().ok()
+    let epsilon: f64 = rest.split(|c: char| c == ',' || c == '}' || c.is_whitespace()).next()?.parse().ok()?;
+    // A display that rounded (e.g. to 0) would give a wrong ε: only a plausible one is used.
+    (epsilon > 0.0 && epsilon < 1.0).then_some(epsilon)
 }
 
 impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
@@ -339,8 +342,8 @@ mod tests {
         Tensor::from_data(TensorData::new(data, shape), device)
     }
 
-    fn layer(n: usize, device: &Device) -> LayerNorm {
-        let mut ln = LayerNormConfig::new(n).with_epsilon(1e-5).init(device);
+    fn layer(n: usize, epsilon: f64, device: &Device) -> LayerNorm {
+        let mut ln = LayerNormConfig::new(n).with_epsilon(epsilon).init(device);
         ln.gamma = ln.gamma.map(|_| values([n], 5, 1.0, 0.5, device).require_grad());
         ln.beta = ln.beta.map(|b| b.map(|_| values([n], 6, 0.0, 0.5, device).require_grad()));
         ln
@@ -348,13 +351,13 @@ mod tests {
 
     /// The fused LayerNorm equals Burn's `LayerNorm::forward` in value and in the gradients of
     /// `x`, `γ` and `β` (a weighted sum as the loss, so every output's gradient differs), with
-    /// rows whose length is and is not a multiple of the accumulator lanes, and on a transposed
-    /// input.
+    /// rows whose length is and is not a multiple of the accumulator lanes, ε of BERT (1e-12) and
+    /// of GPT-2 (1e-5), and on a transposed input.
     #[test]
     fn fused_layer_norm_matches_burn_in_value_and_gradients() {
         let device = Device::flex().autodiff();
-        for (n, transpose) in [(48, false), (37, false), (40, true)] {
-            let ln = layer(n, &device);
+        for (n, transpose, epsilon) in [(48, false, 1e-5), (37, false, 1e-12), (40, true, 1e-5)] {
+            let ln = layer(n, epsilon, &device);
             let x = if transpose {
                 values([70, 3, n], 7, 2.0, 3.0, &device).swap_dims(0, 1).require_grad()
             } else {

@@ -14,8 +14,9 @@
 //! it: `FlexTensor::empty` → cubecl's `Bytes::from_bytes_vec`), which costs 10–25% per product
 //! of a MiniLM training step (BENCHMARKS.md), and adds the bias in a second full pass. Here the
 //! forward writes `x·W` into an f32 vector that already holds the bias rows (one pass, no copy),
-//! and the backward computes `dy·Wᵀ`, `xᵀ·dy` and `Σ_rows dy` only for the operands that need
-//! a gradient (a frozen base weight under LoRA or adapters gets none). The products run on
+//! and the backward computes `dy·Wᵀ`, `xᵀ·dy` and `Σ_rows dy` only for the tracked operands, and
+//! keeps `x` only when the weight is tracked, as Burn's own linear does (a frozen base weight under
+//! LoRA or adapters gets no product and holds no input). The products run on
 //! [faer](https://docs.rs/faer)'s GEMM (its safe API; AVX2 or AVX-512 kernels chosen at run
 //! time, both cores through rayon), which reads transposed operands through strides instead of
 //! copying them. Inference on flex takes the same forward.
@@ -40,7 +41,9 @@ use burn::tensor::{DType, Tensor};
 ///
 /// Called directly through Burn's `Dispatch` on a tensor of any backend but flex (or on any
 /// backend when ft-hub is built without its `flex` feature): Burn's generated dispatch panics for
-/// backends an extension does not list.
+/// backends an extension does not list. The `*_grad` methods are backward steps for the inner
+/// backend: on an autodiff tensor their defaults call Burn's autodiff `linear_*_backward`, which
+/// panics.
 #[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
 pub trait LinearOps: Backend {
     /// `x · weight + bias`.
@@ -145,12 +148,13 @@ pub fn forward<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 
 impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
     fn linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let tracked = (x.is_tracked(), weight.is_tracked());
         let backward = LinearBackward::<B, 3>(core::marker::PhantomData);
         match backward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                let output = B::linear_rows(x.clone(), weight.clone(), bias.into_primitive());
-                prep.finish((x, weight), output)
+                let state = saved::<B>(&x, &weight, tracked);
+                prep.finish(state, B::linear_rows(x, weight, bias.into_primitive()))
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::linear_rows(x.into_primitive(), weight.into_primitive(), bias.into_primitive()))
@@ -159,20 +163,36 @@ impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C>
     }
 
     fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let tracked = (x.is_tracked(), weight.is_tracked());
         let backward = LinearBackward::<B, 2>(core::marker::PhantomData);
         match backward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                let output = B::matmul_rows(x.clone(), weight.clone());
-                prep.finish((x, weight), output)
+                let state = saved::<B>(&x, &weight, tracked);
+                prep.finish(state, B::matmul_rows(x, weight))
             }
             OpsKind::UnTracked(prep) => prep.finish(B::matmul_rows(x.into_primitive(), weight.into_primitive())),
         }
     }
 }
 
+/// What a linear node's backward pass reads: the input `x` (for the weight's gradient) and the
+/// weight (for the input's gradient).
+type Saved<B> = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
+
+/// The backward pass's state, as Burn's own linear keeps it: `x` only when the weight is tracked,
+/// the weight only when `x` is — so a frozen base weight (LoRA, adapters, prompt tuning) does not
+/// keep every layer's input alive until the backward pass.
+fn saved<B: Backend>(
+    x: &FloatTensor<B>,
+    weight: &FloatTensor<B>,
+    (x_tracked, weight_tracked): (bool, bool),
+) -> Saved<B> {
+    (weight_tracked.then(|| x.clone()), x_tracked.then(|| weight.clone()))
+}
+
 /// The backward step of a linear layer over rows: parents `[x, weight]` or `[x, weight, bias]`,
-/// state the forward's `x` and `weight`. Only the tracked parents get a gradient.
+/// state [`saved`]. Only the tracked parents get a gradient.
 struct LinearBackward<B, const N: usize>(core::marker::PhantomData<B>);
 
 impl<B, const N: usize> core::fmt::Debug for LinearBackward<B, N> {
@@ -182,17 +202,19 @@ impl<B, const N: usize> core::fmt::Debug for LinearBackward<B, N> {
 }
 
 impl<B: Backend + LinearOps, const N: usize> Backward<B, N> for LinearBackward<B, N> {
-    type State = (FloatTensor<B>, FloatTensor<B>);
+    type State = Saved<B>;
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let dy = grads.consume::<B>(&ops.node);
         let (x, weight) = ops.state;
         for (parent, node) in ops.parents.into_iter().enumerate() {
             let Some(node) = node else { continue };
-            let grad = match parent {
-                0 => B::linear_rows_input_grad(weight.clone(), dy.clone()),
-                1 => B::linear_rows_weight_grad(x.clone(), dy.clone()),
-                _ => B::linear_rows_bias_grad(dy.clone()),
+            let grad = match (parent, &x, &weight) {
+                (0, _, Some(weight)) => B::linear_rows_input_grad(weight.clone(), dy.clone()),
+                (1, Some(x), _) => B::linear_rows_weight_grad(x.clone(), dy.clone()),
+                (2, _, _) => B::linear_rows_bias_grad(dy.clone()),
+                // A tracked parent always has its operand saved (`saved` uses the same flags).
+                _ => continue,
             };
             grads.register::<B>(node.id, grad);
         }
@@ -211,7 +233,7 @@ mod flex {
     use super::LinearOps;
     use crate::ops::fused::f32_tensor;
 
-    /// Rows per parallel task of the bias gradient.
+    /// Rows per parallel task of the bias rows and the bias gradient.
     const ROWS_PER_TASK: usize = 256;
 
     /// A 2-D f32 flex tensor as a faer matrix view, when one of its strides is 1 (row-major,
@@ -269,8 +291,9 @@ mod flex {
         }
         let (mut out, accum) = match bias_values.flatten() {
             Some(b) => {
-                let mut out = Vec::with_capacity(rows * cols);
-                (0..rows).for_each(|_| out.extend_from_slice(b));
+                let mut out = vec![0f32; rows * cols];
+                out.par_chunks_mut(ROWS_PER_TASK * cols)
+                    .for_each(|block| block.chunks_exact_mut(cols).for_each(|row| row.copy_from_slice(b)));
                 (out, Accum::Add)
             }
             None => (vec![0f32; rows * cols], Accum::Replace),
@@ -430,10 +453,25 @@ mod tests {
         }
     }
 
+    /// `y.sum().backward()` hands the node a broadcast (stride-0) output gradient.
+    #[test]
+    fn broadcast_output_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let x = Tensor::<3>::random([2, 30, 16], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let w = Tensor::<2>::random([16, 8], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let b = Tensor::<1>::random([8], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let ours = linear(x.clone(), w.clone(), Some(b.clone())).sum().backward();
+        let burns = burn::tensor::module::linear(x.clone(), w.clone(), Some(b.clone())).sum().backward();
+        assert!(max_abs_diff(x.grad(&ours).unwrap(), x.grad(&burns).unwrap()) < 1e-4);
+        assert!(max_abs_diff(w.grad(&ours).unwrap(), w.grad(&burns).unwrap()) < 1e-3);
+        assert!(max_abs_diff(b.grad(&ours).unwrap(), b.grad(&burns).unwrap()) < 1e-4);
+    }
+
     /// The flex GEMM path against Burn: with and without bias, a weight stored transposed (as a
     /// PyTorch `[out, in]` tensor viewed as `[in, out]`), a transposed input, a frozen weight
-    /// (only the input tracked), 1-D and 4-D inputs, more rows than one bias-gradient block, and
-    /// inference.
+    /// (only the input tracked), an untracked input, 1-D and 4-D inputs, more rows than one bias
+    /// block, views with a start offset (one position, a column slice), and inference.
     #[test]
     fn flex_gemm_path_matches_burn() {
         for device in [Device::flex().autodiff(), Device::flex()] {
@@ -453,6 +491,15 @@ mod tests {
             check(x4, w.clone(), Some(b.clone()), "4-D");
             let long = Tensor::<2>::random([700, 48], Distribution::Normal(0.0, 1.0), &device).track();
             check(long, w.clone(), Some(b.clone()), "700 rows");
+            // Views with a start offset: one position of each sequence (as the first-token heads
+            // read), and a slice of the columns (row stride 48, 32 columns).
+            // (Leaves holding the view's layout: `check` runs two backward passes.)
+            let token = x3().narrow(1, 5, 1).reshape([3, 48]).detach().track();
+            check(token, w.clone(), Some(b.clone()), "one position");
+            let columns = x3().narrow(2, 8, 32).detach().track();
+            check(columns, normal([48, 40]).narrow(0, 8, 32).track(), None, "column slice");
+            let frozen_input = Tensor::<3>::random([3, 100, 48], Distribution::Normal(0.0, 1.0), &device);
+            check(frozen_input, w.clone(), Some(b.clone()), "input not tracked");
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks,
 //! exact GELU and softmax (the last two fused autodiff ops with their own backward, [`fused`]),
-//! LayerNorm in training (one autodiff node with its own backward, [`layer_norm`]),
-//! linear layers in training with their batch folded into rows ([`linear`]), and the activation
-//! functions config files name.
+//! LayerNorm in training (one autodiff node with its own backward, [`layer_norm`]), linear layers
+//! as one GEMM over their rows with their own backward (faer's GEMM on flex, [`linear`]), and the
+//! activation functions config files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
 //! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a

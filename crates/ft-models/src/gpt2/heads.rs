@@ -52,11 +52,9 @@ impl GPT2LMHeadModel {
     /// # Shapes
     /// - `hidden`: `[batch, seq, n_embd]`; output `[batch, seq, vocab]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let [b, l, e] = hidden.dims();
-        let w = self.lm_head_weight();
-        let v = w.dims()[0];
-        // A strided (transposed) right-hand side: no copy of the [vocab, n_embd] matrix.
-        hidden.reshape([b * l, e]).matmul(w.transpose()).reshape([b, l, v])
+        // A strided (transposed) right-hand side: no copy of the [vocab, n_embd] matrix (on flex
+        // faer reads it column-major).
+        ft_hub::ops::linear(hidden, self.lm_head_weight().transpose(), None)
     }
 
     /// Logits at every position (see [`GPT2Model::forward`] for the arguments).

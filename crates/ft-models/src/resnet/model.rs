@@ -228,7 +228,7 @@ impl ResNet {
     /// # Shapes
     /// - `images`: `[batch, 3, height, width]` (normalised); output `[batch, num_classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.forward_features(images))
+        ft_hub::ops::linear::forward(&self.fc, self.forward_features(images))
     }
 
     /// The pooled features `fc` reads.

@@ -41,7 +41,7 @@ impl LinearHead {
     /// # Shapes
     /// - `x`: `[batch, H]`; output `[batch, num_labels]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.classifier.forward(ft_hub::ops::dropout(&self.dropout, x))
+        ft_hub::ops::linear::forward(&self.classifier, ft_hub::ops::dropout(&self.dropout, x))
     }
 }
 

@@ -292,8 +292,8 @@ impl TrainTask for ImageTask {
                 model.check_input(x.dims()).map_err(|e| TrainError::State(e.to_string()))?;
                 model.forward(x)
             }
-            Start::Stage(k) => model.fc.forward(model.pool(model.forward_stages(x, k + 1, 4))),
-            Start::Features => model.fc.forward(model.pool(x)),
+            Start::Stage(k) => ft_hub::ops::linear::forward(&model.fc, model.pool(model.forward_stages(x, k + 1, 4))),
+            Start::Features => ft_hub::ops::linear::forward(&model.fc, model.pool(x)),
         };
         Ok(row_loss(logits, &batch.labels))
     }
