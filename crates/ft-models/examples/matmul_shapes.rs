@@ -1,5 +1,6 @@
 //! GFLOP/s of the matrix products of an all-MiniLM-L6-v2 / BERT-base training step through Burn
-//! flex (`Tensor::matmul` on 2-D tensors: what `ft_hub::ops::linear` runs), in the three forms a
+//! flex's `Tensor::matmul` on 2-D tensors (what `ft_hub::ops::linear` ran before it moved to
+//! faer's GEMM; ft-hub's `gemm_probe` example times the two side by side), in the three forms a
 //! linear layer needs — forward `x·W`, input gradient `dy·Wᵀ` and weight gradient `xᵀ·dy` (the
 //! transposes are views, as in the backward pass). `benches/torch_matmul.py` times the same
 //! products in PyTorch; run both back to back on a quiet machine (BENCHMARKS.md, "Training, op by

@@ -275,6 +275,14 @@ mod flex {
         faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0f32, Par::rayon(0));
     }
 
+    /// `lhs · rhs` into a new row-major `[lhs rows, rhs columns]` tensor.
+    fn product(lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) -> FlexTensor {
+        let (rows, cols) = (lhs.nrows(), rhs.ncols());
+        let mut out = vec![0f32; rows * cols];
+        gemm(&mut out, Accum::Replace, lhs, rhs);
+        f32_tensor(out, Shape::new([rows, cols]))
+    }
+
     /// `x · weight (+ bias)` into a new row-major tensor; Burn's `linear` for what faer cannot
     /// view (empty or non-f32 operands, inner dimensions that differ — Burn then panics with its
     /// own message).
@@ -314,12 +322,7 @@ mod flex {
         fn linear_rows_input_grad(weight: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
             let (weight, dy) = (viewable(weight), viewable(dy));
             match (view(&dy), view(&weight)) {
-                (Some(dy_m), Some(w)) if dy_m.ncols() == w.ncols() => {
-                    let (rows, d_in) = (dy_m.nrows(), w.nrows());
-                    let mut out = vec![0f32; rows * d_in];
-                    gemm(&mut out, Accum::Replace, dy_m, w.transpose());
-                    f32_tensor(out, Shape::new([rows, d_in]))
-                }
+                (Some(dy_m), Some(w)) if dy_m.ncols() == w.ncols() => product(dy_m, w.transpose()),
                 _ => Flex::linear_x_backward(weight, dy),
             }
         }
@@ -327,12 +330,7 @@ mod flex {
         fn linear_rows_weight_grad(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
             let (x, dy) = (viewable(x), viewable(dy));
             match (view(&x), view(&dy)) {
-                (Some(x_m), Some(dy_m)) if x_m.nrows() == dy_m.nrows() => {
-                    let (d_in, d_out) = (x_m.ncols(), dy_m.ncols());
-                    let mut out = vec![0f32; d_in * d_out];
-                    gemm(&mut out, Accum::Replace, x_m.transpose(), dy_m);
-                    f32_tensor(out, Shape::new([d_in, d_out]))
-                }
+                (Some(x_m), Some(dy_m)) if x_m.nrows() == dy_m.nrows() => product(x_m.transpose(), dy_m),
                 _ => Flex::linear_weight_backward(x, dy),
             }
         }
