@@ -1,7 +1,7 @@
 //! The linear layers' products on flex, faer's GEMM (what `ft_hub::ops::linear` runs) against
 //! Burn's `Tensor::matmul` (what it ran before), on the same operands, interleaved in one process
 //! so that a shared VM's drift cancels; GFLOP/s, mean of 10 after 2 warm-ups, at the shapes of a
-//! MiniLM / BERT-base training step (BENCHMARKS.md, "Linear layers on faer's GEMM").
+//! MiniLM / BERT-base training step and of the CoNLL run's small batches (BENCHMARKS.md, "Linear layers on faer's GEMM").
 //!
 //! `cargo run --release -p ft-hub --features flex --example gemm_probe`
 
@@ -22,6 +22,12 @@ fn main() {
         (4096, 1536, 384),
         (2048, 768, 3072),
         (400, 384, 1536),
+        // CoNLL's batches (8 sentences, ~30 tokens): forward, and a weight gradient's xᵀ·dy.
+        (240, 384, 384),
+        (240, 384, 1536),
+        (240, 1536, 384),
+        (384, 240, 1536),
+        (1536, 240, 384),
     ] {
         let a: Tensor<2> = Tensor::random([m, k], Distribution::Normal(0.0, 1.0), &device);
         let b: Tensor<2> = Tensor::random([k, n], Distribution::Normal(0.0, 1.0), &device);
@@ -38,7 +44,7 @@ fn main() {
                 faer_s += faer_t;
             }
         }
-        let gflops = |s: f64| 2.0 * (m * n * k) as f64 * 10.0 / s / 1e9;
+        let gflops = |s: f64| 2.0 * m as f64 * n as f64 * k as f64 * 10.0 / s / 1e9;
         println!("| {m} × {k} → {n} | {:.1} | {:.1} |", gflops(burn_s), gflops(faer_s));
     }
 }

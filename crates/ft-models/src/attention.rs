@@ -81,8 +81,8 @@ pub fn scaled_dot_product(
         let masked = mask.masked.clone().expand([b, h, l, lk]);
         return attention(q, k, v, Some(masked), None, AttentionModuleOptions::default());
     }
-    let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
+    let scores = ft_hub::ops::matmul_scaled(q, k.swap_dims(2, 3), 1.0 / (d as f64).sqrt());
     let scores = scores.mask_fill(mask.masked.clone().expand([b, h, l, lk]), f32::MIN);
     let probs = ft_hub::ops::dropout(dropout, ft_hub::ops::softmax_last(scores));
-    probs.matmul(v)
+    ft_hub::ops::matmul_scaled(probs, v, 1.0)
 }

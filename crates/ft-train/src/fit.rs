@@ -209,12 +209,18 @@ impl<T: TrainTask> Run<'_, '_, T> {
         let order = self.task.eval_order().filter(|o| {
             let ok = is_permutation(o, n);
             if !ok {
-                tracing::warn!(rows = n, given = o.len(), "the task's evaluation order is not a permutation of its rows; using theirs");
+                tracing::warn!(
+                    rows = n,
+                    given = o.len(),
+                    "the task's evaluation order is not a permutation of its rows; using theirs"
+                );
             }
             ok
         });
         let all: Vec<usize> = order.clone().unwrap_or_else(|| (0..n).collect());
         let (mut loss_sum, mut rows) = (0.0f64, 0usize);
+        // Per-row loss terms in evaluation order, when the task has them.
+        let mut terms: Option<Vec<(f64, usize)>> = None;
         let mut evaluator = self.task.evaluator();
         let chunks: Vec<&[usize]> = all.chunks(bs).collect();
         for (ci, chunk) in chunks.iter().enumerate() {
@@ -225,6 +231,16 @@ impl<T: TrainTask> Run<'_, '_, T> {
             let (loss, outputs) = self.task.forward(&model, &batch)?;
             loss_sum += scalar(loss) as f64 * chunk.len() as f64;
             rows += chunk.len();
+            if let Some(t) = self.task.eval_loss_terms(&outputs)? {
+                if t.len() != chunk.len() {
+                    return Err(TrainError::State(format!(
+                        "the task gave loss terms for {} rows of a batch of {}",
+                        t.len(),
+                        chunk.len()
+                    )));
+                }
+                terms.get_or_insert_with(Vec::new).extend(t);
+            }
             evaluator.add(outputs)?;
         }
         let runtime = start.elapsed().as_secs_f64() + self.task.eval_setup_seconds();
@@ -233,7 +249,11 @@ impl<T: TrainTask> Run<'_, '_, T> {
             (Some(order), Some(p)) => Some(in_example_order(p, &order)?),
             (_, p) => p,
         };
-        m.insert("eval_loss".to_string(), loss_sum / rows.max(1) as f64);
+        let eval_loss = match terms {
+            Some(t) if t.len() == rows => loss_over_example_batches(&t, &all, bs),
+            _ => loss_sum / rows.max(1) as f64,
+        };
+        m.insert("eval_loss".to_string(), eval_loss);
         m.insert("eval_runtime".into(), round4(runtime));
         m.insert("eval_samples_per_second".into(), round3(rows as f64 / runtime.max(1e-9)));
         m.insert("eval_steps_per_second".into(), round3(rows.div_ceil(bs) as f64 / runtime.max(1e-9)));
@@ -291,22 +311,55 @@ fn is_permutation(order: &[usize], n: usize) -> bool {
     order.len() == n && order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
 }
 
-/// Predictions made in `order` (row `order[i]` at position `i`), put back in the examples' order.
+/// transformers' `eval_loss` from per-row loss terms `(sum, count)` made in `order` (row
+/// `order[i]`'s terms at position `i`): the examples, in their own order, cut into batches of
+/// `batch_size`; each batch's mean term (`Σ sums / max(Σ counts, 1)`, as
+/// [`crate::loss::cross_entropy`]) weighted by its rows; divided by the rows.
+fn loss_over_example_batches(terms: &[(f64, usize)], order: &[usize], batch_size: usize) -> f64 {
+    let mut by_row = vec![(0.0, 0); terms.len()];
+    for (&t, &row) in terms.iter().zip(order) {
+        by_row[row] = t;
+    }
+    let total: f64 = by_row
+        .chunks(batch_size.max(1))
+        .map(|batch| {
+            let (sum, count) = batch.iter().fold((0.0, 0), |(s, c), t| (s + t.0, c + t.1));
+            sum / count.max(1) as f64 * batch.len() as f64
+        })
+        .sum();
+    total / by_row.len().max(1) as f64
+}
+
+/// Predictions made in `order` (row `order[i]`'s entries at position `i`), put back in the
+/// examples' order: one entry per example, or [`Predictions::per_example`] entries each.
 fn in_example_order(p: Predictions, order: &[usize]) -> Result<Predictions> {
-    if p.unit != "example" || p.predictions.len() != order.len() || p.references.len() != order.len() {
+    let counts = if p.per_example.is_empty() { vec![1; p.predictions.len()] } else { p.per_example.clone() };
+    let total: usize = counts.iter().sum();
+    if counts.len() != order.len() || p.predictions.len() != total || p.references.len() != total {
         return Err(TrainError::State(format!(
-            "an evaluation in another order than the examples' must give one prediction per example ({} {}s for {} examples)",
+            "an evaluation in another order than the examples' must say which predictions each example made ({} {}s, {} examples' counts adding up to {total}, for {} examples)",
             p.predictions.len(),
             p.unit,
+            counts.len(),
             order.len()
         )));
     }
-    let (mut predictions, mut references) = (vec![0; order.len()], vec![0; order.len()]);
-    for (i, &row) in order.iter().enumerate() {
-        predictions[row] = p.predictions[i];
-        references[row] = p.references[i];
+    // Where each evaluated position's entries start, then the examples' spans in their order.
+    let mut spans = vec![0..0; order.len()];
+    let mut start = 0;
+    for (&row, &count) in order.iter().zip(&counts) {
+        spans[row] = start..start + count;
+        start += count;
     }
-    Ok(Predictions { predictions, references, unit: p.unit })
+    let (mut predictions, mut references) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    let mut per_example = Vec::with_capacity(order.len());
+    for span in spans {
+        per_example.push(span.len());
+        predictions.extend_from_slice(&p.predictions[span.clone()]);
+        references.extend_from_slice(&p.references[span]);
+    }
+    let per_example = if p.per_example.is_empty() { Vec::new() } else { per_example };
+    Ok(Predictions { predictions, references, unit: p.unit, per_example })
 }
 
 fn scalar(t: Tensor<1>) -> f32 {
@@ -386,9 +439,9 @@ pub fn fit<T: TrainTask>(
         match last_checkpoint(&output_dir)? {
             Some(ckpt) => {
                 model = store.restore(model, &ckpt)?;
-                optimizer = optimizer.load(ckpt.join("optimizer.bpk")).map_err(|e| {
-                    TrainError::State(format!("{}: cannot restore the optimizer: {e}", ckpt.display()))
-                })?;
+                optimizer = optimizer
+                    .load(ckpt.join("optimizer.bpk"))
+                    .map_err(|e| TrainError::State(format!("{}: cannot restore the optimizer: {e}", ckpt.display())))?;
                 state = read_json(&ckpt.join("trainer_state.json"))?;
                 tracing::info!(checkpoint = %ckpt.display(), step = state.global_step, "resuming");
             }
@@ -606,11 +659,45 @@ mod order_tests {
         assert!(!is_permutation(&[0, 1], 3));
         assert!(!is_permutation(&[0, 1, 3], 3));
         // Rows 2, 0, 1 were evaluated in that order.
-        let p = Predictions { predictions: vec![22, 0, 11], references: vec![2, 0, 1], unit: "example" };
+        let p = Predictions {
+            predictions: vec![22, 0, 11],
+            references: vec![2, 0, 1],
+            unit: "example",
+            per_example: Vec::new(),
+        };
         let back = in_example_order(p, &[2, 0, 1]).unwrap();
         assert_eq!(back.predictions, vec![0, 11, 22]);
         assert_eq!(back.references, vec![0, 1, 2]);
-        let tokens = Predictions { predictions: vec![1, 2, 3, 4], references: vec![1, 2, 3, 4], unit: "token" };
-        assert!(in_example_order(tokens, &[1, 0]).is_err());
+        assert!(back.per_example.is_empty());
+        // Tokens: example 1 (3 tokens) was evaluated before example 0 (1 token), example 2 has none.
+        let tokens = Predictions {
+            predictions: vec![10, 11, 12, 0],
+            references: vec![20, 21, 22, 1],
+            unit: "token",
+            per_example: vec![3, 0, 1],
+        };
+        let back = in_example_order(tokens.clone(), &[1, 2, 0]).unwrap();
+        assert_eq!(back.predictions, vec![0, 10, 11, 12]);
+        assert_eq!(back.references, vec![1, 20, 21, 22]);
+        assert_eq!(back.per_example, vec![1, 3, 0]);
+        // Counts that do not add up to the entries, or one example short: an error.
+        let mut bad = tokens.clone();
+        bad.per_example = vec![3, 0, 2];
+        assert!(in_example_order(bad, &[1, 2, 0]).is_err());
+        let no_counts = Predictions { per_example: Vec::new(), ..tokens };
+        assert!(in_example_order(no_counts, &[1, 0]).is_err());
+    }
+
+    #[test]
+    fn eval_loss_is_that_of_the_examples_own_batches_whatever_the_order() {
+        // Rows 0..4 with (sum, count); batches of 2 in the examples' order: {0, 1} and {2, 3}.
+        let by_row = [(2.0, 1), (6.0, 3), (1.0, 1), (0.0, 0)];
+        let want = ((2.0 + 6.0) / 4.0 * 2.0 + 1.0 / 1.0 * 2.0) / 4.0;
+        let order = [3, 1, 0, 2];
+        let terms: Vec<(f64, usize)> = order.iter().map(|&r| by_row[r]).collect();
+        assert_eq!(loss_over_example_batches(&terms, &order, 2), want);
+        assert_eq!(loss_over_example_batches(&by_row, &[0, 1, 2, 3], 2), want);
+        // Another batching of the same rows is another loss (the mean of batch means).
+        assert_ne!(loss_over_example_batches(&by_row, &[0, 1, 2, 3], 3), want);
     }
 }

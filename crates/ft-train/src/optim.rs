@@ -199,7 +199,7 @@ struct SquaredNorm<'a> {
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            let s = g.square().sum();
+            let s = ft_hub::ops::sum_of_squares(g);
             self.total = Some(match self.total.take() {
                 Some(t) => t + s,
                 None => s,

@@ -3,9 +3,12 @@
 //! Under autodiff Burn composes softmax from five tensor ops (max, subtract, exp, sum, divide),
 //! each allocating a full-size output and each with its own backward node; on flex that made the
 //! attention softmax of a MiniLM training step 3–8× slower than PyTorch's fused kernel
-//! (BENCHMARKS.md, "Training, op by op"). Here softmax is one autodiff node: its forward is
-//! flex's fused row kernel (SIMD, rows in parallel), its backward one pass per row,
-//! `dx = y ⊙ (dy − Σ dy ⊙ y)`, from the saved output `y`.
+//! (BENCHMARKS.md, "Training, op by op"). Here softmax is one autodiff node: its forward is one
+//! pass per row (rows in parallel; the row's maximum and sum in 8 lanes; `e^x` by the same
+//! polynomial as GELU's erf, relative error ≤ 3e-7 — flex's own fused softmax spends most of its
+//! time in a slower `exp`: 7 ms against 2 ms on the `[16, 12, 96, 96]` attention scores of a
+//! MiniLM step), its backward one pass per row, `dx = y ⊙ (dy − Σ dy ⊙ y)`, from the saved
+//! output `y`.
 //!
 //! GELU (exact, erf form) is one node too: forward [`gelu_slice`](super::gelu::gelu_slice) over a
 //! copy of the input, backward `dy ⊙ gelu'(x)` from the saved input, each one pass across threads.
@@ -60,6 +63,25 @@ pub trait FusedOps: Backend {
     fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::gelu_backward(x, dy)
     }
+
+    /// `Σ x²` over every element: any shape → `[1]`.
+    fn sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_sum(Self::float_mul(x.clone(), x))
+    }
+}
+
+/// `Σ x²` over every element of `x` (gradient clipping's squared norm): on flex (f32) one pass
+/// over the values across threads, summed in f64 per block and the blocks in order, without the
+/// full-size `x²` tensor Burn's `x.square().sum()` writes first; that elsewhere.
+///
+/// # Shapes
+/// - `x`: any; output `[1]`
+pub fn sum_of_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    if x.dtype() == burn::tensor::DType::F32 && super::is_flex(&x.device()) {
+        #[cfg(feature = "flex")]
+        return Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::sum_of_squares(x.into_dispatch()));
+    }
+    x.square().sum()
 }
 
 /// Softmax over the last dimension, as one fused op with its own backward pass on the flex CPU
@@ -166,13 +188,13 @@ pub(crate) use flex::f32_tensor;
 #[cfg(feature = "flex")]
 mod flex {
     use burn::backend::flex::{FlexTensor, Layout};
-    use burn::backend::ops::ActivationOps;
+    use burn::backend::ops::{ActivationOps, FloatTensorOps};
     use burn::backend::{Bytes, Flex, TensorMetadata, tensor::FloatTensor};
     use burn::tensor::{DType, Shape};
     use rayon::prelude::*;
 
     use super::{FusedOps, composed_softmax_backward};
-    use crate::ops::gelu::{gelu_backward_slice, gelu_slice};
+    use crate::ops::gelu::{exp_nonpositive, gelu_backward_slice, gelu_slice};
 
     /// Rows per parallel task (as flex's own softmax).
     const ROWS_PER_TASK: usize = 64;
@@ -184,10 +206,82 @@ mod flex {
         FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
     }
 
+    /// Lanes of the row reductions (one AVX2 register; two halves of an AVX-512 one).
+    const LANES: usize = 8;
+
+    /// Softmax of each row of `n` values of `x` into `out`: the row's largest value, `e^(x − max)`
+    /// by [`exp_nonpositive`] (relative error ≤ 3e-7; differences below −87 give exactly 0, as
+    /// their `e^` is below f32's normal range), their sum, and each value times `1/sum`. NaN
+    /// anywhere in a row makes the row NaN.
+    struct SoftmaxRows<'a> {
+        x: &'a [f32],
+        out: &'a mut [f32],
+        n: usize,
+    }
+
+    impl pulp::WithSimd for SoftmaxRows<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+            let n = self.n;
+            for (x, o) in self.x.chunks_exact(n).zip(self.out.chunks_exact_mut(n)) {
+                // Separate simple loops (a reduction in lanes, a map, a reduction, a map), each of
+                // which the compiler vectorises; a row is small enough to stay in L1.
+                let max = lane_reduce(x, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = exp_shifted(v - max);
+                }
+                let inv = 1.0 / lane_reduce(o, 0.0, |s, v| s + v);
+                o.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+    }
+
+    /// `values` folded by `f` in [`LANES`] independent lanes (so the compiler can keep them in
+    /// one vector register), then the lanes and the remainder folded in order.
+    #[inline(always)]
+    fn lane_reduce(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+        let mut lanes = [init; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            let c: &[f32; LANES] = c.try_into().expect("chunks_exact gives LANES values");
+            for k in 0..LANES {
+                lanes[k] = f(lanes[k], c[k]);
+            }
+        }
+        lanes.iter().chain(tail).fold(init, |a, &v| f(a, v))
+    }
+
+    /// `e^d` for a score minus its row's maximum (`d ≤ 0`): 0 below −87, NaN for NaN.
+    #[inline(always)]
+    fn exp_shifted(d: f32) -> f32 {
+        let e = exp_nonpositive(d);
+        if d < -87.0 {
+            0.0
+        } else if d.is_nan() {
+            d
+        } else {
+            e
+        }
+    }
+
     impl FusedOps for Flex {
         fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-            let last = x.shape().num_dims() - 1;
-            <Flex as ActivationOps<Flex>>::softmax(x, last)
+            let shape = x.shape();
+            let last = shape.num_dims() - 1;
+            let n = shape[last];
+            let x = x.to_contiguous();
+            let Some(xs) = x.as_slice::<f32>().filter(|_| n > 0) else {
+                return <Flex as ActivationOps<Flex>>::softmax(x, last);
+            };
+            let mut out = vec![0f32; xs.len()];
+            let chunk = ROWS_PER_TASK * n;
+            out.par_chunks_mut(chunk)
+                .zip(xs.par_chunks(chunk))
+                .for_each(|(o, x)| pulp::Arch::new().dispatch(SoftmaxRows { x, out: o, n }));
+            f32_tensor(out, shape)
         }
 
         fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -226,6 +320,28 @@ mod flex {
             let mut out = xs.to_vec();
             out.par_chunks_mut(ELEMS_PER_TASK).for_each(gelu_slice);
             f32_tensor(out, shape)
+        }
+
+        fn sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            let x = x.to_contiguous();
+            let Some(xs) = x.as_slice::<f32>() else {
+                return Flex::float_sum(Flex::float_mul(x.clone(), x));
+            };
+            let partials: Vec<f64> = xs
+                .par_chunks(ELEMS_PER_TASK)
+                .map(|chunk| {
+                    let mut lanes = [0f64; LANES];
+                    let blocks = chunk.chunks_exact(LANES);
+                    let tail: f64 = blocks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+                    for c in blocks {
+                        for (l, &v) in lanes.iter_mut().zip(c) {
+                            *l += v as f64 * v as f64;
+                        }
+                    }
+                    lanes.iter().sum::<f64>() + tail
+                })
+                .collect();
+            f32_tensor(vec![partials.iter().sum::<f64>() as f32], Shape::new([1]))
         }
 
         fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -293,7 +409,44 @@ mod tests {
         }
     }
 
-    /// Outside autodiff the fused op is flex's softmax, and rows of −∞ but one are one-hot.
+    /// ft's softmax kernel against softmax in f64, for row lengths below, at and above the
+    /// 8-lane reductions' width and scores spread over ±30; a NaN makes its row NaN only.
+    #[test]
+    fn softmax_kernel_matches_f64_and_propagates_nan() {
+        let device = Device::flex();
+        for n in [1, 7, 8, 20, 96] {
+            let x = values([2, 3, 5, n], n as u64, 30.0, &device);
+            let xs = x.clone().into_data().try_to_vec::<f32>().expect("f32");
+            let ys = super::softmax_last(x).into_data().try_to_vec::<f32>().expect("f32");
+            for (x, y) in xs.chunks(n).zip(ys.chunks(n)) {
+                let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+                let e: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for (&y, e) in y.iter().zip(&e) {
+                    assert!((y as f64 - e / sum).abs() <= 1e-6, "n = {n}: {y} vs {}", e / sum);
+                }
+            }
+        }
+        let x = Tensor::<2>::from_floats([[1.0, f32::NAN, 3.0], [1.0, 2.0, 3.0]], &device);
+        let y = super::softmax_last(x).into_data().try_to_vec::<f32>().expect("f32");
+        assert!(y[..3].iter().all(|v| v.is_nan()), "{y:?}");
+        assert!(y[3..].iter().all(|v| v.is_finite()), "{y:?}");
+    }
+
+    /// The one-pass sum of squares equals `x.square().sum()` in f64, on a contiguous and a
+    /// transposed tensor whose length is not a multiple of the lanes or of a task's block.
+    #[test]
+    fn sum_of_squares_matches_a_f64_sum() {
+        let device = Device::flex();
+        let x = values([3, 5, 77, 101], 5, 3.0, &device);
+        let want: f64 = x.clone().into_data().iter::<f32>().map(|v| v as f64 * v as f64).sum();
+        for t in [x.clone(), x.swap_dims(1, 3)] {
+            let got: f32 = super::sum_of_squares(t).into_scalar();
+            assert!((got as f64 - want).abs() <= 1e-6 * want, "{got} vs {want}");
+        }
+    }
+
+    /// Outside autodiff too, the fused op equals Burn's softmax, and rows of −∞ but one are one-hot.
     #[test]
     fn softmax_last_inference_and_masked_rows() {
         let device = Device::flex();

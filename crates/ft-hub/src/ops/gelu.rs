@@ -121,7 +121,7 @@ pub fn erf(x: f32) -> f32 {
 
 /// `e^x` for `x ≤ 0` (clamped at -87, where it underflows anyway), branch-free.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -197,7 +197,8 @@ mod tests {
             let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
             let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
             let p = 1.0
-                + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+                + r * (1.0
+                    + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
             p * f32::from_bits(((n as i32 + 127) << 23) as u32)
         }
         let mut xs: Vec<f32> = (0..=90_000).map(|i| -(i as f32) / 1000.0).collect();

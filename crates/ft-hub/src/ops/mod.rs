@@ -1,8 +1,8 @@
 //! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks,
 //! exact GELU and softmax (the last two fused autodiff ops with their own backward, [`fused`]),
 //! LayerNorm in training (one autodiff node with its own backward, [`layer_norm`]), linear layers
-//! as one GEMM over their rows with their own backward (faer's GEMM on flex, [`linear`]), and the
-//! activation functions config files name.
+//! as one GEMM over their rows with their own backward (faer's GEMM on flex, [`linear`]), attention's
+//! batched products with their scale ([`matmul`]), and the activation functions config files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
 //! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a
@@ -14,13 +14,15 @@ pub mod fused;
 pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
+pub mod matmul;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use dropout::dropout;
-pub use fused::softmax_last;
+pub use fused::{softmax_last, sum_of_squares};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
+pub use matmul::matmul_scaled;
 
 use burn::tensor::Device;
 

@@ -66,8 +66,7 @@ impl CausalMask {
         let device = mask.device();
         let key_pad = mask.clone().equal_elem(0);
         let query_real = key_pad.clone().narrow(1, keys - seq, seq).bool_not();
-        let future =
-            Tensor::<2, Bool>::tril_mask([seq, keys], (keys - seq) as i64, &device).reshape([1, 1, seq, keys]);
+        let future = Tensor::<2, Bool>::tril_mask([seq, keys], (keys - seq) as i64, &device).reshape([1, 1, seq, keys]);
         let pad = key_pad
             .reshape([batch, 1, 1, keys])
             .expand([batch, 1, seq, keys])
@@ -99,7 +98,8 @@ pub fn causal_attention(
     let lk = k.dims()[2];
     let dropout_active = dropout.prob > 0.0 && dropout.training.is_enabled() && q.device().is_autodiff();
     if !dropout_active {
-        let options = AttentionModuleOptions { scale: Some(scale), is_causal: mask.masked.is_none(), ..Default::default() };
+        let options =
+            AttentionModuleOptions { scale: Some(scale), is_causal: mask.masked.is_none(), ..Default::default() };
         let masked = mask.masked.clone().map(|m| m.expand([b, h, l, lk]));
         return attention(q, k, v, masked, None, options);
     }
@@ -108,9 +108,9 @@ pub fn causal_attention(
         Some(m) => m.clone(),
         None => Tensor::<2, Bool>::tril_mask([l, lk], (lk - l) as i64, &device).reshape([1, 1, l, lk]),
     };
-    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    let scores = ft_hub::ops::matmul_scaled(q, k.swap_dims(2, 3), scale);
     let scores = scores.mask_fill(masked.expand([b, h, l, lk]), f32::MIN);
-    ft_hub::ops::dropout(dropout, ft_hub::ops::softmax_last(scores)).matmul(v)
+    ft_hub::ops::matmul_scaled(ft_hub::ops::dropout(dropout, ft_hub::ops::softmax_last(scores)), v, 1.0)
 }
 
 /// Causal self-attention (HF `h.N.attn`).

@@ -113,6 +113,7 @@ impl Evaluator<TokenOutputs> for TokenClassificationEvaluator {
                 t.push(self.name(yy));
                 q.push(self.name(pp));
             }
+            self.preds.per_example.push(t.len());
             self.seq_true.push(t);
             self.seq_pred.push(q);
         }

@@ -77,12 +77,24 @@ pub trait TrainTask {
     }
 
     /// The order evaluation runs the evaluation examples in, when another order than theirs is
-    /// faster (text classification: longest first, so that each batch pads little; transformers
-    /// pads every batch of the examples' own order to its longest row). The loop puts the
-    /// predictions back in the examples' order, so only tasks whose evaluation yields one
-    /// prediction per example may reorder. `None`: the examples' own order.
+    /// faster (text and token classification: longest first, so that each batch pads little;
+    /// transformers pads every batch of the examples' own order to its longest row). The loop
+    /// puts the predictions back in the examples' order ([`Predictions::per_example`] says how
+    /// many each example made), and computes `eval_loss` over the batches of the examples' order
+    /// (see [`TrainTask::eval_loss_terms`]), so the reported evaluation does not depend on the
+    /// order. `None`: the examples' own order.
     fn eval_order(&self) -> Option<Vec<usize>> {
         None
+    }
+
+    /// Each row's loss terms in an evaluation batch, `(sum, count)` in the batch's row order,
+    /// for tasks whose loss is a mean over terms that rows hold in different numbers (token
+    /// classification: its labelled tokens). With them the loop reports transformers' `eval_loss`
+    /// — the mean over the batches of the examples' own order of each batch's mean term,
+    /// weighted by the batch's rows — whatever order it evaluated in. `None` (the default):
+    /// the forward's loss is a mean over rows, which any batching averages alike.
+    fn eval_loss_terms(&self, _outputs: &Self::Outputs) -> Result<Option<Vec<(f64, usize)>>> {
+        Ok(None)
     }
 
     /// A fresh accumulator for one evaluation.
@@ -125,6 +137,9 @@ pub struct Predictions {
     pub references: Vec<i64>,
     /// `"example"`, or `"token"` when the lists hold every labelled token in order.
     pub unit: &'static str,
+    /// How many entries of the lists each example made, in the lists' order (token
+    /// classification: its labelled tokens); empty when every example made one.
+    pub per_example: Vec<usize>,
 }
 
 /// The evaluation metrics (`eval_` names, besides `eval_loss`) a task's evaluation reports.

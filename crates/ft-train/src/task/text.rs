@@ -16,7 +16,7 @@ use super::classification::{
     row_loss,
 };
 use super::{Evaluator, Split, TrainTask};
-use crate::loss::cross_entropy;
+use crate::loss::{cross_entropy, token_loss_terms};
 use crate::{Result, TrainError};
 
 /// A model with one set of logits per text.
@@ -198,6 +198,14 @@ impl<M: TokenModel> TrainTask for TokenClassificationTask<M> {
 
     fn lengths(&self) -> Vec<usize> {
         self.examples.lengths()
+    }
+
+    fn eval_order(&self) -> Option<Vec<usize>> {
+        self.examples.eval_by_length()
+    }
+
+    fn eval_loss_terms(&self, outputs: &TokenOutputs) -> Result<Option<Vec<(f64, usize)>>> {
+        token_loss_terms(outputs.logits.clone(), outputs.labels.clone()).map(Some)
     }
 
     fn batch(&self, split: Split, indices: &[usize], device: &Device) -> Result<TokenLabelBatch> {
