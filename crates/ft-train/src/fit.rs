@@ -220,7 +220,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
         let all: Vec<usize> = order.clone().unwrap_or_else(|| (0..n).collect());
         let (mut loss_sum, mut rows) = (0.0f64, 0usize);
         // Per-row loss terms in evaluation order, when the task has them.
-        let mut terms: Option<Vec<(f64, usize)>> = None;
+        let (mut terms, mut batches_without_terms): (Option<Vec<(f64, usize)>>, usize) = (None, 0);
         let mut evaluator = self.task.evaluator();
         let chunks: Vec<&[usize]> = all.chunks(bs).collect();
         for (ci, chunk) in chunks.iter().enumerate() {
@@ -231,15 +231,16 @@ impl<T: TrainTask> Run<'_, '_, T> {
             let (loss, outputs) = self.task.forward(&model, &batch)?;
             loss_sum += scalar(loss) as f64 * chunk.len() as f64;
             rows += chunk.len();
-            if let Some(t) = self.task.eval_loss_terms(&outputs)? {
-                if t.len() != chunk.len() {
+            match self.task.eval_loss_terms(&outputs)? {
+                Some(t) if t.len() != chunk.len() => {
                     return Err(TrainError::State(format!(
-                        "the task gave loss terms for {} rows of a batch of {}",
+                        "the task gave loss terms for {} rows of an evaluation batch of {}",
                         t.len(),
                         chunk.len()
                     )));
                 }
-                terms.get_or_insert_with(Vec::new).extend(t);
+                Some(t) => terms.get_or_insert_with(Vec::new).extend(t),
+                None => batches_without_terms += 1,
             }
             evaluator.add(outputs)?;
         }
@@ -249,6 +250,11 @@ impl<T: TrainTask> Run<'_, '_, T> {
             (Some(order), Some(p)) => Some(in_example_order(p, &order)?),
             (_, p) => p,
         };
+        if terms.is_some() && batches_without_terms > 0 {
+            return Err(TrainError::State(format!(
+                "the task gave loss terms for some evaluation batches and not for {batches_without_terms} others"
+            )));
+        }
         let eval_loss = match terms {
             Some(t) if t.len() == rows => loss_over_example_batches(&t, &all, bs),
             _ => loss_sum / rows.max(1) as f64,

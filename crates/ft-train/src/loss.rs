@@ -11,13 +11,22 @@ pub const IGNORE_INDEX: i64 = -100;
 /// # Shapes
 /// - `logits`: `[n, classes]`, `labels`: `[n]`; output `[1]`
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let (nll, keep) = masked_nll(logits, labels);
+    let count = keep.sum().clamp_min(1.0);
+    nll.sum() / count
+}
+
+/// Each row's negative log-likelihood of its label (0 where the label is [`IGNORE_INDEX`]) and
+/// whether it counts (1 or 0).
+///
+/// # Shapes
+/// - `logits`: `[n, classes]`, `labels`: `[n]`; outputs `[n]` each
+fn masked_nll(logits: Tensor<2>, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
     let [n, _] = logits.dims();
-    let keep = labels.clone().not_equal_elem(IGNORE_INDEX);
+    let keep = labels.clone().not_equal_elem(IGNORE_INDEX).float();
     let safe = labels.clamp_min(0).reshape([n, 1]);
     let picked = log_softmax(logits, 1).gather(1, safe).reshape([n]);
-    let keep = keep.float();
-    let count = keep.clone().sum().clamp_min(1.0);
-    -(picked * keep).sum() / count
+    (-(picked * keep.clone()), keep)
 }
 
 /// Each row's share of [`cross_entropy`] over a batch of sequences: the sum of the row's
@@ -29,12 +38,10 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 /// - `logits`: `[batch, seq, classes]`
 /// - `labels`: `[batch, seq]`
 pub fn token_loss_terms(logits: Tensor<3>, labels: Tensor<2, Int>) -> crate::Result<Vec<(f64, usize)>> {
-    let [b, l, _] = logits.dims();
-    let keep = labels.clone().not_equal_elem(IGNORE_INDEX).float();
-    let safe = labels.clamp_min(0).reshape([b, l, 1]);
-    let picked = log_softmax(logits, 2).gather(2, safe).reshape([b, l]);
-    let sums = (-(picked * keep.clone())).sum_dim(1).reshape([b]);
-    let counts = keep.sum_dim(1).reshape([b]);
+    let [b, l, c] = logits.dims();
+    let (nll, keep) = masked_nll(logits.reshape([b * l, c]), labels.reshape([b * l]));
+    let sums = nll.reshape([b, l]).sum_dim(1).reshape([b]);
+    let counts = keep.reshape([b, l]).sum_dim(1).reshape([b]);
     let read = |t: Tensor<1>| {
         t.into_data()
             .try_to_vec::<f32>()

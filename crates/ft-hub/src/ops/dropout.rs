@@ -28,7 +28,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, unary};
 use burn::backend::{Autodiff, Backend, backend_extension, tensor::FloatTensor};
 use burn::nn::Dropout;
-use burn::tensor::{DType, Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::is_flex;
@@ -51,7 +51,7 @@ pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
     let shape = input.shape();
     let seed = draw_seed(&device);
     #[cfg(feature = "flex")]
-    if input.dtype() == DType::F32 {
+    if input.dtype() == burn::tensor::DType::F32 {
         return Tensor::from_dispatch(<burn::backend::Dispatch as DropoutOps>::dropout_seeded(
             input.into_dispatch(),
             keep,
@@ -144,7 +144,7 @@ pub fn mask_values(n: usize, keep: f64, seed: u64) -> Vec<f32> {
 }
 
 /// `x[i] · mask_values(x.len(), keep, seed)[i]` for every `i`, block by block across threads.
-pub fn apply_mask(x: &[f32], keep: f64, seed: u64) -> Vec<f32> {
+fn apply_mask(x: &[f32], keep: f64, seed: u64) -> Vec<f32> {
     let (scale, threshold) = scale_and_threshold(keep);
     let mut out = vec![0f32; x.len()];
     out.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).enumerate().for_each(|(block, (out, x))| {
@@ -222,6 +222,18 @@ mod tests {
             let want: Vec<f32> = x.iter().zip(sequential(n, keep, seed)).map(|(x, m)| x * m).collect();
             assert_eq!(apply_mask(&x, keep, seed), want);
         }
+    }
+
+    /// Mask values pinned from an independent SplitMix64 (Python, arbitrary-precision integers)
+    /// over the same blocks: the first 12 of block 0 and the 12 of block 1 (n = 2^16 + 12,
+    /// keep 0.5, seed 12345), so that a change of constant or order fails here.
+    #[test]
+    fn mask_values_are_pinned() {
+        let m = mask_values(BLOCK + 12, 0.5, 12345);
+        let bits = |v: &[f32]| v.iter().map(|&x| if x == 0.0 { '0' } else { '1' }).collect::<String>();
+        assert_eq!(bits(&m[..12]), "010101110001");
+        assert_eq!(bits(&m[BLOCK..]), "111100111111");
+        assert!(m.iter().all(|&v| v == 0.0 || v == 2.0));
     }
 
     #[test]

@@ -35,7 +35,8 @@ use burn::tensor::{Tensor, activation};
 
 /// Ops ft fuses on the CPU, each with a hand-written backward pass under autodiff.
 ///
-/// Call them through [`softmax_last`] and [`gelu`](super::gelu()), which pick the device.
+/// Call them through [`softmax_last`], [`gelu`](super::gelu()) and [`sum_of_squares`], which
+/// pick the device.
 ///
 /// # Panics
 ///
@@ -72,7 +73,9 @@ pub trait FusedOps: Backend {
 
 /// `Σ x²` over every element of `x` (gradient clipping's squared norm): on flex (f32) one pass
 /// over the values across threads, summed in f64 per block and the blocks in order, without the
-/// full-size `x²` tensor Burn's `x.square().sum()` writes first; that elsewhere.
+/// full-size `x²` tensor Burn's `x.square().sum()` writes first; that elsewhere. No backward
+/// pass (it reads gradients). The f64 sum differs from Burn's f32 one in its last bits, and so
+/// may the clipping factor.
 ///
 /// # Shapes
 /// - `x`: any; output `[1]`
@@ -108,7 +111,8 @@ pub(crate) fn warn_unfused(device: &burn::tensor::Device) {
         WARNED.call_once(|| {
             tracing::warn!(
                 "ft-hub was built without its `flex` feature: training on the flex CPU backend runs Burn's composed \
-                 softmax, GELU and LayerNorm and Burn's matmul for linear layers (slower). Enable `ft-models/flex` or `ft-hub/flex`."
+                 softmax, GELU, LayerNorm and dropout and Burn's matmul for linear layers and attention (slower). \
+                 Enable `ft-models/flex` or `ft-hub/flex`."
             )
         });
     }

@@ -226,42 +226,16 @@ mod flex {
     use burn::backend::flex::FlexTensor;
     use burn::backend::ops::ModuleOps;
     use burn::backend::{Flex, TensorMetadata, tensor::FloatTensor};
-    use burn::tensor::{DType, Shape};
+    use burn::tensor::Shape;
     use faer::{Accum, MatMut, MatRef, Par};
     use rayon::prelude::*;
 
     use super::LinearOps;
     use crate::ops::fused::f32_tensor;
+    use crate::ops::strided::view;
 
     /// Rows per parallel task of the bias rows and the bias gradient.
     const ROWS_PER_TASK: usize = 256;
-
-    /// A 2-D f32 flex tensor as a faer matrix view, when one of its strides is 1 (row-major,
-    /// column-major — a transposed weight —, or a row/column slice of one); `None` otherwise, or
-    /// when it is empty or not f32.
-    fn view(t: &FlexTensor) -> Option<MatRef<'_, f32>> {
-        let layout = t.layout();
-        let (shape, strides) = (layout.shape(), layout.strides());
-        if t.dtype() != DType::F32 || shape.num_dims() != 2 || shape[0] == 0 || shape[1] == 0 {
-            return None;
-        }
-        let (rows, cols) = (shape[0], shape[1]);
-        // A dimension of size 1 has no meaningful stride: any value addresses the same elements.
-        let row_stride = if rows == 1 { cols as isize } else { strides[0] };
-        let col_stride = if cols == 1 { 1 } else { strides[1] };
-        let data = t.storage::<f32>().get(layout.start_offset()..)?;
-        let len =
-            |major: usize, stride: isize, minor: usize| (major - 1).checked_mul(stride as usize)?.checked_add(minor);
-        if col_stride == 1 && row_stride >= 1 {
-            let needed = len(rows, row_stride, cols)?;
-            Some(MatRef::from_row_major_slice_with_stride(data.get(..needed)?, rows, cols, row_stride as usize))
-        } else if row_stride == 1 && col_stride >= 1 {
-            let needed = len(cols, col_stride, rows)?;
-            Some(MatRef::from_column_major_slice_with_stride(data.get(..needed)?, rows, cols, col_stride as usize))
-        } else {
-            None
-        }
-    }
 
     /// `t` itself if [`view`] can read it, else a contiguous copy.
     fn viewable(t: FlexTensor) -> FlexTensor {

@@ -132,74 +132,13 @@ impl<B: Backend + MatmulOps> Backward<B, 2> for MatmulBackward<B> {
 mod flex {
     use burn::backend::flex::FlexTensor;
     use burn::backend::{Flex, TensorMetadata, ops::FloatTensorOps, tensor::FloatTensor};
-    use burn::tensor::{DType, Shape};
+    use burn::tensor::Shape;
     use faer::{Accum, MatMut, MatRef, Par};
     use rayon::prelude::*;
 
     use super::MatmulOps;
     use crate::ops::fused::f32_tensor;
-
-    /// How a batch of matrices lies in a flex tensor's storage: where each entry starts, and the
-    /// row and column strides they share.
-    struct Batched {
-        offsets: Vec<usize>,
-        rows: usize,
-        cols: usize,
-        row_stride: isize,
-        col_stride: isize,
-    }
-
-    impl Batched {
-        /// The layout of `t` (`[..., rows, cols]`, f32, non-empty), when faer can read every
-        /// entry: non-negative strides, one of the matrix strides 1 (row- or column-major);
-        /// `None` otherwise.
-        fn of(t: &FlexTensor) -> Option<Self> {
-            let layout = t.layout();
-            let (shape, strides) = (layout.shape(), layout.strides());
-            let d = shape.num_dims();
-            if t.dtype() != DType::F32 || d < 2 || (0..d).any(|i| shape[i] == 0 || strides[i] < 0) {
-                return None;
-            }
-            let (rows, cols) = (shape[d - 2], shape[d - 1]);
-            // A dimension of size 1 has no meaningful stride: any value addresses the same elements.
-            let row_stride = if rows == 1 { cols as isize } else { strides[d - 2] };
-            let col_stride = if cols == 1 { 1 } else { strides[d - 1] };
-            if col_stride != 1 && row_stride != 1 {
-                return None;
-            }
-            let mut offsets = vec![layout.start_offset()];
-            for i in 0..d - 2 {
-                let step = strides[i] as usize;
-                offsets = offsets.iter().flat_map(|&o| (0..shape[i]).map(move |j| o + j * step)).collect();
-            }
-            Some(Self { offsets, rows, cols, row_stride, col_stride })
-        }
-
-        /// Entry `i` of `data` as a faer view; `None` if it would read past the storage.
-        fn entry<'a>(&self, data: &'a [f32], i: usize) -> Option<MatRef<'a, f32>> {
-            let data = data.get(self.offsets[i]..)?;
-            let len = |major: usize, stride: isize, minor: usize| {
-                (major - 1).checked_mul(stride as usize)?.checked_add(minor)
-            };
-            if self.col_stride == 1 {
-                let needed = len(self.rows, self.row_stride, self.cols)?;
-                Some(MatRef::from_row_major_slice_with_stride(
-                    data.get(..needed)?,
-                    self.rows,
-                    self.cols,
-                    self.row_stride as usize,
-                ))
-            } else {
-                let needed = len(self.cols, self.col_stride, self.rows)?;
-                Some(MatRef::from_column_major_slice_with_stride(
-                    data.get(..needed)?,
-                    self.rows,
-                    self.cols,
-                    self.col_stride as usize,
-                ))
-            }
-        }
-    }
+    use crate::ops::strided::Batched;
 
     /// `t` and its layout, copied to a contiguous tensor first if faer cannot read it as it is.
     fn readable(t: FlexTensor) -> Option<(FlexTensor, Batched)> {
@@ -315,6 +254,9 @@ mod tests {
             let (a, b) = if device.is_autodiff() { (a.require_grad(), b.require_grad()) } else { (a, b) };
             check(a.clone(), b, -2.0, "two entries");
             check(a, few([2, 30, 50]), 0.5, "b frozen");
+            // Views starting past the storage's start (heads 1 and 2 of every sequence).
+            let (q1, kt1) = (track(heads(10).narrow(1, 1, 2)), track(heads(12).swap_dims(2, 3).narrow(1, 1, 2)));
+            check(q1, kt1, 0.2, "start offset");
             check(heads(10), kt, 1.0, "a frozen");
             // A broadcast batch (Burn's matmul), and the same operand expanded (stride-0 batch
             // dimensions, read through faer; its gradient summed by expand's backward).

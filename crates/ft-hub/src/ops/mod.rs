@@ -1,8 +1,10 @@
-//! Operations shared by the models and the PEFT layers: the CPU fast paths for dropout masks,
-//! exact GELU and softmax (the last two fused autodiff ops with their own backward, [`fused`]),
-//! LayerNorm in training (one autodiff node with its own backward, [`layer_norm`]), linear layers
-//! as one GEMM over their rows with their own backward (faer's GEMM on flex, [`linear`]), attention's
-//! batched products with their scale ([`matmul`]), and the activation functions config files name.
+//! Operations shared by the models and the PEFT layers, each one autodiff node with its own
+//! backward pass on Burn's flex CPU backend: dropout ([`dropout`], a seeded mask drawn in
+//! parallel, kept as its seed), exact GELU and softmax ([`fused`]), LayerNorm in training
+//! ([`layer_norm`]), linear layers as one GEMM over their rows ([`linear`]) and attention's
+//! batched products with their scale ([`matmul`]), both on faer's GEMM; also gradient
+//! clipping's one-pass sum of squares ([`sum_of_squares`]) and the activation functions config
+//! files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
 //! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a
@@ -15,6 +17,8 @@ pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
+#[cfg(feature = "flex")]
+mod strided;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use dropout::dropout;
@@ -40,7 +44,7 @@ pub fn softmax(scores: &[f32]) -> Vec<f32> {
 
 /// Whether `device` is Burn's flex CPU device, plain or under autodiff (by its debug name, as
 /// Burn exposes no kind query without a direct dependency on its dispatch crate; the gelu tests
-/// pin the name). ft's host-side fast paths (dropout masks, GELU, softmax, AdamW) take it.
+/// pin the name). ft's host-side fast paths (the ops above, AdamW) take it.
 pub fn is_flex(device: &Device) -> bool {
     format!("{device:?}").contains("Flex")
 }

@@ -82,7 +82,7 @@ pub trait TrainTask {
     /// puts the predictions back in the examples' order ([`Predictions::per_example`] says how
     /// many each example made), and computes `eval_loss` over the batches of the examples' order
     /// (see [`TrainTask::eval_loss_terms`]), so the reported evaluation does not depend on the
-    /// order. `None`: the examples' own order.
+    /// order beyond float rounding (batches pad differently). `None`: the examples' own order.
     fn eval_order(&self) -> Option<Vec<usize>> {
         None
     }
@@ -91,8 +91,11 @@ pub trait TrainTask {
     /// for tasks whose loss is a mean over terms that rows hold in different numbers (token
     /// classification: its labelled tokens). With them the loop reports transformers' `eval_loss`
     /// — the mean over the batches of the examples' own order of each batch's mean term,
-    /// weighted by the batch's rows — whatever order it evaluated in. `None` (the default):
-    /// the forward's loss is a mean over rows, which any batching averages alike.
+    /// weighted by the batch's rows — whatever order it evaluated in (a batch without terms
+    /// counts 0, as [`crate::loss::cross_entropy`], where PyTorch's mean gives NaN). `None` (the
+    /// default): the forward's loss is a mean over rows, which any batching averages alike —
+    /// a task that reorders and whose loss is not must give terms; one that gives them for some
+    /// batches and not others is an error.
     fn eval_loss_terms(&self, _outputs: &Self::Outputs) -> Result<Option<Vec<(f64, usize)>>> {
         Ok(None)
     }
