@@ -38,7 +38,8 @@ fn write_news(dir: &Path, n_train: usize, n_eval: usize) -> PathBuf {
             let label = i % 2;
             let words = if label == 0 { &finance } else { &sport };
             let n_words = if split == "validation" { 6 + 2 * (i % 3) } else { 6 };
-            let text: Vec<&str> = (0..n_words).map(|k| if k % 2 == 0 { words[next(8)] } else { filler[next(8)] }).collect();
+            let text: Vec<&str> =
+                (0..n_words).map(|k| if k % 2 == 0 { words[next(8)] } else { filler[next(8)] }).collect();
             lines.push(serde_json::json!({"text": text.join(" "), "label": label}).to_string());
         }
         std::fs::write(data.join(format!("{split}.jsonl")), lines.join("\n") + "\n").unwrap();
@@ -265,6 +266,23 @@ logging_steps = 2
     }
     assert_eq!(json(&out.join("config.json"))["architectures"][0], "BertForTokenClassification");
     assert!(!out.join("checkpoint-2").exists(), "save_strategy = no wrote a checkpoint");
+    // Evaluation ran the rows longest first (row 5, the longest, before the others); the labelled
+    // tokens' references come back in the rows' own order: each word's tag, row after row.
+    let tags: [&[i64]; 8] = [
+        &[3, 0, 7, 0, 0, 0, 7, 0, 0],
+        &[1, 2],
+        &[5, 0, 1, 0, 5, 6, 0, 5, 0],
+        &[1, 2, 0, 1, 2, 0, 5, 0, 0, 0],
+        &[5, 0, 0, 0, 0],
+        // 41 words, truncated to the tiny model's 40 tokens: its first 15 words.
+        &[0, 3, 4, 4, 4, 0, 3, 0, 0, 0, 0, 0, 0, 5, 6],
+        &[0, 7, 0, 0],
+        &[5, 6, 0, 5, 0, 0, 5],
+    ];
+    let preds = json(&out.join("eval_predictions.json"));
+    assert_eq!(preds["unit"], "token");
+    let references: Vec<i64> = preds["references"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(references, tags.concat(), "references not in the rows' order");
 }
 
 #[test]
