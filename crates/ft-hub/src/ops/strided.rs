@@ -48,25 +48,15 @@ impl Batched {
     /// Entry `i` of `data` as a faer view; `None` if it would read past the storage.
     pub fn entry<'a>(&self, data: &'a [f32], i: usize) -> Option<MatRef<'a, f32>> {
         let data = data.get(self.offsets[i]..)?;
-        let len =
-            |major: usize, stride: isize, minor: usize| (major - 1).checked_mul(stride as usize)?.checked_add(minor);
-        if self.col_stride == 1 {
-            let needed = len(self.rows, self.row_stride, self.cols)?;
-            Some(MatRef::from_row_major_slice_with_stride(
-                data.get(..needed)?,
-                self.rows,
-                self.cols,
-                self.row_stride as usize,
-            ))
+        // Column-major is the transpose of a row-major view with rows and columns swapped.
+        let (major, minor, stride, transposed) = if self.col_stride == 1 {
+            (self.rows, self.cols, self.row_stride, false)
         } else {
-            let needed = len(self.cols, self.col_stride, self.rows)?;
-            Some(MatRef::from_column_major_slice_with_stride(
-                data.get(..needed)?,
-                self.rows,
-                self.cols,
-                self.col_stride as usize,
-            ))
-        }
+            (self.cols, self.rows, self.col_stride, true)
+        };
+        let needed = (major - 1).checked_mul(stride as usize)?.checked_add(minor)?;
+        let m = MatRef::from_row_major_slice_with_stride(data.get(..needed)?, major, minor, stride as usize);
+        Some(if transposed { m.transpose() } else { m })
     }
 }
 
