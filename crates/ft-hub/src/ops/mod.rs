@@ -2,9 +2,9 @@
 //! backward pass on Burn's flex CPU backend: dropout ([`dropout`], a seeded mask drawn in
 //! parallel, kept as its seed), exact GELU and softmax ([`fused`]), LayerNorm in training
 //! ([`layer_norm`]), linear layers as one GEMM over their rows ([`linear`]) and attention's
-//! batched products with their scale ([`matmul`]), both on faer's GEMM; also gradient
-//! clipping's one-pass sum of squares ([`sum_of_squares`]) and the activation functions config
-//! files name.
+//! batched products with their scale ([`matmul`]), both on faer's GEMM, and embedding lookups
+//! whose dense gradient is written once ([`embedding`]); also gradient clipping's one-pass sum of
+//! squares ([`sum_of_squares`]) and the activation functions config files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
 //! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a
@@ -12,6 +12,7 @@
 
 pub mod activation;
 pub mod dropout;
+pub mod embedding;
 pub mod fused;
 pub mod gelu;
 pub mod layer_norm;
@@ -22,6 +23,7 @@ mod strided;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use dropout::dropout;
+pub use embedding::embedding;
 pub use fused::{softmax_last, sum_of_squares};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;

@@ -62,7 +62,7 @@ impl BertEmbeddings {
     pub fn forward_input(&self, input: &TextInput, past: usize) -> Tensor<3> {
         let [b, l] = input.tokens.dims();
         let words = match &input.tokens {
-            Tokens::Ids(ids) => self.word_embeddings.forward(ids.clone()),
+            Tokens::Ids(ids) => ft_hub::ops::embedding(&self.word_embeddings, ids.clone()),
             Tokens::Embeds(e) => e.clone(),
         };
         let device = words.device();

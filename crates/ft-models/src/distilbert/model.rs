@@ -53,7 +53,7 @@ impl DistilBertEmbeddings {
     pub fn forward_input(&self, input: &TextInput, past: usize) -> Tensor<3> {
         let [_, l] = input.tokens.dims();
         let words = match &input.tokens {
-            Tokens::Ids(ids) => self.word_embeddings.forward(ids.clone()),
+            Tokens::Ids(ids) => ft_hub::ops::embedding(&self.word_embeddings, ids.clone()),
             Tokens::Embeds(e) => e.clone(),
         };
         let positions = match &input.position_ids {

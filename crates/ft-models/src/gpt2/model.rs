@@ -340,7 +340,7 @@ impl GPT2Model {
             )));
         }
         let words = match &input.tokens {
-            Tokens::Ids(ids) => self.wte.forward(ids.clone()),
+            Tokens::Ids(ids) => ft_hub::ops::embedding(&self.wte, ids.clone()),
             Tokens::Embeds(e) => e.clone(),
         };
         let device = words.device();
