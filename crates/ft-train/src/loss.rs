@@ -1,10 +1,9 @@
 //! The losses transformers' task heads compute.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
 /// PyTorch's `ignore_index`: labels equal to it do not count.
-pub const IGNORE_INDEX: i64 = -100;
+pub use ft_hub::ops::cross_entropy::IGNORE_INDEX;
 
 /// `torch.nn.CrossEntropyLoss()` (mean over the labels that are not [`IGNORE_INDEX`]).
 ///
@@ -17,16 +16,15 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 }
 
 /// Each row's negative log-likelihood of its label (0 where the label is [`IGNORE_INDEX`]) and
-/// whether it counts (1 or 0).
+/// whether it counts (1 or 0). The first is one fused node on flex (`ft_hub::ops::nll_rows`: one
+/// pass forward, one backward, instead of Burn's composed log-softmax over every `[n, classes]`
+/// intermediate — the whole vocabulary for a causal LM).
 ///
 /// # Shapes
 /// - `logits`: `[n, classes]`, `labels`: `[n]`; outputs `[n]` each
 fn masked_nll(logits: Tensor<2>, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
-    let [n, _] = logits.dims();
     let keep = labels.clone().not_equal_elem(IGNORE_INDEX).float();
-    let safe = labels.clamp_min(0).reshape([n, 1]);
-    let picked = log_softmax(logits, 1).gather(1, safe).reshape([n]);
-    (-(picked * keep.clone()), keep)
+    (ft_hub::ops::nll_rows(logits, labels), keep)
 }
 
 /// Each row's share of [`cross_entropy`] over a batch of sequences: the sum of the row's

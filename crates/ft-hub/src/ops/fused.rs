@@ -187,7 +187,7 @@ fn unary_node<B: Backend, C: CheckpointStrategy>(
 }
 
 #[cfg(feature = "flex")]
-pub(crate) use flex::f32_tensor;
+pub(crate) use flex::{exp_shifted, f32_tensor, lane_reduce};
 
 #[cfg(feature = "flex")]
 mod flex {
@@ -245,7 +245,7 @@ mod flex {
     /// `values` folded by `f` in [`LANES`] independent lanes (so the compiler can keep them in
     /// one vector register), then the lanes and the remainder folded in order.
     #[inline(always)]
-    fn lane_reduce(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    pub(crate) fn lane_reduce(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
         let mut lanes = [init; LANES];
         let chunks = values.chunks_exact(LANES);
         let tail = chunks.remainder();
@@ -260,7 +260,7 @@ mod flex {
 
     /// `e^d` for a score minus its row's maximum (`d ≤ 0`): 0 below −87, NaN for NaN.
     #[inline(always)]
-    fn exp_shifted(d: f32) -> f32 {
+    pub(crate) fn exp_shifted(d: f32) -> f32 {
         let e = exp_nonpositive(d);
         if d < -87.0 {
             0.0

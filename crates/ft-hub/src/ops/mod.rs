@@ -3,7 +3,8 @@
 //! parallel, kept as its seed), exact GELU and softmax ([`fused`]), LayerNorm in training
 //! ([`layer_norm`]), linear layers as one GEMM over their rows ([`linear`]) and attention's
 //! batched products with their scale ([`matmul`]), both on faer's GEMM, and embedding lookups
-//! whose dense gradient is written once ([`embedding`]); also gradient clipping's one-pass sum of
+//! whose dense gradient is written once ([`embedding`]), cross-entropy's per-row loss
+//! ([`nll_rows`]); also gradient clipping's one-pass sum of
 //! squares ([`sum_of_squares`]) and the activation functions config files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
@@ -11,6 +12,7 @@
 //! reshape and applies on every autodiff device.
 
 pub mod activation;
+pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;
 pub mod fused;
@@ -22,6 +24,7 @@ pub mod matmul;
 mod strided;
 
 pub use activation::{ACTIVATIONS, Activation};
+pub use cross_entropy::nll_rows;
 pub use dropout::dropout;
 pub use embedding::embedding;
 pub use fused::{softmax_last, sum_of_squares};

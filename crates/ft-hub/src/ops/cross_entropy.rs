@@ -1,0 +1,360 @@
+//! Cross-entropy's per-row negative log-likelihood as one autodiff node on the flex CPU backend.
+//!
+//! `-log_softmax(logits)[label]` composed of Burn's ops (max, subtract, exp, sum, log, subtract,
+//! gather) writes and keeps several `[rows, classes]` tensors and back-propagates through each:
+//! for a causal LM's logits — 2,048 tokens × GPT-2's 50,257-word vocabulary is 412 MB per tensor
+//! — that is about a dozen full passes per step. [`nll_rows`] computes each row's log-sum-exp in
+//! one pass (the row's maximum, then `Σ e^(x − max)` with GELU's vectorised `exp`, relative error
+//! ≤ 3e-7) and keeps only it beside the logits; its backward writes `dy·(softmax − one-hot)` in
+//! one pass. The values agree with the composed form to float rounding, not bit for bit.
+//!
+//! Routed like the other ops here: f32 logits on the flex device (ft-hub's `flex` feature); the
+//! composed Burn ops everywhere else, with the same semantics.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, TensorMetadata, backend_extension,
+    tensor::{FloatTensor, IntTensor},
+};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{DType, Int, Shape, Slice, Tensor};
+
+/// PyTorch's `ignore_index`: rows whose label equals it have no loss and no gradient.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Each row's negative log-likelihood of its label under the softmax of its logits, as one
+/// autodiff node with its own backward pass.
+///
+/// Call it through [`nll_rows`], which picks the device.
+///
+/// # Panics
+///
+/// Called directly through Burn's `Dispatch` on a tensor of any backend but flex (or on any
+/// backend when ft-hub is built without its `flex` feature): Burn's generated dispatch panics for
+/// backends an extension does not list.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait CrossEntropyOps: Backend {
+    /// `logsumexp(logits[r]) − logits[r, labels[r]]` per row; 0 where the label is
+    /// [`IGNORE_INDEX`], other negative labels read as 0 (as `clamp_min(0)`), NaN for labels past
+    /// the last class.
+    ///
+    /// # Shapes
+    /// - `logits`: `[rows, classes]`, `labels`: `[rows]`; output `[rows]`
+    fn nll_rows(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self>;
+
+    /// [`CrossEntropyOps::nll_rows`] and each row's log-sum-exp, as rows 0 and 1 of one tensor
+    /// (what the backward pass keeps).
+    ///
+    /// # Shapes
+    /// - `logits`: `[rows, classes]`, `labels`: `[rows]`; output `[2, rows]`
+    fn nll_and_lse(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self>;
+
+    /// The logits' gradient: `dy[r] · (e^(logits[r] − lse[r]) − one_hot(labels[r]))`, zero rows
+    /// where the label is [`IGNORE_INDEX`].
+    ///
+    /// # Shapes
+    /// - `logits`: `[rows, classes]`, `labels`, `lse`, `dy`: `[rows]`; output `[rows, classes]`
+    fn nll_rows_backward(
+        logits: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Each row's negative log-likelihood of its label, `-log_softmax(logits)[r, labels[r]]`, 0 where
+/// the label is [`IGNORE_INDEX`] (other negative labels read as class 0): on flex (f32) as one
+/// node ([`CrossEntropyOps`]); Burn's composed ops elsewhere.
+///
+/// # Shapes
+/// - `logits`: `[rows, classes]`, `labels`: `[rows]`; output `[rows]`
+pub fn nll_rows(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [rows, classes] = logits.dims();
+    let readable = logits.dtype() == DType::F32
+        && matches!(labels.dtype(), DType::I64 | DType::I32)
+        && classes > 0
+        && labels.dims() == [rows];
+    if cfg!(feature = "flex") && readable && super::is_flex(&logits.device()) {
+        #[cfg(feature = "flex")]
+        return Tensor::from_dispatch(<burn::backend::Dispatch as CrossEntropyOps>::nll_rows(
+            logits.into_dispatch(),
+            labels.into_dispatch(),
+        ));
+    }
+    composed_nll_rows(logits, labels)
+}
+
+/// [`nll_rows`] composed of Burn's tensor ops.
+pub fn composed_nll_rows(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let keep = labels.clone().not_equal_elem(IGNORE_INDEX).float();
+    let safe = labels.clamp_min(0).reshape([n, 1]);
+    let picked = log_softmax(logits, 1).gather(1, safe).reshape([n]);
+    -(picked * keep)
+}
+
+impl<B: Backend + CrossEntropyOps, C: CheckpointStrategy> CrossEntropyOps for Autodiff<B, C> {
+    fn nll_rows(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
+        match NllBackward.prepare::<C>([logits.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let logits = logits.into_primitive();
+                let both = B::nll_and_lse(logits.clone(), labels.clone());
+                let n = both.shape()[1];
+                let row = |i: usize| {
+                    let slice = [Slice::new(i as isize, Some(i as isize + 1), 1), Slice::full()];
+                    B::float_reshape(B::float_slice(both.clone(), &slice), Shape::new([n]))
+                };
+                let (nll, lse) = (row(0), row(1));
+                prep.finish((logits, labels, lse), nll)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::nll_rows(logits.into_primitive(), labels)),
+        }
+    }
+
+    /// Not differentiable: the inner backend's values, untracked.
+    fn nll_and_lse(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::nll_and_lse(<Self as AutodiffBackend>::inner(logits), labels))
+    }
+
+    /// Not differentiable: the inner backend's values, untracked.
+    fn nll_rows_backward(
+        logits: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inner = <Self as AutodiffBackend>::inner;
+        <Self as AutodiffBackend>::from_inner(B::nll_rows_backward(inner(logits), labels, inner(lse), inner(dy)))
+    }
+}
+
+/// The backward step of [`CrossEntropyOps::nll_rows`]: state, the logits (shared, not copied),
+/// the labels and each row's log-sum-exp.
+#[derive(Debug)]
+struct NllBackward;
+
+impl<B: Backend + CrossEntropyOps> Backward<B, 1> for NllBackward {
+    type State = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let (logits, labels, lse) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |dy| B::nll_rows_backward(logits, labels, lse, dy));
+    }
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::{
+        Flex, TensorMetadata,
+        tensor::{FloatTensor, IntTensor},
+    };
+    use burn::tensor::{DType, Shape};
+    use rayon::prelude::*;
+
+    use super::{CrossEntropyOps, IGNORE_INDEX};
+    use crate::ops::fused::{exp_shifted, f32_tensor, lane_reduce};
+
+    /// Rows per parallel task.
+    const ROWS_PER_TASK: usize = 4;
+
+    /// A row's label as `nll_rows` reads it: `None` for [`IGNORE_INDEX`], 0 for other negative
+    /// labels (as `clamp_min(0)`), `Some(classes)` (past the last class: NaN) for those too large.
+    fn label(l: i64, classes: usize) -> Option<usize> {
+        if l == IGNORE_INDEX {
+            return None;
+        }
+        Some(usize::try_from(l.max(0)).map_or(classes, |l| l.min(classes)))
+    }
+
+    /// The labels as [`label`] reads them, if they are 32- or 64-bit integers.
+    fn labels(labels: &FlexTensor, classes: usize) -> Option<Vec<Option<usize>>> {
+        let labels = labels.to_contiguous();
+        Some(match labels.dtype() {
+            DType::I64 => labels.as_slice::<i64>()?.iter().map(|&l| label(l, classes)).collect(),
+            DType::I32 => labels.as_slice::<i32>()?.iter().map(|&l| label(l as i64, classes)).collect(),
+            _ => return None,
+        })
+    }
+
+    /// The logits (contiguous f32, `[rows, classes]`) and their labels, if this kernel reads them.
+    fn operands(logits: &FlexTensor, labels_t: &FlexTensor) -> Option<(FlexTensor, usize, Vec<Option<usize>>)> {
+        let shape = logits.shape();
+        if shape.num_dims() != 2 || shape[1] == 0 || logits.dtype() != DType::F32 {
+            return None;
+        }
+        let classes = shape[1];
+        let labels = labels(labels_t, classes)?;
+        (labels.len() == shape[0]).then(|| (logits.to_contiguous(), classes, labels))
+    }
+
+    /// A row's log-sum-exp: its maximum plus `ln Σ e^(x − max)`.
+    #[inline(always)]
+    fn log_sum_exp(row: &[f32]) -> f32 {
+        let max = lane_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+        let mut lanes = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|&v| exp_shifted(v - max)).sum();
+        for c in chunks {
+            for k in 0..8 {
+                lanes[k] += exp_shifted(c[k] - max);
+            }
+        }
+        max + (lanes.iter().sum::<f32>() + tail).ln()
+    }
+
+    /// Row `r`'s negative log-likelihood of `label` given its log-sum-exp.
+    fn nll(row: &[f32], label: Option<usize>, lse: f32) -> f32 {
+        match label {
+            None => 0.0,
+            Some(l) => row.get(l).map_or(f32::NAN, |&x| lse - x),
+        }
+    }
+
+    /// `(nll, lse)` per row, across threads.
+    fn forward(values: &[f32], classes: usize, labels: &[Option<usize>]) -> Vec<(f32, f32)> {
+        values
+            .par_chunks(ROWS_PER_TASK * classes)
+            .zip(labels.par_chunks(ROWS_PER_TASK))
+            .flat_map_iter(|(rows, labels)| {
+                let per_row: Vec<(f32, f32)> = pulp::Arch::new().dispatch(|| {
+                    rows.chunks_exact(classes)
+                        .zip(labels)
+                        .map(|(row, &label)| {
+                            let lse = log_sum_exp(row);
+                            (nll(row, label, lse), lse)
+                        })
+                        .collect()
+                });
+                per_row
+            })
+            .collect()
+    }
+
+    impl CrossEntropyOps for Flex {
+        fn nll_rows(logits: FloatTensor<Self>, labels_t: IntTensor<Self>) -> FloatTensor<Self> {
+            let both = Self::nll_and_lse(logits, labels_t);
+            let n = both.shape()[1];
+            let values = both.as_slice::<f32>().map(|v| v[..n].to_vec()).unwrap_or_default();
+            f32_tensor(values, Shape::new([n]))
+        }
+
+        fn nll_and_lse(logits: FloatTensor<Self>, labels_t: IntTensor<Self>) -> FloatTensor<Self> {
+            let Some((contiguous, classes, labels)) = operands(&logits, &labels_t) else {
+                return not_read(&logits);
+            };
+            let Some(values) = contiguous.as_slice::<f32>() else { return not_read(&logits) };
+            let rows = forward(values, classes, &labels);
+            let n = rows.len();
+            let values: Vec<f32> = rows.iter().map(|r| r.0).chain(rows.iter().map(|r| r.1)).collect();
+            f32_tensor(values, Shape::new([2, n]))
+        }
+
+        fn nll_rows_backward(
+            logits: FloatTensor<Self>,
+            labels_t: IntTensor<Self>,
+            lse: FloatTensor<Self>,
+            dy: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            let shape = logits.shape();
+            let nan = || f32_tensor(vec![f32::NAN; shape.num_elements()], shape.clone());
+            // (The forward pass read these operands; NaN rather than a panic if not.)
+            let Some((logits, classes, labels)) = operands(&logits, &labels_t) else { return nan() };
+            let (lse, dy) = (lse.to_contiguous(), dy.to_contiguous());
+            let (Some(values), Some(lse), Some(dy)) =
+                (logits.as_slice::<f32>(), lse.as_slice::<f32>(), dy.as_slice::<f32>())
+            else {
+                return nan();
+            };
+            if lse.len() != labels.len() || dy.len() != labels.len() {
+                return nan();
+            }
+            // Every element written once: zero rows for ignored labels, else dy·(softmax − one-hot).
+            let mut out = Vec::with_capacity(values.len());
+            (0..values.len()).into_par_iter().map(|_| 0f32).collect_into_vec(&mut out);
+            let per_task = ROWS_PER_TASK * classes;
+            out.par_chunks_mut(per_task).zip(values.par_chunks(per_task)).enumerate().for_each(|(task, (out, rows))| {
+                pulp::Arch::new().dispatch(|| {
+                    for (i, (o, x)) in out.chunks_exact_mut(classes).zip(rows.chunks_exact(classes)).enumerate() {
+                        let r = task * ROWS_PER_TASK + i;
+                        let Some(label) = labels[r] else { continue };
+                        let (lse, g) = (lse[r], dy[r]);
+                        for (o, &x) in o.iter_mut().zip(x) {
+                            *o = g * exp_shifted(x - lse);
+                        }
+                        if let Some(o) = o.get_mut(label) {
+                            *o -= g;
+                        }
+                    }
+                })
+            });
+            f32_tensor(out, shape)
+        }
+    }
+
+    /// What [`CrossEntropyOps::nll_and_lse`] gives for operands the kernel does not read (never
+    /// reached through [`super::nll_rows`], which checks them first): NaN, so that a loss built on
+    /// it is reported as not finite rather than wrong.
+    fn not_read(logits: &FlexTensor) -> FlexTensor {
+        let n = logits.shape().first().copied().unwrap_or(0);
+        f32_tensor(vec![f32::NAN; 2 * n], Shape::new([2, n]))
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, TensorData};
+
+    fn max_rel(a: Vec<f32>, b: Vec<f32>) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(&b).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0f32, f32::max)
+    }
+
+    /// The same losses and logits' gradients as the composed form, to float rounding — with an
+    /// ignored row, a negative label read as class 0, wide rows (a vocabulary) and narrow ones
+    /// (a classifier), and a row of large logits.
+    #[test]
+    fn matches_the_composed_form() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        for classes in [3, 50_257 / 7, 9] {
+            let logits: Tensor<2> = Tensor::random([6, classes], Distribution::Normal(0.0, 3.0), &device);
+            let logits = logits.clone().slice_assign([5..6, 0..classes], logits.clone().slice([5..6, 0..classes]) * 40.0);
+            let labels = Tensor::<1, Int>::from_data(
+                TensorData::from([0, (classes - 1) as i64, IGNORE_INDEX, -3, 1, 2 % classes as i64]),
+                &device,
+            );
+            let g: Tensor<1> = Tensor::random([6], Distribution::Normal(0.0, 1.0), &device);
+            let run = |f: fn(Tensor<2>, Tensor<1, Int>) -> Tensor<1>| {
+                let x = logits.clone().detach().require_grad();
+                let y = f(x.clone(), labels.clone());
+                let grads = (y.clone() * g.clone()).sum().backward();
+                let dx: Tensor<2> = x.grad(&grads).expect("a gradient");
+                (y.into_data().try_to_vec::<f32>().unwrap(), dx.into_data().try_to_vec::<f32>().unwrap())
+            };
+            let ((y, dx), (y_ref, dx_ref)) = (run(nll_rows), run(composed_nll_rows));
+            assert_eq!(y[2], 0.0, "an ignored row has no loss");
+            assert!(max_rel(y, y_ref) < 2e-6, "{classes} classes: loss");
+            assert!(max_rel(dx.clone(), dx_ref) < 2e-6, "{classes} classes: gradient");
+            assert!(dx[2 * classes..3 * classes].iter().all(|&v| v == 0.0), "an ignored row has no gradient");
+        }
+    }
+
+    /// Without autodiff, and with untracked logits under autodiff, the same values; a label past
+    /// the last class gives NaN (reported as a non-finite loss), not a panic.
+    #[test]
+    fn untracked_and_out_of_range() {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let logits: Tensor<2> = Tensor::random([3, 4], Distribution::Normal(0.0, 1.0), &device);
+            let labels = Tensor::<1, Int>::from_data(TensorData::from([3, 0, IGNORE_INDEX]), &device);
+            let (y, y_ref) = (nll_rows(logits.clone(), labels.clone()), composed_nll_rows(logits.clone(), labels));
+            assert!(max_rel(y.into_data().try_to_vec().unwrap(), y_ref.into_data().try_to_vec().unwrap()) < 1e-6);
+            let bad = Tensor::<1, Int>::from_data(TensorData::from([4, 0, 1]), &device);
+            let y: Vec<f32> = nll_rows(logits, bad).into_data().try_to_vec().unwrap();
+            assert!(y[0].is_nan() && y[1].is_finite());
+        }
+    }
+}
