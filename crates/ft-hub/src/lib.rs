@@ -15,14 +15,15 @@
 //!   other device), each an autodiff op with its own backward pass: dropout ([`ops::dropout`]),
 //!   exact GELU and softmax ([`ops::fused`]), LayerNorm ([`ops::layer_norm`]), linear layers
 //!   ([`ops::linear`]) and attention's products ([`ops::matmul`]) on faer's GEMM, embedding
-//!   lookups ([`ops::embedding`]); and gradient clipping's sum of squares.
+//!   lookups ([`ops::embedding`]), cross-entropy's per-row loss ([`ops::cross_entropy`]); and
+//!   gradient clipping's sum of squares.
 //!
 //! ## Features
 //!
 //! - `flex`: route the fused ops to Burn's flex CPU backend (`ft-models/flex` turns it on; it
 //!   brings in faer for the linear layers' and attention's GEMMs). Without it, flex runs Burn's
-//!   composed softmax, GELU and LayerNorm, its dropout mask as a tensor, its embedding backward
-//!   and Burn's matmul —
+//!   composed softmax, GELU, LayerNorm and log-softmax, its dropout mask as a tensor, its
+//!   embedding backward and Burn's matmul —
 //!   correct, slower, and logged once at `warn` level when training.
 //! - [`tensors`]: named f32 tensors in safetensors files, written atomically (checkpoints and
 //!   adapters).

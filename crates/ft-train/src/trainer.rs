@@ -553,7 +553,7 @@ pub(crate) fn write_results<M>(
     if let Some(p) = &eval_predictions {
         report::write_predictions(output_dir, p, &label_names, token_task)?;
         // Classes only (a causal LM's evaluation has a loss and no classes: no matrix, no warning).
-        if !token_task && !label_names.is_empty() && !p.references.is_empty() {
+        if !token_task && !label_names.is_empty() {
             report::write_confusion_matrix(output_dir, p, &label_names)?;
         }
     }

@@ -111,7 +111,8 @@ pub(crate) fn warn_unfused(device: &burn::tensor::Device) {
         WARNED.call_once(|| {
             tracing::warn!(
                 "ft-hub was built without its `flex` feature: training on the flex CPU backend runs Burn's composed \
-                 softmax, GELU, LayerNorm and dropout and Burn's matmul for linear layers and attention (slower). \
+                 softmax, GELU, LayerNorm, dropout and log-softmax, its embedding backward and Burn's matmul for \
+                 linear layers and attention (slower). \
                  Enable `ft-models/flex` or `ft-hub/flex`."
             )
         });
