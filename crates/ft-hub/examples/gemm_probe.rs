@@ -11,6 +11,9 @@ use std::time::Instant;
 
 fn main() {
     ft_hub::malloc::reexec_with_tuning();
+    if std::env::args().any(|a| a == "--split") {
+        return split_probe();
+    }
     let device = Device::flex();
     println!("{}", ft_hub::machine::Machine::current());
     println!("| rows × in → out | Burn matmul | ft linear (faer) |\n|---|---:|---:|");
@@ -46,5 +49,89 @@ fn main() {
         }
         let gflops = |s: f64| 2.0 * m as f64 * n as f64 * k as f64 * 10.0 / s / 1e9;
         println!("| {m} × {k} → {n} | {:.1} | {:.1} |", gflops(burn_s), gflops(faer_s));
+    }
+}
+
+/// faer's own parallel split (`Par::rayon(0)`) against two halves of the output's rows, each
+/// one sequential product on its own thread, into a reused buffer, in the three forms of a
+/// linear layer (forward `x·W`, input gradient `dy·Wᵀ`, weight gradient `xᵀ·dy`).
+fn split_probe() {
+    use faer::{Accum, Mat, MatMut, MatRef, Par};
+    println!("\n| form, rows × in → out | faer Par::rayon | two row halves, Par::Seq |\n|---|---:|---:|");
+    let par = |dst: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>| {
+        faer::linalg::matmul::matmul(dst, Accum::Replace, a, b, 1.0f32, Par::rayon(0))
+    };
+    let halves = |dst: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>| {
+        let m = a.nrows() / 2;
+        let (top, bottom) = dst.split_at_row_mut(m);
+        let (at, ab) = a.split_at_row(m);
+        rayon::join(
+            || faer::linalg::matmul::matmul(top, Accum::Replace, at, b, 1.0f32, Par::Seq),
+            || faer::linalg::matmul::matmul(bottom, Accum::Replace, ab, b, 1.0f32, Par::Seq),
+        );
+    };
+    for (rows, k, n) in [(240usize, 384usize, 384usize), (240, 384, 1536), (240, 1536, 384), (1536, 384, 1536)] {
+        // (name, lhs m × kk, rhs kk × nn): x·W is rows×k·k×n; dy·Wᵀ is rows×n·n×k; xᵀ·dy is k×rows·rows×n.
+        for (form, m, kk, nn, lhs_t, rhs_t) in [
+            ("x·W", rows, k, n, false, false),
+            ("dy·Wᵀ", rows, n, k, false, true),
+            ("xᵀ·dy", k, rows, n, true, false),
+        ] {
+            let lhs: Mat<f32> = if lhs_t {
+                Mat::from_fn(kk, m, |i, j| ((i * 7 + j * 3) % 13) as f32 - 6.0)
+            } else {
+                Mat::from_fn(m, kk, |i, j| ((i * 7 + j * 3) % 13) as f32 - 6.0)
+            };
+            let rhs: Mat<f32> = if rhs_t {
+                Mat::from_fn(nn, kk, |i, j| ((i * 5 + j) % 11) as f32 - 5.0)
+            } else {
+                Mat::from_fn(kk, nn, |i, j| ((i * 5 + j) % 11) as f32 - 5.0)
+            };
+            let a = if lhs_t { lhs.as_ref().transpose() } else { lhs.as_ref() };
+            let b = if rhs_t { rhs.as_ref().transpose() } else { rhs.as_ref() };
+            let mut dst: Mat<f32> = Mat::zeros(m, nn);
+            let (mut t_par, mut t_half) = (0.0, 0.0);
+            for run in 0..30 {
+                let t = Instant::now();
+                par(dst.as_mut(), a, b);
+                let tp = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                halves(dst.as_mut(), a, b);
+                let th = t.elapsed().as_secs_f64();
+                if run >= 5 {
+                    t_par += tp;
+                    t_half += th;
+                }
+            }
+            let gflops = |s: f64| 2.0 * (m * kk * nn) as f64 * 25.0 / s / 1e9;
+            println!("| {form}, {rows} × {k} → {n} | {:.1} | {:.1} |", gflops(t_par), gflops(t_half));
+            if rhs_t {
+                // The input gradient two other ways: Wᵀ copied row-major first (copy timed), and
+                // dxᵀ = W·dyᵀ written through a column-major view of dx.
+                let (mut t_copy, mut t_tr) = (0.0, 0.0);
+                let mut wt = vec![0f32; kk * nn];
+                let mut out = vec![0f32; m * nn];
+                for run in 0..30 {
+                    let t = Instant::now();
+                    for i in 0..nn {
+                        for j in 0..kk {
+                            wt[j * nn + i] = rhs[(i, j)];
+                        }
+                    }
+                    let wt_ref = MatRef::from_row_major_slice(&wt, kk, nn);
+                    par(MatMut::from_row_major_slice_mut(&mut out, m, nn), a, wt_ref);
+                    let tc = t.elapsed().as_secs_f64();
+                    let t = Instant::now();
+                    let dst_t = MatMut::from_column_major_slice_mut(&mut out, nn, m);
+                    par(dst_t, rhs.as_ref(), a.transpose());
+                    let tt = t.elapsed().as_secs_f64();
+                    if run >= 5 {
+                        t_copy += tc;
+                        t_tr += tt;
+                    }
+                }
+                println!("| {form} via a row-major copy of Wᵀ / via dxᵀ = W·dyᵀ | {:.1} | {:.1} |", gflops(t_copy), gflops(t_tr));
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use ft_data::collate::group_by_length;
 use ft_data::rng::permutation;
@@ -31,7 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::args::{IntervalStrategy, TrainingArguments};
-use crate::optim::clip_global_norm;
+use crate::optim::AdamWOptimizer;
 use crate::schedule::learning_rate;
 use crate::state::{TrainerState, last_checkpoint, read_json, rotate, write_json};
 use crate::task::{Predictions, Split, TrainTask};
@@ -77,7 +77,7 @@ pub struct FitOptions<'a> {
     /// Where log entries go.
     pub callbacks: &'a mut dyn Callbacks,
     /// The optimizer (with its parameter groups).
-    pub optimizer: ModuleOptimizer,
+    pub optimizer: AdamWOptimizer,
     /// Seconds spent before the loop that count as training time (the frozen method's
     /// one-off feature extraction of the training rows), reported as
     /// `feature_extraction_runtime` too.
@@ -268,7 +268,7 @@ impl<T: TrainTask> Run<'_, '_, T> {
 
     /// Writes `checkpoint-N/` atomically (the model in its method's layout, the optimizer, the
     /// RNG scheme, the schedule, the arguments and the state) and rotates old ones.
-    fn save_checkpoint(&self, model: &T::Model, optimizer: &ModuleOptimizer) -> Result<PathBuf> {
+    fn save_checkpoint(&self, model: &T::Model, optimizer: &AdamWOptimizer) -> Result<PathBuf> {
         let name = format!("checkpoint-{}", self.state.global_step);
         tracing::debug!(step = self.state.global_step, "writing a checkpoint");
         let final_dir = self.output_dir.join(&name);
@@ -446,7 +446,7 @@ pub fn fit<T: TrainTask>(
             Some(ckpt) => {
                 model = store.restore(model, &ckpt)?;
                 optimizer = optimizer
-                    .load(ckpt.join("optimizer.bpk"))
+                    .load(&ckpt.join("optimizer.bpk"))
                     .map_err(|e| TrainError::State(format!("{}: cannot restore the optimizer: {e}", ckpt.display())))?;
                 state = read_json(&ckpt.join("trainer_state.json"))?;
                 tracing::info!(checkpoint = %ckpt.display(), step = state.global_step, "resuming");
@@ -540,17 +540,15 @@ pub fn fit<T: TrainTask>(
             }
             micro_in_step = 0;
             eval_window_steps += 1;
-            let mut grads = accumulator.grads();
-            let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
+            let grads = accumulator.grads();
             let lr =
                 learning_rate(args.lr_scheduler_type, args.learning_rate, run.state.global_step, total_steps, warmup);
-            let t_clip = t0.elapsed();
-            model = optimizer.step(lr, model, grads);
+            let grad_norm;
+            (model, grad_norm) = optimizer.clip_and_step(lr, model, grads, args.max_grad_norm);
             tracing::debug!(
                 forward_ms = t_forward.as_secs_f64() * 1e3,
                 backward_ms = (t_backward - t_forward).as_secs_f64() * 1e3,
-                clip_ms = (t_clip - t_backward).as_secs_f64() * 1e3,
-                optimizer_ms = (t0.elapsed() - t_clip).as_secs_f64() * 1e3,
+                clip_and_optimizer_ms = (t0.elapsed() - t_backward).as_secs_f64() * 1e3,
                 "step timings (last micro-batch)"
             );
             run.state.global_step += 1;

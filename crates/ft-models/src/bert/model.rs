@@ -24,7 +24,7 @@ use ft_hub::ops::dropout;
 use ft_peft::slot::BottleneckAdapters;
 
 use super::config::BertConfig;
-use crate::attention::{PaddingMask, multi_head};
+use crate::attention::{PaddingMask, multi_head, on_tokens};
 use crate::input::{KvCache, TextInput, Tokens};
 use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
 use crate::naming::{HubModule, HubPath, Part};
@@ -122,7 +122,16 @@ impl BertSelfAttention {
         mask: &PaddingMask,
         past: Option<&(Tensor<4>, Tensor<4>)>,
     ) -> Tensor<3> {
-        let (q, k, v) = (self.query.forward(queries), self.key.forward(x.clone()), self.value.forward(x));
+        // The projections on the token rows alone when the batch is padded (`TokenRows`).
+        let rows = mask.rows.as_ref();
+        let (k, v) = match rows.filter(|r| r.fits(&x)) {
+            Some(r) => {
+                let tokens = r.gather(x);
+                (r.scatter(self.key.forward(tokens.clone())), r.scatter(self.value.forward(tokens)))
+            }
+            None => (self.key.forward(x.clone()), self.value.forward(x)),
+        };
+        let q = on_tokens(rows, queries, |t| self.query.forward(t));
         multi_head(q, k, v, self.num_heads, past, mask, &self.dropout)
     }
 }
@@ -155,8 +164,16 @@ impl BertResidualOutput {
     /// # Shapes
     /// - `x`: `[batch, seq, in]`, `residual`: `[batch, seq, H]`; output `[batch, seq, H]`
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let h = dropout(&self.dropout, self.dense.forward(x));
-        self.adapters.forward(h, residual, Some(&self.layer_norm))
+        self.finish(self.dense.forward(x), residual)
+    }
+
+    /// [`BertResidualOutput::forward`] after `dense`: `LayerNorm(dropout(h) + residual)`,
+    /// through the active bottleneck adapter if any.
+    ///
+    /// # Shapes
+    /// - `h`, `residual`: `[batch, seq, H]`; output `[batch, seq, H]`
+    pub fn finish(&self, h: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.adapters.forward(dropout(&self.dropout, h), residual, Some(&self.layer_norm))
     }
 }
 
@@ -219,9 +236,13 @@ impl BertLayer {
     ) -> Tensor<3> {
         let queries = if first_token_only { x.clone().narrow(1, 0, 1) } else { x.clone() };
         let attended = self.attention.self_attention.forward_queries(queries.clone(), x, mask, past);
-        let x = self.attention.output.forward(attended, queries);
-        let inner = self.activation.forward(self.intermediate.forward(x.clone()));
-        self.output.forward(inner, x)
+        // The projections and the feed-forward block on the token rows alone when the batch is
+        // padded (`TokenRows`); dropout, residual and LayerNorm on the padded layout.
+        let rows = mask.rows.as_ref();
+        let output = &self.attention.output;
+        let x = output.finish(on_tokens(rows, attended, |t| output.dense.forward(t)), queries);
+        let ffn = |t: Tensor<3>| self.output.dense.forward(self.activation.forward(self.intermediate.forward(t)));
+        self.output.finish(on_tokens(rows, x.clone(), ffn), x)
     }
 }
 
