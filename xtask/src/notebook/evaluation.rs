@@ -372,6 +372,15 @@ fn generation(ft: &Path, p: &Profile, dir: &Path) -> Result<Option<(String, Stri
         );
     }
     md.push('\n');
+    let _ = writeln!(md, "**Loss curve** of the LoRA run:\n");
+    md.push_str(&super::report::run_loss_curve(dir, "loss_curve.png", &output, link, "§11 LoRA on ACLSum")?);
+    md.push('\n');
+    if before == after {
+        md.push_str("Every summary with the adapter is **the same as the base model's**, so the two rows of scores are equal.\n\n");
+    }
+    if let Some(c) = &p.lm_caveat {
+        let _ = writeln!(md, "{c}\n");
+    }
     let r1 = |i: usize| scores[i].1.get("rouge1").map(fmt_number).unwrap_or_else(|| "—".into());
     let headline = format!("summaries rouge1 {} → {} with LoRA", r1(0), r1(1));
     Ok(Some((md, headline)))

@@ -40,6 +40,23 @@ pub struct LocalLm {
     pub model: PathBuf,
     /// One sentence for the report.
     pub describe: String,
+    /// Its perplexity on the held-out texts.
+    pub eval_perplexity: Option<f64>,
+}
+
+/// Held-out perplexity above which greedy generations of the local GPT-2 are word-frequency
+/// noise (a unigram model of GPT-2's tokens on this corpus is in the low thousands).
+const WEAK_PERPLEXITY: f64 = 300.0;
+
+impl LocalLm {
+    /// The report's warning for the sections that generate with this model, when it is too weak
+    /// for their generations to show anything.
+    pub fn caveat(&self) -> Option<String> {
+        let ppl = self.eval_perplexity.filter(|p| *p > WEAK_PERPLEXITY)?;
+        Some(format!(
+            "**Read the generations with care**: the local profile's GPT-2 has a held-out perplexity of {ppl:.0} — after its few minutes of pre-training it predicts frequent tokens, not English, so greedy decoding repeats them (\"the the the …\"). Generations before and after a method, and ROUGE/BLEU computed on them, cannot show what the method changed here; they are reported as measured. The losses and perplexities are the meaningful numbers. The hub profile's `gpt2` is the model these sections are written for."
+        ))
+    }
 }
 
 fn cache_root() -> PathBuf {
@@ -130,7 +147,8 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
     if output.join("model.safetensors").is_file() && stamp.is_file() {
         let s: Value = serde_json::from_str(&std::fs::read_to_string(&stamp).unwrap_or_default()).unwrap_or_default();
         eprintln!("== the local profile's GPT-2: cached in {}", dir.display());
-        return Ok(LocalLm { model: output, describe: describe(&dir, &s, true) });
+        let eval_perplexity = s.get("eval_perplexity").and_then(Value::as_f64);
+        return Ok(LocalLm { model: output, describe: describe(&dir, &s, true), eval_perplexity });
     }
     eprintln!(
         "== the local profile's GPT-2: pre-training it from random initialisation (cached afterwards in {})",
@@ -172,7 +190,8 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
         "generic_perplexity_after": results["generic_perplexity_after"],
     });
     std::fs::write(&stamp, serde_json::to_vec_pretty(&s)?).context("writing the cache stamp")?;
-    Ok(LocalLm { model: output, describe: describe(&dir, &s, false) })
+    let eval_perplexity = s.get("eval_perplexity").and_then(Value::as_f64);
+    Ok(LocalLm { model: output, describe: describe(&dir, &s, false), eval_perplexity })
 }
 
 fn describe(dir: &Path, s: &Value, cached: bool) -> String {

@@ -519,6 +519,7 @@ pub fn run(mut args: Args) -> Result<()> {
             ag: DataPlan::recipe("AG News", "ag_news", Some(&ag_dir), (2000, 1000), "label"),
             conll: DataPlan::recipe("CoNLL-2003", "conll2003", Some(&conll_dir), (2000, 1000), "ner_tags"),
             aclsum: Some(evaluation::write_tiny(&out.join("tiny-data"))?),
+            lm_caveat: None,
             exercise_1_model: None,
             ran: sections.clone(),
             vision: VisionPlan::Tiny {
@@ -596,6 +597,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 .map(|d| d.join("aclsum"))
                 .filter(|d| d.join("train.jsonl").is_file())
                 .and_then(|d| d.canonicalize().ok()),
+            lm_caveat: None,
         }
     };
     let ft = match &args.ft {
@@ -613,6 +615,7 @@ pub fn run(mut args: Args) -> Result<()> {
         let data = args.data.clone().context("the local profile has a data folder")?;
         let lm = lm::pretrained(&ft, &data.canonicalize().unwrap_or(data), &root)?;
         profile.model_lm = path_str(&lm.model);
+        profile.lm_caveat = lm.caveat();
         lm_note = format!("; §7, §8, §11: {}", lm.describe);
     }
     let (version, commit) = provenance(&ft);

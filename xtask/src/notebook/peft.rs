@@ -275,9 +275,32 @@ pub(super) fn section_prompt(ft: &Path, p: &Profile, dir: &Path) -> Result<Outco
         "§14's forgetting probe (perplexity on a held-out generic English text): {}\n",
         forgetting_cell(run.forgetting)
     );
+    if run.ok {
+        let link = Section::Prompt.dir();
+        let _ = writeln!(md, "**Loss curve** of the prompt-tuning run:\n");
+        md.push_str(&super::report::run_loss_curve(dir, "loss_curve.png", &config.training.output_dir, link, "§7 prompt tuning")?);
+        let lm_state = Path::new(&p.model_lm).join("trainer_state.json");
+        if !p.tiny && lm_state.is_file() {
+            let _ = writeln!(md, "\n**Loss curve** of the base model's own pre-training (the local profile's GPT-2, trained by ft):\n");
+            md.push_str(&super::report::run_loss_curve(
+                dir,
+                "base_pretraining_loss_curve.png",
+                Path::new(&p.model_lm),
+                link,
+                "the local GPT-2's pre-training",
+            )?);
+        }
+        md.push('\n');
+    }
     let _ =
         writeln!(md, "Generation, {} new tokens, greedy — the base model:\n\n{}\n", s.new_tokens, quote(&run.before));
     let _ = writeln!(md, "With the trained soft prompt:\n\n{}\n", quote(&run.after));
+    if run.ok && run.before == run.after {
+        md.push_str("The generation with the soft prompt is **the same as the base model's**: the trained prompt did not change greedy decoding on this prompt.\n\n");
+    }
+    if let Some(c) = &p.lm_caveat {
+        let _ = writeln!(md, "{c}\n");
+    }
     Ok(Outcome {
         section: Section::Prompt,
         ok: run.ok,
@@ -300,6 +323,7 @@ pub(super) fn section_lora(ft: &Path, p: &Profile, dir: &Path) -> Result<Outcome
     let mut before = String::new();
     let mut files = String::new();
     let mut details = String::new();
+    let mut all_unchanged = true;
     for (name, r, label) in [("lora-r8", 8usize, "§8"), ("lora-r16", 16, "exercise 5")] {
         let method = MethodConfig::Lora(LoraConfig {
             r,
@@ -326,6 +350,7 @@ pub(super) fn section_lora(ft: &Path, p: &Profile, dir: &Path) -> Result<Outcome
             headline = short(&run.trainable);
             before = run.before.clone();
         }
+        all_unchanged &= run.ok && run.after == run.before;
         let _ = writeln!(
             md,
             "| {label} | {r} | `{}` | {} | {} | {} |",
@@ -343,9 +368,17 @@ pub(super) fn section_lora(ft: &Path, p: &Profile, dir: &Path) -> Result<Outcome
     md.push_str(&details);
     let _ = writeln!(
         md,
-        "\nThree texts at batch 1 with gradient accumulation 8 make one optimizer step (the notebook's settings): the step's loss is measured before it, while LoRA's B is still zero, so both ranks report the base model's loss; the generations show what the one step changed. The base model on the same prompt: {}\n",
+        "\nThree texts at batch 1 with gradient accumulation 8 make one optimizer step (the notebook's settings): the step's loss is measured before it, while LoRA's B is still zero, so both ranks report the base model's loss; {} The base model on the same prompt: {}\n",
+        if all_unchanged {
+            "after the one step, greedy generation is **the same as the base model's** for every rank — one step of LoRA at this learning rate does not change it."
+        } else {
+            "the generations show what the one step changed."
+        },
         before.replace('\n', " ⏎ ")
     );
+    if let Some(c) = &p.lm_caveat {
+        let _ = writeln!(md, "{c}\n");
+    }
     let _ = writeln!(md, "Run files:\n\n{files}");
     Ok(Outcome { section: Section::Lora, ok, headline, runtime: format!("{wall:.1}"), wall_s: wall, markdown: md })
 }

@@ -188,4 +188,7 @@ pub struct Profile {
     pub ran: Vec<super::Section>,
     /// §11's ACLSum folder (`{train,val,test}.jsonl`), when there is one.
     pub aclsum: Option<std::path::PathBuf>,
+    /// A warning for §7, §8 and §11 when their causal LM is too weak for its generations to show
+    /// anything (the local profile's small GPT-2, judged by its held-out perplexity).
+    pub lm_caveat: Option<String>,
 }

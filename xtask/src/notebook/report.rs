@@ -97,6 +97,36 @@ pub fn history_series(log_history: &[Value], key: &str) -> Vec<(f64, f64)> {
     log_history.iter().filter_map(|e| Some((e.get("step")?.as_f64()?, e.get(key)?.as_f64()?))).collect()
 }
 
+/// Draws the training `loss` and `eval_loss` of `log_history` against the step into
+/// `section_dir/file` and returns the Markdown image line (or, when nothing can be drawn, a line
+/// saying why); `link` is `section_dir` relative to the report.
+pub fn loss_curve(section_dir: &Path, file: &str, log_history: &[Value], link: &str, title: &str) -> Result<String> {
+    let mut series = vec![Series { name: "training loss".into(), points: history_series(log_history, "loss") }];
+    let eval_loss = history_series(log_history, "eval_loss");
+    if !eval_loss.is_empty() {
+        series.push(Series { name: "evaluation loss".into(), points: eval_loss });
+    }
+    Ok(match line_chart_png(&format!("{title}: loss"), "step", "loss", &series) {
+        Ok(png) => {
+            let path = section_dir.join(file);
+            std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+            format!("![loss curve]({link}/{file})\n")
+        }
+        Err(e) => format!("No loss curve: {e} (the run logged no finite loss; lower `logging_steps`).\n"),
+    })
+}
+
+/// [`loss_curve`] of the run whose output directory is `output_dir` (its `trainer_state.json`);
+/// a line saying why when that file cannot be read.
+pub fn run_loss_curve(section_dir: &Path, file: &str, output_dir: &Path, link: &str, title: &str) -> Result<String> {
+    let path = output_dir.join("trainer_state.json");
+    let history = read_json(&path).ok().and_then(|s| s.get("log_history").and_then(Value::as_array).cloned());
+    match history {
+        Some(h) => loss_curve(section_dir, file, &h, link, title),
+        None => Ok(format!("No loss curve: `{}` has no `log_history`.\n", path.display())),
+    }
+}
+
 /// Reads the output directory of a finished `ft train` run, draws `loss_curve.png` (and, with
 /// `confusion`, `confusion_matrix.png`) into `section_dir`, and returns the Markdown; `link` is
 /// `section_dir` relative to the report (for image links).
@@ -171,23 +201,8 @@ pub fn train_section(
         );
     }
 
-    // Loss curve.
-    let mut series = vec![Series { name: "training loss".into(), points: history_series(log_history, "loss") }];
-    let eval_loss = history_series(log_history, "eval_loss");
-    if !eval_loss.is_empty() {
-        series.push(Series { name: "evaluation loss".into(), points: eval_loss });
-    }
     let _ = writeln!(md, "\n**Loss curve** (training `loss` and `eval_loss` of `log_history` against the step):\n");
-    match line_chart_png(&format!("{title}: loss"), "step", "loss", &series) {
-        Ok(png) => {
-            let path = section_dir.join(LOSS_CURVE);
-            std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
-            let _ = writeln!(md, "![loss curve]({link}/{LOSS_CURVE})");
-        }
-        Err(e) => {
-            let _ = writeln!(md, "No loss curve: {e} (the run logged no finite loss; lower `logging_steps`).");
-        }
-    }
+    md.push_str(&loss_curve(section_dir, LOSS_CURVE, log_history, link, title)?);
 
     md.push_str(&pitfalls_markdown(&state));
     if confusion {
@@ -338,7 +353,30 @@ fn confusion_section(
         }
         None => md.push_str(".\n"),
     }
+    if let Some(note) = collapse_note(&names, &predictions, &references) {
+        let _ = writeln!(md, "\n{note}");
+    }
     Ok(md)
+}
+
+/// A warning when the predictions are (nearly) all one class while the references are not: the
+/// model has collapsed to a constant answer, and its accuracy only measures that class's share.
+fn collapse_note(names: &[String], predictions: &[i64], references: &[i64]) -> Option<String> {
+    let mut counts = vec![0usize; names.len()];
+    for &p in predictions {
+        counts[p as usize] += 1;
+    }
+    let (class, &top) = counts.iter().enumerate().max_by_key(|(_, c)| **c)?;
+    let reference_share = references.iter().filter(|&&r| r as usize == class).count() as f64 / references.len() as f64;
+    let share = top as f64 / predictions.len().max(1) as f64;
+    (share >= 0.95 && reference_share < 0.9).then(|| {
+        format!(
+            "**The model predicts `{}` for {:.1}% of the examples** (that class is {:.1}% of the references): it has collapsed to one answer, and its accuracy is that class's share, not what the method can do.",
+            names[class],
+            100.0 * share,
+            100.0 * reference_share
+        )
+    })
 }
 
 /// What `ft data inspect` printed about one split.
@@ -524,6 +562,17 @@ pub fn anchor(title: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A constant predictor is named; a model right on a one-class split or spread over classes is not.
+    #[test]
+    fn collapse_note_names_a_constant_predictor() {
+        let names: Vec<String> = ["World", "Sports"].iter().map(|s| s.to_string()).collect();
+        let refs: Vec<i64> = (0..100).map(|i| i % 2).collect();
+        let note = collapse_note(&names, &[0; 100], &refs).unwrap();
+        assert!(note.contains("`World` for 100.0%") && note.contains("50.0% of the references"), "{note}");
+        assert!(collapse_note(&names, &refs, &refs).is_none());
+        assert!(collapse_note(&names, &[1; 100], &[1; 100]).is_none(), "all right on a one-class split");
+    }
 
     fn write(path: &Path, v: &Value) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

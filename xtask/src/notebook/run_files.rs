@@ -217,6 +217,7 @@ mod tests {
             exercise_1_model: None,
             ran: Vec::new(),
             aclsum: None,
+            lm_caveat: None,
         }
     }
 

@@ -385,6 +385,9 @@ pub fn section_vision(ft: &Path, plan: &VisionPlan, offline: bool, dir: &Path) -
         );
     }
     md.push('\n');
+    if let Some(note) = transfer_note(&runs) {
+        let _ = writeln!(md, "{note}\n");
+    }
     for r in &runs {
         md.push_str(&r.markdown);
         md.push('\n');
@@ -524,4 +527,61 @@ fn transfer(ft: &Path, offline: bool, images: &Path, dir: &Path) -> Result<Vec<R
         &info(&[]),
     )?);
     Ok(runs)
+}
+
+/// A sentence on how the transfer runs compare with the run from random initialisation (the
+/// run labelled `(c)`), when both have an accuracy: transfer learning does not always win, and
+/// the report says so when it loses.
+fn transfer_note(runs: &[Run]) -> Option<String> {
+    let acc = |r: &Run| r.metrics.get("eval_accuracy").and_then(|v| v.as_f64());
+    let scratch = runs.iter().find(|r| r.label.starts_with("(c)"))?;
+    let scratch_acc = acc(scratch)?;
+    let best = runs
+        .iter()
+        .filter(|r| r.label.starts_with("(a)") || r.label.starts_with("(b)"))
+        .filter_map(|r| Some((r, acc(r)?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let name = best.0.label.split(':').next().unwrap_or("").trim();
+    Some(if best.1 > scratch_acc {
+        format!(
+            "Transfer pays here: {name} reaches {:.3}, the same network from random initialisation {scratch_acc:.3} with the same epochs.",
+            best.1
+        )
+    } else {
+        format!(
+            "**Transfer does not pay here**: the network from random initialisation reaches {scratch_acc:.3}, the best transfer run, {name} {:.3}. \
+             The source and target classes are halves of one small grey-scale dataset, and the target split has enough images for a ResNet18 to learn them from scratch in these epochs; \
+             the notebook's case for transfer — ImageNet features and a few hundred target images — is not what this profile can stage without the Hub.",
+            best.1
+        )
+    })
+}
+
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn run(label: &str, acc: f64) -> Run {
+        Run {
+            label: label.into(),
+            ok: true,
+            metrics: serde_json::json!({ "eval_accuracy": acc }),
+            trainable: String::new(),
+            wall_s: 0.0,
+            markdown: String::new(),
+        }
+    }
+
+    /// The report says which side won, with the numbers; no sentence without a random-init run.
+    #[test]
+    fn transfer_note_names_the_winner() {
+        let lost = transfer_note(&[run("Source task", 0.9), run("(a) §10: x", 0.85), run("(b) exercise 7: y", 0.94), run("(c) z", 0.954)])
+            .unwrap();
+        assert!(lost.contains("does not pay") && lost.contains("0.954") && lost.contains("(b) exercise 7 0.940"), "{lost}");
+        let won = transfer_note(&[run("(a) §10: x", 0.97), run("(c) z", 0.9)]).unwrap();
+        assert!(won.starts_with("Transfer pays here: (a) §10 reaches 0.970"), "{won}");
+        assert!(transfer_note(&[run("(a) §10: x", 0.97), run("The same network (tiny)", 0.9)]).is_none());
+    }
 }
