@@ -32,7 +32,9 @@ impl PaddingMask {
 /// the same whether padding rows are computed or not, to float rounding (a product over fewer
 /// rows may sum in another order; the weight gradients `xᵀ·dy` no longer add the padding rows'
 /// exact zeros). The skipped rows come back as zeros ([`TokenRows::scatter`]); dropout, residuals
-/// and LayerNorm still run on the padded layout, so dropout draws the same masks.
+/// and LayerNorm still run on the padded layout, so dropout draws the same masks. A projection
+/// with an active adapter (LoRA, whose dropout draws its mask over the rows it is given) keeps
+/// every row, and so does prefix tuning (its mask also covers the prefix, so it does not fit).
 ///
 /// Built in training only — on the flex CPU device with autodiff (reading the mask is a host
 /// round trip, free there) — and only when at least 1/16 of the rows are padding; elsewhere every

@@ -6,6 +6,7 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use ft_models::attention::TokenRows;
@@ -75,7 +76,8 @@ fn padded_batch_equals_each_sequence_alone() {
         all_ids.extend(std::iter::repeat_n(0, SEQ - len));
         all_mask.extend((0..SEQ).map(|i| i64::from(i < len)));
     }
-    let batch_ids = Tensor::<2, Int>::from_data(TensorData::new(all_ids, [3, SEQ]), &device);
+    let batch_ids_data = TensorData::new(all_ids, [3, SEQ]);
+    let batch_ids = Tensor::<2, Int>::from_data(batch_ids_data.clone(), &device);
     let batch_mask = Tensor::<2, Int>::from_data(TensorData::new(all_mask.clone(), [3, SEQ]), &device);
     assert!(TokenRows::new(&batch_mask).is_some(), "the batch takes the token-rows path");
     let logits = model.forward(batch_ids, batch_mask, None);
@@ -87,6 +89,23 @@ fn padded_batch_equals_each_sequence_alone() {
         loss = loss + (rows * weights[b].clone()).sum();
     }
     let batch_grads = GradientsParams::from_grads(loss.backward(), &model);
+
+    // The token-row path was taken: inference (every row computed, as transformers) gives the
+    // same token rows but other padding rows, which training leaves at what the zeros give.
+    let plain = Device::flex();
+    let plain_logits = values(model.valid().forward(
+        Tensor::<2, Int>::from_data(batch_ids_data.clone(), &plain),
+        Tensor::<2, Int>::from_data(TensorData::new(all_mask.clone(), [3, SEQ]), &plain),
+        None,
+    ));
+    let trained_logits = values(logits.clone());
+    let (mut token_diff, mut padding_diff) = (0f32, 0f32);
+    for (i, (a, b)) in trained_logits.iter().zip(&plain_logits).enumerate() {
+        let d = (a - b).abs();
+        if all_mask[i / labels] == 1 { token_diff = token_diff.max(d) } else { padding_diff = padding_diff.max(d) }
+    }
+    assert!(token_diff < 1e-5, "token rows differ from inference by {token_diff}");
+    assert!(padding_diff > 1e-3, "padding rows equal inference's ({padding_diff}): the token-row path was not taken");
 
     // Each sequence alone, no padding; gradients summed.
     let mut loss = Tensor::<1>::zeros([1], &device);

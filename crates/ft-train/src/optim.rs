@@ -110,10 +110,16 @@ impl AdamWOptimizer {
     pub fn clip_and_step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams, max_norm: f64) -> (M, f64) {
         let norm = global_norm(&module, &grads);
         let factor = clip_factor(norm, max_norm);
+        /// Puts the factor back to 1 when the step ends, panicking or not.
+        struct Reset<'a>(&'a GradScale);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                self.0.set(1.0);
+            }
+        }
         self.grad_scale.set(factor.map_or(1.0, |f| f as f32));
-        let module = self.module.step(lr, module, grads);
-        self.grad_scale.set(1.0);
-        (module, norm)
+        let _reset = Reset(&self.grad_scale);
+        (self.module.step(lr, module, grads), norm)
     }
 
     /// One AdamW step without clipping.

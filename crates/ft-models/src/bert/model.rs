@@ -24,7 +24,7 @@ use ft_hub::ops::dropout;
 use ft_peft::slot::BottleneckAdapters;
 
 use super::config::BertConfig;
-use crate::attention::{PaddingMask, multi_head, on_tokens};
+use crate::attention::{PaddingMask, TokenRows, multi_head, on_tokens};
 use crate::input::{KvCache, TextInput, Tokens};
 use crate::layers::{Activation, Projection, WeightLayout, embedding, layer_norm};
 use crate::naming::{HubModule, HubPath, Part};
@@ -85,6 +85,13 @@ impl HubModule for BertEmbeddings {
     }
 }
 
+/// The batch's token rows (`TokenRows`) for a block of `projections`, unless one of them has an
+/// active adapter: LoRA's dropout draws its mask over the rows it is given, so an adapted
+/// projection sees every row, as before, and trains with the same masks.
+fn token_rows<'a>(mask: &'a PaddingMask, projections: &[&Projection]) -> Option<&'a TokenRows> {
+    mask.rows.as_ref().filter(|_| projections.iter().all(|p| p.adapters.is_inactive()))
+}
+
 /// Multi-head self-attention (HF `attention.self`).
 #[derive(Module, Debug)]
 pub struct BertSelfAttention {
@@ -123,15 +130,15 @@ impl BertSelfAttention {
         past: Option<&(Tensor<4>, Tensor<4>)>,
     ) -> Tensor<3> {
         // The projections on the token rows alone when the batch is padded (`TokenRows`).
-        let rows = mask.rows.as_ref();
-        let (k, v) = match rows.filter(|r| r.fits(&x)) {
+        let kv_rows = token_rows(mask, &[&self.key, &self.value]);
+        let (k, v) = match kv_rows.filter(|r| r.fits(&x)) {
             Some(r) => {
                 let tokens = r.gather(x);
                 (r.scatter(self.key.forward(tokens.clone())), r.scatter(self.value.forward(tokens)))
             }
             None => (self.key.forward(x.clone()), self.value.forward(x)),
         };
-        let q = on_tokens(rows, queries, |t| self.query.forward(t));
+        let q = on_tokens(token_rows(mask, &[&self.query]), queries, |t| self.query.forward(t));
         multi_head(q, k, v, self.num_heads, past, mask, &self.dropout)
     }
 }
@@ -238,11 +245,10 @@ impl BertLayer {
         let attended = self.attention.self_attention.forward_queries(queries.clone(), x, mask, past);
         // The projections and the feed-forward block on the token rows alone when the batch is
         // padded (`TokenRows`); dropout, residual and LayerNorm on the padded layout.
-        let rows = mask.rows.as_ref();
         let output = &self.attention.output;
-        let x = output.finish(on_tokens(rows, attended, |t| output.dense.forward(t)), queries);
+        let x = output.finish(on_tokens(token_rows(mask, &[&output.dense]), attended, |t| output.dense.forward(t)), queries);
         let ffn = |t: Tensor<3>| self.output.dense.forward(self.activation.forward(self.intermediate.forward(t)));
-        self.output.finish(on_tokens(rows, x.clone(), ffn), x)
+        self.output.finish(on_tokens(token_rows(mask, &[&self.intermediate, &self.output.dense]), x.clone(), ffn), x)
     }
 }
 
