@@ -19,7 +19,13 @@ impl PaddingMask {
     /// From an attention mask `[batch, seq]` of 1 (token) and 0 (padding).
     pub fn new(attention_mask: &Tensor<2, Int>) -> Self {
         let [b, l] = attention_mask.dims();
-        Self { masked: attention_mask.clone().equal_elem(0).reshape([b, 1, 1, l]), rows: TokenRows::new(attention_mask) }
+        Self { masked: attention_mask.clone().equal_elem(0).reshape([b, 1, 1, l]), rows: None }
+    }
+
+    /// [`PaddingMask::new`] plus the token rows, for a model whose layers skip padding rows
+    /// (BERT); the others do not pay for reading the mask.
+    pub fn with_token_rows(attention_mask: &Tensor<2, Int>) -> Self {
+        Self { rows: TokenRows::new(attention_mask), ..Self::new(attention_mask) }
     }
 }
 

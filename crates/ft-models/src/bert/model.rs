@@ -362,7 +362,7 @@ impl BertModel {
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> BertOutput {
         let _span = tracing::trace_span!("bert", dims = ?input_ids.dims()).entered();
-        let mask = PaddingMask::new(&attention_mask);
+        let mask = PaddingMask::with_token_rows(&attention_mask);
         self.encode(self.embeddings.forward(input_ids, token_type_ids), &mask, None, false)
     }
 
@@ -378,7 +378,7 @@ impl BertModel {
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> BertOutput {
         let _span = tracing::trace_span!("bert", dims = ?input_ids.dims()).entered();
-        let mask = PaddingMask::new(&attention_mask);
+        let mask = PaddingMask::with_token_rows(&attention_mask);
         self.encode(self.embeddings.forward(input_ids, token_type_ids), &mask, None, true)
     }
 
@@ -437,7 +437,7 @@ impl BertModel {
             Some(m) => m.clone(),
             None => Tensor::ones([b, prefix + l], &device),
         };
-        let mask = PaddingMask::new(&attention_mask);
+        let mask = PaddingMask::with_token_rows(&attention_mask);
         Ok(self.encode(self.embeddings.forward_input(input, prefix), &mask, past, input.first_token_only))
     }
 }
