@@ -32,7 +32,7 @@ impl Activation {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Self::Gelu => super::gelu(x),
-            Self::GeluNew => activation::gelu_approximate(x),
+            Self::GeluNew => super::gelu_tanh(x),
             Self::QuickGelu => x.clone() * activation::sigmoid(x * 1.702),
             Self::Relu => activation::relu(x),
             Self::Silu => activation::silu(x),

@@ -11,7 +11,8 @@
 //! output `y`.
 //!
 //! GELU (exact, erf form) is one node too: forward [`gelu_slice`](super::gelu::gelu_slice) over a
-//! copy of the input, backward `dy ⊙ gelu'(x)` from the saved input, each one pass across threads.
+//! copy of the input, backward `dy ⊙ gelu'(x)` from the saved input, each one pass across threads;
+//! and so is its tanh approximation (`gelu_new`, GPT-2's), [`gelu_tanh`](super::gelu::gelu_tanh).
 //!
 //! The host loops are compiled for the widest SIMD the CPU offers (AVX2; AVX-512 where the build
 //! enables pulp's `x86-v4`, as `ft`'s `x86-v4` feature does through gemm), chosen at run time by
@@ -63,6 +64,18 @@ pub trait FusedOps: Backend {
     /// gradient `dy`: `dy ⊙ (Φ(x) + x·φ(x))`; `x`, `dy`, result: the same shape.
     fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::gelu_backward(x, dy)
+    }
+
+    /// GELU's tanh approximation (`gelu_new`), elementwise: any shape → the same shape.
+    fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_gelu_tanh::<Self>(x)
+    }
+
+    /// Gradient of [`FusedOps::gelu_tanh`] with respect to its input `x`, given the output
+    /// gradient `dy`: `dy ⊙ (0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3a·x²))`, `t = tanh(c·(x + a·x³))`;
+    /// `x`, `dy`, result: the same shape.
+    fn gelu_tanh_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_gelu_tanh_backward::<Self>(x, dy)
     }
 
     /// `Σ x²` over every element: any shape → `[1]`.
@@ -127,13 +140,49 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
         unary_node::<B, C>(x, B::gelu_exact, B::gelu_exact_backward, Saved::Input)
     }
+
+    fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        unary_node::<B, C>(x, B::gelu_tanh, B::gelu_tanh_backward, Saved::Input)
+    }
 }
+
+/// √(2/π) and the cubic coefficient of GELU's tanh approximation.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_CUBIC: f32 = 0.044_715;
 
 /// `y ⊙ (dy − Σ_last dy ⊙ y)` composed of Burn's tensor ops (see [`FusedOps::softmax_last_backward`]).
 fn composed_softmax_backward<B: Backend>(y: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
     let last = y.shape().num_dims() - 1;
     let dot = B::float_sum_dim(B::float_mul(dy.clone(), y.clone()), last);
     B::float_mul(y, B::float_sub(dy, dot))
+}
+
+/// `tanh(c·(x + a·x³))` composed of Burn's tensor ops.
+fn composed_tanh_term<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let x3 = B::float_mul(B::float_mul(x.clone(), x.clone()), x.clone());
+    let inner = B::float_add(x, B::float_mul_scalar(x3, GELU_CUBIC.into()));
+    B::float_tanh(B::float_mul_scalar(inner, SQRT_2_OVER_PI.into()))
+}
+
+/// `0.5·x·(1 + tanh(c·(x + a·x³)))` composed of Burn's tensor ops (see [`FusedOps::gelu_tanh`]).
+fn composed_gelu_tanh<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let t = composed_tanh_term::<B>(x.clone());
+    B::float_mul_scalar(B::float_mul(x, B::float_add_scalar(t, 1.0.into())), 0.5.into())
+}
+
+/// [`FusedOps::gelu_tanh_backward`] composed of Burn's tensor ops.
+fn composed_gelu_tanh_backward<B: Backend>(x: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
+    let t = composed_tanh_term::<B>(x.clone());
+    let left = B::float_mul_scalar(B::float_add_scalar(t.clone(), 1.0.into()), 0.5.into());
+    // 1 − t²
+    let sech2 = B::float_neg(B::float_add_scalar(B::float_mul(t.clone(), t), (-1.0).into()));
+    let x2 = B::float_mul(x.clone(), x.clone());
+    let slope = B::float_mul_scalar(
+        B::float_add_scalar(B::float_mul_scalar(x2, (3.0 * GELU_CUBIC).into()), 1.0.into()),
+        (0.5 * SQRT_2_OVER_PI).into(),
+    );
+    let right = B::float_mul(B::float_mul(x, sech2), slope);
+    B::float_mul(dy, B::float_add(left, right))
 }
 
 /// What an elementwise-shaped fused op's backward pass reads besides the output gradient.
@@ -198,8 +247,10 @@ mod flex {
     use burn::tensor::{DType, Shape};
     use rayon::prelude::*;
 
-    use super::{FusedOps, composed_softmax_backward};
-    use crate::ops::gelu::{exp_nonpositive, gelu_backward_slice, gelu_slice};
+    use super::{FusedOps, composed_gelu_tanh, composed_gelu_tanh_backward, composed_softmax_backward};
+    use crate::ops::gelu::{
+        exp_nonpositive, gelu_backward_slice, gelu_slice, gelu_tanh_backward_slice, gelu_tanh_slice,
+    };
 
     /// Rows per parallel task (as flex's own softmax).
     const ROWS_PER_TASK: usize = 64;
@@ -239,6 +290,32 @@ mod flex {
                 }
                 let inv = 1.0 / lane_reduce(o, 0.0, |s, v| s + v);
                 o.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+    }
+
+    /// Softmax's backward pass over rows of `n`: `out = y ⊙ (dy − Σ dy ⊙ y)` per row.
+    struct SoftmaxBackwardRows<'a> {
+        y: &'a [f32],
+        dy: &'a [f32],
+        out: &'a mut [f32],
+        n: usize,
+    }
+
+    impl pulp::WithSimd for SoftmaxBackwardRows<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+            let n = self.n;
+            for ((o, y), dy) in self.out.chunks_exact_mut(n).zip(self.y.chunks_exact(n)).zip(self.dy.chunks_exact(n)) {
+                let mut dot = 0f32;
+                for (&a, &b) in y.iter().zip(dy) {
+                    dot += a * b;
+                }
+                for ((o, &y), &dy) in o.iter_mut().zip(y).zip(dy) {
+                    *o = y * (dy - dot);
+                }
             }
         }
     }
@@ -303,28 +380,22 @@ mod flex {
             }
             let mut out = vec![0f32; ys.len()];
             let chunk = ROWS_PER_TASK * n;
-            out.par_chunks_mut(chunk).zip(ys.par_chunks(chunk).zip(dys.par_chunks(chunk))).for_each(|(o, (y, dy))| {
-                pulp::Arch::new().dispatch(|| {
-                    for ((o, y), dy) in o.chunks_exact_mut(n).zip(y.chunks_exact(n)).zip(dy.chunks_exact(n)) {
-                        let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-                        for ((o, &y), &dy) in o.iter_mut().zip(y).zip(dy) {
-                            *o = y * (dy - dot);
-                        }
-                    }
-                })
-            });
+            out.par_chunks_mut(chunk)
+                .zip(ys.par_chunks(chunk).zip(dys.par_chunks(chunk)))
+                .for_each(|(o, (y, dy))| pulp::Arch::new().dispatch(SoftmaxBackwardRows { y, dy, out: o, n }));
             f32_tensor(out, shape)
         }
 
         fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-            let shape = x.shape();
-            let x = x.to_contiguous();
-            let Some(xs) = x.as_slice::<f32>() else {
-                return Flex::gelu(x);
-            };
-            let mut out = xs.to_vec();
-            out.par_chunks_mut(ELEMS_PER_TASK).for_each(gelu_slice);
-            f32_tensor(out, shape)
+            elementwise(x, gelu_slice, Flex::gelu)
+        }
+
+        fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            elementwise(x, gelu_tanh_slice, composed_gelu_tanh::<Flex>)
+        }
+
+        fn gelu_tanh_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+            elementwise_backward(x, dy, gelu_tanh_backward_slice, composed_gelu_tanh_backward::<Flex>)
         }
 
         fn sum_of_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -350,20 +421,45 @@ mod flex {
         }
 
         fn gelu_exact_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
-            let shape = x.shape();
-            let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-            let (Some(xs), Some(dys)) = (x.as_slice::<f32>(), dy.as_slice::<f32>()) else {
-                return Flex::gelu_backward(x, dy);
-            };
-            if xs.len() != dys.len() {
-                return Flex::gelu_backward(x.clone(), dy.clone());
-            }
-            let mut out = vec![0f32; xs.len()];
-            out.par_chunks_mut(ELEMS_PER_TASK)
-                .zip(xs.par_chunks(ELEMS_PER_TASK).zip(dys.par_chunks(ELEMS_PER_TASK)))
-                .for_each(|(o, (x, dy))| gelu_backward_slice(x, dy, o));
-            f32_tensor(out, shape)
+            elementwise_backward(x, dy, gelu_backward_slice, Flex::gelu_backward)
         }
+    }
+
+    /// An elementwise op as one pass over a copy of `x`'s values across threads (`host` over
+    /// blocks in place); `fallback` when `x` is not f32.
+    fn elementwise(x: FlexTensor, host: fn(&mut [f32]), fallback: fn(FlexTensor) -> FlexTensor) -> FlexTensor {
+        let shape = x.shape();
+        let x = x.to_contiguous();
+        let Some(xs) = x.as_slice::<f32>() else {
+            return fallback(x);
+        };
+        let mut out = xs.to_vec();
+        out.par_chunks_mut(ELEMS_PER_TASK).for_each(host);
+        f32_tensor(out, shape)
+    }
+
+    /// An elementwise op's backward pass, `host(x, dy, out)` over blocks across threads;
+    /// `fallback` when the tensors are not f32 or differ in length (shapes that only broadcasting
+    /// could reconcile).
+    fn elementwise_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        host: fn(&[f32], &[f32], &mut [f32]),
+        fallback: fn(FlexTensor, FlexTensor) -> FlexTensor,
+    ) -> FlexTensor {
+        let shape = x.shape();
+        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+        let (Some(xs), Some(dys)) = (x.as_slice::<f32>(), dy.as_slice::<f32>()) else {
+            return fallback(x, dy);
+        };
+        if xs.len() != dys.len() {
+            return fallback(x.clone(), dy.clone());
+        }
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(ELEMS_PER_TASK)
+            .zip(xs.par_chunks(ELEMS_PER_TASK).zip(dys.par_chunks(ELEMS_PER_TASK)))
+            .for_each(|(o, (x, dy))| host(x, dy, o));
+        f32_tensor(out, shape)
     }
 }
 

@@ -28,7 +28,7 @@ pub use cross_entropy::nll_rows;
 pub use dropout::dropout;
 pub use embedding::embedding;
 pub use fused::{softmax_last, sum_of_squares};
-pub use gelu::gelu;
+pub use gelu::{gelu, gelu_tanh};
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use matmul::matmul_scaled;
