@@ -1,7 +1,10 @@
 //! The local profile's GPT-2. No registry ships GPT-2's weights, so `--profile local` pre-trains
 //! a small GPT-2 itself — `ft train` from a run file, `model.random_init = true`, causal LM — on
 //! the local English corpora (AG News, IMDB reviews, the chatterbot answers, ACLSum's training
-//! documents), with GPT-2's own tokenizer (the one bundled with `tests/fixtures/models/tiny-gpt2`).
+//! documents). Its tokenizer is GPT-2's kind — byte-level BPE with `<|endoftext|>` — trained on
+//! the same corpus with a vocabulary of [`VOCAB`] (what `tokenizer.train_new_from_iterator` does
+//! in transformers): with GPT-2's own 50,257 tokens the output projection is 96% of every step
+//! on 2 CPU cores and a few minutes of training do not get past word frequencies.
 //! §7/§8's adapters and §11's summaries then start from a model that knows some English.
 //!
 //! The result is cached (`$FT_NOTEBOOK_CACHE`, default `~/.cache/ft-notebook`) under a hash of
@@ -24,10 +27,136 @@ use super::runner::run_ft;
 const CONFIG: (usize, usize, usize, usize) = (4, 128, 4, 256);
 
 /// Rows taken from each corpus for training (and held out for evaluation).
-const TAKE: [(&str, usize); 4] = [("AG News", 1500), ("IMDB", 800), ("chatterbot", 1200), ("ACLSum", 100)];
+const TAKE: [(&str, usize); 4] = [("AG News", 6000), ("IMDB", 5000), ("chatterbot", 2200), ("ACLSum", 100)];
+/// Optimizer steps of the pre-training (one epoch of [`BLOCKS`] blocks in batches of [`BATCH`]).
+const STEPS: usize = 1300;
+const BATCH: usize = 8;
+/// Training blocks: the shuffled texts, each followed by `<|endoftext|>`, concatenated and cut
+/// into rows of [`MAX_LENGTH`] tokens, as transformers' `run_clm.py` groups texts — no step is
+/// spent on padding, and a step sees texts from several corpora.
+const BLOCKS: usize = STEPS * BATCH;
 const EVAL_ROWS: usize = 200;
+/// Tokens per training row (longer texts are cut).
+const MAX_LENGTH: usize = 128;
 /// Bumped when [`corpus`] changes what it reads (it is part of the cache key).
-const CORPUS_VERSION: u32 = 2;
+const CORPUS_VERSION: u32 = 3;
+
+/// The tokenizer's vocabulary: byte-level BPE merges learnt on the training corpus, with
+/// `<|endoftext|>` (GPT-2's bos/eos/pad) as one more token.
+pub const VOCAB: usize = 8192;
+/// GPT-2's end-of-text token.
+const EOS: &str = "<|endoftext|>";
+
+/// Trains GPT-2's kind of tokenizer on `texts` and writes it to `dir/tokenizer.json` (with
+/// `tokenizer_config.json` as GPT-2's); returns `<|endoftext|>`'s id.
+///
+/// The pipeline is GPT-2's: no normalizer, byte-level pre-tokenizer (GPT-2's regex, no prefix
+/// space), byte-level post-processor and decoder, BPE over the 256 byte symbols.
+fn train_tokenizer(texts: &[String], dir: &Path) -> Result<u32> {
+    use tokenizers::decoders::byte_level::ByteLevel;
+    use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+    use tokenizers::normalizers::NormalizerWrapper;
+    use tokenizers::{AddedToken, TokenizerBuilder};
+    let mut tokenizer = TokenizerBuilder::<BPE, NormalizerWrapper, ByteLevel, ByteLevel, ByteLevel>::new()
+        .with_model(BPE::default())
+        .with_normalizer(None)
+        .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+        .with_post_processor(Some(ByteLevel::new(true, false, true)))
+        .with_decoder(Some(ByteLevel::default()))
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the tokenizer: {e}"))?;
+    let mut trainer = BpeTrainerBuilder::new()
+        .vocab_size(VOCAB)
+        .min_frequency(2)
+        .show_progress(false)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .special_tokens(vec![AddedToken::from(EOS, true)])
+        .build();
+    tokenizer.train(&mut trainer, texts.iter()).map_err(|e| anyhow::anyhow!("training the tokenizer: {e}"))?;
+    let file = dir.join("tokenizer.json");
+    tokenizer.save(&file, false).map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
+    let config = json!({
+        "add_prefix_space": false, "bos_token": EOS, "eos_token": EOS, "unk_token": EOS, "pad_token": null,
+        "errors": "replace", "model_max_length": CONFIG.3, "tokenizer_class": "GPT2Tokenizer",
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_vec_pretty(&config)?)
+        .context("writing tokenizer_config.json")?;
+    tokenizer.token_to_id(EOS).with_context(|| format!("the trained tokenizer has no {EOS}"))
+}
+
+/// Held-out perplexity of a unigram model of the training tokens (add-one smoothing): what a
+/// model that learnt only word frequencies reaches. Rows are cut to `max_length` tokens and
+/// each row's first token is not predicted, as in `ft train`'s causal-LM evaluation.
+fn unigram_perplexity(dir: &Path, train: &[String], eval: &[String], max_length: usize) -> Result<f64> {
+    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+        .map_err(|e| anyhow::anyhow!("reading the trained tokenizer: {e}"))?;
+    let ids = |texts: &[String]| -> Result<Vec<Vec<u32>>> {
+        texts
+            .iter()
+            .map(|t| {
+                let enc = tokenizer.encode(t.as_str(), false).map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+                Ok(enc.get_ids().iter().copied().take(max_length).collect())
+            })
+            .collect()
+    };
+    let mut counts = vec![1.0f64; tokenizer.get_vocab_size(true)];
+    for row in ids(train)? {
+        for id in row {
+            counts[id as usize] += 1.0;
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    let (mut nll, mut n) = (0.0f64, 0usize);
+    for row in ids(eval)? {
+        for &id in row.iter().skip(1) {
+            nll -= (counts[id as usize] / total).ln();
+            n += 1;
+        }
+    }
+    if n == 0 {
+        bail!("no held-out tokens");
+    }
+    Ok((nll / n as f64).exp())
+}
+
+/// The training texts as [`BLOCKS`] rows of [`MAX_LENGTH`] tokens (fewer when the texts run
+/// out): shuffled (seeded), each followed by `<|endoftext|>`, concatenated, cut, and each block
+/// decoded back to text (which `ft train` tokenizes into the same tokens; a block that comes
+/// back a token longer is cut by `max_length`). Returns the blocks and the tokens they hold.
+fn pack(texts: &[String], dir: &Path, eos: u32) -> Result<(Vec<String>, usize)> {
+    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+        .map_err(|e| anyhow::anyhow!("reading the trained tokenizer: {e}"))?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    // Fisher–Yates with xorshift64 (seeded: the same corpus gives the same blocks).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..order.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let want = BLOCKS * MAX_LENGTH;
+    let mut stream: Vec<u32> = Vec::with_capacity(want + MAX_LENGTH);
+    for chunk in order.chunks(256) {
+        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+        let encodings =
+            tokenizer.encode_batch(batch, false).map_err(|e| anyhow::anyhow!("tokenizing the corpus: {e}"))?;
+        for e in encodings {
+            stream.extend_from_slice(e.get_ids());
+            stream.push(eos);
+        }
+        if stream.len() >= want {
+            break;
+        }
+    }
+    let blocks = stream
+        .chunks_exact(MAX_LENGTH)
+        .take(BLOCKS)
+        .map(|ids| tokenizer.decode(ids, false).map_err(|e| anyhow::anyhow!("decoding a block: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let tokens = blocks.len() * MAX_LENGTH;
+    Ok((blocks, tokens))
+}
 
 /// 64-bit FNV-1a.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -42,19 +171,37 @@ pub struct LocalLm {
     pub describe: String,
     /// Its perplexity on the held-out texts.
     pub eval_perplexity: Option<f64>,
+    /// A unigram model's perplexity on the same held-out tokens (the word-frequency baseline).
+    pub unigram_perplexity: Option<f64>,
 }
 
-/// Held-out perplexity above which greedy generations of the local GPT-2 are word-frequency
-/// noise (a unigram model of GPT-2's tokens on this corpus is in the low thousands).
-const WEAK_PERPLEXITY: f64 = 300.0;
+/// A model counts as knowing some English when its held-out perplexity is below this share of
+/// the unigram baseline's: word frequencies alone give the baseline, and the first few minutes
+/// of training from random initialisation reach little more.
+const WEAK_SHARE: f64 = 0.5;
 
 impl LocalLm {
+    fn from_stamp(model: PathBuf, describe: String, stamp: &Value) -> Self {
+        let get = |k: &str| stamp.get(k).and_then(Value::as_f64);
+        LocalLm {
+            model,
+            describe,
+            eval_perplexity: get("eval_perplexity"),
+            unigram_perplexity: get("unigram_perplexity"),
+        }
+    }
+
     /// The report's warning for the sections that generate with this model, when it is too weak
-    /// for their generations to show anything.
+    /// for their generations to show anything (or when its strength was not measured).
     pub fn caveat(&self) -> Option<String> {
-        let ppl = self.eval_perplexity.filter(|p| *p > WEAK_PERPLEXITY)?;
+        let ppl = self.eval_perplexity?;
+        let weak = self.unigram_perplexity.is_none_or(|u| ppl > WEAK_SHARE * u);
+        if !weak {
+            return None;
+        }
+        let baseline = self.unigram_perplexity.map_or(String::new(), |u| format!(" (word frequencies alone: {u:.0})"));
         Some(format!(
-            "**Read the generations with care**: the local profile's GPT-2 has a held-out perplexity of {ppl:.0} — after its few minutes of pre-training it predicts frequent tokens, not English, so greedy decoding repeats them (\"the the the …\"). Generations before and after a method, and ROUGE/BLEU computed on them, cannot show what the method changed here; they are reported as measured. The losses and perplexities are the meaningful numbers. The hub profile's `gpt2` is the model these sections are written for."
+            "**Read the generations with care**: the local profile's GPT-2 has a held-out perplexity of {ppl:.0}{baseline} — after its few minutes of pre-training it predicts frequent tokens, not English, so greedy decoding repeats them (\"the the the …\"). Generations before and after a method, and ROUGE/BLEU computed on them, cannot show what the method changed here; they are reported as measured. The losses and perplexities are the meaningful numbers. The hub profile's `gpt2` is the model these sections are written for."
         ))
     }
 }
@@ -122,10 +269,10 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
              reproduce-notebook --profile local`.\n# Run it again with: ft train --config <this file>\n\n\
              [model]\nname = \"{init}\"  # config.json ({layers} layers, width {width}, {positions} positions) + GPT-2's tokenizer\n\
              task = \"causal-lm\"\nrandom_init = true\n\n[data]\nsource = \"{corpus}\"\ntrain_split = \"train\"\n\
-             eval_split = \"validation\"\ntext_column = \"text\"\nmax_length = 128\n\n[method]\nkind = \"full\"\n\n\
-             [training]\noutput_dir = \"{out}\"\nlearning_rate = 2e-3\nper_device_train_batch_size = 16\n\
+             eval_split = \"validation\"\ntext_column = \"text\"\nmax_length = {MAX_LENGTH}\n\n[method]\nkind = \"full\"\n\n\
+             [training]\noutput_dir = \"{out}\"\nlearning_rate = 2e-3\nper_device_train_batch_size = {BATCH}\n\
              per_device_eval_batch_size = 32\nnum_train_epochs = 1\nwarmup_ratio = 0.05\nweight_decay = 0.01\n\
-             eval_strategy = \"epoch\"\nsave_strategy = \"no\"\nlogging_steps = 25\ngroup_by_length = true\nseed = 42\n",
+             eval_strategy = \"epoch\"\nsave_strategy = \"no\"\nlogging_steps = 50\nseed = 42\n",
             init = path_str(&dir.join("init")),
             corpus = path_str(&dir.join("corpus")),
             out = path_str(&dir.join("output")),
@@ -138,8 +285,11 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let key =
-        format!("{}|{}|{TAKE:?}|{EVAL_ROWS}|{CORPUS_VERSION}|{version}", run_text(Path::new("/")), path_str(data));
+    let key = format!(
+        "{}|{}|{TAKE:?}|{EVAL_ROWS}|{VOCAB}|{BLOCKS}|{MAX_LENGTH}|{CORPUS_VERSION}|{version}",
+        run_text(Path::new("/")),
+        path_str(data)
+    );
     let dir = cache_root().join(format!("gpt2-local-{:016x}", fnv1a(key.as_bytes())));
     let output = dir.join("output");
     let text = run_text(&dir);
@@ -147,8 +297,7 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
     if output.join("model.safetensors").is_file() && stamp.is_file() {
         let s: Value = serde_json::from_str(&std::fs::read_to_string(&stamp).unwrap_or_default()).unwrap_or_default();
         eprintln!("== the local profile's GPT-2: cached in {}", dir.display());
-        let eval_perplexity = s.get("eval_perplexity").and_then(Value::as_f64);
-        return Ok(LocalLm { model: output, describe: describe(&dir, &s, true), eval_perplexity });
+        return Ok(LocalLm::from_stamp(output, describe(&dir, &s, true), &s));
     }
     eprintln!(
         "== the local profile's GPT-2: pre-training it from random initialisation (cached afterwards in {})",
@@ -163,13 +312,16 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
         config[k] = json!(v);
     }
     config["dtype"] = json!("float32");
-    std::fs::write(dir.join("init/config.json"), serde_json::to_vec_pretty(&config)?).context("writing config.json")?;
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixture.join(f), dir.join("init").join(f)).with_context(|| format!("copying {f}"))?;
-    }
     let (train, eval) = corpus(data)?;
+    let eos = train_tokenizer(&train, &dir.join("init"))?;
+    for (k, v) in [("vocab_size", VOCAB), ("bos_token_id", eos as usize), ("eos_token_id", eos as usize)] {
+        config[k] = json!(v);
+    }
+    std::fs::write(dir.join("init/config.json"), serde_json::to_vec_pretty(&config)?).context("writing config.json")?;
+    let unigram = unigram_perplexity(&dir.join("init"), &train, &eval, MAX_LENGTH)?;
+    let (blocks, tokens) = pack(&train, &dir.join("init"), eos)?;
     std::fs::create_dir_all(dir.join("corpus"))?;
-    for (file, rows) in [("train.jsonl", &train), ("validation.jsonl", &eval)] {
+    for (file, rows) in [("train.jsonl", &blocks), ("validation.jsonl", &eval)] {
         let body: String = rows.iter().map(|t| json!({ "text": t }).to_string() + "\n").collect();
         std::fs::write(dir.join("corpus").join(file), body).with_context(|| format!("writing {file}"))?;
     }
@@ -184,26 +336,104 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
     let results: Value = serde_json::from_str(&std::fs::read_to_string(output.join("all_results.json"))?)?;
     let s = json!({
         "wall_s": started.elapsed().as_secs_f64(),
-        "train_rows": train.len(),
+        "train_texts": train.len(),
+        "train_blocks": blocks.len(),
+        "train_tokens": tokens,
         "eval_perplexity": results["eval_perplexity"],
         "train_loss": results["train_loss"],
         "generic_perplexity_after": results["generic_perplexity_after"],
+        "unigram_perplexity": unigram,
     });
     std::fs::write(&stamp, serde_json::to_vec_pretty(&s)?).context("writing the cache stamp")?;
-    let eval_perplexity = s.get("eval_perplexity").and_then(Value::as_f64);
-    Ok(LocalLm { model: output, describe: describe(&dir, &s, false), eval_perplexity })
+    Ok(LocalLm::from_stamp(output, describe(&dir, &s, false), &s))
 }
 
 fn describe(dir: &Path, s: &Value, cached: bool) -> String {
     let (layers, width, _, positions) = CONFIG;
     let n = |k: &str| s.get(k).and_then(Value::as_f64).map_or("?".into(), |x| format!("{x:.1}"));
     format!(
-        "a small GPT-2 ({layers} layers, width {width}, {positions} positions, GPT-2's tokenizer) pre-trained by ft from random initialisation on {} local English texts (AG News, IMDB, chatterbot, ACLSum train) in {} s{}: held-out perplexity {}, {} on §14's generic probe text (run file `{}`)",
-        s.get("train_rows").and_then(Value::as_u64).unwrap_or(0),
+        "a small GPT-2 ({layers} layers, width {width}, {positions} positions; GPT-2's kind of byte-level BPE tokenizer with {VOCAB} tokens, trained on the same texts) pre-trained by ft from random initialisation for one epoch of {} tokens ({} blocks of {MAX_LENGTH}) of local English texts (AG News, IMDB, chatterbot, ACLSum train) in {} s{}: held-out perplexity {} (a unigram model of the same tokens: {}), {} on §14's generic probe text (run file `{}`)",
+        s.get("train_tokens").and_then(Value::as_u64).unwrap_or(0),
+        s.get("train_blocks").and_then(Value::as_u64).unwrap_or(0),
         n("wall_s"),
         if cached { ", reused from the cache" } else { "" },
         n("eval_perplexity"),
+        n("unigram_perplexity"),
         n("generic_perplexity_after"),
         dir.join("run.toml").display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> Vec<String> {
+        let words = ["the market", "rose", "on Monday", "shares of", "the company", "said", "this film", "was great"];
+        (0..400).map(|i| format!("{} {} {}.", words[i % 8], words[(i / 8) % 8], words[(i * 7) % 8])).collect()
+    }
+
+    /// GPT-2's kind of tokenizer, trained: `<|endoftext|>` is one token (the id returned), text
+    /// round-trips through encode/decode, and frequent words became single tokens.
+    #[test]
+    fn trained_tokenizer_round_trips_and_knows_its_eos() {
+        let dir = tempfile::tempdir().unwrap();
+        let eos = train_tokenizer(&corpus(), dir.path()).unwrap();
+        let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+        let text = "the company said<|endoftext|>Zürich rose 3%";
+        let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids.iter().filter(|&&i| i == eos).count(), 1, "{ids:?}");
+        assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        assert_eq!(tok.encode(" company", false).unwrap().get_ids().len(), 1);
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("tokenizer_config.json")).unwrap()).unwrap();
+        assert_eq!(config["eos_token"], EOS);
+    }
+
+    /// Blocks hold MAX_LENGTH tokens each, texts separated by `<|endoftext|>`, every text once.
+    #[test]
+    fn packing_cuts_the_shuffled_stream_into_full_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = corpus();
+        let eos = train_tokenizer(&texts, dir.path()).unwrap();
+        let (blocks, tokens) = pack(&texts, dir.path(), eos).unwrap();
+        let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+        let total: usize = texts.iter().map(|t| tok.encode(t.as_str(), false).unwrap().len() + 1).sum();
+        assert_eq!(blocks.len(), total / MAX_LENGTH, "the corpus is smaller than BLOCKS: every full block");
+        assert_eq!(tokens, blocks.len() * MAX_LENGTH);
+        for b in &blocks {
+            let n = tok.encode(b.as_str(), false).unwrap().len();
+            assert!((MAX_LENGTH - 2..=MAX_LENGTH + 2).contains(&n), "{n}: {b}");
+        }
+        let joined = blocks.concat();
+        assert!(joined.matches(EOS).count() >= blocks.len() * MAX_LENGTH / 8 - 1);
+        // Shuffled: the blocks do not start with the corpus's first texts in order.
+        assert!(!joined.starts_with(&format!("{}{EOS}{}", texts[0], texts[1])));
+    }
+
+    /// The unigram baseline is below the uniform one (the vocabulary's size) and above 1.
+    #[test]
+    fn unigram_perplexity_is_between_one_and_uniform() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = corpus();
+        train_tokenizer(&texts, dir.path()).unwrap();
+        let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+        let p = unigram_perplexity(dir.path(), &texts[..300], &texts[300..], MAX_LENGTH).unwrap();
+        assert!(p > 1.0 && p < tok.get_vocab_size(true) as f64 / 4.0, "{p}");
+    }
+
+    /// The caveat appears when the model has not halved the unigram perplexity, or when the
+    /// baseline is unknown, and not otherwise.
+    #[test]
+    fn caveat_compares_with_the_unigram_baseline() {
+        let lm = |eval: f64, unigram: Option<f64>| LocalLm {
+            model: PathBuf::new(),
+            describe: String::new(),
+            eval_perplexity: Some(eval),
+            unigram_perplexity: unigram,
+        };
+        assert!(lm(1400.0, Some(1425.0)).caveat().unwrap().contains("(word frequencies alone: 1425)"));
+        assert!(lm(472.0, Some(1425.0)).caveat().is_none());
+        assert!(lm(2123.0, None).caveat().is_some());
+    }
 }

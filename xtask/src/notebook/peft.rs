@@ -198,7 +198,12 @@ fn train_and_generate(
         let file = dir.join(format!("{name}.generate-{}.txt", if adapter { "after" } else { "before" }));
         let (g_ok, g_tail) = run_ft(ft, &a, p.offline, &file, &dir.join(format!("{name}.generate.stderr.log")))?;
         *slot = if g_ok {
-            std::fs::read_to_string(&file).unwrap_or_default().trim().to_string()
+            let text = std::fs::read_to_string(&file).unwrap_or_default().trim().to_string();
+            if text == prompt.trim() {
+                format!("{text} *(no new text: the model ended the sequence at once, or wrote only whitespace)*")
+            } else {
+                text
+            }
         } else {
             format!("(failed: {g_tail})")
         };
