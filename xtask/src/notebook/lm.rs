@@ -2,9 +2,10 @@
 //! a small GPT-2 itself — `ft train` from a run file, `model.random_init = true`, causal LM — on
 //! the local English corpora (AG News, IMDB reviews, the chatterbot answers, ACLSum's training
 //! documents). Its tokenizer is GPT-2's kind — byte-level BPE with `<|endoftext|>` — trained on
-//! the same corpus with a vocabulary of [`VOCAB`] (what `tokenizer.train_new_from_iterator` does
-//! in transformers): with GPT-2's own 50,257 tokens the output projection is 96% of every step
-//! on 2 CPU cores and a few minutes of training do not get past word frequencies.
+//! the same corpus with a vocabulary of [`VOCAB`] (like transformers'
+//! `tokenizer.train_new_from_iterator`, with merges seen at least twice): with GPT-2's own 50,257
+//! tokens the output projection is 96% of every step on 2 CPU cores and a few minutes of training
+//! do not get past token frequencies.
 //! §7/§8's adapters and §11's summaries then start from a model that knows some English.
 //!
 //! The result is cached (`$FT_NOTEBOOK_CACHE`, default `~/.cache/ft-notebook`) under a hash of
@@ -21,9 +22,9 @@ use serde_json::{Value, json};
 use super::profile::path_str;
 use super::runner::run_ft;
 
-/// The model's shape: 4 layers of width 128, 4 heads, 256 positions (6.4 M parameters in the
-/// tied embedding, 0.8 M in the layers). On 2 CPU cores the 50,257-token output projection is
-/// most of the time; this size trains on ~240 k tokens in about five minutes.
+/// The model's shape: 4 layers of width 128, 4 heads, 256 positions (1.0 M parameters in the
+/// tied 8,192-token embedding, 0.8 M in the layers); [`STEPS`] steps take about six minutes on
+/// 2 CPU cores.
 const CONFIG: (usize, usize, usize, usize) = (4, 128, 4, 256);
 
 /// Rows taken from each corpus for training (and held out for evaluation).
@@ -31,15 +32,18 @@ const TAKE: [(&str, usize); 4] = [("AG News", 6000), ("IMDB", 5000), ("chatterbo
 /// Optimizer steps of the pre-training (one epoch of [`BLOCKS`] blocks in batches of [`BATCH`]).
 const STEPS: usize = 1300;
 const BATCH: usize = 8;
-/// Training blocks: the shuffled texts, each followed by `<|endoftext|>`, concatenated and cut
-/// into rows of [`MAX_LENGTH`] tokens, as transformers' `run_clm.py` groups texts — no step is
-/// spent on padding, and a step sees texts from several corpora.
+/// Training blocks: the shuffled texts, each followed by `<|endoftext|>` (GPT-2's separator),
+/// concatenated and cut into rows of [`MAX_LENGTH`] tokens, as transformers' `run_clm.py` groups
+/// texts — no step is spent on padding, and a step sees texts from several corpora. (With
+/// pad = eos, `DataCollatorForLanguageModeling` — and ft's causal-LM collator — give the
+/// separators no loss, so the model does not learn to end a text.)
 const BLOCKS: usize = STEPS * BATCH;
 const EVAL_ROWS: usize = 200;
 /// Tokens per training row (longer texts are cut).
 const MAX_LENGTH: usize = 128;
-/// Bumped when [`corpus`] changes what it reads (it is part of the cache key).
-const CORPUS_VERSION: u32 = 3;
+/// Bumped when the recipe changes in a way the constants do not show — what [`corpus`] reads, how
+/// [`train_tokenizer`] trains or [`pack`] packs (it is part of the cache key).
+const RECIPE_VERSION: u32 = 3;
 
 /// The tokenizer's vocabulary: byte-level BPE merges learnt on the training corpus, with
 /// `<|endoftext|>` (GPT-2's bos/eos/pad) as one more token.
@@ -80,16 +84,17 @@ fn train_tokenizer(texts: &[String], dir: &Path) -> Result<u32> {
         "errors": "replace", "model_max_length": CONFIG.3, "tokenizer_class": "GPT2Tokenizer",
     });
     std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_vec_pretty(&config)?)
-        .context("writing tokenizer_config.json")?;
+        .with_context(|| format!("writing tokenizer_config.json in {}", dir.display()))?;
     tokenizer.token_to_id(EOS).with_context(|| format!("the trained tokenizer has no {EOS}"))
 }
 
-/// Held-out perplexity of a unigram model of the training tokens (add-one smoothing): what a
-/// model that learnt only word frequencies reaches. Rows are cut to `max_length` tokens and
-/// each row's first token is not predicted, as in `ft train`'s causal-LM evaluation.
+/// Held-out perplexity of a unigram model of the training texts' tokens (add-one smoothing):
+/// what a model that learnt only token frequencies reaches. Rows are cut to `max_length` tokens
+/// and each row's first token is not predicted, as in `ft train`'s causal-LM evaluation; the mean
+/// is over all held-out tokens (ft's `eval_loss` averages per batch of rows, which weighs the
+/// short texts a little more — a baseline, not an exact twin).
 fn unigram_perplexity(dir: &Path, train: &[String], eval: &[String], max_length: usize) -> Result<f64> {
-    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
-        .map_err(|e| anyhow::anyhow!("reading the trained tokenizer: {e}"))?;
+    let tokenizer = read_tokenizer(dir)?;
     let ids = |texts: &[String]| -> Result<Vec<Vec<u32>>> {
         texts
             .iter()
@@ -114,18 +119,18 @@ fn unigram_perplexity(dir: &Path, train: &[String], eval: &[String], max_length:
         }
     }
     if n == 0 {
-        bail!("no held-out tokens");
+        bail!("no held-out text to measure the unigram baseline on");
     }
     Ok((nll / n as f64).exp())
 }
 
 /// The training texts as [`BLOCKS`] rows of [`MAX_LENGTH`] tokens (fewer when the texts run
 /// out): shuffled (seeded), each followed by `<|endoftext|>`, concatenated, cut, and each block
-/// decoded back to text (which `ft train` tokenizes into the same tokens; a block that comes
-/// back a token longer is cut by `max_length`). Returns the blocks and the tokens they hold.
+/// decoded back to text (which `ft train` tokenizes into nearly the same tokens: a block that
+/// starts inside a word or a multi-byte character can come back a token or two longer, and is
+/// cut by `max_length`). Returns the blocks and the tokens they hold.
 fn pack(texts: &[String], dir: &Path, eos: u32) -> Result<(Vec<String>, usize)> {
-    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
-        .map_err(|e| anyhow::anyhow!("reading the trained tokenizer: {e}"))?;
+    let tokenizer = read_tokenizer(dir)?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     // Fisher–Yates with xorshift64 (seeded: the same corpus gives the same blocks).
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -158,6 +163,12 @@ fn pack(texts: &[String], dir: &Path, eos: u32) -> Result<(Vec<String>, usize)> 
     Ok((blocks, tokens))
 }
 
+/// `dir/tokenizer.json`, as [`train_tokenizer`] wrote it.
+fn read_tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer> {
+    let file = dir.join("tokenizer.json");
+    tokenizers::Tokenizer::from_file(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))
+}
+
 /// 64-bit FNV-1a.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
@@ -176,7 +187,7 @@ pub struct LocalLm {
 }
 
 /// A model counts as knowing some English when its held-out perplexity is below this share of
-/// the unigram baseline's: word frequencies alone give the baseline, and the first few minutes
+/// the unigram baseline's: token frequencies alone give the baseline, and the first few minutes
 /// of training from random initialisation reach little more.
 const WEAK_SHARE: f64 = 0.5;
 
@@ -199,9 +210,14 @@ impl LocalLm {
         if !weak {
             return None;
         }
-        let baseline = self.unigram_perplexity.map_or(String::new(), |u| format!(" (word frequencies alone: {u:.0})"));
+        let judgement = match self.unigram_perplexity {
+            Some(u) => format!(
+                " (token frequencies alone: {u:.0}) — after its few minutes of pre-training it predicts frequent tokens more than English, so greedy decoding tends to repeat them (\"the the the …\")"
+            ),
+            None => " and no baseline to judge it by (its cache predates the unigram measurement)".to_string(),
+        };
         Some(format!(
-            "**Read the generations with care**: the local profile's GPT-2 has a held-out perplexity of {ppl:.0}{baseline} — after its few minutes of pre-training it predicts frequent tokens, not English, so greedy decoding repeats them (\"the the the …\"). Generations before and after a method, and ROUGE/BLEU computed on them, cannot show what the method changed here; they are reported as measured. The losses and perplexities are the meaningful numbers. The hub profile's `gpt2` is the model these sections are written for."
+            "**Read the generations with care**: the local profile's GPT-2 has a held-out perplexity of {ppl:.0}{judgement}. Generations before and after a method, and ROUGE/BLEU computed on them, cannot show what the method changed here; they are reported as measured. The losses and perplexities are the meaningful numbers. The hub profile's `gpt2` is the model these sections are written for."
         ))
     }
 }
@@ -267,7 +283,7 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
         format!(
             "# The local profile's GPT-2, pre-trained by ft from random initialisation — written by `cargo xtask \
              reproduce-notebook --profile local`.\n# Run it again with: ft train --config <this file>\n\n\
-             [model]\nname = \"{init}\"  # config.json ({layers} layers, width {width}, {positions} positions) + GPT-2's tokenizer\n\
+             [model]\nname = \"{init}\"  # config.json ({layers} layers, width {width}, {positions} positions) + a byte-level BPE tokenizer trained on the corpus\n\
              task = \"causal-lm\"\nrandom_init = true\n\n[data]\nsource = \"{corpus}\"\ntrain_split = \"train\"\n\
              eval_split = \"validation\"\ntext_column = \"text\"\nmax_length = {MAX_LENGTH}\n\n[method]\nkind = \"full\"\n\n\
              [training]\noutput_dir = \"{out}\"\nlearning_rate = 2e-3\nper_device_train_batch_size = {BATCH}\n\
@@ -286,7 +302,7 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let key = format!(
-        "{}|{}|{TAKE:?}|{EVAL_ROWS}|{VOCAB}|{BLOCKS}|{MAX_LENGTH}|{CORPUS_VERSION}|{version}",
+        "{}|{}|{TAKE:?}|{EVAL_ROWS}|{VOCAB}|{BLOCKS}|{MAX_LENGTH}|{CONFIG:?}|{RECIPE_VERSION}|{version}",
         run_text(Path::new("/")),
         path_str(data)
     );
@@ -314,12 +330,17 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
     config["dtype"] = json!("float32");
     let (train, eval) = corpus(data)?;
     let eos = train_tokenizer(&train, &dir.join("init"))?;
-    for (k, v) in [("vocab_size", VOCAB), ("bos_token_id", eos as usize), ("eos_token_id", eos as usize)] {
+    // The trained size: at most VOCAB, fewer when the corpus has fewer merges to learn.
+    let vocab = read_tokenizer(&dir.join("init"))?.get_vocab_size(true);
+    for (k, v) in [("vocab_size", vocab), ("bos_token_id", eos as usize), ("eos_token_id", eos as usize)] {
         config[k] = json!(v);
     }
     std::fs::write(dir.join("init/config.json"), serde_json::to_vec_pretty(&config)?).context("writing config.json")?;
     let unigram = unigram_perplexity(&dir.join("init"), &train, &eval, MAX_LENGTH)?;
     let (blocks, tokens) = pack(&train, &dir.join("init"), eos)?;
+    if blocks.is_empty() {
+        bail!("{}: the texts hold fewer than {MAX_LENGTH} tokens, not one training block", data.display());
+    }
     std::fs::create_dir_all(dir.join("corpus"))?;
     for (file, rows) in [("train.jsonl", &blocks), ("validation.jsonl", &eval)] {
         let body: String = rows.iter().map(|t| json!({ "text": t }).to_string() + "\n").collect();
@@ -336,6 +357,7 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
     let results: Value = serde_json::from_str(&std::fs::read_to_string(output.join("all_results.json"))?)?;
     let s = json!({
         "wall_s": started.elapsed().as_secs_f64(),
+        "vocab_size": vocab,
         "train_texts": train.len(),
         "train_blocks": blocks.len(),
         "train_tokens": tokens,
@@ -352,7 +374,8 @@ fn describe(dir: &Path, s: &Value, cached: bool) -> String {
     let (layers, width, _, positions) = CONFIG;
     let n = |k: &str| s.get(k).and_then(Value::as_f64).map_or("?".into(), |x| format!("{x:.1}"));
     format!(
-        "a small GPT-2 ({layers} layers, width {width}, {positions} positions; GPT-2's kind of byte-level BPE tokenizer with {VOCAB} tokens, trained on the same texts) pre-trained by ft from random initialisation for one epoch of {} tokens ({} blocks of {MAX_LENGTH}) of local English texts (AG News, IMDB, chatterbot, ACLSum train) in {} s{}: held-out perplexity {} (a unigram model of the same tokens: {}), {} on §14's generic probe text (run file `{}`)",
+        "a small GPT-2 ({layers} layers, width {width}, {positions} positions; GPT-2's kind of byte-level BPE tokenizer with {} tokens, trained on the same texts) pre-trained by ft from random initialisation for one epoch of {} tokens ({} blocks of {MAX_LENGTH}) of local English texts (AG News, IMDB, chatterbot, ACLSum train) in {} s{}: held-out perplexity {} (a unigram model of the same tokens: {}), {} on §14's generic probe text (run file `{}`)",
+        s.get("vocab_size").and_then(Value::as_u64).unwrap_or(VOCAB as u64),
         s.get("train_tokens").and_then(Value::as_u64).unwrap_or(0),
         s.get("train_blocks").and_then(Value::as_u64).unwrap_or(0),
         n("wall_s"),
@@ -432,7 +455,7 @@ mod tests {
             eval_perplexity: Some(eval),
             unigram_perplexity: unigram,
         };
-        assert!(lm(1400.0, Some(1425.0)).caveat().unwrap().contains("(word frequencies alone: 1425)"));
+        assert!(lm(1400.0, Some(1425.0)).caveat().unwrap().contains("(token frequencies alone: 1425)"));
         assert!(lm(472.0, Some(1425.0)).caveat().is_none());
         assert!(lm(2123.0, None).caveat().is_some());
     }

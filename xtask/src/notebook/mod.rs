@@ -216,7 +216,7 @@ impl Section {
     fn title(self) -> &'static str {
         match self {
             Section::Data => "§3 Data loading & preparation",
-            Section::Full => "§4 Full fine-tuning (AG News)",
+            Section::Full => "§4 Full fine-tuning (AG News) and exercise 3 (confusion matrix)",
             Section::Frozen => "§5 Feature extraction: frozen encoder + head (AG News)",
             Section::Adapters => "§6 Adapters (AG News) and exercise 4 (a second adapter, finance_v2)",
             Section::Prompt => "§7 Prompt tuning (GPT-2)",

@@ -283,10 +283,19 @@ pub(super) fn section_prompt(ft: &Path, p: &Profile, dir: &Path) -> Result<Outco
     if run.ok {
         let link = Section::Prompt.dir();
         let _ = writeln!(md, "**Loss curve** of the prompt-tuning run:\n");
-        md.push_str(&super::report::run_loss_curve(dir, "loss_curve.png", &config.training.output_dir, link, "§7 prompt tuning")?);
+        md.push_str(&super::report::run_loss_curve(
+            dir,
+            "loss_curve.png",
+            &config.training.output_dir,
+            link,
+            "§7 prompt tuning",
+        )?);
         let lm_state = Path::new(&p.model_lm).join("trainer_state.json");
         if !p.tiny && lm_state.is_file() {
-            let _ = writeln!(md, "\n**Loss curve** of the base model's own pre-training (the local profile's GPT-2, trained by ft):\n");
+            let _ = writeln!(
+                md,
+                "\n**Loss curve** of the base model's own pre-training (the local profile's GPT-2, trained by ft):\n"
+            );
             md.push_str(&super::report::run_loss_curve(
                 dir,
                 "base_pretraining_loss_curve.png",

@@ -20,8 +20,8 @@
 //! level gives the same bits as the scalar code.
 //!
 //! The extension is routed to flex (ft-hub's `flex` feature, which `ft-models/flex` turns on)
-//! and to Burn's autodiff wrapper around it; [`softmax_last`] and [`gelu`](super::gelu()) call it
-//! only for f32 tensors on the flex device and run Burn's own ops everywhere else (GPU, ndarray),
+//! and to Burn's autodiff wrapper around it; [`softmax_last`], [`gelu`](super::gelu()) and
+//! [`gelu_tanh`](super::gelu_tanh()) call it only for f32 tensors on the flex device and run Burn's own ops everywhere else (GPU, ndarray),
 //! so other backends never reach an unlisted extension. Built without the `flex` feature, they
 //! run Burn's composed ops on flex too, and say so once at `warn` level.
 //!
@@ -36,8 +36,8 @@ use burn::tensor::{Tensor, activation};
 
 /// Ops ft fuses on the CPU, each with a hand-written backward pass under autodiff.
 ///
-/// Call them through [`softmax_last`], [`gelu`](super::gelu()) and [`sum_of_squares`], which
-/// pick the device.
+/// Call them through [`softmax_last`], [`gelu`](super::gelu()), [`gelu_tanh`](super::gelu_tanh())
+/// and [`sum_of_squares`], which pick the device.
 ///
 /// # Panics
 ///
@@ -544,6 +544,26 @@ mod tests {
         for t in [x.clone(), x.swap_dims(1, 3)] {
             let got: f32 = super::sum_of_squares(t).into_scalar();
             assert!((got as f64 - want).abs() <= 1e-6 * want, "{got} vs {want}");
+        }
+    }
+
+    /// The composed gelu_new fallbacks (what a backend without the kernel runs) equal the kernel
+    /// to rounding, value and gradient.
+    #[test]
+    fn composed_gelu_tanh_matches_the_kernel() {
+        use crate::ops::gelu::{gelu_tanh_derivative, gelu_tanh_value};
+        use burn::backend::Flex;
+        use burn::tensor::Shape;
+        let xs: Vec<f32> = (-300..300).map(|i| i as f32 / 37.0).collect();
+        let dys: Vec<f32> = xs.iter().map(|x| (x * 1.3).sin()).collect();
+        let n = xs.len();
+        let t = |v: &[f32]| super::f32_tensor(v.to_vec(), Shape::new([n]));
+        let y = super::composed_gelu_tanh::<Flex>(t(&xs)).to_contiguous();
+        let g = super::composed_gelu_tanh_backward::<Flex>(t(&xs), t(&dys)).to_contiguous();
+        let (y, g) = (y.as_slice::<f32>().expect("f32"), g.as_slice::<f32>().expect("f32"));
+        for i in 0..n {
+            assert!((y[i] - gelu_tanh_value(xs[i])).abs() < 1e-5, "value at {}", xs[i]);
+            assert!((g[i] - dys[i] * gelu_tanh_derivative(xs[i])).abs() < 1e-5, "gradient at {}", xs[i]);
         }
     }
 

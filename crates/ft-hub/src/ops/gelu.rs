@@ -1,4 +1,4 @@
-//! Exact-GELU inference on the CPU, fast.
+//! GELU on the CPU, fast: the exact (erf) form and its tanh approximation (`gelu_new`).
 //!
 //! Burn's flex backend computes GELU element by element with libm's `erff` on one thread; at
 //! DistilBERT-base sizes that is a quarter of the encoder's time (112 ms per
@@ -351,11 +351,13 @@ mod tests {
         assert!(worst < 2e-6, "{worst}");
     }
 
-    /// Training gelu_new: the fused node's values and input gradients are Burn's composed op's.
+    /// Training gelu_new: the fused node's values and input gradients are Burn's composed op's
+    /// to rounding, and the fused kernel's bit for bit (so the node, not Burn's op, ran).
     #[cfg(feature = "flex")]
     #[test]
     fn training_gelu_tanh_matches_burn_in_value_and_gradient() {
         let ad = burn::tensor::Device::flex().autodiff();
+        assert!(is_flex(&ad), "{ad:?}");
         let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &ad);
         let w: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
         let run = |f: &dyn Fn(Tensor<2>) -> Tensor<2>| {
@@ -371,6 +373,12 @@ mod tests {
         let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst(&want_y, &got_y) < 1e-5, "values {}", worst(&want_y, &got_y));
         assert!(worst(&want_g, &got_g) < 1e-5, "gradients {}", worst(&want_g, &got_g));
+        let xs: Vec<f32> = x.into_data().try_into_vec_as().unwrap();
+        let ws: Vec<f32> = w.into_data().try_into_vec_as().unwrap();
+        for (i, (&x, &w)) in xs.iter().zip(&ws).enumerate() {
+            assert_eq!(got_y[i].to_bits(), gelu_tanh_value(x).to_bits(), "value at {x}");
+            assert_eq!(got_g[i].to_bits(), (w * gelu_tanh_derivative(x)).to_bits(), "gradient at {x}");
+        }
     }
 
     /// Without ft-hub's `flex` feature both sides would be Burn's GELU.
