@@ -82,6 +82,27 @@ fn prompt(pair: &Pair, words: usize) -> String {
     format!("{}\n{} TL;DR:", head.join(" "), pair.aspect)
 }
 
+/// One sentence on the summaries themselves: how many are empty and how many differ, before and
+/// after, so that a ROUGE change between degenerate outputs is not read as summarisation.
+fn summary_shape(before: &[String], after: &[String]) -> String {
+    let describe = |which: &str, texts: &[String]| {
+        let empty = texts.iter().filter(|t| t.trim().is_empty()).count();
+        let distinct = texts.iter().filter(|t| !t.trim().is_empty()).collect::<std::collections::HashSet<_>>().len();
+        format!("{which}: {empty} of {} empty (whitespace only), {distinct} distinct non-empty", texts.len())
+    };
+    let degenerate = |texts: &[String]| texts.iter().collect::<std::collections::HashSet<_>>().len() * 2 <= texts.len();
+    format!(
+        "The summaries — {}; {}.{}",
+        describe("base model", before),
+        describe("with the adapter", after),
+        if degenerate(before) || degenerate(after) {
+            " Most abstracts get the same output: the scores measure words shared by chance (\"the\", \"of\"), not summaries."
+        } else {
+            ""
+        }
+    )
+}
+
 /// A generated continuation as a summary: its first line, trimmed.
 fn summary_of(generated: &str) -> String {
     generated.trim_start().lines().next().unwrap_or("").trim().to_string()
@@ -320,7 +341,7 @@ fn generation(ft: &Path, p: &Profile, dir: &Path) -> Result<Option<(String, Stri
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "GPT-2 (`{}`) summarises {} ACLSum test abstracts (prompt: the abstract's first {} words, the aspect and `TL;DR:`; greedy, {} new tokens, the first line kept), first as it is, then with a LoRA adapter trained on the {} training pairs ({} epochs). References: the human summaries.\n",
+        "The profile's GPT-2 (`{}`) summarises {} ACLSum test abstracts (prompt: the abstract's first {} words, the aspect and `TL;DR:`; greedy, {} new tokens, the first line kept), first as it is, then with a LoRA adapter trained on the {} training pairs ({} epochs). References: the human summaries.\n",
         p.model_lm,
         test.len(),
         s.abstract_words,
@@ -342,6 +363,9 @@ fn generation(ft: &Path, p: &Profile, dir: &Path) -> Result<Option<(String, Stri
             bleu.get("bleu").map(fmt_number).unwrap_or_else(|| "—".into())
         );
     }
+    // What the numbers rest on: empty summaries score 0, and a model that writes the same text
+    // for every abstract scores only the words it shares with the references.
+    let _ = writeln!(md, "\n{}\n", summary_shape(&before, &after));
     let link = Section::Evaluation.dir();
     let _ = writeln!(
         md,

@@ -202,13 +202,17 @@ impl LocalLm {
         }
     }
 
-    /// The report's warning for the sections that generate with this model, when it is too weak
-    /// for their generations to show anything (or when its strength was not measured).
+    /// The report's note for the sections that generate with this model: a warning when it is
+    /// too weak for its generations to show anything (or when its strength was not measured),
+    /// else what a model this small can and cannot show.
     pub fn caveat(&self) -> Option<String> {
         let ppl = self.eval_perplexity?;
         let weak = self.unigram_perplexity.is_none_or(|u| ppl > WEAK_SHARE * u);
-        if !weak {
-            return None;
+        if let (false, Some(u)) = (weak, self.unigram_perplexity) {
+            let (layers, width, _, _) = CONFIG;
+            return Some(format!(
+                "**About these generations**: the local profile's GPT-2 is a small model ({layers} layers, width {width}) that ft pre-trained for a few minutes — held-out perplexity {ppl:.0}, against {u:.0} for token frequencies alone. It writes English-like phrases, often off-topic and repeated under greedy decoding: before/after shows what a method changes, not instruction-following or summarisation quality. The hub profile's `gpt2` is the model these sections are written for."
+            ));
         }
         let judgement = match self.unigram_perplexity {
             Some(u) => format!(
@@ -445,8 +449,8 @@ mod tests {
         assert!(p > 1.0 && p < tok.get_vocab_size(true) as f64 / 4.0, "{p}");
     }
 
-    /// The caveat appears when the model has not halved the unigram perplexity, or when the
-    /// baseline is unknown, and not otherwise.
+    /// The warning appears when the model has not halved the unigram perplexity, or when the
+    /// baseline is unknown; otherwise the milder note.
     #[test]
     fn caveat_compares_with_the_unigram_baseline() {
         let lm = |eval: f64, unigram: Option<f64>| LocalLm {
@@ -456,7 +460,8 @@ mod tests {
             unigram_perplexity: unigram,
         };
         assert!(lm(1400.0, Some(1425.0)).caveat().unwrap().contains("(token frequencies alone: 1425)"));
-        assert!(lm(472.0, Some(1425.0)).caveat().is_none());
+        let mild = lm(472.0, Some(1425.0)).caveat().unwrap();
+        assert!(mild.starts_with("**About these generations**") && mild.contains("472, against 1425"), "{mild}");
         assert!(lm(2123.0, None).caveat().is_some());
     }
 }

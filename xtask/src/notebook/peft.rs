@@ -198,9 +198,15 @@ fn train_and_generate(
         let file = dir.join(format!("{name}.generate-{}.txt", if adapter { "after" } else { "before" }));
         let (g_ok, g_tail) = run_ft(ft, &a, p.offline, &file, &dir.join(format!("{name}.generate.stderr.log")))?;
         *slot = if g_ok {
-            let text = std::fs::read_to_string(&file).unwrap_or_default().trim().to_string();
+            let raw = std::fs::read_to_string(&file).unwrap_or_default();
+            let text = raw.trim().to_string();
             if text == prompt.trim() {
-                format!("{text} *(no new text: the model ended the sequence at once, or wrote only whitespace)*")
+                let why = if raw.trim_end().len() < raw.len().saturating_sub(1) {
+                    "the model wrote only whitespace (line breaks)"
+                } else {
+                    "the model ended the sequence at once"
+                };
+                format!("{text} *(no new text: {why})*")
             } else {
                 text
             }

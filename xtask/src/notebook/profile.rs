@@ -188,7 +188,8 @@ pub struct Profile {
     pub ran: Vec<super::Section>,
     /// §11's ACLSum folder (`{train,val,test}.jsonl`), when there is one.
     pub aclsum: Option<std::path::PathBuf>,
-    /// A warning for §7, §8 and §11 when their causal LM is too weak for its generations to show
-    /// anything (the local profile's small GPT-2, judged by its held-out perplexity).
+    /// The note for §7, §8 and §11 on the local profile's small GPT-2: a warning when it is too
+    /// weak for its generations to show anything (judged by its held-out perplexity against a
+    /// unigram baseline), else what a model this small can show.
     pub lm_caveat: Option<String>,
 }

@@ -557,7 +557,6 @@ fn transfer_note(runs: &[Run]) -> Option<String> {
     })
 }
 
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -577,9 +576,17 @@ mod tests {
     /// The report says which side won, with the numbers; no sentence without a random-init run.
     #[test]
     fn transfer_note_names_the_winner() {
-        let lost = transfer_note(&[run("Source task", 0.9), run("(a) §10: x", 0.85), run("(b) exercise 7: y", 0.94), run("(c) z", 0.954)])
-            .unwrap();
-        assert!(lost.contains("does not pay") && lost.contains("0.954") && lost.contains("(b) exercise 7 0.940"), "{lost}");
+        let lost = transfer_note(&[
+            run("Source task", 0.9),
+            run("(a) §10: x", 0.85),
+            run("(b) exercise 7: y", 0.94),
+            run("(c) z", 0.954),
+        ])
+        .unwrap();
+        assert!(
+            lost.contains("does not pay") && lost.contains("0.954") && lost.contains("(b) exercise 7 0.940"),
+            "{lost}"
+        );
         let won = transfer_note(&[run("(a) §10: x", 0.97), run("(c) z", 0.9)]).unwrap();
         assert!(won.starts_with("Transfer pays here: (a) §10 reaches 0.970"), "{won}");
         assert!(transfer_note(&[run("(a) §10: x", 0.97), run("The same network (tiny)", 0.9)]).is_none());

@@ -115,7 +115,7 @@ pub fn gelu_tanh_derivative(x: f32) -> f32 {
 
 /// `x ← gelu_new(x)` over a slice, vectorised as [`gelu_slice`].
 pub fn gelu_tanh_slice(values: &mut [f32]) {
-    pulp::Arch::new().dispatch(GeluTanhSlice(values));
+    pulp::Arch::new().dispatch(MapSlice(values, gelu_tanh_value));
 }
 
 /// `out ← dy ⊙ gelu_new'(x)` over slices of one length; vectorised as [`gelu_slice`].
@@ -124,39 +124,7 @@ pub fn gelu_tanh_slice(values: &mut [f32]) {
 /// If the three slices differ in length.
 pub fn gelu_tanh_backward_slice(x: &[f32], dy: &[f32], out: &mut [f32]) {
     assert!(x.len() == dy.len() && dy.len() == out.len(), "gelu_tanh_backward_slice: slices of different lengths");
-    pulp::Arch::new().dispatch(GeluTanhBackwardSlice { x, dy, out });
-}
-
-// The loops are `WithSimd` types, not closures: a closure's body is a function of its own,
-// compiled for the baseline CPU, not for the features `dispatch` selected.
-struct GeluTanhSlice<'a>(&'a mut [f32]);
-
-impl pulp::WithSimd for GeluTanhSlice<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        for v in self.0.iter_mut() {
-            *v = gelu_tanh_value(*v);
-        }
-    }
-}
-
-struct GeluTanhBackwardSlice<'a> {
-    x: &'a [f32],
-    dy: &'a [f32],
-    out: &'a mut [f32],
-}
-
-impl pulp::WithSimd for GeluTanhBackwardSlice<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        for ((o, &x), &dy) in self.out.iter_mut().zip(self.x).zip(self.dy) {
-            *o = dy * gelu_tanh_derivative(x);
-        }
-    }
+    pulp::Arch::new().dispatch(ScaleByDerivative { x, dy, out, derivative: gelu_tanh_derivative });
 }
 
 /// `d gelu(x) / dx = Φ(x) + x·φ(x)`, with the same erf and exp as [`gelu_slice`].
@@ -167,13 +135,19 @@ pub fn gelu_derivative(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// `0.5·x·(1 + erf(x/√2))`.
+#[inline(always)]
+pub fn gelu_value(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
 /// `x ← 0.5·x·(1 + erf(x/√2))` over a slice.
 ///
 /// Compiled for the widest SIMD the CPU has (AVX2; AVX-512 where the build enables pulp's
 /// `x86-v4`), chosen at run time ([`pulp::Arch::dispatch`]); the loop is plain scalar code that
 /// the compiler vectorises, without FMA contraction, so every level gives the same bits.
 pub fn gelu_slice(values: &mut [f32]) {
-    pulp::Arch::new().dispatch(GeluSlice(values));
+    pulp::Arch::new().dispatch(MapSlice(values, gelu_value));
 }
 
 /// `out ← dy ⊙ gelu'(x)` over slices of one length (GELU's backward pass); vectorised as
@@ -183,36 +157,42 @@ pub fn gelu_slice(values: &mut [f32]) {
 /// If the three slices differ in length.
 pub fn gelu_backward_slice(x: &[f32], dy: &[f32], out: &mut [f32]) {
     assert!(x.len() == dy.len() && dy.len() == out.len(), "gelu_backward_slice: slices of different lengths");
-    pulp::Arch::new().dispatch(GeluBackwardSlice { x, dy, out });
+    pulp::Arch::new().dispatch(ScaleByDerivative { x, dy, out, derivative: gelu_derivative });
 }
 
-struct GeluSlice<'a>(&'a mut [f32]);
+// The loops are `WithSimd` types, not closures: a closure's body is a function of its own,
+// compiled for the baseline CPU, not for the features `dispatch` selected. The functions they
+// apply are `#[inline(always)]` fn items, inlined into the dispatched loop.
 
-impl pulp::WithSimd for GeluSlice<'_> {
+/// `v ← f(v)` over a slice.
+struct MapSlice<'a, F>(&'a mut [f32], F);
+
+impl<F: Fn(f32) -> f32> pulp::WithSimd for MapSlice<'_, F> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         for v in self.0.iter_mut() {
-            let x = *v;
-            *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            *v = (self.1)(*v);
         }
     }
 }
 
-struct GeluBackwardSlice<'a> {
+/// `out ← dy ⊙ derivative(x)` over slices of one length.
+struct ScaleByDerivative<'a, F> {
     x: &'a [f32],
     dy: &'a [f32],
     out: &'a mut [f32],
+    derivative: F,
 }
 
-impl pulp::WithSimd for GeluBackwardSlice<'_> {
+impl<F: Fn(f32) -> f32> pulp::WithSimd for ScaleByDerivative<'_, F> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         for ((o, &x), &dy) in self.out.iter_mut().zip(self.x).zip(self.dy) {
-            *o = dy * gelu_derivative(x);
+            *o = dy * (self.derivative)(x);
         }
     }
 }
