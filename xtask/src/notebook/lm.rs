@@ -52,11 +52,11 @@ pub const VOCAB: usize = 8192;
 const EOS: &str = "<|endoftext|>";
 
 /// Trains GPT-2's kind of tokenizer on `texts` and writes it to `dir/tokenizer.json` (with
-/// `tokenizer_config.json` as GPT-2's); returns `<|endoftext|>`'s id.
+/// `tokenizer_config.json` as GPT-2's); returns it as written and `<|endoftext|>`'s id.
 ///
 /// The pipeline is GPT-2's: no normalizer, byte-level pre-tokenizer (GPT-2's regex, no prefix
 /// space), byte-level post-processor and decoder, BPE over the 256 byte symbols.
-fn train_tokenizer(texts: &[String], dir: &Path) -> Result<u32> {
+fn train_tokenizer(texts: &[String], dir: &Path) -> Result<(tokenizers::Tokenizer, u32)> {
     use tokenizers::decoders::byte_level::ByteLevel;
     use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
     use tokenizers::normalizers::NormalizerWrapper;
@@ -85,7 +85,18 @@ fn train_tokenizer(texts: &[String], dir: &Path) -> Result<u32> {
     });
     std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_vec_pretty(&config)?)
         .with_context(|| format!("writing tokenizer_config.json in {}", dir.display()))?;
-    tokenizer.token_to_id(EOS).with_context(|| format!("the trained tokenizer has no {EOS}"))
+    let eos = tokenizer.token_to_id(EOS).with_context(|| format!("the trained tokenizer has no {EOS}"))?;
+    // Read back: the file is what `ft train` will use.
+    let written =
+        tokenizers::Tokenizer::from_file(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    Ok((written, eos))
+}
+
+/// The token ids of each text (no special tokens added), across threads.
+fn encode_all(tokenizer: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+    let batch: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encodings = tokenizer.encode_batch(batch, false).map_err(|e| anyhow::anyhow!("tokenizing the corpus: {e}"))?;
+    Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
 }
 
 /// Held-out perplexity of a unigram model of the training texts' tokens (add-one smoothing):
@@ -93,27 +104,17 @@ fn train_tokenizer(texts: &[String], dir: &Path) -> Result<u32> {
 /// and each row's first token is not predicted, as in `ft train`'s causal-LM evaluation; the mean
 /// is over all held-out tokens (ft's `eval_loss` averages per batch of rows, which weighs the
 /// short texts a little more — a baseline, not an exact twin).
-fn unigram_perplexity(dir: &Path, train: &[String], eval: &[String], max_length: usize) -> Result<f64> {
-    let tokenizer = read_tokenizer(dir)?;
-    let ids = |texts: &[String]| -> Result<Vec<Vec<u32>>> {
-        texts
-            .iter()
-            .map(|t| {
-                let enc = tokenizer.encode(t.as_str(), false).map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
-                Ok(enc.get_ids().iter().copied().take(max_length).collect())
-            })
-            .collect()
-    };
-    let mut counts = vec![1.0f64; tokenizer.get_vocab_size(true)];
-    for row in ids(train)? {
-        for id in row {
+fn unigram_perplexity(vocab: usize, train: &[Vec<u32>], eval: &[Vec<u32>], max_length: usize) -> Result<f64> {
+    let mut counts = vec![1.0f64; vocab];
+    for row in train {
+        for &id in row.iter().take(max_length) {
             counts[id as usize] += 1.0;
         }
     }
     let total: f64 = counts.iter().sum();
     let (mut nll, mut n) = (0.0f64, 0usize);
-    for row in ids(eval)? {
-        for &id in row.iter().skip(1) {
+    for row in eval {
+        for &id in row.iter().take(max_length).skip(1) {
             nll -= (counts[id as usize] / total).ln();
             n += 1;
         }
@@ -124,13 +125,12 @@ fn unigram_perplexity(dir: &Path, train: &[String], eval: &[String], max_length:
     Ok((nll / n as f64).exp())
 }
 
-/// The training texts as [`BLOCKS`] rows of [`MAX_LENGTH`] tokens (fewer when the texts run
-/// out): shuffled (seeded), each followed by `<|endoftext|>`, concatenated, cut, and each block
+/// The training texts (`texts`: their token ids) as [`BLOCKS`] rows of [`MAX_LENGTH`] tokens
+/// (fewer when the texts run out): shuffled (seeded), each followed by `<|endoftext|>`, concatenated, cut, and each block
 /// decoded back to text (which `ft train` tokenizes into nearly the same tokens: a block that
 /// starts inside a word or a multi-byte character can come back a token or two longer, and is
 /// cut by `max_length`). Returns the blocks and the tokens they hold.
-fn pack(texts: &[String], dir: &Path, eos: u32) -> Result<(Vec<String>, usize)> {
-    let tokenizer = read_tokenizer(dir)?;
+fn pack(texts: &[Vec<u32>], tokenizer: &tokenizers::Tokenizer, eos: u32) -> Result<(Vec<String>, usize)> {
     let mut order: Vec<usize> = (0..texts.len()).collect();
     // Fisher–Yates with xorshift64 (seeded: the same corpus gives the same blocks).
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -142,17 +142,12 @@ fn pack(texts: &[String], dir: &Path, eos: u32) -> Result<(Vec<String>, usize)> 
     }
     let want = BLOCKS * MAX_LENGTH;
     let mut stream: Vec<u32> = Vec::with_capacity(want + MAX_LENGTH);
-    for chunk in order.chunks(256) {
-        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-        let encodings =
-            tokenizer.encode_batch(batch, false).map_err(|e| anyhow::anyhow!("tokenizing the corpus: {e}"))?;
-        for e in encodings {
-            stream.extend_from_slice(e.get_ids());
-            stream.push(eos);
-        }
+    for &i in &order {
         if stream.len() >= want {
             break;
         }
+        stream.extend_from_slice(&texts[i]);
+        stream.push(eos);
     }
     let blocks = stream
         .chunks_exact(MAX_LENGTH)
@@ -161,12 +156,6 @@ fn pack(texts: &[String], dir: &Path, eos: u32) -> Result<(Vec<String>, usize)> 
         .collect::<Result<Vec<_>>>()?;
     let tokens = blocks.len() * MAX_LENGTH;
     Ok((blocks, tokens))
-}
-
-/// `dir/tokenizer.json`, as [`train_tokenizer`] wrote it.
-fn read_tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer> {
-    let file = dir.join("tokenizer.json");
-    tokenizers::Tokenizer::from_file(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))
 }
 
 /// 64-bit FNV-1a.
@@ -333,15 +322,16 @@ pub fn pretrained(ft: &Path, data: &Path, root: &Path) -> Result<LocalLm> {
     }
     config["dtype"] = json!("float32");
     let (train, eval) = corpus(data)?;
-    let eos = train_tokenizer(&train, &dir.join("init"))?;
+    let (tokenizer, eos) = train_tokenizer(&train, &dir.join("init"))?;
     // The trained size: at most VOCAB, fewer when the corpus has fewer merges to learn.
-    let vocab = read_tokenizer(&dir.join("init"))?.get_vocab_size(true);
+    let vocab = tokenizer.get_vocab_size(true);
     for (k, v) in [("vocab_size", vocab), ("bos_token_id", eos as usize), ("eos_token_id", eos as usize)] {
         config[k] = json!(v);
     }
     std::fs::write(dir.join("init/config.json"), serde_json::to_vec_pretty(&config)?).context("writing config.json")?;
-    let unigram = unigram_perplexity(&dir.join("init"), &train, &eval, MAX_LENGTH)?;
-    let (blocks, tokens) = pack(&train, &dir.join("init"), eos)?;
+    let train_ids = encode_all(&tokenizer, &train)?;
+    let unigram = unigram_perplexity(vocab, &train_ids, &encode_all(&tokenizer, &eval)?, MAX_LENGTH)?;
+    let (blocks, tokens) = pack(&train_ids, &tokenizer, eos)?;
     if blocks.is_empty() {
         bail!("{}: the texts hold fewer than {MAX_LENGTH} tokens, not one training block", data.display());
     }
@@ -405,8 +395,7 @@ mod tests {
     #[test]
     fn trained_tokenizer_round_trips_and_knows_its_eos() {
         let dir = tempfile::tempdir().unwrap();
-        let eos = train_tokenizer(&corpus(), dir.path()).unwrap();
-        let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+        let (tok, eos) = train_tokenizer(&corpus(), dir.path()).unwrap();
         let text = "the company said<|endoftext|>Zürich rose 3%";
         let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
         assert_eq!(ids.iter().filter(|&&i| i == eos).count(), 1, "{ids:?}");
@@ -422,9 +411,8 @@ mod tests {
     fn packing_cuts_the_shuffled_stream_into_full_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let texts = corpus();
-        let eos = train_tokenizer(&texts, dir.path()).unwrap();
-        let (blocks, tokens) = pack(&texts, dir.path(), eos).unwrap();
-        let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+        let (tok, eos) = train_tokenizer(&texts, dir.path()).unwrap();
+        let (blocks, tokens) = pack(&encode_all(&tok, &texts).unwrap(), &tok, eos).unwrap();
         let total: usize = texts.iter().map(|t| tok.encode(t.as_str(), false).unwrap().len() + 1).sum();
         assert_eq!(blocks.len(), total / MAX_LENGTH, "the corpus is smaller than BLOCKS: every full block");
         assert_eq!(tokens, blocks.len() * MAX_LENGTH);
@@ -443,9 +431,9 @@ mod tests {
     fn unigram_perplexity_is_between_one_and_uniform() {
         let dir = tempfile::tempdir().unwrap();
         let texts = corpus();
-        train_tokenizer(&texts, dir.path()).unwrap();
-        let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
-        let p = unigram_perplexity(dir.path(), &texts[..300], &texts[300..], MAX_LENGTH).unwrap();
+        let (tok, _) = train_tokenizer(&texts, dir.path()).unwrap();
+        let ids = encode_all(&tok, &texts).unwrap();
+        let p = unigram_perplexity(tok.get_vocab_size(true), &ids[..300], &ids[300..], MAX_LENGTH).unwrap();
         assert!(p > 1.0 && p < tok.get_vocab_size(true) as f64 / 4.0, "{p}");
     }
 

@@ -262,14 +262,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn matches_burn_gelu_on_flex() {
+    /// The largest difference between `ours` and Burn's `burn` on a flex inference tensor.
+    fn inference_difference(ours: fn(Tensor<2>) -> Tensor<2>, burn: fn(Tensor<2>) -> Tensor<2>) -> f32 {
         let device = burn::tensor::Device::flex();
         assert!(is_flex(&device), "{device:?}");
         let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &device);
-        let want: Vec<f32> = activation::gelu(x.clone()).into_data().try_into_vec_as().unwrap();
-        let got: Vec<f32> = gelu(x).into_data().try_into_vec_as().unwrap();
-        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let want: Vec<f32> = burn(x.clone()).into_data().try_into_vec_as().unwrap();
+        let got: Vec<f32> = ours(x).into_data().try_into_vec_as().unwrap();
+        want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    }
+
+    /// Values and input gradients of `ours` and Burn's `burn` on a flex autodiff tensor (a weighted
+    /// sum as the loss): `(x, w, want_y, want_g, got_y, got_g)`.
+    #[cfg(feature = "flex")]
+    #[allow(clippy::type_complexity)]
+    fn training_values(
+        ours: fn(Tensor<2>) -> Tensor<2>,
+        burn: fn(Tensor<2>) -> Tensor<2>,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let ad = burn::tensor::Device::flex().autodiff();
+        assert!(is_flex(&ad), "{ad:?}");
+        let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &ad);
+        let w: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
+        let run = |f: fn(Tensor<2>) -> Tensor<2>| {
+            let x = x.clone().detach().require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as().unwrap();
+            let y: Vec<f32> = y.into_data().try_into_vec_as().unwrap();
+            (y, g)
+        };
+        let (want_y, want_g) = run(burn);
+        let (got_y, got_g) = run(ours);
+        let xs: Vec<f32> = x.into_data().try_into_vec_as().unwrap();
+        let ws: Vec<f32> = w.into_data().try_into_vec_as().unwrap();
+        (xs, ws, want_y, want_g, got_y, got_g)
+    }
+
+    #[cfg(feature = "flex")]
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn matches_burn_gelu_on_flex() {
+        let worst = inference_difference(gelu, activation::gelu);
         assert!(worst < 2e-6, "{worst}");
     }
 
@@ -323,11 +360,7 @@ mod tests {
 
     #[test]
     fn gelu_tanh_matches_burn_on_flex() {
-        let device = burn::tensor::Device::flex();
-        let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &device);
-        let want: Vec<f32> = activation::gelu_approximate(x.clone()).into_data().try_into_vec_as().unwrap();
-        let got: Vec<f32> = gelu_tanh(x).into_data().try_into_vec_as().unwrap();
-        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let worst = inference_difference(gelu_tanh, activation::gelu_approximate);
         assert!(worst < 2e-6, "{worst}");
     }
 
@@ -336,25 +369,9 @@ mod tests {
     #[cfg(feature = "flex")]
     #[test]
     fn training_gelu_tanh_matches_burn_in_value_and_gradient() {
-        let ad = burn::tensor::Device::flex().autodiff();
-        assert!(is_flex(&ad), "{ad:?}");
-        let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &ad);
-        let w: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
-        let run = |f: &dyn Fn(Tensor<2>) -> Tensor<2>| {
-            let x = x.clone().detach().require_grad();
-            let y = f(x.clone());
-            let grads = (y.clone() * w.clone()).sum().backward();
-            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as().unwrap();
-            let y: Vec<f32> = y.into_data().try_into_vec_as().unwrap();
-            (y, g)
-        };
-        let (want_y, want_g) = run(&|x| activation::gelu_approximate(x));
-        let (got_y, got_g) = run(&|x| gelu_tanh(x));
-        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let (xs, ws, want_y, want_g, got_y, got_g) = training_values(gelu_tanh, activation::gelu_approximate);
         assert!(worst(&want_y, &got_y) < 1e-5, "values {}", worst(&want_y, &got_y));
         assert!(worst(&want_g, &got_g) < 1e-5, "gradients {}", worst(&want_g, &got_g));
-        let xs: Vec<f32> = x.into_data().try_into_vec_as().unwrap();
-        let ws: Vec<f32> = w.into_data().try_into_vec_as().unwrap();
         for (i, (&x, &w)) in xs.iter().zip(&ws).enumerate() {
             assert_eq!(got_y[i].to_bits(), gelu_tanh_value(x).to_bits(), "value at {x}");
             assert_eq!(got_g[i].to_bits(), (w * gelu_tanh_derivative(x)).to_bits(), "gradient at {x}");
@@ -365,21 +382,7 @@ mod tests {
     #[cfg(feature = "flex")]
     #[test]
     fn training_gelu_matches_burn_in_value_and_gradient() {
-        let ad = burn::tensor::Device::flex().autodiff();
-        assert!(is_flex(&ad), "{ad:?}");
-        let x: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 3.0), &ad);
-        let w: Tensor<2> = Tensor::random([64, 300], burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
-        let run = |f: &dyn Fn(Tensor<2>) -> Tensor<2>| {
-            let x = x.clone().detach().require_grad();
-            let y = f(x.clone());
-            let grads = (y.clone() * w.clone()).sum().backward();
-            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as().unwrap();
-            let y: Vec<f32> = y.into_data().try_into_vec_as().unwrap();
-            (y, g)
-        };
-        let (want_y, want_g) = run(&|x| activation::gelu(x));
-        let (got_y, got_g) = run(&|x| gelu(x));
-        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let (_, _, want_y, want_g, got_y, got_g) = training_values(gelu, activation::gelu);
         assert!(worst(&want_y, &got_y) < 1e-5, "values {}", worst(&want_y, &got_y));
         assert!(worst(&want_g, &got_g) < 1e-5, "gradients {}", worst(&want_g, &got_g));
     }
