@@ -3,7 +3,7 @@
 //! so that a shared VM's drift cancels; GFLOP/s, mean of 10 after 2 warm-ups, at the shapes of a
 //! MiniLM / BERT-base training step and of the CoNLL run's small batches (BENCHMARKS.md, "Linear layers on faer's GEMM").
 //!
-//! `cargo run --release -p ft-hub --features flex --example gemm_probe`
+//! `cargo run --release -p ft-hub --features flex --example gemm_probe [-- --split | --wide]`
 
 use burn::tensor::{Device, Distribution, Tensor};
 use ft_hub::ops::linear;
@@ -13,6 +13,9 @@ fn main() {
     ft_hub::malloc::reexec_with_tuning();
     if std::env::args().any(|a| a == "--split") {
         return split_probe();
+    }
+    if std::env::args().any(|a| a == "--wide") {
+        return wide_probe();
     }
     let device = Device::flex();
     println!("{}", ft_hub::machine::Machine::current());
@@ -72,11 +75,9 @@ fn split_probe() {
     };
     for (rows, k, n) in [(240usize, 384usize, 384usize), (240, 384, 1536), (240, 1536, 384), (1536, 384, 1536)] {
         // (name, lhs m × kk, rhs kk × nn): x·W is rows×k·k×n; dy·Wᵀ is rows×n·n×k; xᵀ·dy is k×rows·rows×n.
-        for (form, m, kk, nn, lhs_t, rhs_t) in [
-            ("x·W", rows, k, n, false, false),
-            ("dy·Wᵀ", rows, n, k, false, true),
-            ("xᵀ·dy", k, rows, n, true, false),
-        ] {
+        for (form, m, kk, nn, lhs_t, rhs_t) in
+            [("x·W", rows, k, n, false, false), ("dy·Wᵀ", rows, n, k, false, true), ("xᵀ·dy", k, rows, n, true, false)]
+        {
             let lhs: Mat<f32> = if lhs_t {
                 Mat::from_fn(kk, m, |i, j| ((i * 7 + j * 3) % 13) as f32 - 6.0)
             } else {
@@ -130,8 +131,58 @@ fn split_probe() {
                         t_tr += tt;
                     }
                 }
-                println!("| {form} via a row-major copy of Wᵀ / via dxᵀ = W·dyᵀ | {:.1} | {:.1} |", gflops(t_copy), gflops(t_tr));
+                println!(
+                    "| {form} via a row-major copy of Wᵀ / via dxᵀ = W·dyᵀ | {:.1} | {:.1} |",
+                    gflops(t_copy),
+                    gflops(t_tr)
+                );
             }
         }
     }
+}
+
+/// A language model's head, `[1024, 768] · wteᵀ` for GPT-2's 50,257 tokens (the tied embedding
+/// read as a column-major `[768, 50257]`): faer's product over the whole output and over column
+/// blocks of 1,008 (what `linear.rs` cuts it into), both into one reused buffer, and ft's
+/// `linear` (the blocks, plus allocating its output); interleaved, mean of 5 after 1 warm-up.
+fn wide_probe() {
+    use faer::{Accum, MatMut, MatRef, Par};
+    println!("{}", ft_hub::machine::Machine::current());
+    let device = Device::flex();
+    let (m, k, n) = (1024usize, 768usize, 50257usize);
+    let x: Tensor<2> = Tensor::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+    let wte: Tensor<2> = Tensor::random([n, k], Distribution::Normal(0.0, 1.0), &device);
+    let xs = x.to_data().try_to_vec::<f32>().expect("f32");
+    let ws = wte.to_data().try_to_vec::<f32>().expect("f32");
+    let (lhs, rhs) = (MatRef::from_row_major_slice(&xs, m, k), MatRef::from_column_major_slice(&ws, k, n));
+    let mut out = vec![0f32; m * n];
+    let width = n.div_ceil(n.div_ceil(1024)).next_multiple_of(8);
+    let mut seconds = [0.0; 3];
+    for run in 0..6 {
+        let t = Instant::now();
+        let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+        faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::rayon(0));
+        let whole = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+        for j in (0..n).step_by(width) {
+            let w = width.min(n - j);
+            let block = dst.as_mut().submatrix_mut(0, j, m, w);
+            faer::linalg::matmul::matmul(block, Accum::Replace, lhs, rhs.submatrix(0, j, k, w), 1.0f32, Par::rayon(0));
+        }
+        let blocks = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        drop(std::hint::black_box(linear::linear(x.clone(), wte.clone().transpose(), None)));
+        let ft = t.elapsed().as_secs_f64();
+        if run >= 1 {
+            for (s, t) in seconds.iter_mut().zip([whole, blocks, ft]) {
+                *s += t;
+            }
+        }
+    }
+    let gflops = |s: f64| 2.0 * (m * k * n) as f64 * 5.0 / s / 1e9;
+    println!(
+        "| {m} × {k} → {n} (wteᵀ), GFLOP/s | faer whole | faer, blocks of {width} | ft linear |\n|---|---:|---:|---:|"
+    );
+    println!("| | {:.1} | {:.1} | {:.1} |", gflops(seconds[0]), gflops(seconds[1]), gflops(seconds[2]));
 }

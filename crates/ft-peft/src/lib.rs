@@ -13,6 +13,9 @@
 //!   deltas. Burn 0.22's own `apply_lora` cannot express this: it folds `W + s·A·B` into a
 //!   dense weight on every forward pass, so dropout cannot act on the adapter path alone; it
 //!   cannot unmerge; it holds one adapter per weight and initialises with a Gaussian only.
+//!   The scaling multiplies the rank-`r` activations, and on the CPU `B`'s product is added into
+//!   the base output's buffer by one node (`ft_hub::ops::linear_add`), so the adapter path makes
+//!   no output-sized tensor of its own.
 //! - [`prompt`]: prompt tuning's soft prompt (`RANDOM` or `TEXT` init), prepended to the input
 //!   embeddings.
 //! - [`prefix`]: prefix tuning's prefix encoder (with or without PEFT's two-layer tanh

@@ -1,5 +1,9 @@
 //! LoRA's low-rank path (Hu et al., 2021; PEFT's `lora.Linear`), computed in activation space:
-//! `delta(x) = B(A(dropout(x))) · scaling`, added to the base layer's output.
+//! `delta(x) = B(A(dropout(x))) · scaling`, added to the base layer's output. ft multiplies the
+//! rank-`r` activations by the scaling, `B(A(dropout(x))·s)`: the same in exact arithmetic as
+//! PEFT's order, bit for bit when `s` is a power of two (`lora_alpha = 2r`, the usual choice),
+//! within float rounding otherwise (rsLoRA) — and one pass over `[rows, r]` instead of
+//! `[rows, out]`.
 //!
 //! Burn 0.22's own `apply_lora` folds `W + s·A·B` into a dense weight on every forward pass:
 //! dropout cannot act on the adapter path alone, it cannot be unmerged, it holds one adapter per
@@ -81,13 +85,33 @@ impl LoraLayer {
         Self { lora_a, lora_b, dropout: DropoutConfig::new(lora_dropout).init(), scaling }
     }
 
-    /// The adapter's contribution to the layer's output.
+    /// The adapter's contribution to the layer's output, `B(A(dropout(x)))·s`.
     ///
     /// # Shapes
     /// - `x`: `[..., in]`; output `[..., out]`
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        ft_hub::ops::linear(self.down(x), self.lora_b.val(), None)
+    }
+
+    /// The layer's output with the adapter: `y + B(A(dropout(x)))·s` for the base output `y`.
+    /// The scaling multiplies the rank-`r` activations (not the `[..., out]` product), and on the
+    /// CPU the up-projection is added into `y`'s buffer by one node
+    /// ([`ft_hub::ops::linear_add`]): no output-sized tensor of the adapter's own, forward or
+    /// backward.
+    ///
+    /// # Shapes
+    /// - `x`: `[..., in]`, `y`: `[..., out]`; output `[..., out]`
+    pub fn apply<const D: usize>(&self, x: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
+        ft_hub::ops::linear_add(self.down(x), self.lora_b.val(), y)
+    }
+
+    /// `A(dropout(x))·s`, the scaled rank-`r` activations.
+    ///
+    /// # Shapes
+    /// - `x`: `[..., in]`; output `[..., r]`
+    fn down<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = ft_hub::ops::dropout(&self.dropout, x);
-        ft_hub::ops::linear(ft_hub::ops::linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling
+        ft_hub::ops::linear(x, self.lora_a.val(), None) * self.scaling
     }
 
     /// The dense change of the base weight, in Burn's `[in, out]` layout: `A·B·s` (PEFT's
@@ -129,6 +153,35 @@ mod tests {
         // The merged delta gives the same change: x · ΔW.
         let merged: Vec<f32> = x.matmul(layer.delta_weight()).into_data().try_into_vec_as().unwrap();
         assert_eq!(merged, got);
+    }
+
+    /// `apply(x, y)` against PEFT's order of operations written with Burn's own matmul,
+    /// `y + ((x·A)·B)·s`, forward and backward (gradients of x, y, A and B), with rsLoRA's
+    /// scaling 16/√8 (not a power of two: the two orders round differently) on the CPU's fused
+    /// path.
+    #[test]
+    fn apply_matches_peft_order() {
+        use burn::tensor::Distribution;
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let l = LoraLayer::new(24, 40, 8, 16.0, true, 0.0, InitLoraWeights::Random, ids(), &device);
+        assert!((l.scaling - 16.0 / 8f64.sqrt()).abs() < 1e-12);
+        let normal = |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (x, y, weights) =
+            (normal([2, 30, 24]).require_grad(), normal([2, 30, 40]).require_grad(), normal([2, 30, 40]));
+        let fused = l.apply(x.clone(), y.clone());
+        let rows = x.clone().reshape([60, 24]).matmul(l.lora_a.val()).matmul(l.lora_b.val()) * l.scaling;
+        let peft = y.clone() + rows.reshape([2, 30, 40]);
+        let diff = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f32>();
+        assert!(diff(fused.clone(), peft.clone()) < 1e-5);
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_peft = (peft * weights).sum().backward();
+        assert!(diff(x.grad(&g_fused).unwrap(), x.grad(&g_peft).unwrap()) < 1e-5);
+        assert!(diff(y.grad(&g_fused).unwrap(), y.grad(&g_peft).unwrap()) < 1e-6);
+        for p in [&l.lora_a, &l.lora_b] {
+            let (a, b): (Tensor<2>, Tensor<2>) = (p.val().grad(&g_fused).unwrap(), p.val().grad(&g_peft).unwrap());
+            assert!((a - b).abs().max().into_scalar::<f32>() < 1e-4);
+        }
     }
 
     #[test]

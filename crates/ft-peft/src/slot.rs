@@ -29,7 +29,7 @@ impl Delta {
     /// - `x`: `[..., in]`, `y`: `[..., out]`; output `[..., out]`
     pub fn apply<const D: usize>(&self, x: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
         match self {
-            Self::Lora(l) => y + l.delta(x),
+            Self::Lora(l) => l.apply(x, y),
         }
     }
 }

@@ -62,6 +62,15 @@ pub trait LinearOps: Backend {
         Self::linear(x, weight, None)
     }
 
+    /// `y + x · weight`: a product added to a tensor of the output's shape (LoRA's up-projection
+    /// onto the base layer's output), in `y`'s buffer when nothing else holds it.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, in]`, `weight`: `[in, out]`, `y`: `[rows, out]`; output `[rows, out]`
+    fn matmul_rows_add(x: FloatTensor<Self>, weight: FloatTensor<Self>, y: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_add(y, Self::linear(x, weight, None))
+    }
+
     /// The input's gradient, `dy · weightᵀ`.
     ///
     /// # Shapes
@@ -120,6 +129,48 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     y.reshape(out)
 }
 
+/// `y + x · weight`, as `y + linear(x, weight, None)`: on flex (f32) one autodiff node that adds
+/// the product into `y`'s buffer ([`LinearOps::matmul_rows_add`]) — LoRA's `h · B` onto the base
+/// layer's output, without a separate output and a second pass to add it; the gradient of `y` is
+/// the output's gradient itself. Elsewhere (and for a `y` of another shape) the composed form.
+///
+/// # Shapes
+/// - `x`: `[..., in]`, `weight`: `[in, out]`, `y`: `[..., out]`; output `[..., out]`
+pub fn linear_add<const D: usize>(x: Tensor<D>, weight: Tensor<2>, y: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let dims = x.dims();
+    let mut out = dims;
+    out[D - 1] = weight.dims()[1];
+    let fused = cfg!(feature = "flex")
+        && super::is_flex(&device)
+        && [x.dtype(), weight.dtype(), y.dtype()].iter().all(|d| *d == DType::F32)
+        && y.dims() == out;
+    if !fused {
+        return y + linear(x, weight, None);
+    }
+    let rows: usize = dims[..D - 1].iter().product();
+    let x: Tensor<2> = x.reshape([rows, dims[D - 1]]);
+    let y: Tensor<2> = y.reshape([rows, out[D - 1]]);
+    rows_add_on_flex(x, weight, y).reshape(out)
+}
+
+/// [`LinearOps::matmul_rows_add`] through Burn's dispatch.
+#[cfg(feature = "flex")]
+fn rows_add_on_flex(x: Tensor<2>, weight: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(<Dispatch as LinearOps>::matmul_rows_add(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        y.into_dispatch(),
+    ))
+}
+
+/// Without ft-hub's `flex` feature nothing routes here ([`linear_add`] checks the feature).
+#[cfg(not(feature = "flex"))]
+fn rows_add_on_flex(x: Tensor<2>, weight: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
+    y + burn::tensor::module::linear(x, weight, None)
+}
+
 /// [`LinearOps::linear_rows`] / [`LinearOps::matmul_rows`] through Burn's dispatch.
 #[cfg(feature = "flex")]
 fn rows_on_flex(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
@@ -149,7 +200,7 @@ pub fn forward<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
     fn linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         let tracked = (x.is_tracked(), weight.is_tracked());
-        let backward = LinearBackward::<B, 3>(core::marker::PhantomData);
+        let backward = LinearBackward::<B, 3>::new(Third::Bias);
         match backward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.into_primitive(), weight.into_primitive());
@@ -164,7 +215,7 @@ impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C>
 
     fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         let tracked = (x.is_tracked(), weight.is_tracked());
-        let backward = LinearBackward::<B, 2>(core::marker::PhantomData);
+        let backward = LinearBackward::<B, 2>::new(Third::Bias);
         match backward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.into_primitive(), weight.into_primitive());
@@ -172,6 +223,21 @@ impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C>
                 prep.finish(state, B::matmul_rows(x, weight))
             }
             OpsKind::UnTracked(prep) => prep.finish(B::matmul_rows(x.into_primitive(), weight.into_primitive())),
+        }
+    }
+
+    fn matmul_rows_add(x: FloatTensor<Self>, weight: FloatTensor<Self>, y: FloatTensor<Self>) -> FloatTensor<Self> {
+        let tracked = (x.is_tracked(), weight.is_tracked());
+        let backward = LinearBackward::<B, 3>::new(Third::Addend);
+        match backward.prepare::<C>([x.node(), weight.node(), y.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let state = saved::<B>(&x, &weight, tracked);
+                prep.finish(state, B::matmul_rows_add(x, weight, y.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::matmul_rows_add(x.into_primitive(), weight.into_primitive(), y.into_primitive()))
+            }
         }
     }
 }
@@ -191,13 +257,31 @@ fn saved<B: Backend>(
     (weight_tracked.then(|| x.clone()), x_tracked.then(|| weight.clone()))
 }
 
-/// The backward step of a linear layer over rows: parents `[x, weight]` or `[x, weight, bias]`,
-/// state [`saved`]. Only the tracked parents get a gradient.
-struct LinearBackward<B, const N: usize>(core::marker::PhantomData<B>);
+/// What a linear node's third parent is.
+#[derive(Debug, Clone, Copy)]
+enum Third {
+    /// A bias `[out]` added to every row: its gradient is the output's summed over the rows.
+    Bias,
+    /// A tensor `[rows, out]` the product is added to: its gradient is the output's.
+    Addend,
+}
+
+/// The backward step of a linear layer over rows: parents `[x, weight]`, `[x, weight, bias]` or
+/// `[x, weight, y]`, state [`saved`]. Only the tracked parents get a gradient.
+struct LinearBackward<B, const N: usize> {
+    third: Third,
+    backend: core::marker::PhantomData<B>,
+}
+
+impl<B, const N: usize> LinearBackward<B, N> {
+    fn new(third: Third) -> Self {
+        Self { third, backend: core::marker::PhantomData }
+    }
+}
 
 impl<B, const N: usize> core::fmt::Debug for LinearBackward<B, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "LinearBackward<{N}>")
+        write!(f, "LinearBackward<{N}, {:?}>", self.third)
     }
 }
 
@@ -212,7 +296,10 @@ impl<B: Backend + LinearOps, const N: usize> Backward<B, N> for LinearBackward<B
             let grad = match (parent, &x, &weight) {
                 (0, _, Some(weight)) => B::linear_rows_input_grad(weight.clone(), dy.clone()),
                 (1, Some(x), _) => B::linear_rows_weight_grad(x.clone(), dy.clone()),
-                (2, _, _) => B::linear_rows_bias_grad(dy.clone()),
+                (2, _, _) => match self.third {
+                    Third::Bias => B::linear_rows_bias_grad(dy.clone()),
+                    Third::Addend => dy.clone(),
+                },
                 // A tracked parent always has its operand saved (`saved` uses the same flags).
                 _ => continue,
             };
@@ -224,7 +311,7 @@ impl<B: Backend + LinearOps, const N: usize> Backward<B, N> for LinearBackward<B
 #[cfg(feature = "flex")]
 mod flex {
     use burn::backend::flex::FlexTensor;
-    use burn::backend::ops::ModuleOps;
+    use burn::backend::ops::{FloatTensorOps, ModuleOps};
     use burn::backend::{Flex, TensorMetadata, tensor::FloatTensor};
     use burn::tensor::Shape;
     use faer::{Accum, MatMut, MatRef, Par};
@@ -242,11 +329,37 @@ mod flex {
         if view(&t).is_some() { t } else { t.to_contiguous() }
     }
 
+    /// Output columns above which a product of at least [`BLOCKED_ROWS`] rows runs as column
+    /// blocks of about [`BLOCK_COLUMNS`].
+    const WIDE: usize = 4096;
+    /// Rows from which wide products run in blocks: measured at 1,024 (a training batch of
+    /// 8 × 128 tokens); a few rows (generation's next-token step) stream the weight once either
+    /// way, so they keep one call.
+    const BLOCKED_ROWS: usize = 256;
+    /// Target width of those blocks.
+    const BLOCK_COLUMNS: usize = 1024;
+
     /// `dst ← lhs · rhs` (`Accum::Replace`) or `dst ← dst + lhs · rhs` (`Accum::Add`), over all
-    /// threads.
+    /// threads, on faer's GEMM — on blocks of about 1,024 output columns when there are more than
+    /// 4,096 and at least 256 rows (a language model's head over its vocabulary: faer ran GPT-2's
+    /// `[1024, 768] · wteᵀ` at 96–107 GFLOP/s whole and 121–131 by blocks, allocation included,
+    /// on an AMD EPYC with 2 threads: `gemm_probe --wide`).
     fn gemm(dst: &mut [f32], accum: Accum, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
-        let dst = MatMut::from_row_major_slice_mut(dst, lhs.nrows(), rhs.ncols());
-        faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0f32, Par::rayon(0));
+        let (rows, cols) = (lhs.nrows(), rhs.ncols());
+        let mut dst = MatMut::from_row_major_slice_mut(dst, rows, cols);
+        if cols <= WIDE || rows < BLOCKED_ROWS {
+            faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0f32, Par::rayon(0));
+            return;
+        }
+        let blocks = cols.div_ceil(BLOCK_COLUMNS);
+        let width = cols.div_ceil(blocks).next_multiple_of(8);
+        let mut j = 0;
+        while j < cols {
+            let w = width.min(cols - j);
+            let block = dst.as_mut().submatrix_mut(0, j, rows, w);
+            faer::linalg::matmul::matmul(block, accum, lhs, rhs.submatrix(0, j, rhs.nrows(), w), 1.0f32, Par::rayon(0));
+            j += w;
+        }
     }
 
     /// `lhs · rhs` into a new row-major `[lhs rows, rhs columns]` tensor.
@@ -291,6 +404,30 @@ mod flex {
 
         fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
             forward(x, weight, None)
+        }
+
+        fn matmul_rows_add(x: FloatTensor<Self>, weight: FloatTensor<Self>, y: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (x, weight) = (viewable(x), viewable(weight));
+            let fits = |lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>| {
+                let shape = y.shape();
+                lhs.ncols() == rhs.nrows()
+                    && shape.num_dims() == 2
+                    && (shape[0], shape[1]) == (lhs.nrows(), rhs.ncols())
+                    && y.dtype() == burn::tensor::DType::F32
+            };
+            match (view(&x), view(&weight)) {
+                (Some(lhs), Some(rhs)) if fits(lhs, rhs) => {
+                    let (rows, cols) = (lhs.nrows(), rhs.ncols());
+                    // `y` itself when it is its whole buffer (copied on write if shared), else a
+                    // contiguous copy of it.
+                    let whole =
+                        y.is_contiguous() && y.layout().start_offset() == 0 && y.storage::<f32>().len() == rows * cols;
+                    let mut out = if whole { y } else { y.to_contiguous() };
+                    gemm(out.storage_mut::<f32>(), Accum::Add, lhs, rhs);
+                    out
+                }
+                _ => Flex::float_add(y, Flex::linear(x, weight, None)),
+            }
         }
 
         fn linear_rows_input_grad(weight: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -425,6 +562,72 @@ mod tests {
         }
     }
 
+    /// [`linear_add`] against `y + linear(x, w)`: output and every gradient, for a rank-8 and a
+    /// 40-wide inner dimension, and `y` in every layout the node can get: its whole buffer but
+    /// still held by the caller (written to a copy: `y` must not change), a column slice (the
+    /// fold's reshape copies it), and contiguous rows of a larger buffer, at an offset and at its
+    /// start (copied by the node). Flex only: elsewhere both sides are the composed form.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn linear_add_matches_composed() {
+        for device in [Device::flex().autodiff(), Device::flex()] {
+            device.seed(5);
+            let normal = |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            for d_in in [8, 40] {
+                let x = normal([3, 50, d_in]).track();
+                let w = Tensor::<2>::random([d_in, 40], Distribution::Normal(0.0, 1.0), &device).track();
+                for (y, what) in [
+                    (normal([3, 50, 40]), "whole, shared"),
+                    (normal([3, 50, 60]).narrow(2, 10, 40), "column slice"),
+                    (normal([4, 50, 40]).narrow(0, 1, 3), "rows at an offset"),
+                    (normal([4, 50, 40]).narrow(0, 0, 3), "rows at the start of a larger buffer"),
+                ] {
+                    let y = y.detach().track();
+                    let before = y.clone().into_data();
+                    let loss_weights = normal([3, 50, 40]);
+                    let ours = linear_add(x.clone(), w.clone(), y.clone());
+                    let want = y.clone() + linear(x.clone(), w.clone(), None);
+                    assert!(max_abs_diff(ours.clone(), want.clone()) < 1e-4, "{d_in} {what}: forward");
+                    y.clone().into_data().assert_eq(&before, true);
+                    if !device.is_autodiff() {
+                        continue;
+                    }
+                    let g_ours = (ours * loss_weights.clone()).sum().backward();
+                    let g_want = (want * loss_weights).sum().backward();
+                    for (a, b, grad) in [(&x, &x, "x"), (&y, &y, "y")] {
+                        let (a, b) = (a.grad(&g_ours).unwrap(), b.grad(&g_want).unwrap());
+                        assert!(max_abs_diff(a, b) < 1e-4, "{d_in} {what}: {grad} gradient");
+                    }
+                    let (a, b) = (w.grad(&g_ours).unwrap(), w.grad(&g_want).unwrap());
+                    assert!(max_abs_diff(a, b) < 1e-3, "{d_in} {what}: weight gradient");
+                }
+            }
+        }
+    }
+
+    /// An output nothing else holds gets the product added in its own buffer (no new output),
+    /// and the values are `y + x·w`.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn linear_add_writes_into_an_unshared_output() {
+        use burn::backend::Flex;
+        let device = Device::flex();
+        device.seed(6);
+        let normal = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (x, w, y) = (normal([20, 8]), normal([8, 30]), normal([20, 30]));
+        let want = y.clone() + x.clone().matmul(w.clone());
+        let flex = |t: Tensor<2>| t.try_into_primitive::<Flex>().expect("a flex tensor");
+        // A copy of y's values in a buffer of its own.
+        let y = flex(Tensor::from_data(y.into_data(), &device));
+        let buffer = y.bytes().as_ptr();
+        let out = <Flex as LinearOps>::matmul_rows_add(flex(x), flex(w), y);
+        assert_eq!(out.bytes().as_ptr(), buffer, "the sum is written into y's buffer");
+        let want = want.into_data().try_to_vec::<f32>().expect("f32");
+        let got = out.as_slice::<f32>().expect("contiguous f32");
+        let err = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+        assert!(got.len() == want.len() && err < 1e-4, "{err}");
+    }
+
     /// `y.sum().backward()` hands the node a broadcast (stride-0) output gradient.
     #[test]
     fn broadcast_output_gradient() {
@@ -441,7 +644,8 @@ mod tests {
     }
 
     /// The flex GEMM path against Burn: with and without bias, a weight stored transposed (as a
-    /// PyTorch `[out, in]` tensor viewed as `[in, out]`), a transposed input, a frozen weight
+    /// PyTorch `[out, in]` tensor viewed as `[in, out]`), a transposed input, a wide output (run
+    /// in column blocks), a frozen weight
     /// (only the input tracked), an untracked input, 1-D and 4-D inputs, more rows than one bias
     /// block, views with a start offset (one position, a column slice), and inference.
     #[test]
@@ -470,6 +674,13 @@ mod tests {
             check(token, w.clone(), Some(b.clone()), "one position");
             let columns = x3().narrow(2, 8, 32).detach().track();
             check(columns, normal([48, 40]).narrow(0, 8, 32).track(), None, "column slice");
+            // More than 4,096 output columns: column blocks of 824 and a last one of 803 (forward
+            // and the weight gradient), with a PyTorch-layout weight as a language model's head.
+            // (Small weights: the input gradient sums 4,099 products, within the tolerance.)
+            let small = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.02), &device);
+            let wide_bias = Tensor::<1>::random([4099], Distribution::Normal(0.0, 1.0), &device).track();
+            check(x3(), small([48, 4099]).track(), Some(wide_bias), "wide output");
+            check(x3(), small([4099, 48]).transpose().track(), None, "wide transposed weight");
             let frozen_input = Tensor::<3>::random([3, 100, 48], Distribution::Normal(0.0, 1.0), &device);
             check(frozen_input, w.clone(), Some(b.clone()), "input not tracked");
         }

@@ -1,7 +1,8 @@
 //! Operations shared by the models and the PEFT layers, each one autodiff node with its own
 //! backward pass on Burn's flex CPU backend: dropout ([`dropout`], a seeded mask drawn in
 //! parallel, kept as its seed), exact GELU and softmax ([`fused`]), LayerNorm in training
-//! ([`layer_norm`]), linear layers as one GEMM over their rows ([`linear`]) and attention's
+//! ([`layer_norm`]), linear layers as one GEMM over their rows ([`linear`]; [`linear_add`] adds
+//! a product into an existing output, LoRA's up-projection) and attention's
 //! batched products with their scale ([`matmul`]), both on faer's GEMM, and embedding lookups
 //! whose dense gradient is written once ([`embedding`]), cross-entropy's per-row loss
 //! ([`nll_rows`]); also gradient clipping's one-pass sum of
@@ -30,7 +31,7 @@ pub use embedding::embedding;
 pub use fused::{softmax_last, sum_of_squares};
 pub use gelu::{gelu, gelu_tanh};
 pub use layer_norm::layer_norm;
-pub use linear::linear;
+pub use linear::{linear, linear_add};
 pub use matmul::matmul_scaled;
 
 use burn::tensor::Device;
