@@ -199,18 +199,7 @@ pub fn forward<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 
 impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
     fn linear_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        let tracked = (x.is_tracked(), weight.is_tracked());
-        let backward = LinearBackward::<B, 3>::new(Third::Bias);
-        match backward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                let state = saved::<B>(&x, &weight, tracked);
-                prep.finish(state, B::linear_rows(x, weight, bias.into_primitive()))
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::linear_rows(x.into_primitive(), weight.into_primitive(), bias.into_primitive()))
-            }
-        }
+        with_third::<B, C>(x, weight, bias, Third::Bias, B::linear_rows)
     }
 
     fn matmul_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -227,17 +216,29 @@ impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C>
     }
 
     fn matmul_rows_add(x: FloatTensor<Self>, weight: FloatTensor<Self>, y: FloatTensor<Self>) -> FloatTensor<Self> {
-        let tracked = (x.is_tracked(), weight.is_tracked());
-        let backward = LinearBackward::<B, 3>::new(Third::Addend);
-        match backward.prepare::<C>([x.node(), weight.node(), y.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                let state = saved::<B>(&x, &weight, tracked);
-                prep.finish(state, B::matmul_rows_add(x, weight, y.into_primitive()))
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::matmul_rows_add(x.into_primitive(), weight.into_primitive(), y.into_primitive()))
-            }
+        with_third::<B, C>(x, weight, y, Third::Addend, B::matmul_rows_add)
+    }
+}
+
+/// A linear node with a third parent (a bias or an addend, as `third` says) whose inner result
+/// `run` computes: the backward state as [`saved`], only tracked parents get a gradient.
+fn with_third<B: Backend + LinearOps, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    extra: FloatTensor<Autodiff<B, C>>,
+    third: Third,
+    run: fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let tracked = (x.is_tracked(), weight.is_tracked());
+    let backward = LinearBackward::<B, 3>::new(third);
+    match backward.prepare::<C>([x.node(), weight.node(), extra.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (x, weight) = (x.into_primitive(), weight.into_primitive());
+            let state = saved::<B>(&x, &weight, tracked);
+            prep.finish(state, run(x, weight, extra.into_primitive()))
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(run(x.into_primitive(), weight.into_primitive(), extra.into_primitive()))
         }
     }
 }
