@@ -5,14 +5,17 @@
 //! a product into an existing output, LoRA's up-projection) and attention's
 //! batched products with their scale ([`matmul`]), both on faer's GEMM, and embedding lookups
 //! whose dense gradient is written once ([`embedding`]), cross-entropy's per-row loss
-//! ([`nll_rows`]); also gradient clipping's one-pass sum of
-//! squares ([`sum_of_squares`]) and the activation functions config files name.
+//! ([`nll_rows`]), 2-D convolutions as im2col + GEMM ([`conv`]), BatchNorm (+ ReLU) over
+//! feature maps ([`batch_norm`]) and max pooling ([`pool`]); also gradient clipping's
+//! one-pass sum of squares ([`sum_of_squares`]) and the activation functions config files name.
 //!
 //! The CPU fast paths check the device and fall back to Burn's own op anywhere but Burn's flex CPU
 //! backend, so GPU code paths never round-trip through the host; [`linear`]'s folding is a
 //! reshape and applies on every autodiff device.
 
 pub mod activation;
+pub mod batch_norm;
+pub mod conv;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;
@@ -21,6 +24,7 @@ pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
+pub mod pool;
 #[cfg(feature = "flex")]
 mod strided;
 

@@ -24,10 +24,11 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use ft_hub::ops::conv::forward as conv2d;
 
 use super::config::ResNetConfig;
-pub use crate::params::ParameterCount;
 use crate::naming::{HubModule, HubPath, Part};
+pub use crate::params::ParameterCount;
 use crate::{ModelError, Result};
 
 /// BatchNorm epsilon of torchvision's and timm's ResNets.
@@ -77,18 +78,33 @@ pub struct BasicBlock {
 /// `bn(x)` as PyTorch's `nn.BatchNorm2d` computes it: in training (autodiff device, layer not
 /// frozen) the batch statistics normalise, and the running statistics move by `momentum`
 /// towards the batch mean and the **unbiased** batch variance (`var · n / (n − 1)`, `n` =
-/// values per channel); otherwise the running statistics normalise.
+/// values per channel); otherwise the running statistics normalise. One fused pass on the CPU
+/// ([`ft_hub::ops::batch_norm`]).
 ///
 /// # Shapes
 /// - `x`: `[batch, channels, h, w]`; output the same
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-        return bn.forward(x);
+    normalize(bn, x, false)
+}
+
+/// `relu(bn(x))` ([`batch_norm`]), the ReLU fused into the same pass and backward step.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]`; output the same
+pub fn batch_norm_relu(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    normalize(bn, x, true)
+}
+
+fn normalize(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    let device = x.device();
+    if !(device.is_autodiff() && bn.training.is_enabled()) {
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        return ft_hub::ops::batch_norm::eval(x, bn.gamma.val(), bn.beta.val(), mean, var, bn.epsilon, relu);
     }
     let [b, _, h, w] = x.dims();
     let n = b * h * w;
-    let device = x.device();
-    let result = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let result = ft_hub::ops::batch_norm::train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, relu);
     let unbiased = if n > 1 { n as f64 / (n - 1) as f64 } else { 1.0 };
     let m = bn.momentum;
     let mean = bn.running_mean.value_sync().to_device(&device) * (1.0 - m) + result.mean.detach() * m;
@@ -120,11 +136,11 @@ impl BasicBlock {
     /// - `x`: `[batch, in, h, w]`; output `[batch, out, h / stride, w / stride]` (rounded up)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x));
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         relu(out + identity)
     }
 }
@@ -185,8 +201,10 @@ impl ResNet {
             let mut stage = Vec::with_capacity(n);
             for b in 0..n {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                let downsample = (b == 0 && (stride != 1 || c_in != width))
-                    .then(|| Downsample { conv: conv(c_in, width, 1, stride, 0, device), bn: new_batch_norm(width, device) });
+                let downsample = (b == 0 && (stride != 1 || c_in != width)).then(|| Downsample {
+                    conv: conv(c_in, width, 1, stride, 0, device),
+                    bn: new_batch_norm(width, device),
+                });
                 stage.push(BasicBlock {
                     conv1: conv(c_in, width, 3, stride, 1, device),
                     bn1: new_batch_norm(width, device),
@@ -245,7 +263,7 @@ impl ResNet {
     /// # Shapes
     /// - `images`: `[batch, 3, h, w]`; output `[batch, stem, ⌈h/4⌉, ⌈w/4⌉]` (about)
     pub fn stem(&self, images: Tensor<4>) -> Tensor<4> {
-        self.maxpool.forward(relu(batch_norm(&self.bn1, self.conv1.forward(images))))
+        ft_hub::ops::pool::max_pool2d(&self.maxpool, batch_norm_relu(&self.bn1, conv2d(&self.conv1, images)))
     }
 
     /// The blocks of stage `s` (1 to 4; empty otherwise).
@@ -337,7 +355,8 @@ impl ResNet {
         if let Some(bad) = trainable.iter().find(|n| !CHILDREN.contains(n)) {
             return Err(ModelError::Input(format!("no child '{bad}' in ResNet (children: {})", CHILDREN.join(", "))));
         }
-        let trainable = |name: &str| trainable.iter().any(|c| name.strip_prefix(c).is_some_and(|rest| rest.starts_with('.')));
+        let trainable =
+            |name: &str| trainable.iter().any(|c| name.strip_prefix(c).is_some_and(|rest| rest.starts_with('.')));
         Ok(crate::params::set_trainable(self, &trainable, freeze_statistics))
     }
 

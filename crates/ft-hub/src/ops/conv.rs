@@ -1,0 +1,626 @@
+//! 2-D convolutions as im2col + one GEMM per group of images, with their own backward pass on the
+//! flex CPU backend (ResNet's convolutions in training and inference).
+//!
+//! **Why.** Burn flex's convolution tiles 512 output pixels at a time after a single-threaded
+//! NCHW→NHWC copy of the input, and its backward runs through `conv_transpose2d` and a grouped
+//! weight-gradient convolution: a ResNet18 training step at 224 px ran at 0.47× PyTorch's speed
+//! (BENCHMARKS.md, vision). Here each image (or, for small feature maps, each group of images) is
+//! unfolded into columns `[in·kh·kw, out_h·out_w]` ("im2col") and multiplied by the weight
+//! `[out, in·kh·kw]` (PyTorch's layout, read as it is) on [faer](https://docs.rs/faer)'s GEMM,
+//! writing NCHW output directly. The images are spread over the cores, one single-threaded GEMM
+//! each (all cores through faer when there are fewer groups than threads).
+//!
+//! **Backward.** The weight's gradient is `Σ dyₙ · colsₙᵀ`, the columns recomputed from the saved
+//! input (not kept: a 224 px batch's columns would be ~9× its activations), summed per fixed
+//! chunk of images and then in chunk order (the same bits on every run with the same thread
+//! count); the input's gradient is `Wᵀ · dyₙ` folded back onto the image ("col2im"). Each is
+//! computed only for a tracked operand.
+//!
+//! Routed like the other fused ops: f32 tensors on the flex device (ft-hub's `flex` feature),
+//! one group, no dilation, symmetric padding (every torchvision ResNet convolution); Burn's
+//! `conv2d` everywhere else (GPUs, ndarray, other convolutions). The sums run in another order
+//! than Burn's, so results agree to float rounding, not bit for bit.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Autodiff, Backend, backend_extension, tensor::FloatTensor};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Tensor};
+
+/// A bias-free 2-D convolution over NCHW images, with a hand-written backward pass under
+/// autodiff.
+///
+/// Call it through [`forward`], which picks the device and adds the bias.
+///
+/// # Panics
+///
+/// Called directly through Burn's `Dispatch` on a tensor of any backend but flex (or on any
+/// backend when ft-hub is built without its `flex` feature): Burn's generated dispatch panics for
+/// backends an extension does not list.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait ConvOps: Backend {
+    /// `conv2d(x, weight)` without bias.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in, h, w]`, `weight`: `[out, in, kh, kw]`; output
+    ///   `[batch, out, (h + 2·pad − kh) / stride + 1, (w + 2·pad − kw) / stride + 1]`
+    fn conv2d_nobias(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// The input's gradient (`x` gives the shape).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in, h, w]`, `weight`: `[out, in, kh, kw]`, `dy`: the output's shape; output
+    ///   `x`'s shape
+    fn conv2d_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, dy, options)
+    }
+
+    /// The weight's gradient.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in, h, w]`, `weight`: `[out, in, kh, kw]`, `dy`: the output's shape; output
+    ///   `weight`'s shape
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, dy, options)
+    }
+}
+
+/// `layer.forward(x)` (Burn's [`Conv2d`]): on flex (f32, one group, no dilation, symmetric
+/// padding) as one autodiff node on faer's GEMM ([`ConvOps`]) plus the bias, if any, as a
+/// broadcast add; elsewhere Burn's own convolution.
+///
+/// # Shapes
+/// - `x`: `[batch, in, h, w]`; output `[batch, out, out_h, out_w]`
+pub fn forward(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let Some(options) = fused_options(layer, &x) else {
+        return layer.forward(x);
+    };
+    let y = on_flex(x, layer.weight.val(), options);
+    match &layer.bias {
+        Some(bias) => y + bias.val().reshape([1, layer.weight.dims()[0], 1, 1]),
+        None => y,
+    }
+}
+
+/// The options [`forward`] runs `layer` on `x` with on flex's kernels; `None` where Burn's own
+/// convolution runs (another device or dtype, groups, dilation, `Same` or asymmetric padding, a
+/// channel count that does not match — Burn then panics with its own message).
+fn fused_options(layer: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
+    let [_, c, h, w] = x.dims();
+    let [_, wc, kh, kw] = layer.weight.dims();
+    let (top, left, bottom, right) = match layer.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Same => return None,
+    };
+    let fused = cfg!(feature = "flex")
+        && super::is_flex(&x.device())
+        && x.dtype() == DType::F32
+        && layer.weight.val().dtype() == DType::F32
+        && layer.groups == 1
+        && layer.dilation == [1, 1]
+        && c == wc
+        && top == bottom
+        && left == right
+        && h + 2 * top >= kh
+        && w + 2 * left >= kw
+        && layer.stride.iter().all(|&s| s > 0);
+    fused.then(|| ConvOptions::new(layer.stride, [top, left], [1, 1], 1))
+}
+
+/// [`ConvOps::conv2d_nobias`] through Burn's dispatch.
+#[cfg(feature = "flex")]
+fn on_flex(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(<Dispatch as ConvOps>::conv2d_nobias(x.into_dispatch(), weight.into_dispatch(), options))
+}
+
+/// Without ft-hub's `flex` feature nothing routes here ([`forward`] checks the feature).
+#[cfg(not(feature = "flex"))]
+fn on_flex(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+    burn::tensor::module::conv2d(x, weight, None, options)
+}
+
+impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
+    fn conv2d_nobias(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        let backward = ConvBackward::<B> { options: options.clone(), backend: core::marker::PhantomData };
+        match backward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let state = (x.clone(), weight.clone());
+                prep.finish(state, B::conv2d_nobias(x, weight, options))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::conv2d_nobias(x.into_primitive(), weight.into_primitive(), options))
+            }
+        }
+    }
+}
+
+/// The backward step of [`ConvOps::conv2d_nobias`]: parents `[x, weight]`, state the two
+/// operands (the input gives the columns of the weight's gradient and its own shape). Only the
+/// tracked parents get a gradient.
+struct ConvBackward<B> {
+    options: ConvOptions<2>,
+    backend: core::marker::PhantomData<B>,
+}
+
+impl<B> core::fmt::Debug for ConvBackward<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ConvBackward({:?})", self.options)
+    }
+}
+
+impl<B: Backend + ConvOps> Backward<B, 2> for ConvBackward<B> {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        let [x_node, weight_node] = ops.parents;
+        if let Some(node) = x_node {
+            let grad = B::conv2d_input_grad(x.clone(), weight.clone(), dy.clone(), self.options.clone());
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = weight_node {
+            grads.register::<B>(node.id, B::conv2d_weight_grad(x, weight, dy, self.options));
+        }
+    }
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::ops::ModuleOps;
+    use burn::backend::{Flex, TensorMetadata, tensor::FloatTensor};
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{DType, Shape};
+    use faer::{Accum, MatMut, MatRef, Par};
+    use rayon::prelude::*;
+
+    use super::ConvOps;
+    use crate::ops::fused::f32_tensor;
+
+    /// Output columns (images × output pixels) a GEMM should have at least: small feature maps
+    /// (ResNet's `layer4`, 7×7 at 224 px) run several images per product so the weight is packed
+    /// once for all of them.
+    const MIN_COLUMNS: usize = 512;
+
+    /// The sizes of one convolution.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Geometry {
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        oc: usize,
+        kh: usize,
+        kw: usize,
+        sh: usize,
+        sw: usize,
+        ph: usize,
+        pw: usize,
+        oh: usize,
+        ow: usize,
+    }
+
+    impl Geometry {
+        /// The sizes of `x` convolved with `weight`; `None` when the kernels below do not apply
+        /// (wrong ranks or dtypes, channel mismatch, groups, dilation, asymmetric padding, a
+        /// kernel larger than the padded input, empty tensors).
+        pub(super) fn of(x: &FlexTensor, weight: &FlexTensor, o: &ConvOptions<2>) -> Option<Self> {
+            let (xs, ws) = (x.shape(), weight.shape());
+            if xs.num_dims() != 4 || ws.num_dims() != 4 || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+                return None;
+            }
+            if o.groups != 1 || o.dilation != [1, 1] || o.is_asymmetric() || o.stride.contains(&0) {
+                return None;
+            }
+            let (n, c, h, w) = (xs[0], xs[1], xs[2], xs[3]);
+            let (oc, kh, kw) = (ws[0], ws[2], ws[3]);
+            let [ph, pw] = o.padding_begin();
+            let [sh, sw] = o.stride;
+            if ws[1] != c || h + 2 * ph < kh || w + 2 * pw < kw || [n, c, h, w, oc, kh, kw].contains(&0) {
+                return None;
+            }
+            let (oh, ow) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+            Some(Self { n, c, h, w, oc, kh, kw, sh, sw, ph, pw, oh, ow })
+        }
+
+        /// Rows of the columns: `in · kh · kw`.
+        fn k(&self) -> usize {
+            self.c * self.kh * self.kw
+        }
+
+        /// Output pixels per image.
+        fn p(&self) -> usize {
+            self.oh * self.ow
+        }
+
+        /// Values per input image.
+        fn image(&self) -> usize {
+            self.c * self.h * self.w
+        }
+
+        /// Images per GEMM: enough for [`MIN_COLUMNS`] columns, but no fewer groups than
+        /// threads.
+        fn group(&self) -> usize {
+            let threads = rayon::current_num_threads().max(1);
+            MIN_COLUMNS.div_ceil(self.p()).min(self.n.div_ceil(threads)).max(1)
+        }
+
+        /// The output columns `lo..hi` whose input column `ow·sw + kj − pw` lies inside the
+        /// image.
+        fn valid_columns(&self, kj: usize) -> (usize, usize) {
+            let lo = self.pw.saturating_sub(kj).div_ceil(self.sw);
+            let hi = (self.w + self.pw).saturating_sub(kj).div_ceil(self.sw).min(self.ow);
+            (lo.min(hi), hi)
+        }
+
+        /// Unfolds one image `x` (`[in, h, w]`) into columns `[in·kh·kw, p]` starting at column
+        /// `col0` of rows `ld` wide (zeros where the kernel reads the padding).
+        fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+            let p = self.p();
+            for c in 0..self.c {
+                let plane = &x[c * self.h * self.w..][..self.h * self.w];
+                for ki in 0..self.kh {
+                    for kj in 0..self.kw {
+                        let row = (c * self.kh + ki) * self.kw + kj;
+                        let dst = &mut cols[row * ld + col0..][..p];
+                        let (lo, hi) = self.valid_columns(kj);
+                        for (oh, out) in dst.chunks_exact_mut(self.ow).enumerate() {
+                            let ih = (oh * self.sh + ki).wrapping_sub(self.ph);
+                            if ih >= self.h {
+                                out.fill(0.0);
+                                continue;
+                            }
+                            let src = &plane[ih * self.w..][..self.w];
+                            out[..lo].fill(0.0);
+                            out[hi..].fill(0.0);
+                            if self.sw == 1 {
+                                if lo < hi {
+                                    let start = lo + kj - self.pw;
+                                    out[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                                }
+                            } else {
+                                for (ow, o) in out[lo..hi].iter_mut().enumerate() {
+                                    *o = src[(lo + ow) * self.sw + kj - self.pw];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Adds columns `[in·kh·kw, p]` (from column `col0` of rows `ld` wide) back onto one
+        /// image's gradient `dx` (`[in, h, w]`): the transpose of [`im2col`](Self::im2col).
+        fn col2im(&self, cols: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
+            let p = self.p();
+            for c in 0..self.c {
+                let plane = &mut dx[c * self.h * self.w..][..self.h * self.w];
+                for ki in 0..self.kh {
+                    for kj in 0..self.kw {
+                        let row = (c * self.kh + ki) * self.kw + kj;
+                        let src = &cols[row * ld + col0..][..p];
+                        let (lo, hi) = self.valid_columns(kj);
+                        for (oh, g) in src.chunks_exact(self.ow).enumerate() {
+                            let ih = (oh * self.sh + ki).wrapping_sub(self.ph);
+                            if ih >= self.h {
+                                continue;
+                            }
+                            let dst = &mut plane[ih * self.w..][..self.w];
+                            if self.sw == 1 {
+                                if lo < hi {
+                                    let start = lo + kj - self.pw;
+                                    dst[start..start + hi - lo].iter_mut().zip(&g[lo..hi]).for_each(|(d, v)| *d += v);
+                                }
+                            } else {
+                                for (ow, v) in g[lo..hi].iter().enumerate() {
+                                    dst[(lo + ow) * self.sw + kj - self.pw] += v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The columns of images `first..first + count` side by side: `[in·kh·kw, count·p]`.
+        fn columns(&self, x: &[f32], first: usize, count: usize, cols: &mut Vec<f32>) {
+            let ld = count * self.p();
+            cols.resize(self.k() * ld, 0.0);
+            for i in 0..count {
+                self.im2col(&x[(first + i) * self.image()..][..self.image()], cols, ld, i * self.p());
+            }
+        }
+    }
+
+    /// `dst ← lhs · rhs` or `dst ← dst + lhs · rhs` on faer's GEMM.
+    fn gemm(dst: MatMut<'_, f32>, accum: Accum, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, par: Par) {
+        faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0f32, par);
+    }
+
+    /// One GEMM per group: sequential on each core when the groups keep every core busy, else
+    /// each GEMM on all of them.
+    fn inner_par(groups: usize) -> Par {
+        if groups >= rayon::current_num_threads() { Par::Seq } else { Par::rayon(0) }
+    }
+
+    /// A group's output gradient `[out, count·p]`: the images' `[out, p]` blocks of `dy` side by
+    /// side (a view when the group is one image).
+    fn gathered<'a>(g: &Geometry, dy: &'a [f32], first: usize, count: usize, buf: &'a mut Vec<f32>) -> MatRef<'a, f32> {
+        let (p, oc) = (g.p(), g.oc);
+        if count == 1 {
+            return MatRef::from_row_major_slice(&dy[first * oc * p..][..oc * p], oc, p);
+        }
+        buf.resize(oc * count * p, 0.0);
+        for i in 0..count {
+            let image = &dy[(first + i) * oc * p..][..oc * p];
+            for (o, row) in image.chunks_exact(p).enumerate() {
+                buf[o * count * p + i * p..][..p].copy_from_slice(row);
+            }
+        }
+        MatRef::from_row_major_slice(buf, oc, count * p)
+    }
+
+    fn contiguous(t: FlexTensor) -> FlexTensor {
+        if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
+    }
+
+    fn values(t: &FlexTensor) -> &[f32] {
+        t.as_slice::<f32>().expect("contiguous f32 (made so by `contiguous`)")
+    }
+
+    fn forward(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+        let Some(g) = Geometry::of(&x, &weight, options) else {
+            return Flex::conv2d(x, weight, None, options.clone());
+        };
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        let (xv, w) = (values(&x), MatRef::from_row_major_slice(values(&weight), g.oc, g.k()));
+        let (p, group) = (g.p(), g.group());
+        let mut out = vec![0f32; g.n * g.oc * p];
+        let groups = g.n.div_ceil(group);
+        let par = inner_par(groups);
+        out.par_chunks_mut(group * g.oc * p).enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(cols, tmp), (gi, out)| {
+                let (first, count) = (gi * group, out.len() / (g.oc * p));
+                g.columns(xv, first, count, cols);
+                let cols = MatRef::from_row_major_slice(cols, g.k(), count * p);
+                if count == 1 {
+                    gemm(MatMut::from_row_major_slice_mut(out, g.oc, p), Accum::Replace, w, cols, par);
+                    return;
+                }
+                tmp.resize(g.oc * count * p, 0.0);
+                gemm(MatMut::from_row_major_slice_mut(tmp, g.oc, count * p), Accum::Replace, w, cols, par);
+                for i in 0..count {
+                    for o in 0..g.oc {
+                        out[(i * g.oc + o) * p..][..p].copy_from_slice(&tmp[o * count * p + i * p..][..p]);
+                    }
+                }
+            },
+        );
+        f32_tensor(out, Shape::new([g.n, g.oc, g.oh, g.ow]))
+    }
+
+    fn input_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+        let Some(g) = Geometry::of(&x, &weight, options)
+            .filter(|g| dy.dtype() == DType::F32 && dy.shape().dims() == [g.n, g.oc, g.oh, g.ow])
+        else {
+            return Flex::conv2d_x_backward(x, weight, dy, options.clone());
+        };
+        let (weight, dy) = (contiguous(weight), contiguous(dy));
+        let (dyv, wt) = (values(&dy), MatRef::from_row_major_slice(values(&weight), g.oc, g.k()).transpose());
+        let (p, group) = (g.p(), g.group());
+        let mut dx = vec![0f32; g.n * g.image()];
+        let groups = g.n.div_ceil(group);
+        let par = inner_par(groups);
+        dx.par_chunks_mut(group * g.image()).enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(dcols, buf), (gi, dx)| {
+                let (first, count) = (gi * group, dx.len() / g.image());
+                let dy_g = gathered(&g, dyv, first, count, buf);
+                dcols.resize(g.k() * count * p, 0.0);
+                gemm(MatMut::from_row_major_slice_mut(dcols, g.k(), count * p), Accum::Replace, wt, dy_g, par);
+                for (i, image) in dx.chunks_exact_mut(g.image()).enumerate() {
+                    g.col2im(dcols, count * p, i * p, image);
+                }
+            },
+        );
+        f32_tensor(dx, Shape::new([g.n, g.c, g.h, g.w]))
+    }
+
+    fn weight_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+        let Some(g) = Geometry::of(&x, &weight, options)
+            .filter(|g| dy.dtype() == DType::F32 && dy.shape().dims() == [g.n, g.oc, g.oh, g.ow])
+        else {
+            return Flex::conv2d_weight_backward(x, weight, dy, options.clone());
+        };
+        let (x, dy) = (contiguous(x), contiguous(dy));
+        let (xv, dyv) = (values(&x), values(&dy));
+        let group = g.group();
+        let groups = g.n.div_ceil(group);
+        // Fixed chunks of groups, one partial sum each, added in chunk order.
+        let tasks = groups.min(rayon::current_num_threads().max(1));
+        let per_task = groups.div_ceil(tasks);
+        let par = inner_par(tasks);
+        let partials: Vec<Vec<f32>> = (0..tasks)
+            .into_par_iter()
+            .map(|t| {
+                let mut dw = vec![0f32; g.oc * g.k()];
+                let (mut cols, mut buf) = (Vec::new(), Vec::new());
+                for gi in t * per_task..((t + 1) * per_task).min(groups) {
+                    let (first, count) = (gi * group, group.min(g.n - gi * group));
+                    g.columns(xv, first, count, &mut cols);
+                    let cols_t = MatRef::from_row_major_slice(&cols, g.k(), count * g.p()).transpose();
+                    let dy_g = gathered(&g, dyv, first, count, &mut buf);
+                    gemm(MatMut::from_row_major_slice_mut(&mut dw, g.oc, g.k()), Accum::Add, dy_g, cols_t, par);
+                }
+                dw
+            })
+            .collect();
+        let mut partials = partials.into_iter();
+        let mut dw = partials.next().unwrap_or_else(|| vec![0f32; g.oc * g.k()]);
+        for partial in partials {
+            dw.iter_mut().zip(&partial).for_each(|(d, v)| *d += v);
+        }
+        f32_tensor(dw, Shape::new([g.oc, g.c, g.kh, g.kw]))
+    }
+
+    impl ConvOps for Flex {
+        fn conv2d_nobias(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self> {
+            forward(x, weight, &options)
+        }
+
+        fn conv2d_input_grad(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            dy: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self> {
+            input_grad(x, weight, dy, &options)
+        }
+
+        fn conv2d_weight_grad(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            dy: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self> {
+            weight_grad(x, weight, dy, &options)
+        }
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    /// Output, input gradient, weight and bias gradients equal Burn's own convolution's, for the
+    /// shapes ResNet uses (7×7 stride 2 pad 3, 3×3 stride 1 and 2, 1×1 stride 2), an odd-sized
+    /// input, a rectangular kernel and stride, images grouped per GEMM (small maps) or one by
+    /// one, and batches smaller than the thread count.
+    #[test]
+    fn matches_burn_conv2d() {
+        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 10] = [
+            // (batch, in, out, input hw, kernel, stride, padding)
+            (3, 3, 8, [19, 17], [7, 7], [2, 2], [3, 3]),
+            (4, 8, 8, [9, 9], [3, 3], [1, 1], [1, 1]),
+            (5, 8, 16, [9, 10], [3, 3], [2, 2], [1, 1]),
+            (5, 8, 16, [9, 10], [1, 1], [2, 2], [0, 0]),
+            (1, 6, 4, [12, 12], [3, 3], [1, 1], [1, 1]),
+            (2, 4, 6, [5, 8], [2, 3], [1, 2], [0, 1]),
+            (7, 16, 8, [3, 3], [3, 3], [1, 1], [1, 1]),
+            (2, 3, 5, [4, 4], [5, 5], [1, 1], [2, 2]),
+            // More than 512 output pixels and more images than threads: several groups per
+            // weight-gradient task.
+            (5, 4, 4, [24, 24], [3, 3], [1, 1], [1, 1]),
+            // A kernel wider than the image plus its padding on one side: empty column ranges.
+            (2, 2, 3, [5, 2], [7, 7], [1, 1], [3, 3]),
+        ];
+        // One, two and three threads: images one per GEMM or grouped, tasks with several groups.
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+            pool.install(|| check_cases(&cases));
+        }
+    }
+
+    fn check_cases(cases: &[(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2])]) {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        for (i, &(n, c, oc, [h, w], kernel, stride, [ph, pw])) in cases.iter().enumerate() {
+            let layer = Conv2dConfig::new([c, oc], kernel)
+                .with_stride(stride)
+                .with_padding(PaddingConfig2d::Explicit(ph, pw, ph, pw))
+                .with_bias(i % 2 == 0)
+                .init(&device);
+            let x: Tensor<4> = Tensor::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let options = fused_options(&layer, &x).expect("routed to ft's kernels");
+            let (xp, wp) = (flex(x.clone()), flex(layer.weight.val()));
+            assert!(flex::Geometry::of(&xp, &wp, &options).is_some(), "case {i} runs on ft's kernels");
+            let ours = forward(&layer, x.clone());
+            let burns = layer.forward(x.clone());
+            assert_eq!(ours.dims(), burns.dims(), "case {i}");
+            let tol = Tolerance::rel_abs(1e-5, 1e-5);
+            ours.clone().into_data().assert_approx_eq::<f32>(&burns.clone().into_data(), tol);
+            let target: Tensor<4> = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g_ours = (ours * target.clone()).sum().backward();
+            let g_burn = (burns * target).sum().backward();
+            let (dx_ours, dx_burn) = (x.grad(&g_ours).unwrap(), x.grad(&g_burn).unwrap());
+            dx_ours.into_data().assert_approx_eq::<f32>(&dx_burn.into_data(), tol);
+            let (p_ours, p_burn) =
+                (GradientsParams::from_grads(g_ours, &layer), GradientsParams::from_grads(g_burn, &layer));
+            let (w_ours, w_burn): (Tensor<4>, Tensor<4>) =
+                (p_ours.get(layer.weight.id).unwrap(), p_burn.get(layer.weight.id).unwrap());
+            w_ours.into_data().assert_approx_eq::<f32>(&w_burn.into_data(), Tolerance::rel_abs(1e-5, 1e-4));
+            if let Some(bias) = &layer.bias {
+                let (b_ours, b_burn): (Tensor<1>, Tensor<1>) =
+                    (p_ours.get(bias.id).unwrap(), p_burn.get(bias.id).unwrap());
+                b_ours.into_data().assert_approx_eq::<f32>(&b_burn.into_data(), Tolerance::rel_abs(1e-5, 1e-4));
+            }
+        }
+    }
+
+    fn flex(t: Tensor<4>) -> burn::backend::flex::FlexTensor {
+        t.inner().try_into_primitive::<burn::backend::Flex>().expect("a flex tensor")
+    }
+
+    /// A frozen weight gets no gradient; inference (no autodiff) takes the same kernels.
+    #[test]
+    fn only_tracked_operands_get_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let mut layer = Conv2dConfig::new([4, 6], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(&device);
+        layer.weight = layer.weight.set_require_grad(false);
+        let x: Tensor<4> = Tensor::random([2, 4, 6, 6], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let grads = forward(&layer, x.clone()).sum().backward();
+        assert!(x.grad(&grads).is_some());
+        assert!(GradientsParams::from_grads(grads, &layer).get::<4>(layer.weight.id).is_none());
+        // Inference (no autodiff) takes the same kernels.
+        let plain = Device::flex();
+        let layer = Conv2dConfig::new([4, 6], [3, 3]).with_stride([2, 1]).init(&plain);
+        let x: Tensor<4> = Tensor::random([3, 4, 7, 6], Distribution::Normal(0.0, 1.0), &plain);
+        forward(&layer, x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&layer.forward(x).into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    }
+
+    /// Strided inputs (a channel slice) are read correctly.
+    #[test]
+    fn non_contiguous_input() {
+        let device = Device::flex();
+        device.seed(9);
+        let layer = Conv2dConfig::new([3, 5], [3, 3]).with_stride([2, 2]).init(&device);
+        let big: Tensor<4> = Tensor::random([2, 6, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let x = big.narrow(1, 2, 3);
+        forward(&layer, x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&layer.forward(x).into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    }
+}
