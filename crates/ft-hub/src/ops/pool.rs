@@ -210,10 +210,10 @@ mod flex {
             for r in r0..r1 {
                 for c in c0..c1 {
                     let v = plane[r * self.w + c];
-                    if v > max || v.is_nan() {
-                        max = v;
-                        best = r * self.w + c;
-                    }
+                    // Selects rather than branches: on random data a branch mispredicts often.
+                    let better = v > max || v.is_nan();
+                    max = if better { v } else { max };
+                    best = if better { r * self.w + c } else { best };
                 }
             }
             best
