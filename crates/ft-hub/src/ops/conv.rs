@@ -47,6 +47,8 @@ pub trait ConvOps: Backend {
     /// # Shapes
     /// - `x`: `[batch, in, h, w]`, `weight`: `[out, in, kh, kw]`; output
     ///   `[batch, out, (h + 2·pad − kh) / stride + 1, (w + 2·pad − kw) / stride + 1]`
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn conv2d_nobias(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         Self::conv2d(x, weight, None, options)
     }
@@ -56,6 +58,8 @@ pub trait ConvOps: Backend {
     /// # Shapes
     /// - `x`: `[batch, in, h, w]`, `weight`: `[out, in, kh, kw]`, `dy`: the output's shape; output
     ///   `x`'s shape
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn conv2d_input_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -70,6 +74,8 @@ pub trait ConvOps: Backend {
     /// # Shapes
     /// - `x`: `[batch, in, h, w]`, `weight`: `[out, in, kh, kw]`, `dy`: the output's shape; output
     ///   `weight`'s shape
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn conv2d_weight_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

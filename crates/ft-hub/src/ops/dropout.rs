@@ -75,6 +75,8 @@ pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
 pub trait DropoutOps: Backend {
     /// `x ⊙ mask_values(n, keep, seed)`, element `i` of `x` in row-major order times mask value
     /// `i`; any shape → the same shape. Its own gradient: the same op on the output gradient.
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn dropout_seeded(x: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self>;
 }
 
@@ -144,6 +146,7 @@ pub fn mask_values(n: usize, keep: f64, seed: u64) -> Vec<f32> {
 }
 
 /// `x[i] · mask_values(x.len(), keep, seed)[i]` for every `i`, block by block across threads.
+#[cfg_attr(not(feature = "flex"), allow(dead_code))]
 fn apply_mask(x: &[f32], keep: f64, seed: u64) -> Vec<f32> {
     let (scale, threshold) = scale_and_threshold(keep);
     let mut out = vec![0f32; x.len()];

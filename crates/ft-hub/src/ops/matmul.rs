@@ -37,6 +37,8 @@ pub trait MatmulOps: Backend {
     ///
     /// # Shapes
     /// - `a`: `[..., m, k]`, `b`: `[..., k, n]` (the same leading dimensions); output `[..., m, n]`
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn matmul_scaled(a: FloatTensor<Self>, b: FloatTensor<Self>, alpha: f32) -> FloatTensor<Self> {
         Self::float_mul_scalar(Self::float_matmul(a, b), alpha.into())
     }

@@ -46,6 +46,8 @@ pub trait MaxPoolOps: Backend {
     /// # Shapes
     /// - `x`: `[batch, channels, h, w]`; output
     ///   `[batch, channels, (h + 2·pad − k)/stride + 1, (w + 2·pad − k)/stride + 1]`
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn max_pool2d_window(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
         Self::max_pool2d(x, window.kernel, window.stride, window.padding, [1, 1], false)
     }
@@ -54,6 +56,8 @@ pub trait MaxPoolOps: Backend {
     ///
     /// # Shapes
     /// - `x`: `[batch, channels, h, w]`, `dy`: the output's shape; output `x`'s shape
+    // Without ft-hub's `flex` feature the generated dispatch lists no backend and reads no argument.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
     fn max_pool2d_window_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
         burn_backward::<Self>(x, dy, window)
     }
@@ -114,7 +118,9 @@ fn on_flex(x: Tensor<4>, window: Window) -> Tensor<4> {
 /// Without ft-hub's `flex` feature nothing routes here ([`window`] checks the feature).
 #[cfg(not(feature = "flex"))]
 fn on_flex(x: Tensor<4>, window: Window) -> Tensor<4> {
-    burn::tensor::module::max_pool2d(x, window.kernel, window.stride, window.padding, [1, 1], false)
+    let options =
+        burn::tensor::ops::MaxPoolOptions::new(window.kernel).with_stride(window.stride).with_padding(window.padding);
+    burn::tensor::module::max_pool2d(x, options)
 }
 
 impl<B: Backend + MaxPoolOps, C: CheckpointStrategy> MaxPoolOps for Autodiff<B, C> {
