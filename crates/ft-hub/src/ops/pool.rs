@@ -173,7 +173,7 @@ mod flex {
 
     /// The sizes of one pooling.
     #[derive(Clone, Copy)]
-    struct Geometry {
+    pub(super) struct Geometry {
         planes: usize,
         h: usize,
         w: usize,
@@ -183,7 +183,7 @@ mod flex {
     }
 
     impl Geometry {
-        fn of(x: &FlexTensor, window: Window) -> Option<Self> {
+        pub(super) fn of(x: &FlexTensor, window: Window) -> Option<Self> {
             let shape = x.shape();
             if shape.num_dims() != 4 || x.dtype() != DType::F32 {
                 return None;
@@ -299,7 +299,9 @@ mod tests {
                 .with_padding(PaddingConfig2d::Explicit(ph, pw, ph, pw))
                 .init();
             let x: Tensor<4> = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
-            assert!(window(&layer, &x).is_some(), "{shape:?} runs on ft's kernel");
+            let w = window(&layer, &x).expect("routed to ft's kernel");
+            let prim = x.clone().inner().try_into_primitive::<burn::backend::Flex>().expect("a flex tensor");
+            assert!(flex::Geometry::of(&prim, w).is_some(), "{shape:?} runs on ft's kernel");
             let ours = max_pool2d(&layer, x.clone());
             let burns = layer.forward(x.clone());
             ours.clone().into_data().assert_approx_eq::<f32>(&burns.clone().into_data(), Tolerance::absolute(0.0));
