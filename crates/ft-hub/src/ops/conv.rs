@@ -248,6 +248,12 @@ mod flex {
             Some(Self { n, c, h, w, oc, kh, kw, sh, sw, ph, pw, oh, ow })
         }
 
+        /// [`of`](Self::of), and `dy` an f32 gradient of the output's shape (the backward
+        /// steps).
+        fn with_output_grad(x: &FlexTensor, weight: &FlexTensor, dy: &FlexTensor, o: &ConvOptions<2>) -> Option<Self> {
+            Self::of(x, weight, o).filter(|g| dy.dtype() == DType::F32 && dy.shape().dims() == [g.n, g.oc, g.oh, g.ow])
+        }
+
         /// Rows of the columns: `in · kh · kw`.
         fn k(&self) -> usize {
             self.c * self.kh * self.kw
@@ -426,9 +432,7 @@ mod flex {
     }
 
     fn input_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
-        let Some(g) = Geometry::of(&x, &weight, options)
-            .filter(|g| dy.dtype() == DType::F32 && dy.shape().dims() == [g.n, g.oc, g.oh, g.ow])
-        else {
+        let Some(g) = Geometry::with_output_grad(&x, &weight, &dy, options) else {
             return Flex::conv2d_x_backward(x, weight, dy, options.clone());
         };
         let (weight, dy) = (contiguous(weight), contiguous(dy));
@@ -453,9 +457,7 @@ mod flex {
     }
 
     fn weight_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
-        let Some(g) = Geometry::of(&x, &weight, options)
-            .filter(|g| dy.dtype() == DType::F32 && dy.shape().dims() == [g.n, g.oc, g.oh, g.ow])
-        else {
+        let Some(g) = Geometry::with_output_grad(&x, &weight, &dy, options) else {
             return Flex::conv2d_weight_backward(x, weight, dy, options.clone());
         };
         let (x, dy) = (contiguous(x), contiguous(dy));
