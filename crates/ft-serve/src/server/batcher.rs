@@ -164,9 +164,9 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Queued requests beyond which new ones are refused.
     pub queue_capacity: usize,
-    /// Model threads, each with its own copy of the model, taking rounds from the one queue
-    /// (a second one keeps both cores busy while the first runs the parts of a forward pass
-    /// that use one).
+    /// Model threads taking rounds from the one queue. One runs each round on the current
+    /// kernel thread pool (all cores); with more, each has its own copy of the model and its
+    /// own pool of as many threads (so that their calls overlap).
     pub workers: usize,
 }
 
