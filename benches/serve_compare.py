@@ -240,7 +240,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--soak-seconds", type=float, default=60)
     ap.add_argument("--ft-arg", action="append", default=[],
-                    help="an extra argument for ft serve (repeat), e.g. --ft-arg=--workers --ft-arg=1")
+                    help="an extra argument for ft serve (repeat), e.g. --ft-arg=--workers --ft-arg=2")
     ap.add_argument("--skip-fastapi", action="store_true")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()

@@ -130,6 +130,38 @@ fn same(a: &Value, b: &Value) -> bool {
     a["label"] == b["label"] && (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() <= 1e-5
 }
 
+/// `n` concurrent single-text requests (batched together by the server): each answer equals
+/// `ft predict`'s for that text.
+fn concurrent_requests_match(server: &Server, expected: &[Value], n: usize) {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                s.spawn(move || {
+                    let k = i % TEXTS.len();
+                    let (status, answer) = server.predict(&json!({"text": TEXTS[k]}).to_string(), &[]);
+                    assert_eq!(status, 200, "{answer}");
+                    assert!(same(&answer, &expected[k]), "{answer} vs {}", expected[k]);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// Two model threads, each with its own copy of the model and its own kernel pool: both load
+/// before the server is ready, and concurrent answers still equal `ft predict`'s.
+#[test]
+fn two_model_threads_answer_as_ft_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = reference(tmp.path());
+    let server = Server::start(&["--workers", "2", "--max-wait-ms", "20"]);
+    assert_eq!(server.get("/ready").0, 200);
+    assert_eq!(server.get("/info").1["limits"]["workers"], 2);
+    concurrent_requests_match(&server, &expected, 32);
+}
+
 #[test]
 fn predict_answers_as_the_notebook_and_as_ft_predict_under_concurrency() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,23 +185,7 @@ fn predict_answers_as_the_notebook_and_as_ft_predict_under_concurrency() {
     for (a, e) in answer.as_array().unwrap().iter().zip(&expected) {
         assert!(same(a, e), "{a} vs {e}");
     }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..48)
-            .map(|i| {
-                let server = &server;
-                let expected = &expected;
-                s.spawn(move || {
-                    let k = i % TEXTS.len();
-                    let (status, answer) = server.predict(&json!({"text": TEXTS[k]}).to_string(), &[]);
-                    assert_eq!(status, 200, "{answer}");
-                    assert!(same(&answer, &expected[k]), "{answer} vs {}", expected[k]);
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-    });
+    concurrent_requests_match(&server, &expected, 48);
 
     // Malformed requests: 4xx naming the field; the server answers afterwards.
     for (body, status, needle) in [

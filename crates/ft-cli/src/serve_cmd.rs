@@ -49,9 +49,11 @@ pub struct ServeArgs {
     /// MiniLM; BENCHMARKS.md). 0: no limit beyond --max-batch-size.
     #[arg(long, default_value_t = 512)]
     max_batch_tokens: usize,
-    /// Model threads taking batches from one queue. One (the default) runs each batch on the
-    /// kernel thread pool of all cores; with more, each has its own copy of the model and its
-    /// own pool (measured 30% slower at 32 clients on a 2-core AVX-512 EPYC; BENCHMARKS.md)
+    /// Model threads taking batches from one queue. One (the default) runs each batch on a
+    /// kernel thread pool of all cores: the quickest answers at light load. With more, each has
+    /// its own copy of the model and a pool of cores ÷ workers threads: more requests per second
+    /// under heavy load, slower answers at light load (2 on 2 cores: 8–20% more at 32 clients,
+    /// a third fewer at 8; BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Longest wait (ms) for more requests after the first of a batch (requests already
@@ -68,7 +70,7 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 above).
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     payload_limit: usize,
-    /// Seconds a request may take (504 after; streams are not timed).
+    /// Seconds a request may take (504 after; a stream, until its first token).
     #[arg(long, default_value_t = 60)]
     request_timeout: u64,
     /// Seconds a client may take to send its request headers (the connection is closed after).

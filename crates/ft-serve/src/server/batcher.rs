@@ -165,8 +165,9 @@ pub struct BatchLimits {
     /// Queued requests beyond which new ones are refused.
     pub queue_capacity: usize,
     /// Model threads taking rounds from the one queue. One runs each round on the current
-    /// kernel thread pool (all cores); with more, each has its own copy of the model and its
-    /// own pool of as many threads (so that their calls overlap).
+    /// kernel thread pool (all cores); with more, each has its own copy of the model and a pool
+    /// of its share of those threads (at least one), so that their calls overlap without
+    /// competing for the cores.
     pub workers: usize,
 }
 
@@ -200,10 +201,11 @@ where
             .name(format!("ft-serve-model-{w}"))
             .spawn(move || {
                 // With several workers, each has a thread pool of its own for the model's
-                // parallel kernels (one shared pool would run their calls one after the other).
-                let pool = (workers > 1)
-                    .then(|| rayon::ThreadPoolBuilder::new().num_threads(rayon::current_num_threads()).build().ok())
-                    .flatten();
+                // parallel kernels (one shared pool would run their calls one after the other),
+                // its share of the cores (all of them each: more busy threads than cores).
+                let threads = (rayon::current_num_threads() / workers).max(1);
+                let pool =
+                    (workers > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
                 let work = || match load() {
                     Ok(mut model) => {
                         report(Ok(()));
