@@ -2,7 +2,7 @@
 //! the CPU at batch 16 for a few input sizes (`BENCHMARKS.md`, vision). Compare with
 //! `benches/torch_resnet_step.py`.
 //!
-//! `cargo run --release -p ft-models --features flex,x86-v4 --example resnet_step [SIZE...]`
+//! `cargo run --release -p ft-models --features flex,x86-v4 --example resnet_step [SIZE...] [inference]`
 
 use std::time::Instant;
 
@@ -14,7 +14,10 @@ fn main() {
     // As `ft train` runs: glibc's malloc keeps freed feature maps for reuse instead of unmapping
     // them (page faults were ~14% of a 224 px step without it).
     ft_hub::malloc::reexec_with_tuning();
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `inference`: time the forward pass only (e.g. to profile it).
+    let inference_only = args.iter().any(|a| a == "inference");
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![64, 224] } else { sizes };
     let device = Device::flex();
     let ad = device.clone().autodiff();
@@ -33,6 +36,9 @@ fn main() {
         time("inference", &mut || {
             let _ = model.forward(x.clone()).into_data();
         });
+        if inference_only {
+            continue;
+        }
         let trained = ResNet::init(&ResNetConfig::new("resnet18", 10), &ad).expect("resnet18");
         let xa = x.clone().fork(&ad);
         time("train fwd+bwd", &mut || {
