@@ -52,8 +52,8 @@ pub struct ServeArgs {
     /// Model threads taking batches from one queue. One (the default) runs each batch on a
     /// kernel thread pool of all cores: the quickest answers at light load. With more, each has
     /// its own copy of the model and a pool of cores ÷ workers threads: more requests per second
-    /// under heavy load, slower answers at light load (2 on 2 cores: 8–20% more at 32 clients,
-    /// a third fewer at 8; BENCHMARKS.md).
+    /// under heavy load, slower answers at light load (2 on 2 cores: ~8% more at 32 clients, up
+    /// to 19% in an earlier run; a third fewer at 8; BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Longest wait (ms) for more requests after the first of a batch (requests already

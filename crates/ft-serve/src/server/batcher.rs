@@ -166,8 +166,8 @@ pub struct BatchLimits {
     pub queue_capacity: usize,
     /// Model threads taking rounds from the one queue. One runs each round on the current
     /// kernel thread pool (all cores); with more, each has its own copy of the model and a pool
-    /// of its share of those threads (at least one), so that their calls overlap without
-    /// competing for the cores.
+    /// of its share of those threads (at least one; `worker_threads`), so that their calls
+    /// overlap without competing for the cores.
     pub workers: usize,
 }
 
@@ -186,6 +186,8 @@ where
     let workers = limits.workers.max(1);
     // Reported once: the first error, or Ok when the last worker has loaded.
     let ready = Arc::new(std::sync::Mutex::new((Some(on_ready), workers)));
+    // The kernel threads the model threads share: those of the pool `start` is called in.
+    let total_threads = rayon::current_num_threads();
     for w in 0..workers {
         let (rx, load, ready, metrics) = (rx.clone(), load.clone(), ready.clone(), metrics.clone());
         let report = move |r: Result<(), String>| {
@@ -201,9 +203,11 @@ where
             .name(format!("ft-serve-model-{w}"))
             .spawn(move || {
                 // With several workers, each has a thread pool of its own for the model's
-                // parallel kernels (one shared pool would run their calls one after the other),
-                // its share of the cores (all of them each: more busy threads than cores).
-                let threads = (rayon::current_num_threads() / workers).max(1);
+                // parallel kernels (one shared pool would run their calls one after the other)
+                // with its share of the caller's threads, the first ones one more when they do
+                // not divide evenly (not all of them each, which put more busy threads than
+                // cores).
+                let threads = worker_threads(total_threads, workers, w);
                 let pool =
                     (workers > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
                 let work = || match load() {
@@ -222,6 +226,12 @@ where
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start a model thread"));
     }
     Queue { tx }
+}
+
+/// Kernel threads of model thread `w` of `workers` sharing `total`: an even share, one more for
+/// the first `total % workers`, at least one.
+fn worker_threads(total: usize, workers: usize, w: usize) -> usize {
+    (total / workers + usize::from(w < total % workers)).max(1)
 }
 
 /// Takes one round from the queue (the lock is held while it gathers, so that workers take
@@ -377,6 +387,42 @@ mod tests {
             permit: None,
         };
         (job, rx)
+    }
+
+    /// The model threads split the kernel threads: evenly, the remainder to the first ones, at
+    /// least one each.
+    #[test]
+    fn worker_pools_share_the_threads() {
+        let share = |total, workers| (0..workers).map(|w| worker_threads(total, workers, w)).collect::<Vec<_>>();
+        assert_eq!(share(2, 2), [1, 1]);
+        assert_eq!(share(8, 3), [3, 3, 2]);
+        assert_eq!(share(2, 3), [1, 1, 1]);
+        assert_eq!(share(4, 1), [4]);
+    }
+
+    /// With two model threads, each loads its own model inside a pool of its share of the
+    /// caller's threads.
+    #[test]
+    fn each_model_thread_loads_in_its_own_pool() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let limits =
+            BatchLimits { max_batch_size: 4, max_wait: Duration::from_millis(1), queue_capacity: 4, workers: 2 };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().expect("a pool");
+        let record = seen.clone();
+        let _queue = pool.install(|| {
+            start(
+                limits,
+                Arc::default(),
+                move || {
+                    record.lock().unwrap().push(rayon::current_num_threads());
+                    Ok(Echo)
+                },
+                move |r| done_tx.send(r).unwrap(),
+            )
+        });
+        done_rx.recv_timeout(Duration::from_secs(10)).expect("ready").expect("loaded");
+        assert_eq!(*seen.lock().unwrap(), [2, 2]);
     }
 
     #[tokio::test]
