@@ -4,7 +4,7 @@ torchvision training loop, side by side on this machine.
 
 usage: python benches/vision_compare.py [--images DIR] [--train 160] [--eval 60] [--size 64]
                                         [--epochs 1] [--batch 16] [--ft BIN] [--out /tmp/vision-compare]
-                                        [--methods frozen,unfreeze] [--threads 2]
+                                        [--methods frozen,unfreeze] [--threads 2] [--repeat 1]
 
 e.g. a quick check:  ~/.cache/ft-venv-models/bin/python benches/vision_compare.py --train 32 --eval 16 --size 32
 
@@ -35,6 +35,9 @@ e.g. a quick check:  ~/.cache/ft-venv-models/bin/python benches/vision_compare.p
   (feature_extraction_runtime). ft runs with RAYON_NUM_THREADS unset (its default thread count).
 
 Each side runs as its own process under GNU time (peak RSS), sequentially, never overlapping.
+With --repeat N, each method runs N pairs of the two sides in ABBA order (ft first in even pairs,
+PyTorch first in odd ones, so a drifting machine speed cancels) and reports the median of the
+pairs' ratios with their range; the table shows the first pair.
 Prints the CPU, torch's version, one JSON line per run, and a markdown table; writes
 OUT/results.json. Needs torch, torchvision, numpy, PIL (the models venv).
 """
@@ -286,6 +289,8 @@ def main():
     ap.add_argument("--out", default="/tmp/vision-compare")
     ap.add_argument("--methods", default="frozen,unfreeze")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on the PyTorch side")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="pairs of runs per method, in ABBA order; the median ratio is reported")
     ap.add_argument("--inner", choices=["frozen", "unfreeze"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.images, a.out, a.ft = os.path.abspath(a.images), os.path.abspath(a.out), os.path.abspath(a.ft)
@@ -317,19 +322,34 @@ def main():
     results = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads_torch": a.threads,
                "images": a.images, "classes": classes, "train": a.train, "eval": a.eval, "size": a.size,
                "epochs": a.epochs, "batch": a.batch, "init_seed": INIT_SEED, "methods": {}}
+    if a.repeat < 1:
+        sys.exit("--repeat: at least 1")
     for m in methods:
-        ft_res = ft_side(a, m, init)
-        print(json.dumps({"framework": "ft", "method": m, **{k: v for k, v in ft_res.items() if k != "losses"}}),
-              flush=True)
-        py_res = torch_subprocess(a, m)
-        print(json.dumps({"framework": "pytorch", "method": m, **{k: v for k, v in py_res.items() if k != "losses"}}),
-              flush=True)
+        pairs = []
+        for i in range(a.repeat):
+            order = ["ft", "pytorch"] if i % 2 == 0 else ["pytorch", "ft"]
+            pair = {}
+            for side in order:
+                pair[side] = ft_side(a, m, init) if side == "ft" else torch_subprocess(a, m)
+                print(json.dumps({"framework": side, "method": m, "pair": i,
+                                  **{k: v for k, v in pair[side].items() if k != "losses"}}), flush=True)
+            pairs.append(pair)
+        ft_res, py_res = pairs[0]["ft"], pairs[0]["pytorch"]
         k = min(LOSS_STEPS, len(ft_res["losses"]), len(py_res["losses"]))
         diffs = [abs(f - p) for f, p in zip(ft_res["losses"][:k], py_res["losses"][:k])]
         cmp = {"images_per_s_ratio_ft_over_torch": ft_res["train_samples_per_second"] / py_res["train_samples_per_second"],
                "loss_steps_compared": k, "max_abs_loss_diff": max(diffs) if diffs else None,
                "steps_ft": len(ft_res["losses"]), "steps_torch": len(py_res["losses"]),
                "accuracy_diff_points": 100 * (ft_res.get("eval_accuracy", float("nan")) - py_res["eval_accuracy"])}
+        if a.repeat > 1:
+            ratios = sorted(p["ft"]["train_samples_per_second"] / p["pytorch"]["train_samples_per_second"]
+                            for p in pairs)
+            mid = len(ratios) // 2
+            median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+            cmp["repeats"] = [{"ft_images_per_s": p["ft"]["train_samples_per_second"],
+                               "pytorch_images_per_s": p["pytorch"]["train_samples_per_second"]} for p in pairs]
+            cmp["median_ratio_ft_over_torch"] = median
+            cmp["ratio_range"] = [ratios[0], ratios[-1]]
         results["methods"][m] = {"ft": ft_res, "pytorch": py_res, "comparison": cmp}
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -347,6 +367,12 @@ def main():
         print(f"| {m} | PyTorch | {p_['eval_accuracy']:.4f} | {p_['train_runtime']:.2f} "
               f"| {p_['train_samples_per_second']:.1f} | 1.00x | {p_['data_prep_runtime']:.2f} (decode+transform, "
               f"not in train s) | {p_['wall_s']:.1f} | {p_['peak_rss_mib']:.0f} | |")
+    for m, r in results["methods"].items():
+        c = r["comparison"]
+        if "repeats" in c:
+            pairs = ", ".join(f"{p['ft_images_per_s']:.1f}/{p['pytorch_images_per_s']:.1f}" for p in c["repeats"])
+            print(f"{m}: {len(c['repeats'])} pairs (ABBA), ft/PyTorch images/s {pairs}; median ratio "
+                  f"{c['median_ratio_ft_over_torch']:.2f}x (range {c['ratio_range'][0]:.2f}-{c['ratio_range'][1]:.2f}x)")
     print(f"""
 Notes:
 - images/s = train images x epochs / train seconds. PyTorch: the timed loop only; the images were

@@ -2,7 +2,7 @@
 //! the CPU at batch 16 for a few input sizes (`BENCHMARKS.md`, vision). Compare with
 //! `benches/torch_resnet_step.py`.
 //!
-//! `cargo run --release -p ft-models --features flex,x86-v4 --example resnet_step [SIZE...] [inference]`
+//! `cargo run --release -p ft-models --features flex,x86-v4 --example resnet_step [SIZE...] [inference|train|unfreeze|frozen...]`
 
 use std::time::Instant;
 
@@ -15,8 +15,10 @@ fn main() {
     // them (page faults were ~14% of a 224 px step without it).
     ft_hub::malloc::reexec_with_tuning();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `inference`: time the forward pass only (e.g. to profile it).
-    let inference_only = args.iter().any(|a| a == "inference");
+    // Modes to time (default all): `inference`, `train`, `unfreeze`, `frozen` — e.g. one alone to
+    // profile it.
+    let modes: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.parse::<usize>().is_err()).collect();
+    let runs = |mode: &str| modes.is_empty() || modes.contains(&mode);
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![64, 224] } else { sizes };
     let device = Device::flex();
@@ -33,22 +35,34 @@ fn main() {
             let ms = start.elapsed().as_secs_f64() * 1000.0 / 3.0;
             println!("{size}px {name}: {ms:.1} ms ({:.1} images/s)", 16_000.0 / ms);
         };
-        time("inference", &mut || {
-            let _ = model.forward(x.clone()).into_data();
-        });
-        if inference_only {
-            continue;
+        if runs("inference") {
+            time("inference", &mut || {
+                let _ = model.forward(x.clone()).into_data();
+            });
         }
         let trained = ResNet::init(&ResNetConfig::new("resnet18", 10), &ad).expect("resnet18");
         let xa = x.clone().fork(&ad);
-        time("train fwd+bwd", &mut || {
-            let y = trained.forward(xa.clone());
-            let _ = y.sum().backward();
-        });
+        if runs("train") {
+            time("train fwd+bwd", &mut || {
+                let y = trained.forward(xa.clone());
+                let _ = y.sum().backward();
+            });
+        }
+        // Exercise 7's step: layer3 and layer4 train on layer2's (cached) output.
+        let unfrozen = trained.clone().freeze_stages(&["layer3", "layer4"]).expect("stages");
+        if runs("unfreeze") {
+            let stage2 = unfrozen.forward_stages(xa.clone(), 0, 2).detach();
+            time("unfreeze step", &mut || {
+                let features = unfrozen.pool(unfrozen.forward_stages(stage2.clone(), 3, 4));
+                let _ = unfrozen.fc.forward(features).sum().backward();
+            });
+        }
         let frozen = trained.clone().freeze_backbone();
-        time("frozen fwd+bwd", &mut || {
-            let y = frozen.forward(xa.clone());
-            let _ = y.sum().backward();
-        });
+        if runs("frozen") {
+            time("frozen fwd+bwd", &mut || {
+                let y = frozen.forward(xa.clone());
+                let _ = y.sum().backward();
+            });
+        }
     }
 }
