@@ -133,14 +133,21 @@ fn same(a: &Value, b: &Value) -> bool {
 /// `n` concurrent single-text requests (batched together by the server): each answer equals
 /// `ft predict`'s for that text.
 fn concurrent_requests_match(server: &Server, expected: &[Value], n: usize) {
+    concurrently(server, n, |i| (json!({"text": TEXTS[i % TEXTS.len()]}), &expected[i % TEXTS.len()]));
+}
+
+/// Sends request `case(i).0` for each `i < n` at once, each on its own thread: each answers 200
+/// with what `case(i).1` says.
+fn concurrently<'a>(server: &Server, n: usize, case: impl Fn(usize) -> (Value, &'a Value) + Sync) {
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .map(|i| {
+                let case = &case;
                 s.spawn(move || {
-                    let k = i % TEXTS.len();
-                    let (status, answer) = server.predict(&json!({"text": TEXTS[k]}).to_string(), &[]);
+                    let (body, want) = case(i);
+                    let (status, answer) = server.predict(&body.to_string(), &[]);
                     assert_eq!(status, 200, "{answer}");
-                    assert!(same(&answer, &expected[k]), "{answer} vs {}", expected[k]);
+                    assert!(same(&answer, want), "{body}: {answer} vs {want}");
                 })
             })
             .collect();
@@ -427,25 +434,12 @@ fn adapters_are_chosen_per_request_and_batch_apart() {
     let (_, info) = server.get("/info");
     assert_eq!((info["adapters"].clone(), info["default_adapter"].clone()), (json!(["lora"]), json!("lora")));
     // Mixed concurrent requests: no adapter field (the default, lora), "lora", and null (the base).
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..36)
-            .map(|i| {
-                let (server, base, adapted) = (&server, &base, &adapted);
-                s.spawn(move || {
-                    let k = i % TEXTS.len();
-                    let (body, want) = match i % 3 {
-                        0 => (json!({"text": TEXTS[k]}), &adapted[k]),
-                        1 => (json!({"text": TEXTS[k], "adapter": "lora"}), &adapted[k]),
-                        _ => (json!({"text": TEXTS[k], "adapter": null}), &base[k]),
-                    };
-                    let (status, answer) = server.predict(&body.to_string(), &[]);
-                    assert_eq!(status, 200, "{answer}");
-                    assert!(same(&answer, want), "{body}: {answer} vs {want}");
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
+    concurrently(&server, 36, |i| {
+        let k = i % TEXTS.len();
+        match i % 3 {
+            0 => (json!({"text": TEXTS[k]}), &adapted[k]),
+            1 => (json!({"text": TEXTS[k], "adapter": "lora"}), &adapted[k]),
+            _ => (json!({"text": TEXTS[k], "adapter": null}), &base[k]),
         }
     });
 }

@@ -119,7 +119,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if args.canary_interval == 0 || args.payload_limit == 0 {
         bail!("--canary-interval and --payload-limit must be at least 1");
     }
-    let workers = args.workers;
     let max_batch_tokens = (args.max_batch_tokens > 0).then_some(args.max_batch_tokens);
     let strategy: AggregationStrategy = args.aggregation_strategy.parse()?;
     let spec = tasks::spec(task_name).context("no such task")?;
@@ -157,7 +156,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_batch_size: args.max_batch_size,
         max_wait: Duration::from_millis(args.max_wait_ms),
         queue_capacity: args.max_concurrent_requests,
-        workers,
+        workers: args.workers,
     };
     let options = ServerOptions {
         payload_limit: args.payload_limit,
@@ -178,7 +177,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             "max_batch_size": args.max_batch_size,
             "max_batch_tokens": max_batch_tokens,
             "max_wait_ms": args.max_wait_ms,
-            "workers": workers,
+            "workers": args.workers,
             "max_concurrent_requests": args.max_concurrent_requests,
             "max_input_length": args.max_input_length,
             "payload_limit": args.payload_limit,

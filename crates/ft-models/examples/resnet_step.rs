@@ -17,7 +17,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Modes to time (default all): `inference`, `train`, `unfreeze`, `frozen` — e.g. one alone to
     // profile it.
+    const MODES: [&str; 4] = ["inference", "train", "unfreeze", "frozen"];
     let modes: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.parse::<usize>().is_err()).collect();
+    if let Some(bad) = modes.iter().find(|m| !MODES.contains(m)) {
+        eprintln!("resnet_step: unknown argument '{bad}' (sizes, or modes: {})", MODES.join(", "));
+        std::process::exit(2);
+    }
     let runs = |mode: &str| modes.is_empty() || modes.contains(&mode);
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![64, 224] } else { sizes };

@@ -23,8 +23,8 @@
 //! Limits, as text-embeddings-inference: bodies above `payload_limit` (2 MB) get 413; more than
 //! `max_concurrent_requests` requests waiting or running get 429 with `Retry-After`; a request
 //! not answered within `request_timeout` gets 504 (a stream, until its first token; after it,
-//! a stream ends when the client goes). Malformed JSON gets 400, a missing, unknown or wrongly typed field, an empty
-//! text or a bad setting 422, each with `{"error": ..., "error_type": ...}` naming the field; a
+//! a stream ends when the client goes). Malformed JSON gets 400, a missing, unknown or wrongly
+//! typed field, an empty text or a bad setting 422, each with `{"error": ..., "error_type": ...}` naming the field; a
 //! model failure (a panic included) 500 for that request only. With an API key, requests other
 //! than `/health` need `Authorization: Bearer <key>` (401 otherwise, before the body is read;
 //! compared in constant time). Texts longer than the model's limit (or `max_input_length`) are
