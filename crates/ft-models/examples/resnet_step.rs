@@ -26,6 +26,8 @@ fn main() {
     let runs = |mode: &str| modes.is_empty() || modes.contains(&mode);
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![64, 224] } else { sizes };
+    // Timed runs per mode (after one warm-up): RESNET_STEP_REPEAT, default 3 (more to profile).
+    let repeat: usize = std::env::var("RESNET_STEP_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let device = Device::flex();
     let ad = device.clone().autodiff();
     let model = ResNet::init(&ResNetConfig::new("resnet18", 10), &device).expect("resnet18");
@@ -34,10 +36,10 @@ fn main() {
         let time = |name: &str, f: &mut dyn FnMut()| {
             f();
             let start = Instant::now();
-            for _ in 0..3 {
+            for _ in 0..repeat {
                 f();
             }
-            let ms = start.elapsed().as_secs_f64() * 1000.0 / 3.0;
+            let ms = start.elapsed().as_secs_f64() * 1000.0 / repeat as f64;
             println!("{size}px {name}: {ms:.1} ms ({:.1} images/s)", 16_000.0 / ms);
         };
         if runs("inference") {

@@ -410,6 +410,140 @@ mod flex {
         Some((x.to_contiguous(), dims))
     }
 
+    /// One channel's constants for the backward loops, copied out of [`Affine`] so that the
+    /// loops below see plain locals (and vectorise).
+    #[derive(Clone, Copy)]
+    struct Channel {
+        scale: f32,
+        shift: f32,
+        mean: f32,
+        inv_std: f32,
+    }
+
+    impl Channel {
+        fn of(a: &Affine, ch: usize) -> Self {
+            Self { scale: a.scale[ch], shift: a.shift[ch], mean: a.mean[ch], inv_std: a.inv_std[ch] }
+        }
+
+        /// The gradient reaching the normalised value: `dy`, or with `RELU` 0 where ReLU cut the
+        /// output (`x·scale + shift ≤ 0`, the forward's own test, NaN kept). A bit mask, not an
+        /// `if`: as a branch the compiler made the load of `d` conditional and the loop scalar.
+        #[inline(always)]
+        fn g<const RELU: bool>(self, v: f32, d: f32) -> f32 {
+            if !RELU {
+                return d;
+            }
+            // NaN is kept, as the forward's `y <= 0` test lets it through.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let keep = !(v * self.scale + self.shift <= 0.0);
+            f32::from_bits(d.to_bits() & u32::from(keep).wrapping_neg())
+        }
+
+        /// `(Σ g, Σ g·x̂)` over a few values (what is left after the vectors), in f64.
+        #[inline(always)]
+        fn tail_sums<const RELU: bool>(self, x: &[f32], dy: &[f32]) -> (f64, f64) {
+            x.iter().zip(dy).fold((0.0, 0.0), |(sg, sgx), (&v, &d)| {
+                let g = self.g::<RELU>(v, d);
+                (sg + g as f64, sgx + (g * ((v - self.mean) * self.inv_std)) as f64)
+            })
+        }
+    }
+
+    // The backward loops are `WithSimd` types (as in `ops::gelu`): compiled for the SIMD level
+    // `pulp::Arch::dispatch` picks at run time (AVX2 on x86-64 CPUs that have it). Compiled for
+    // the baseline (SSE2) as plain loops they ran scalar, branching on the ReLU mask per value:
+    // 6.4 ms for a 3.2 MB map (ResNet's layer3 at 224 px, batch 16) against 0.19 ms now.
+
+    /// One channel's `(Σ g, Σ g·x̂)` over its `n` planes (`first + i·stride`): each plane in
+    /// f32 vector lanes, reduced and added in f64 in plane order (the same bits on every run
+    /// of one machine; the lane count, and so the last bits, follow the CPU's SIMD width).
+    struct ChannelSums<'a, const RELU: bool> {
+        k: Channel,
+        x: &'a [f32],
+        dy: &'a [f32],
+        first: usize,
+        stride: usize,
+        n: usize,
+        plane: usize,
+    }
+
+    impl<'a> ChannelSums<'a, false> {
+        /// The same sums with ReLU's mask.
+        fn relu(self) -> ChannelSums<'a, true> {
+            let Self { k, x, dy, first, stride, n, plane } = self;
+            ChannelSums { k, x, dy, first, stride, n, plane }
+        }
+    }
+
+    impl<const RELU: bool> pulp::WithSimd for ChannelSums<'_, RELU> {
+        type Output = (f64, f64);
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, simd: S) -> (f64, f64) {
+            // Explicit vector operations: written as scalar code, the compiler branched on the
+            // ReLU mask even here.
+            let k = self.k;
+            let zero = simd.splat_f32s(0.0);
+            let (scale, shift) = (simd.splat_f32s(k.scale), simd.splat_f32s(k.shift));
+            let (mean, inv_std) = (simd.splat_f32s(k.mean), simd.splat_f32s(k.inv_std));
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for i in 0..self.n {
+                let at = self.first + i * self.stride;
+                let (x, dy) = (&self.x[at..][..self.plane], &self.dy[at..][..self.plane]);
+                let ((xs, x_tail), (ds, d_tail)) = (S::as_simd_f32s(x), S::as_simd_f32s(dy));
+                let (mut acc_g, mut acc_gx) = (zero, zero);
+                for (&v, &d) in xs.iter().zip(ds) {
+                    let g = if RELU {
+                        let y = simd.add_f32s(simd.mul_f32s(v, scale), shift);
+                        simd.select_f32s(simd.less_than_or_equal_f32s(y, zero), zero, d)
+                    } else {
+                        d
+                    };
+                    acc_g = simd.add_f32s(acc_g, g);
+                    acc_gx = simd.add_f32s(acc_gx, simd.mul_f32s(g, simd.mul_f32s(simd.sub_f32s(v, mean), inv_std)));
+                }
+                let (g, gx) = k.tail_sums::<RELU>(x_tail, d_tail);
+                sg += simd.reduce_sum_f32s(acc_g) as f64 + g;
+                sgx += simd.reduce_sum_f32s(acc_gx) as f64 + gx;
+            }
+            (sg, sgx)
+        }
+    }
+
+    /// One plane's input gradient: `dx = scale·(g − mg − x̂·mgx)` with batch statistics
+    /// (`means = (Σg/m, Σ(g·x̂)/m)`), `dx = scale·g` with fixed ones.
+    struct InputGrad<'a> {
+        k: Channel,
+        x: &'a [f32],
+        dy: &'a [f32],
+        out: &'a mut [f32],
+        means: Option<(f32, f32)>,
+        relu: bool,
+    }
+
+    impl InputGrad<'_> {
+        #[inline(always)]
+        fn run<const RELU: bool>(self) {
+            let k = self.k;
+            let values = self.out.iter_mut().zip(self.x).zip(self.dy);
+            match self.means {
+                Some((mg, mgx)) => values.for_each(|((o, &v), &d)| {
+                    *o = k.scale * (k.g::<RELU>(v, d) - mg - (v - k.mean) * k.inv_std * mgx);
+                }),
+                None => values.for_each(|((o, &v), &d)| *o = k.scale * k.g::<RELU>(v, d)),
+            }
+        }
+    }
+
+    impl pulp::WithSimd for InputGrad<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+            if self.relu { self.run::<true>() } else { self.run::<false>() }
+        }
+    }
+
     impl BatchNormOps for Flex {
         fn batch_norm_apply(
             x: FloatTensor<Self>,
@@ -477,33 +611,22 @@ mod flex {
             let plane = h * w;
             let (xv, dyv) =
                 (x.as_slice::<f32>().expect("contiguous f32"), dy.as_slice::<f32>().expect("contiguous f32"));
-            // The gradient reaching the normalised value: dy, or 0 where ReLU cut the output.
-            let g = |ch: usize, v: f32, d: f32| if relu && v * a.scale[ch] + a.shift[ch] <= 0.0 { 0.0 } else { d };
-            // Σ g and Σ g·x̂ per channel.
+            // Σ g and Σ g·x̂ per channel, g the gradient reaching the normalised value (dy, or 0
+            // where ReLU cut the output).
             let sums: Vec<(f32, f32)> = (0..c)
                 .into_par_iter()
                 .map(|ch| {
-                    let (m, s) = (a.mean[ch], a.inv_std[ch]);
-                    let (mut sg, mut sgx) = (0f64, 0f64);
-                    for i in 0..n {
-                        let (xp, dp) = (&xv[(i * c + ch) * plane..][..plane], &dyv[(i * c + ch) * plane..][..plane]);
-                        let (mut acc_g, mut acc_gx) = ([0f32; LANES], [0f32; LANES]);
-                        let (xc, dc) = (xp.chunks_exact(LANES), dp.chunks_exact(LANES));
-                        for (&v, &d) in xc.remainder().iter().zip(dc.remainder()) {
-                            let gv = g(ch, v, d);
-                            sg += gv as f64;
-                            sgx += (gv * ((v - m) * s)) as f64;
-                        }
-                        for (xs, ds) in xc.zip(dc) {
-                            for l in 0..LANES {
-                                let gv = g(ch, xs[l], ds[l]);
-                                acc_g[l] += gv;
-                                acc_gx[l] += gv * ((xs[l] - m) * s);
-                            }
-                        }
-                        sg += acc_g.iter().map(|&v| v as f64).sum::<f64>();
-                        sgx += acc_gx.iter().map(|&v| v as f64).sum::<f64>();
-                    }
+                    let sums = ChannelSums {
+                        k: Channel::of(&a, ch),
+                        x: xv,
+                        dy: dyv,
+                        first: ch * plane,
+                        stride: c * plane,
+                        n,
+                        plane,
+                    };
+                    let (sg, sgx) =
+                        if relu { pulp::Arch::new().dispatch(sums.relu()) } else { pulp::Arch::new().dispatch(sums) };
                     (sg as f32, sgx as f32)
                 })
                 .collect();
@@ -511,18 +634,9 @@ mod flex {
             let mut dx = vec![0f32; n * c * plane];
             dx.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
                 let ch = i % c;
-                let (xp, dp) = (&xv[i * plane..][..plane], &dyv[i * plane..][..plane]);
-                let (scale, m, s) = (a.scale[ch], a.mean[ch], a.inv_std[ch]);
-                if batch_stats {
-                    let (mg, mgx) = (sums[ch].0 / count, sums[ch].1 / count);
-                    for ((o, &v), &d) in out.iter_mut().zip(xp).zip(dp) {
-                        *o = scale * (g(ch, v, d) - mg - (v - m) * s * mgx);
-                    }
-                } else {
-                    for ((o, &v), &d) in out.iter_mut().zip(xp).zip(dp) {
-                        *o = scale * g(ch, v, d);
-                    }
-                }
+                let (x, dy) = (&xv[i * plane..][..plane], &dyv[i * plane..][..plane]);
+                let means = batch_stats.then(|| (sums[ch].0 / count, sums[ch].1 / count));
+                pulp::Arch::new().dispatch(InputGrad { k: Channel::of(&a, ch), x, dy, out, means, relu });
             });
             let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
             (

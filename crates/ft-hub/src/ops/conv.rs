@@ -11,10 +11,17 @@
 //! each (all cores through faer when there are fewer groups than threads).
 //!
 //! **Backward.** The weight's gradient is `Σ dyₙ · colsₙᵀ`, the columns recomputed from the saved
-//! input (not kept: a 224 px batch's columns would be ~9× its activations), summed per fixed
-//! chunk of images and then in chunk order (the same bits on every run with the same thread
-//! count); the input's gradient is `Wᵀ · dyₙ` folded back onto the image ("col2im"). Each is
-//! computed only for a tracked operand.
+//! input (not kept: a 224 px batch's columns would be ~9× its activations), a group of images at
+//! a time (up to 16 MB of columns, unfolded in parallel over the channels), each group one GEMM
+//! on all cores adding into the gradient (the same bits on every run). With stride 1 the input's
+//! gradient is itself a convolution — `dy` convolved with the kernels turned by 180° and padded
+//! by `k − 1 − pad` — and runs on the forward kernels; with other strides it is `Wᵀ · dyₙ`
+//! folded back onto the image ("col2im"). Each is computed only for a tracked operand.
+//!
+//! im2col copies each kernel tap's row in one piece when the stride is 1 and the output rows are
+//! as wide as the input's (the plane shifted, then the padding columns zeroed); the columns and
+//! other working buffers are kept per thread between calls rather than allocated (and zeroed)
+//! each time.
 //!
 //! Routed like the other fused ops: f32 tensors on the flex device (ft-hub's `flex` feature),
 //! one group, no dilation, symmetric padding (every torchvision ResNet convolution); Burn's
@@ -287,34 +294,88 @@ mod flex {
         /// Unfolds one image `x` (`[in, h, w]`) into columns `[in·kh·kw, p]` starting at column
         /// `col0` of rows `ld` wide (zeros where the kernel reads the padding).
         fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+            let (plane, rows) = (self.h * self.w, self.kh * self.kw * ld);
+            for (c, block) in cols.chunks_exact_mut(rows).take(self.c).enumerate() {
+                self.im2col_plane(&x[c * plane..][..plane], block, ld, col0);
+            }
+        }
+
+        /// [`im2col`](Self::im2col) of one input channel `plane` (`[h, w]`) into its `kh·kw`
+        /// rows of the columns (`rows`, each `ld` wide, from column `col0`).
+        fn im2col_plane(&self, plane: &[f32], rows: &mut [f32], ld: usize, col0: usize) {
+            if self.sh == 1 && self.sw == 1 && self.ow == self.w {
+                return self.im2col_shifted(plane, rows, ld, col0);
+            }
             let p = self.p();
-            for c in 0..self.c {
-                let plane = &x[c * self.h * self.w..][..self.h * self.w];
-                for ki in 0..self.kh {
-                    for kj in 0..self.kw {
-                        let row = (c * self.kh + ki) * self.kw + kj;
-                        let dst = &mut cols[row * ld + col0..][..p];
-                        let (lo, hi) = self.valid_columns(kj);
-                        for (oh, out) in dst.chunks_exact_mut(self.ow).enumerate() {
-                            let ih = (oh * self.sh + ki).wrapping_sub(self.ph);
-                            if ih >= self.h {
-                                out.fill(0.0);
-                                continue;
-                            }
-                            let src = &plane[ih * self.w..][..self.w];
-                            out[..lo].fill(0.0);
-                            out[hi..].fill(0.0);
-                            if self.sw == 1 {
-                                if lo < hi {
-                                    let start = lo + kj - self.pw;
-                                    out[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
-                                }
-                            } else {
-                                for (ow, o) in out[lo..hi].iter_mut().enumerate() {
-                                    *o = src[(lo + ow) * self.sw + kj - self.pw];
-                                }
-                            }
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = ki * self.kw + kj;
+                    let dst = &mut rows[row * ld + col0..][..p];
+                    let (lo, hi) = self.valid_columns(kj);
+                    for (oh, out) in dst.chunks_exact_mut(self.ow).enumerate() {
+                        let ih = (oh * self.sh + ki).wrapping_sub(self.ph);
+                        if ih >= self.h {
+                            out.fill(0.0);
+                            continue;
                         }
+                        let src = &plane[ih * self.w..][..self.w];
+                        zero_few(&mut out[..lo]);
+                        zero_few(&mut out[hi..]);
+                        if lo == hi {
+                            continue;
+                        }
+                        let src = &src[lo * self.sw + kj - self.pw..];
+                        match self.sw {
+                            1 => out[lo..hi].copy_from_slice(&src[..hi - lo]),
+                            // Every other value: pairs (a shuffle the compiler vectorises),
+                            // the last value alone (its pair may end past the row).
+                            2 => {
+                                let (body, last) = out[lo..hi].split_at_mut(hi - lo - 1);
+                                body.iter_mut().zip(src.chunks_exact(2)).for_each(|(o, pair)| *o = pair[0]);
+                                last[0] = src[2 * body.len()];
+                            }
+                            sw => out[lo..hi].iter_mut().zip(src.iter().step_by(sw)).for_each(|(o, &v)| *o = v),
+                        }
+                    }
+                }
+            }
+        }
+
+        /// [`im2col`](Self::im2col) for stride 1 and output rows as wide as the input's (ResNet's
+        /// 3×3 convolutions with padding 1): each row of the columns is the input plane shifted
+        /// by `(ki − ph)·w + kj − pw`, so one copy per row, then zeros where a kernel tap reads
+        /// the padding (whole output rows above or below the image, and the `|kj − pw|` output
+        /// columns at the left or right edge, which the shifted copy filled from the
+        /// neighbouring row).
+        fn im2col_shifted(&self, src: &[f32], rows: &mut [f32], ld: usize, col0: usize) {
+            let (p, w, plane) = (self.p(), self.w, self.h * self.w);
+            for ki in 0..self.kh {
+                // Output rows `top..bottom` read input rows `oh + ki − ph` inside the image.
+                let top = self.ph.saturating_sub(ki).min(self.oh);
+                let bottom = (self.h + self.ph).saturating_sub(ki).min(self.oh).max(top);
+                for kj in 0..self.kw {
+                    let row = ki * self.kw + kj;
+                    let dst = &mut rows[row * ld + col0..][..p];
+                    dst[..top * w].fill(0.0);
+                    dst[bottom * w..].fill(0.0);
+                    if top == bottom {
+                        continue;
+                    }
+                    // Output position q reads input position q + shift (shift = (ki − ph)·w +
+                    // kj − pw); positions whose source falls outside the plane are edge
+                    // columns, zeroed below.
+                    let shift = (ki * w + kj) as isize - (self.ph * w + self.pw) as isize;
+                    let (lo, hi) = (top * w, bottom * w);
+                    let first = lo.max((-shift).max(0) as usize);
+                    let last = hi.min((plane as isize - shift).max(0) as usize).max(first);
+                    dst[lo..first].fill(0.0);
+                    dst[last..hi].fill(0.0);
+                    let start = (first as isize + shift) as usize;
+                    dst[first..last].copy_from_slice(&src[start..start + last - first]);
+                    let (left, right) = self.valid_columns(kj);
+                    for out in dst[lo..hi].chunks_exact_mut(w) {
+                        zero_few(&mut out[..left]);
+                        zero_few(&mut out[right..]);
                     }
                 }
             }
@@ -353,13 +414,68 @@ mod flex {
             }
         }
 
-        /// The columns of images `first..first + count` side by side: `[in·kh·kw, count·p]`.
-        fn columns(&self, x: &[f32], first: usize, count: usize, cols: &mut Vec<f32>) {
+        /// The columns of images `first..first + count` side by side: `[in·kh·kw, count·p]`, in
+        /// the front of `buf` (every value written).
+        fn columns<'a>(&self, x: &[f32], first: usize, count: usize, buf: &'a mut Vec<f32>) -> MatRef<'a, f32> {
             let ld = count * self.p();
-            cols.resize(self.k() * ld, 0.0);
+            let cols = sized(buf, self.k() * ld);
             for i in 0..count {
                 self.im2col(&x[(first + i) * self.image()..][..self.image()], cols, ld, i * self.p());
             }
+            MatRef::from_row_major_slice(cols, self.k(), ld)
+        }
+    }
+
+    /// The first `len` values of `buf`, grown (with zeros) if it is shorter; what they hold is
+    /// left over from an earlier use, for callers that overwrite every value.
+    fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        &mut buf[..len]
+    }
+
+    /// Working buffers of the kernels (columns, a group's product or gathered gradient), kept
+    /// per thread between calls: the columns of a 224 px ResNet layer are several MB, and a fresh buffer costs a `memset` (or page faults) each
+    /// time. Taken out of the thread's slot and put back on drop, so a nested use on the same
+    /// thread (rayon runs another group while faer's GEMM waits) finds the slot empty and
+    /// allocates its own instead of sharing.
+    #[derive(Default)]
+    struct Buffers {
+        columns: Vec<f32>,
+        block: Vec<f32>,
+    }
+
+    /// A thread's [`Buffers`] while a kernel uses them, put back into the thread's slot on drop.
+    struct Scratch(Buffers);
+
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+    }
+
+    impl Scratch {
+        fn take() -> Self {
+            Self(SCRATCH.with(|slot| slot.take()).unwrap_or_default())
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let buffers = std::mem::take(&mut self.0);
+            // Whatever the slot holds (a nested user's buffers) is freed; during thread
+            // teardown the slot may be gone, and the buffers are freed too.
+            let _ = SCRATCH.try_with(|slot| slot.set(Some(buffers)));
+        }
+    }
+
+    /// Zeros a few values (a row's padding columns, usually none or one): a lone store, not
+    /// a `memset` call, for the single value.
+    #[inline(always)]
+    fn zero_few(values: &mut [f32]) {
+        match values {
+            [] => {}
+            [v] => *v = 0.0,
+            _ => values.fill(0.0),
         }
     }
 
@@ -381,7 +497,7 @@ mod flex {
         if count == 1 {
             return MatRef::from_row_major_slice(&dy[first * oc * p..][..oc * p], oc, p);
         }
-        buf.resize(oc * count * p, 0.0);
+        let buf = sized(buf, oc * count * p);
         for i in 0..count {
             let image = &dy[(first + i) * oc * p..][..oc * p];
             for (o, row) in image.chunks_exact(p).enumerate() {
@@ -409,26 +525,39 @@ mod flex {
         let mut out = vec![0f32; g.n * g.oc * p];
         let groups = g.n.div_ceil(group);
         let par = inner_par(groups);
-        out.par_chunks_mut(group * g.oc * p).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(cols, tmp), (gi, out)| {
-                let (first, count) = (gi * group, out.len() / (g.oc * p));
-                g.columns(xv, first, count, cols);
-                let cols = MatRef::from_row_major_slice(cols, g.k(), count * p);
-                if count == 1 {
-                    gemm(MatMut::from_row_major_slice_mut(out, g.oc, p), Accum::Replace, w, cols, par);
-                    return;
+        out.par_chunks_mut(group * g.oc * p).enumerate().for_each_init(Scratch::take, |scratch, (gi, out)| {
+            let (first, count) = (gi * group, out.len() / (g.oc * p));
+            let cols = g.columns(xv, first, count, &mut scratch.0.columns);
+            if count == 1 {
+                gemm(MatMut::from_row_major_slice_mut(out, g.oc, p), Accum::Replace, w, cols, par);
+                return;
+            }
+            let tmp = sized(&mut scratch.0.block, g.oc * count * p);
+            gemm(MatMut::from_row_major_slice_mut(tmp, g.oc, count * p), Accum::Replace, w, cols, par);
+            for i in 0..count {
+                for o in 0..g.oc {
+                    out[(i * g.oc + o) * p..][..p].copy_from_slice(&tmp[o * count * p + i * p..][..p]);
                 }
-                tmp.resize(g.oc * count * p, 0.0);
-                gemm(MatMut::from_row_major_slice_mut(tmp, g.oc, count * p), Accum::Replace, w, cols, par);
-                for i in 0..count {
-                    for o in 0..g.oc {
-                        out[(i * g.oc + o) * p..][..p].copy_from_slice(&tmp[o * count * p + i * p..][..p]);
-                    }
-                }
-            },
-        );
+            }
+        });
         f32_tensor(out, Shape::new([g.n, g.oc, g.oh, g.ow]))
+    }
+
+    /// The weight of the stride-1 input gradient as a convolution: `[in, out, kh, kw]`, each
+    /// kernel turned by 180° (`w'[c, o, i, j] = w[o, c, kh−1−i, kw−1−j]`).
+    ///
+    /// # Shapes
+    /// - `weight`: `[out, in, kh, kw]` (`g`'s)
+    fn turned(g: &Geometry, weight: &[f32]) -> FlexTensor {
+        let taps = g.kh * g.kw;
+        let mut turned = vec![0f32; g.c * g.oc * taps];
+        turned.par_chunks_mut(g.oc * taps).enumerate().for_each(|(c, dst)| {
+            for (o, kernel) in dst.chunks_exact_mut(taps).enumerate() {
+                let src = &weight[(o * g.c + c) * taps..][..taps];
+                kernel.iter_mut().zip(src.iter().rev()).for_each(|(d, &v)| *d = v);
+            }
+        });
+        f32_tensor(turned, Shape::new([g.c, g.oc, g.kh, g.kw]))
     }
 
     fn input_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
@@ -436,25 +565,36 @@ mod flex {
             return Flex::conv2d_x_backward(x, weight, dy, options.clone());
         };
         let (weight, dy) = (contiguous(weight), contiguous(dy));
+        if g.sh == 1 && g.sw == 1 && g.ph < g.kh && g.pw < g.kw {
+            // With stride 1 the input's gradient is itself a convolution: `dy` convolved with the
+            // turned kernels, padded by `k − 1 − pad` — the forward kernels, with no col2im
+            // additions and a GEMM of the forward's shape.
+            let turned = turned(&g, values(&weight));
+            let padding = [g.kh - 1 - g.ph, g.kw - 1 - g.pw];
+            let dx = forward(dy, turned, &ConvOptions::new([1, 1], padding, [1, 1], 1));
+            debug_assert!(dx.shape().dims() == [g.n, g.c, g.h, g.w]);
+            return dx;
+        }
         let (dyv, wt) = (values(&dy), MatRef::from_row_major_slice(values(&weight), g.oc, g.k()).transpose());
         let (p, group) = (g.p(), g.group());
         let mut dx = vec![0f32; g.n * g.image()];
         let groups = g.n.div_ceil(group);
         let par = inner_par(groups);
-        dx.par_chunks_mut(group * g.image()).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(dcols, buf), (gi, dx)| {
-                let (first, count) = (gi * group, dx.len() / g.image());
-                let dy_g = gathered(&g, dyv, first, count, buf);
-                dcols.resize(g.k() * count * p, 0.0);
-                gemm(MatMut::from_row_major_slice_mut(dcols, g.k(), count * p), Accum::Replace, wt, dy_g, par);
-                for (i, image) in dx.chunks_exact_mut(g.image()).enumerate() {
-                    g.col2im(dcols, count * p, i * p, image);
-                }
-            },
-        );
+        dx.par_chunks_mut(group * g.image()).enumerate().for_each_init(Scratch::take, |scratch, (gi, dx)| {
+            let (first, count) = (gi * group, dx.len() / g.image());
+            let dy_g = gathered(&g, dyv, first, count, &mut scratch.0.block);
+            let dcols = sized(&mut scratch.0.columns, g.k() * count * p);
+            gemm(MatMut::from_row_major_slice_mut(dcols, g.k(), count * p), Accum::Replace, wt, dy_g, par);
+            for (i, image) in dx.chunks_exact_mut(g.image()).enumerate() {
+                g.col2im(dcols, count * p, i * p, image);
+            }
+        });
         f32_tensor(dx, Shape::new([g.n, g.c, g.h, g.w]))
     }
+
+    /// Column values (images × their columns) a weight-gradient product takes at most: 16 MB
+    /// of f32, so a 224 px ResNet's `layer3` sums 9 images per product and `layer1` 2.
+    const WEIGHT_GRAD_COLUMNS: usize = 1 << 22;
 
     fn weight_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
         let Some(g) = Geometry::with_output_grad(&x, &weight, &dy, options) else {
@@ -462,31 +602,27 @@ mod flex {
         };
         let (x, dy) = (contiguous(x), contiguous(dy));
         let (xv, dyv) = (values(&x), values(&dy));
-        let group = g.group();
-        let groups = g.n.div_ceil(group);
-        // Fixed chunks of groups, one partial sum each, added in chunk order.
-        let tasks = groups.min(rayon::current_num_threads().max(1));
-        let per_task = groups.div_ceil(tasks);
-        let par = inner_par(tasks);
-        let partials: Vec<Vec<f32>> = (0..tasks)
-            .into_par_iter()
-            .map(|t| {
-                let mut dw = vec![0f32; g.oc * g.k()];
-                let (mut cols, mut buf) = (Vec::new(), Vec::new());
-                for gi in t * per_task..((t + 1) * per_task).min(groups) {
-                    let (first, count) = (gi * group, group.min(g.n - gi * group));
-                    g.columns(xv, first, count, &mut cols);
-                    let cols_t = MatRef::from_row_major_slice(&cols, g.k(), count * g.p()).transpose();
-                    let dy_g = gathered(&g, dyv, first, count, &mut buf);
-                    gemm(MatMut::from_row_major_slice_mut(&mut dw, g.oc, g.k()), Accum::Add, dy_g, cols_t, par);
+        // Groups of images one after the other, each one GEMM on all cores (faer splits the
+        // output, so every weight's sum runs in one order whatever the thread count) adding
+        // into the gradient; each group's columns unfolded in parallel over the channels.
+        let group = (WEIGHT_GRAD_COLUMNS / (g.k() * g.p())).clamp(1, g.n);
+        let (taps, p) = (g.kh * g.kw, g.p());
+        let mut dw = vec![0f32; g.oc * g.k()];
+        let mut scratch = Scratch::take();
+        for first in (0..g.n).step_by(group) {
+            let count = group.min(g.n - first);
+            let ld = count * p;
+            let cols = sized(&mut scratch.0.columns, g.k() * ld);
+            cols.par_chunks_mut(taps * ld).enumerate().for_each(|(c, rows)| {
+                for i in 0..count {
+                    let plane = &xv[(first + i) * g.image() + c * g.h * g.w..][..g.h * g.w];
+                    g.im2col_plane(plane, rows, ld, i * p);
                 }
-                dw
-            })
-            .collect();
-        let mut partials = partials.into_iter();
-        let mut dw = partials.next().unwrap_or_else(|| vec![0f32; g.oc * g.k()]);
-        for partial in partials {
-            dw.iter_mut().zip(&partial).for_each(|(d, v)| *d += v);
+            });
+            let cols_t = MatRef::from_row_major_slice(cols, g.k(), ld).transpose();
+            let dy_g = gathered(&g, dyv, first, count, &mut scratch.0.block);
+            let dw = MatMut::from_row_major_slice_mut(&mut dw, g.oc, g.k());
+            gemm(dw, Accum::Add, dy_g, cols_t, Par::rayon(0));
         }
         f32_tensor(dw, Shape::new([g.oc, g.c, g.kh, g.kw]))
     }
@@ -533,7 +669,7 @@ mod tests {
     /// one, and batches smaller than the thread count.
     #[test]
     fn matches_burn_conv2d() {
-        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 10] = [
+        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 12] = [
             // (batch, in, out, input hw, kernel, stride, padding)
             (3, 3, 8, [19, 17], [7, 7], [2, 2], [3, 3]),
             (4, 8, 8, [9, 9], [3, 3], [1, 1], [1, 1]),
@@ -548,6 +684,10 @@ mod tests {
             (5, 4, 4, [24, 24], [3, 3], [1, 1], [1, 1]),
             // A kernel wider than the image plus its padding on one side: empty column ranges.
             (2, 2, 3, [5, 2], [7, 7], [1, 1], [3, 3]),
+            // Stride 1 with output rows as wide as the input's but fewer of them (the shifted
+            // im2col; the input gradient as a convolution padded by 1 and 1), and a 1×1 kernel.
+            (3, 5, 4, [6, 7], [2, 3], [1, 1], [0, 1]),
+            (2, 6, 3, [5, 4], [1, 1], [1, 1], [0, 0]),
         ];
         // One, two and three threads: images one per GEMM or grouped, tasks with several groups.
         for threads in [1, 2, 3] {
