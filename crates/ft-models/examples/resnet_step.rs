@@ -1,8 +1,10 @@
 //! Times ResNet18's forward pass (inference), and a training step's forward + backward, on
 //! the CPU at batch 16 for a few input sizes (`BENCHMARKS.md`, vision). Compare with
-//! `benches/torch_resnet_step.py`.
+//! `benches/torch_resnet_step.py`. Each time is the mean of 3 runs after a warm-up
+//! (`RESNET_STEP_REPEAT=N` for N runs, e.g. more to profile one mode).
 //!
-//! `cargo run --release -p ft-models --features flex,x86-v4 --example resnet_step [SIZE...] [inference|train|unfreeze|frozen...]`
+//! `cargo run --release -p ft-models --features flex,x86-v4 --example resnet_step \
+//!     [SIZE...] [inference|train|unfreeze|frozen...]`
 
 use std::time::Instant;
 

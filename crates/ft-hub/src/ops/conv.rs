@@ -12,11 +12,12 @@
 //!
 //! **Backward.** The weight's gradient is `Σ dyₙ · colsₙᵀ`, the columns recomputed from the saved
 //! input (not kept: a 224 px batch's columns would be ~9× its activations), a group of images at
-//! a time (up to 16 MB of columns, unfolded in parallel over the channels), each group one GEMM
-//! on all cores adding into the gradient (the same bits on every run). With stride 1 the input's
+//! a time (up to 16 MB of columns, or one image where its columns are larger; unfolded in
+//! parallel over the channels), each group one GEMM on all cores adding into the gradient (the
+//! same bits on every run). With stride 1 and padding smaller than the kernel the input's
 //! gradient is itself a convolution — `dy` convolved with the kernels turned by 180° and padded
-//! by `k − 1 − pad` — and runs on the forward kernels; with other strides it is `Wᵀ · dyₙ`
-//! folded back onto the image ("col2im"). Each is computed only for a tracked operand.
+//! by `k − 1 − pad` — and runs on the forward kernels; otherwise it is `Wᵀ · dyₙ` folded back
+//! onto the image ("col2im"). Each is computed only for a tracked operand.
 //!
 //! im2col copies each kernel tap's row in one piece when the stride is 1 and the output rows are
 //! as wide as the input's (the plane shifted, then the padding columns zeroed); the columns and
@@ -366,12 +367,16 @@ mod flex {
                     // columns, zeroed below.
                     let shift = (ki * w + kj) as isize - (self.ph * w + self.pw) as isize;
                     let (lo, hi) = (top * w, bottom * w);
-                    let first = lo.max((-shift).max(0) as usize);
+                    // (Both clamped to lo..hi: with padding wider than the image the shifted
+                    // source can miss the band entirely.)
+                    let first = lo.max((-shift).max(0) as usize).min(hi);
                     let last = hi.min((plane as isize - shift).max(0) as usize).max(first);
                     dst[lo..first].fill(0.0);
                     dst[last..hi].fill(0.0);
-                    let start = (first as isize + shift) as usize;
-                    dst[first..last].copy_from_slice(&src[start..start + last - first]);
+                    if first < last {
+                        let start = (first as isize + shift) as usize;
+                        dst[first..last].copy_from_slice(&src[start..start + last - first]);
+                    }
                     let (left, right) = self.valid_columns(kj);
                     for out in dst[lo..hi].chunks_exact_mut(w) {
                         zero_few(&mut out[..left]);
@@ -436,10 +441,12 @@ mod flex {
     }
 
     /// Working buffers of the kernels (columns, a group's product or gathered gradient), kept
-    /// per thread between calls: the columns of a 224 px ResNet layer are several MB, and a fresh buffer costs a `memset` (or page faults) each
-    /// time. Taken out of the thread's slot and put back on drop, so a nested use on the same
-    /// thread (rayon runs another group while faer's GEMM waits) finds the slot empty and
-    /// allocates its own instead of sharing.
+    /// per thread between calls: the columns of a 224 px ResNet layer are several MB, and a
+    /// fresh buffer costs a `memset` (or page faults) each time. Taken out of the thread's slot
+    /// and put back on drop, so a nested use on the same thread (another group run while a GEMM
+    /// waits) finds the slot empty and allocates its own instead of sharing. They never shrink:
+    /// each thread keeps its largest columns (~7–8 MB per thread for ResNet18 at 224 px; the
+    /// weight gradient's thread at least 16 MB) for as long as it lives.
     #[derive(Default)]
     struct Buffers {
         columns: Vec<f32>,
@@ -669,7 +676,7 @@ mod tests {
     /// one, and batches smaller than the thread count.
     #[test]
     fn matches_burn_conv2d() {
-        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 12] = [
+        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 18] = [
             // (batch, in, out, input hw, kernel, stride, padding)
             (3, 3, 8, [19, 17], [7, 7], [2, 2], [3, 3]),
             (4, 8, 8, [9, 9], [3, 3], [1, 1], [1, 1]),
@@ -679,8 +686,8 @@ mod tests {
             (2, 4, 6, [5, 8], [2, 3], [1, 2], [0, 1]),
             (7, 16, 8, [3, 3], [3, 3], [1, 1], [1, 1]),
             (2, 3, 5, [4, 4], [5, 5], [1, 1], [2, 2]),
-            // More than 512 output pixels and more images than threads: several groups per
-            // weight-gradient task.
+            // More than 512 output pixels and more images than threads: one image per forward
+            // GEMM.
             (5, 4, 4, [24, 24], [3, 3], [1, 1], [1, 1]),
             // A kernel wider than the image plus its padding on one side: empty column ranges.
             (2, 2, 3, [5, 2], [7, 7], [1, 1], [3, 3]),
@@ -688,8 +695,18 @@ mod tests {
             // im2col; the input gradient as a convolution padded by 1 and 1), and a 1×1 kernel.
             (3, 5, 4, [6, 7], [2, 3], [1, 1], [0, 1]),
             (2, 6, 3, [5, 4], [1, 1], [1, 1], [0, 0]),
+            // Stride 1 without padding (the general im2col; the input gradient padded by 2).
+            (2, 3, 4, [6, 7], [3, 3], [1, 1], [0, 0]),
+            // Padding as large as the kernel: the input gradient by col2im at stride 1.
+            (2, 3, 4, [5, 6], [1, 3], [1, 1], [1, 1]),
+            // Padding wider than the image (the shifted im2col's source misses whole bands).
+            (2, 3, 4, [1, 1], [5, 5], [1, 1], [2, 2]),
+            (2, 2, 3, [2, 2], [7, 7], [1, 1], [3, 3]),
+            (2, 2, 3, [4, 2], [7, 7], [1, 1], [3, 3]),
+            // Columns past the weight gradient's 16 MB: groups of 3 then 2 images.
+            (5, 16, 4, [96, 96], [3, 3], [1, 1], [1, 1]),
         ];
-        // One, two and three threads: images one per GEMM or grouped, tasks with several groups.
+        // One, two and three threads: images one per GEMM or grouped, groups per thread.
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
             pool.install(|| check_cases(&cases));
@@ -723,7 +740,11 @@ mod tests {
                 (GradientsParams::from_grads(g_ours, &layer), GradientsParams::from_grads(g_burn, &layer));
             let (w_ours, w_burn): (Tensor<4>, Tensor<4>) =
                 (p_ours.get(layer.weight.id).unwrap(), p_burn.get(layer.weight.id).unwrap());
-            w_ours.into_data().assert_approx_eq::<f32>(&w_burn.into_data(), Tolerance::rel_abs(1e-5, 1e-4));
+            // The weight's gradient sums n·out_h·out_w products (46,080 in the largest case, whose
+            // rounding differs from Burn's by up to ~4e-4 on values in the hundreds).
+            let w_tol =
+                if n * h * w > 10_000 { Tolerance::rel_abs(1e-5, 1e-3) } else { Tolerance::rel_abs(1e-5, 1e-4) };
+            w_ours.into_data().assert_approx_eq::<f32>(&w_burn.into_data(), w_tol);
             if let Some(bias) = &layer.bias {
                 let (b_ours, b_burn): (Tensor<1>, Tensor<1>) =
                     (p_ours.get(bias.id).unwrap(), p_burn.get(bias.id).unwrap());
