@@ -292,17 +292,9 @@ mod flex {
             (lo.min(hi), hi)
         }
 
-        /// Unfolds one image `x` (`[in, h, w]`) into columns `[in·kh·kw, p]` starting at column
-        /// `col0` of rows `ld` wide (zeros where the kernel reads the padding).
-        fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
-            let (plane, rows) = (self.h * self.w, self.kh * self.kw * ld);
-            for (c, block) in cols.chunks_exact_mut(rows).take(self.c).enumerate() {
-                self.im2col_plane(&x[c * plane..][..plane], block, ld, col0);
-            }
-        }
-
-        /// [`im2col`](Self::im2col) of one input channel `plane` (`[h, w]`) into its `kh·kw`
-        /// rows of the columns (`rows`, each `ld` wide, from column `col0`).
+        /// Unfolds one input channel `plane` (`[h, w]`) into its `kh·kw` rows of the columns
+        /// (`rows`, each `ld` wide, from column `col0`; zeros where the kernel reads the
+        /// padding) — "im2col".
         fn im2col_plane(&self, plane: &[f32], rows: &mut [f32], ld: usize, col0: usize) {
             if self.sh == 1 && self.sw == 1 && self.ow == self.w {
                 return self.im2col_shifted(plane, rows, ld, col0);
@@ -342,7 +334,7 @@ mod flex {
             }
         }
 
-        /// [`im2col`](Self::im2col) for stride 1 and output rows as wide as the input's (ResNet's
+        /// [`im2col_plane`](Self::im2col_plane) for stride 1 and output rows as wide as the input's (ResNet's
         /// 3×3 convolutions with padding 1): each row of the columns is the input plane shifted
         /// by `(ki − ph)·w + kj − pw`, so one copy per row, then zeros where a kernel tap reads
         /// the padding (whole output rows above or below the image, and the `|kj − pw|` output
@@ -387,7 +379,8 @@ mod flex {
         }
 
         /// Adds columns `[in·kh·kw, p]` (from column `col0` of rows `ld` wide) back onto one
-        /// image's gradient `dx` (`[in, h, w]`): the transpose of [`im2col`](Self::im2col).
+        /// image's gradient `dx` (`[in, h, w]`): the transpose of
+        /// [`im2col_plane`](Self::im2col_plane) over the image's channels.
         fn col2im(&self, cols: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
             let p = self.p();
             for c in 0..self.c {
@@ -424,10 +417,19 @@ mod flex {
         fn columns<'a>(&self, x: &[f32], first: usize, count: usize, buf: &'a mut Vec<f32>) -> MatRef<'a, f32> {
             let ld = count * self.p();
             let cols = sized(buf, self.k() * ld);
-            for i in 0..count {
-                self.im2col(&x[(first + i) * self.image()..][..self.image()], cols, ld, i * self.p());
+            for (c, rows) in cols.chunks_exact_mut(self.kh * self.kw * ld).enumerate() {
+                self.unfold_channel(x, first, count, c, rows, ld);
             }
             MatRef::from_row_major_slice(cols, self.k(), ld)
+        }
+
+        /// Channel `c`'s `kh·kw` rows (`rows`, `ld` wide) of the columns of images
+        /// `first..first + count` of `x`.
+        fn unfold_channel(&self, x: &[f32], first: usize, count: usize, c: usize, rows: &mut [f32], ld: usize) {
+            let plane = self.h * self.w;
+            for i in 0..count {
+                self.im2col_plane(&x[(first + i) * self.image() + c * plane..][..plane], rows, ld, i * self.p());
+            }
         }
     }
 
@@ -620,12 +622,9 @@ mod flex {
             let count = group.min(g.n - first);
             let ld = count * p;
             let cols = sized(&mut scratch.0.columns, g.k() * ld);
-            cols.par_chunks_mut(taps * ld).enumerate().for_each(|(c, rows)| {
-                for i in 0..count {
-                    let plane = &xv[(first + i) * g.image() + c * g.h * g.w..][..g.h * g.w];
-                    g.im2col_plane(plane, rows, ld, i * p);
-                }
-            });
+            cols.par_chunks_mut(taps * ld)
+                .enumerate()
+                .for_each(|(c, rows)| g.unfold_channel(xv, first, count, c, rows, ld));
             let cols_t = MatRef::from_row_major_slice(cols, g.k(), ld).transpose();
             let dy_g = gathered(&g, dyv, first, count, &mut scratch.0.block);
             let dw = MatMut::from_row_major_slice_mut(&mut dw, g.oc, g.k());
