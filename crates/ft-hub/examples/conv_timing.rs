@@ -1,7 +1,8 @@
 //! Times ft's convolution kernels (forward, input gradient, weight gradient) at the shapes of
-//! ResNet18's `layer3` and `layer4` at 224 px, batch 16 — exercise 7's unfrozen stages — with
-//! their GFLOP/s, the fastest of 7 runs each (the VM's speed drifts). Compare with
-//! `benches/torch_conv_timing.py` (the same shapes on PyTorch).
+//! ResNet18's 3×3 convolutions of `layer1` and `layer2` and all of `layer3` and `layer4` at
+//! 224 px, batch 16 (the last two are exercise 7's unfrozen stages), with their GFLOP/s, the
+//! fastest of 7 runs each (the VM's speed drifts). Compare with `benches/torch_conv_timing.py`
+//! (the same shapes on PyTorch).
 //!
 //! `cargo run --release -p ft-hub --features flex --example conv_timing`
 
@@ -13,7 +14,9 @@ use burn::tensor::{Device, Distribution, Tensor};
 use ft_hub::ops::conv::ConvOps;
 
 /// (name, in, out, input side, kernel, stride, padding).
-const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 6] = [
+const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 8] = [
+    ("layer1 3x3", 64, 64, 56, 3, 1, 1),
+    ("layer2 3x3", 128, 128, 28, 3, 1, 1),
     ("layer3.0.conv1", 128, 256, 28, 3, 2, 1),
     ("layer3 3x3", 256, 256, 14, 3, 1, 1),
     ("layer3.0.downsample", 128, 256, 28, 1, 2, 0),
@@ -70,6 +73,9 @@ fn main() {
         });
         let cell = |ms: f64| format!("{ms:.2} ms ({:.0} GFLOP/s)", gflop / ms * 1000.0);
         println!("| {name} | {} | {} | {} |", cell(fwd), cell(dx), cell(dw));
+        if name.starts_with("layer1") || name.starts_with("layer2") {
+            continue;
+        }
         let times = if name.ends_with("3x3") { 3.0 } else { 1.0 };
         for (t, v) in total.iter_mut().zip([fwd, dx, dw]) {
             *t += times * v;

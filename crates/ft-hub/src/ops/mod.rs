@@ -27,6 +27,8 @@ pub mod matmul;
 pub mod pool;
 #[cfg(feature = "flex")]
 mod strided;
+#[cfg(feature = "flex")]
+mod winograd;
 
 pub use activation::{ACTIVATIONS, Activation};
 pub use cross_entropy::nll_rows;

@@ -1,0 +1,471 @@
+//! Winograd's F(2×2, 3×3) for the 3×3 convolutions with stride 1 and padding 1 — most of
+//! ResNet's multiply-adds (every 3×3 convolution but each stage's first, and, as a convolution
+//! with the kernels turned by 180°, their input gradients) — on the flex CPU backend.
+//!
+//! **How** (Lavin & Gray, *Fast Algorithms for Convolutional Neural Networks*, 2016). The output
+//! is cut into 2×2 tiles; each reads a 4×4 patch `d` of the padded input. With the kernel `g`
+//! transformed once into `U = G g Gᵀ` and the patch into `V = Bᵀ d B` (4×4 each), the tile is
+//! `Aᵀ (U ⊙ V) A`: 16 multiplies per input channel for 4 outputs instead of 36, so a
+//! convolution becomes 16 products `M_ξ = U_ξ · V_ξ` (`ξ` one of the 16 positions; `U_ξ`
+//! `[out, in]`, `V_ξ` `[in, tiles]`) — GEMMs on faer with 2.25× fewer multiply-adds than im2col's,
+//! between two cheap linear transforms (additions and halvings only, so rounding stays at the
+//! level of a direct convolution's).
+//!
+//! **Layout.** Transformed weights `[out][16][in]`, transformed input `[in][16][tiles]`, products
+//! `[out][16][tiles]`, so each `ξ`'s matrix is a strided view and each channel's 16 rows are one
+//! contiguous block (the transforms run channel by channel, vectorised along the tile row).
+//! Images are taken in groups (as im2col's kernel does) so a small map's GEMMs still have a few
+//! hundred columns.
+
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+/// Positions of a 4×4 input tile (the 16 products per convolution).
+const POSITIONS: usize = 16;
+
+/// Whether a convolution is one this module computes: a 3×3 kernel, stride 1, padding 1 on
+/// both axes (dilation 1 and one group are the caller's conditions).
+pub(super) fn applies(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> bool {
+    kernel == [3, 3] && stride == [1, 1] && padding == [1, 1]
+}
+
+/// Output tiles per image of `h × w` (the output is as large as the input).
+pub(super) fn tiles(h: usize, w: usize) -> usize {
+    h.div_ceil(2) * w.div_ceil(2)
+}
+
+/// A convolution's weights, transformed (`U = G g Gᵀ` per kernel), and its sizes.
+pub(super) struct Kernels {
+    /// `[out][16][in]`.
+    u: Vec<f32>,
+    c: usize,
+    oc: usize,
+}
+
+impl Kernels {
+    /// Transforms `weight` (`[out, in, 3, 3]`, PyTorch's layout), the output channels in
+    /// parallel.
+    pub(super) fn new(weight: &[f32], oc: usize, c: usize) -> Self {
+        debug_assert_eq!(weight.len(), oc * c * 9);
+        let mut u = vec![0f32; oc * POSITIONS * c];
+        u.par_chunks_mut(POSITIONS * c).enumerate().for_each(|(o, dst)| {
+            for (ci, g) in weight[o * c * 9..][..c * 9].chunks_exact(9).enumerate() {
+                // G g (4×3): G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
+                let mut t = [[0f32; 3]; 4];
+                for j in 0..3 {
+                    let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j]);
+                    t[0][j] = g0;
+                    t[1][j] = 0.5 * (g0 + g1 + g2);
+                    t[2][j] = 0.5 * (g0 - g1 + g2);
+                    t[3][j] = g2;
+                }
+                // (G g) Gᵀ (4×4).
+                for (i, [a, b, e]) in t.into_iter().enumerate() {
+                    let row = [a, 0.5 * (a + b + e), 0.5 * (a - b + e), e];
+                    for (j, v) in row.into_iter().enumerate() {
+                        dst[(4 * i + j) * c + ci] = v;
+                    }
+                }
+            }
+        });
+        Self { u, c, oc }
+    }
+
+    /// Convolves `count` images (`x`: `[count, in, h, w]`) into `out` (`[count, out, h, w]`,
+    /// every value written), with `v` and `m` as working buffers (grown as needed, never
+    /// shrunk) and `par` for the 16 GEMMs.
+    pub(super) fn convolve(
+        &self,
+        x: &[f32],
+        [count, h, w]: [usize; 3],
+        out: &mut [f32],
+        v: &mut Vec<f32>,
+        m: &mut Vec<f32>,
+        par: Par,
+    ) {
+        let (c, oc) = (self.c, self.oc);
+        let ld = count * tiles(h, w);
+        debug_assert_eq!(x.len(), count * c * h * w);
+        debug_assert_eq!(out.len(), count * oc * h * w);
+        let v = sized(v, c * POSITIONS * ld);
+        let m = sized(m, oc * POSITIONS * ld);
+        let transform = par != Par::Seq;
+        // Input: each channel's [16][ld] block, the images one after the other along the tiles.
+        let input = |(ci, block): (usize, &mut [f32])| {
+            for i in 0..count {
+                let plane = &x[(i * c + ci) * h * w..][..h * w];
+                pulp::Arch::new().dispatch(InputTiles { plane, h, w, block, ld, t0: i * tiles(h, w) });
+            }
+        };
+        if transform {
+            v.par_chunks_mut(POSITIONS * ld).enumerate().for_each(input);
+        } else {
+            v.chunks_mut(POSITIONS * ld).enumerate().for_each(input);
+        }
+        for xi in 0..POSITIONS {
+            let lhs = MatRef::from_row_major_slice_with_stride(&self.u[xi * c..], oc, c, POSITIONS * c);
+            let rhs = MatRef::from_row_major_slice_with_stride(&v[xi * ld..], c, ld, POSITIONS * ld);
+            // (faer 0.24's `from_row_major_slice_with_stride_mut` lays the view out column-major
+            // — past the slice —, so the transpose of a column-major view instead.)
+            let dst = MatMut::from_column_major_slice_with_stride_mut(&mut m[xi * ld..], ld, oc, POSITIONS * ld)
+                .transpose_mut();
+            faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
+        }
+        // Output: each image's output channel is one plane, from that channel's 16 rows.
+        let (m, plane) = (&*m, h * w);
+        let write = |(k, dst): (usize, &mut [f32])| {
+            let (i, o) = (k / oc, k % oc);
+            let block = &m[o * POSITIONS * ld..][..POSITIONS * ld];
+            pulp::Arch::new().dispatch(OutputTiles { block, ld, t0: i * tiles(h, w), h, w, plane: dst });
+        };
+        if transform {
+            out.par_chunks_mut(plane).enumerate().for_each(write);
+        } else {
+            out.chunks_mut(plane).enumerate().for_each(write);
+        }
+    }
+}
+
+/// The weight's gradient of a 3×3 convolution with stride 1 and padding 1 (`[out, in, 3, 3]`),
+/// as Winograd's F(3×3, 2×2) — the transpose of the forward's algorithm: with the forward's
+/// `y = Aᵀ[(G g) ⊙ (Bᵀ d)]`, the gradient of each kernel value is `Gᵀ[(A dy) ⊙ (Bᵀ d)]`, so each
+/// 2×2 tile of `dy` is transformed by `A dy Aᵀ`, each 4×4 input patch by the forward's
+/// `Bᵀ d B`, the 16 products `M_ξ = DY_ξ · V_ξᵀ` (`[out, tiles] · [tiles, in]`) sum over every
+/// tile of every image, and `Gᵀ M G` gives the 3×3 kernel gradients: 16 multiply-adds per tile
+/// and channel pair instead of 36.
+///
+/// Images in groups of at most `budget` transformed values (input and gradient together, at
+/// least one image), each group's transforms in parallel over the channels and its 16 GEMMs on
+/// every core, adding into one sum (the same order whatever the thread count); `v` and `dyt`
+/// are working buffers.
+///
+/// # Shapes
+/// - `x`: `[n, in, h, w]`, `dy`: `[n, out, h, w]`; output `[out, in, 3, 3]`
+pub(super) fn weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    [n, c, h, w]: [usize; 4],
+    oc: usize,
+    budget: usize,
+    v: &mut Vec<f32>,
+    dyt: &mut Vec<f32>,
+) -> Vec<f32> {
+    let (plane, per_image) = (h * w, tiles(h, w));
+    debug_assert_eq!(x.len(), n * c * plane);
+    debug_assert_eq!(dy.len(), n * oc * plane);
+    let group = (budget / ((c + oc) * POSITIONS * per_image)).clamp(1, n.max(1));
+    // M: [out][16][in].
+    let mut m = vec![0f32; oc * POSITIONS * c];
+    for first in (0..n).step_by(group) {
+        let count = group.min(n - first);
+        let ld = count * per_image;
+        let v = sized(v, c * POSITIONS * ld);
+        let dyt = sized(dyt, oc * POSITIONS * ld);
+        v.par_chunks_mut(POSITIONS * ld).enumerate().for_each(|(ci, block)| {
+            for i in 0..count {
+                let plane = &x[((first + i) * c + ci) * plane..][..plane];
+                pulp::Arch::new().dispatch(InputTiles { plane, h, w, block, ld, t0: i * per_image });
+            }
+        });
+        dyt.par_chunks_mut(POSITIONS * ld).enumerate().for_each(|(o, block)| {
+            for i in 0..count {
+                let plane = &dy[((first + i) * oc + o) * plane..][..plane];
+                pulp::Arch::new().dispatch(GradientTiles { plane, h, w, block, ld, t0: i * per_image });
+            }
+        });
+        for xi in 0..POSITIONS {
+            let lhs = MatRef::from_row_major_slice_with_stride(&dyt[xi * ld..], oc, ld, POSITIONS * ld);
+            let rhs = MatRef::from_row_major_slice_with_stride(&v[xi * ld..], c, ld, POSITIONS * ld).transpose();
+            let dst = MatMut::from_column_major_slice_with_stride_mut(&mut m[xi * c..], c, oc, POSITIONS * c)
+                .transpose_mut();
+            faer::linalg::matmul::matmul(dst, Accum::Add, lhs, rhs, 1.0f32, Par::rayon(0));
+        }
+    }
+    // Gᵀ M G per kernel, the output channels in parallel.
+    let mut dw = vec![0f32; oc * c * 9];
+    dw.par_chunks_mut(c * 9).zip(m.par_chunks(POSITIONS * c)).for_each(|(dst, block)| {
+        pulp::Arch::new().dispatch(KernelGrads { block, c, dst });
+    });
+    dw
+}
+
+/// One output channel's gradient plane (`[h, w]`) into its 2×2 tiles' `A dy Aᵀ`
+/// (`A = [[1, 0], [1, 1], [1, −1], [0, −1]]`): position `ξ`'s values at `block[ξ·ld + t0 ..]`
+/// (zeros where a tile reaches past an odd side).
+struct GradientTiles<'a> {
+    plane: &'a [f32],
+    h: usize,
+    w: usize,
+    block: &'a mut [f32],
+    ld: usize,
+    t0: usize,
+}
+
+impl pulp::WithSimd for GradientTiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self { plane, h, w, block, ld, t0 } = self;
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        // The tile row's two rows split into even and odd columns (rows 0..4: e0, o0, e1, o1),
+        // then the 4 combinations down the rows (A dy: r0, r0 + r1, r0 − r1, −r1), even and odd
+        // (rows 4..12).
+        let mut rows = vec![0f32; 12 * tw];
+        for ty in 0..th {
+            let (split, combined) = rows.split_at_mut(4 * tw);
+            split.fill(0.0);
+            for k in 0..2 {
+                let r = 2 * ty + k;
+                if r < h {
+                    let (e, o) = split[2 * k * tw..][..2 * tw].split_at_mut(tw);
+                    let src = &plane[r * w..][..w];
+                    let pairs = src.chunks_exact(2);
+                    let last = pairs.remainder().first().copied();
+                    let full = pairs.len();
+                    for ((pair, e), o) in pairs.zip(&mut e[..full]).zip(&mut o[..full]) {
+                        *e = pair[0];
+                        *o = pair[1];
+                    }
+                    if let Some(v) = last {
+                        e[full] = v;
+                    }
+                }
+            }
+            let (e0, o0, e1, o1) = (&split[..tw], &split[tw..2 * tw], &split[2 * tw..3 * tw], &split[3 * tw..]);
+            for (i, pair) in combined.chunks_exact_mut(2 * tw).enumerate() {
+                let (e, o) = pair.split_at_mut(tw);
+                for t in 0..tw {
+                    (e[t], o[t]) = match i {
+                        0 => (e0[t], o0[t]),
+                        1 => (e0[t] + e1[t], o0[t] + o1[t]),
+                        2 => (e0[t] - e1[t], o0[t] - o1[t]),
+                        _ => (-e1[t], -o1[t]),
+                    };
+                }
+            }
+            // Along each row (· Aᵀ): (e, e + o, e − o, −o).
+            let base = t0 + ty * tw;
+            for (i, pair) in combined.chunks_exact(2 * tw).enumerate() {
+                let (e, o) = pair.split_at(tw);
+                let [z0, z1, z2, z3] = rows4(block, ld, 4 * i, base, tw);
+                for t in 0..tw {
+                    z0[t] = e[t];
+                    z1[t] = e[t] + o[t];
+                    z2[t] = e[t] - o[t];
+                    z3[t] = -o[t];
+                }
+            }
+        }
+    }
+}
+
+/// One output channel's summed products (`block`: `[16][in]`) into its kernels' gradients
+/// (`dst`: `[in, 3, 3]`): `Gᵀ M G`, `Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]`.
+struct KernelGrads<'a> {
+    block: &'a [f32],
+    c: usize,
+    dst: &'a mut [f32],
+}
+
+impl pulp::WithSimd for KernelGrads<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self { block, c, dst } = self;
+        let m = |xi: usize| &block[xi * c..][..c];
+        // Down the rows: r0 = m0 + ½m1 + ½m2, r1 = ½m1 − ½m2, r2 = ½m1 + ½m2 + m3 (each a row of
+        // 4 positions j), then along them the same, into the 9 values.
+        let mut r = vec![0f32; 12 * c];
+        for j in 0..4 {
+            let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
+            let (r0, rest) = r[j * 3 * c..][..3 * c].split_at_mut(c);
+            let (r1, r2) = rest.split_at_mut(c);
+            for k in 0..c {
+                let (half1, half2) = (0.5 * m1[k], 0.5 * m2[k]);
+                r0[k] = m0[k] + half1 + half2;
+                r1[k] = half1 - half2;
+                r2[k] = half1 + half2 + m3[k];
+            }
+        }
+        // r[j][a]: row a of position column j.
+        let row = |j: usize, a: usize| &r[(j * 3 + a) * c..][..c];
+        for a in 0..3 {
+            let (q0, q1, q2, q3) = (row(0, a), row(1, a), row(2, a), row(3, a));
+            for (k, kernel) in dst.chunks_exact_mut(9).enumerate() {
+                let (half1, half2) = (0.5 * q1[k], 0.5 * q2[k]);
+                kernel[3 * a] = q0[k] + half1 + half2;
+                kernel[3 * a + 1] = half1 - half2;
+                kernel[3 * a + 2] = half1 + half2 + q3[k];
+            }
+        }
+    }
+}
+
+/// The first `len` values of `buf`, grown (with zeros) if it is shorter; what they hold is
+/// left over from an earlier use, for callers that overwrite every value.
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// One input plane (`[h, w]`) into its tiles' `V = Bᵀ d B`: position `ξ`'s values at
+/// `block[ξ·ld + t0 ..]`, one per tile (row-major over the tiles).
+struct InputTiles<'a> {
+    plane: &'a [f32],
+    h: usize,
+    w: usize,
+    block: &'a mut [f32],
+    ld: usize,
+    t0: usize,
+}
+
+impl pulp::WithSimd for InputTiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self { plane, h, w, block, ld, t0 } = self;
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        let n = tw + 1;
+        // The tile row's 4 padded input rows `2·ty − 1 + k`, each split into its even and odd
+        // padded columns (`e[j] = x[2j − 1]`, `o[j] = x[2j]`, zero outside the image): rows
+        // 0..4 even, 4..8 odd; then the 4 combinations down the rows (Bᵀ d), rows 8..12 even,
+        // 12..16 odd.
+        let mut rows = vec![0f32; 16 * n];
+        for ty in 0..th {
+            let (split, combined) = rows.split_at_mut(8 * n);
+            let (even, odd) = split.split_at_mut(4 * n);
+            for k in 0..4 {
+                let (e, o) = (&mut even[k * n..][..n], &mut odd[k * n..][..n]);
+                e.fill(0.0);
+                o.fill(0.0);
+                let r = (2 * ty + k).wrapping_sub(1);
+                if r < h {
+                    split_row(&plane[r * w..][..w], e, o);
+                }
+            }
+            // Down the rows: s0 = d0 − d2, s1 = d1 + d2, s2 = d2 − d1, s3 = d1 − d3.
+            for (d, s) in [&*even, &*odd].into_iter().zip(combined.chunks_exact_mut(4 * n)) {
+                let (d0, d1, d2, d3) = (&d[..n], &d[n..2 * n], &d[2 * n..3 * n], &d[3 * n..4 * n]);
+                let (s0, rest) = s.split_at_mut(n);
+                let (s1, rest) = rest.split_at_mut(n);
+                let (s2, s3) = rest.split_at_mut(n);
+                for j in 0..n {
+                    s0[j] = d0[j] - d2[j];
+                    s1[j] = d1[j] + d2[j];
+                    s2[j] = d2[j] - d1[j];
+                    s3[j] = d1[j] - d3[j];
+                }
+            }
+            // Along each row (· B): tile tx reads (e[tx], o[tx], e[tx+1], o[tx+1]).
+            let base = t0 + ty * tw;
+            let (s_even, s_odd) = combined.split_at(4 * n);
+            for i in 0..4 {
+                let (e, o) = (&s_even[i * n..][..n], &s_odd[i * n..][..n]);
+                let (e0, e1, o0, o1) = (&e[..tw], &e[1..n], &o[..tw], &o[1..n]);
+                let [v0, v1, v2, v3] = rows4(block, ld, 4 * i, base, tw);
+                for tx in 0..tw {
+                    v0[tx] = e0[tx] - e1[tx];
+                    v1[tx] = o0[tx] + e1[tx];
+                    v2[tx] = e1[tx] - o0[tx];
+                    v3[tx] = o0[tx] - o1[tx];
+                }
+            }
+        }
+    }
+}
+
+/// Rows `first..first + 4` of `block` (`ld` wide), columns `base..base + len`, as four
+/// disjoint slices.
+#[inline(always)]
+fn rows4(block: &mut [f32], ld: usize, first: usize, base: usize, len: usize) -> [&mut [f32]; 4] {
+    let (r0, rest) = block[first * ld..].split_at_mut(ld);
+    let (r1, rest) = rest.split_at_mut(ld);
+    let (r2, rest) = rest.split_at_mut(ld);
+    let r3 = &mut rest[..ld];
+    [&mut r0[base..][..len], &mut r1[base..][..len], &mut r2[base..][..len], &mut r3[base..][..len]]
+}
+
+/// A row `x` (`w` values) split into its padded even and odd columns: `e[j] = x[2j − 1]`,
+/// `o[j] = x[2j]` (the padded row is `[0, x, 0…]`); `e` and `o` are zero beforehand.
+#[inline(always)]
+fn split_row(x: &[f32], e: &mut [f32], o: &mut [f32]) {
+    let pairs = x.chunks_exact(2);
+    let last = pairs.remainder().first().copied();
+    let k = pairs.len();
+    for ((pair, o), e) in pairs.zip(&mut o[..k]).zip(&mut e[1..=k]) {
+        *o = pair[0];
+        *e = pair[1];
+    }
+    if let Some(v) = last {
+        o[k] = v;
+    }
+}
+
+/// `dst = a + s·b + s·c`, `s` ±1 (so exactly `a ± b ± c`, in that order).
+#[inline(always)]
+fn combine3(dst: &mut [f32], a: &[f32], b: &[f32], c: &[f32], s: f32) {
+    for (((d, &a), &b), &c) in dst.iter_mut().zip(a).zip(b).zip(c) {
+        *d = a + s * b + s * c;
+    }
+}
+
+/// One output channel's products (`block`: `[16][ld]`, its tiles from `t0`) into one image's
+/// plane (`[h, w]`): `Y = Aᵀ M A` per tile, `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`.
+struct OutputTiles<'a> {
+    block: &'a [f32],
+    ld: usize,
+    t0: usize,
+    h: usize,
+    w: usize,
+    plane: &'a mut [f32],
+}
+
+impl pulp::WithSimd for OutputTiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self { block, ld, t0, h, w, plane } = self;
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        // Over all the image's tiles at once (so the loops are long enough to vectorise on
+        // small maps): p (Aᵀ M, rows 0..4 the first output row's p0_j, 4..8 the second's p1_j),
+        // then y (· A: the two output rows' even and odd columns), then into the plane.
+        let n = th * tw;
+        let m = |xi: usize| &block[xi * ld + t0..][..n];
+        let mut p = vec![0f32; 8 * n];
+        let mut y = vec![0f32; 4 * n];
+        let (p0, p1) = p.split_at_mut(4 * n);
+        for (j, (p0, p1)) in p0.chunks_exact_mut(n).zip(p1.chunks_exact_mut(n)).enumerate() {
+            combine3(p0, m(j), m(4 + j), m(8 + j), 1.0);
+            combine3(p1, m(4 + j), m(8 + j), m(12 + j), -1.0);
+        }
+        let q = |k: usize| &p[k * n..][..n];
+        for (dst, (first, sign)) in y.chunks_exact_mut(n).zip([(0, 1.0), (1, -1.0), (4, 1.0), (5, -1.0)]) {
+            combine3(dst, q(first), q(first + 1), q(first + 2), sign);
+        }
+        for ty in 0..th {
+            for a in 0..2 {
+                let r = 2 * ty + a;
+                if r >= h {
+                    break;
+                }
+                let left = &y[2 * a * n + ty * tw..][..tw];
+                let right = &y[(2 * a + 1) * n + ty * tw..][..tw];
+                let row = &mut plane[r * w..][..w];
+                let mut pairs = row.chunks_exact_mut(2);
+                for ((pair, &l), &r) in (&mut pairs).zip(left).zip(right) {
+                    pair[0] = l;
+                    pair[1] = r;
+                }
+                if let [last] = pairs.into_remainder() {
+                    *last = left[tw - 1];
+                }
+            }
+        }
+    }
+}
