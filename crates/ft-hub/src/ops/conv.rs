@@ -19,8 +19,8 @@
 //! by `k − 1 − pad` — and runs on the forward kernels; otherwise it is `Wᵀ · dyₙ` folded back
 //! onto the image ("col2im"). Each is computed only for a tracked operand.
 //!
-//! **3×3, stride 1, padding 1** (every ResNet 3×3 convolution but each stage's first, ~83% of
-//! ResNet18's multiply-adds) runs on Winograd's F(2×2, 3×3) instead (ft-hub's `ops/winograd.rs`): the
+//! **3×3, stride 1, padding 1** (every ResNet 3×3 convolution but the first of `layer2`–`layer4`,
+//! ~83% of ResNet18's multiply-adds) runs on Winograd's F(2×2, 3×3) instead (ft-hub's `ops/winograd.rs`): the
 //! forward pass, hence the input gradient (a convolution of the same kind), and the weight
 //! gradient (F(3×3, 2×2), the forward's transpose) — 2.25× fewer multiply-adds.
 //!
@@ -214,7 +214,7 @@ mod flex {
 
     use super::ConvOps;
     use crate::ops::fused::f32_tensor;
-    use crate::ops::winograd;
+    use crate::ops::winograd::{self, sized};
 
     /// Output columns (images × output pixels) a GEMM should have at least: small feature maps
     /// (ResNet's `layer4`, 7×7 at 224 px) run several images per product so the weight is packed
@@ -439,21 +439,13 @@ mod flex {
         }
     }
 
-    /// The first `len` values of `buf`, grown (with zeros) if it is shorter; what they hold is
-    /// left over from an earlier use, for callers that overwrite every value.
-    fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-        if buf.len() < len {
-            buf.resize(len, 0.0);
-        }
-        &mut buf[..len]
-    }
-
     /// Working buffers of the kernels (columns, a group's product or gathered gradient), kept
     /// per thread between calls: the columns of a 224 px ResNet layer are several MB, and a
     /// fresh buffer costs a `memset` (or page faults) each time. Taken out of the thread's slot
     /// and put back on drop, so a nested use on the same thread (another group run while a GEMM
     /// waits) finds the slot empty and allocates its own instead of sharing. They never shrink:
-    /// each thread keeps its largest columns (~7–8 MB per thread for ResNet18 at 224 px; the
+    /// each thread keeps its largest columns or Winograd tiles (~13 MB per thread for ResNet18 at
+    /// 224 px, batch 16, on 2 threads; the
     /// weight gradient's thread at least 16 MB) for as long as it lives.
     #[derive(Default)]
     struct Buffers {
@@ -562,9 +554,10 @@ mod flex {
     }
 
     /// [`forward`] for 3×3 kernels with stride 1 and padding 1 on Winograd's F(2×2, 3×3)
-    /// ([`winograd`]): the images in groups of at least [`MIN_COLUMNS`] tiles (as many groups as
-    /// threads at least), one group per thread with its GEMMs sequential, or every core on each
-    /// GEMM and transform when there is one group.
+    /// (ft-hub's `ops/winograd.rs`): the images in groups of up to [`MIN_COLUMNS`] tiles, no more
+    /// images per group than `n / threads` (so every core gets one where there are enough), each
+    /// group on one thread with its GEMMs sequential — or, with fewer groups than threads, each
+    /// GEMM and transform on every core.
     fn winograd_forward(g: &Geometry, x: &[f32], weight: &[f32]) -> FlexTensor {
         let kernels = winograd::Kernels::new(weight, g.oc, g.c);
         let tiles = winograd::tiles(g.h, g.w);
@@ -632,7 +625,8 @@ mod flex {
     }
 
     /// Column values (images × their columns) a weight-gradient product takes at most: 16 MB
-    /// of f32, so a 224 px ResNet's `layer3` sums 9 images per product and `layer1` 2.
+    /// of f32 (a 224 px ResNet's stride-2 `layer3.0.conv1` sums 8 images per product); Winograd's
+    /// weight gradient takes as many transformed values per group.
     const WEIGHT_GRAD_COLUMNS: usize = 1 << 22;
 
     fn weight_grad(x: FlexTensor, weight: FlexTensor, dy: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
@@ -711,7 +705,7 @@ mod tests {
     /// one, and batches smaller than the thread count.
     #[test]
     fn matches_burn_conv2d() {
-        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 23] = [
+        let cases: [(usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 24] = [
             // (batch, in, out, input hw, kernel, stride, padding)
             (3, 3, 8, [19, 17], [7, 7], [2, 2], [3, 3]),
             (4, 8, 8, [9, 9], [3, 3], [1, 1], [1, 1]),
@@ -721,8 +715,8 @@ mod tests {
             (2, 4, 6, [5, 8], [2, 3], [1, 2], [0, 1]),
             (7, 16, 8, [3, 3], [3, 3], [1, 1], [1, 1]),
             (2, 3, 5, [4, 4], [5, 5], [1, 1], [2, 2]),
-            // More than 512 output pixels and more images than threads: one image per forward
-            // GEMM.
+            // More than 512 output pixels and more images than threads (Winograd: 144 tiles per
+            // image, groups of up to 4).
             (5, 4, 4, [24, 24], [3, 3], [1, 1], [1, 1]),
             // A kernel wider than the image plus its padding on one side: empty column ranges.
             (2, 2, 3, [5, 2], [7, 7], [1, 1], [3, 3]),
@@ -738,8 +732,9 @@ mod tests {
             (2, 3, 4, [1, 1], [5, 5], [1, 1], [2, 2]),
             (2, 2, 3, [2, 2], [7, 7], [1, 1], [3, 3]),
             (2, 2, 3, [4, 2], [7, 7], [1, 1], [3, 3]),
-            // Columns past the weight gradient's 16 MB: groups of 3 then 2 images.
-            (5, 16, 4, [96, 96], [3, 3], [1, 1], [1, 1]),
+            // Columns past the weight gradient's 16 MB (padding 2, so im2col): groups of 3 then 2
+            // images.
+            (5, 16, 4, [96, 96], [3, 3], [1, 1], [2, 2]),
             // Winograd (3×3, stride 1, padding 1): odd and even sides mixed, one-pixel sides,
             // ResNet's layer4 map (7×7: the last tiles half outside), more channels.
             (3, 5, 7, [7, 10], [3, 3], [1, 1], [1, 1]),
@@ -747,6 +742,7 @@ mod tests {
             (2, 4, 3, [6, 1], [3, 3], [1, 1], [1, 1]),
             (9, 48, 40, [7, 7], [3, 3], [1, 1], [1, 1]),
             (2, 64, 32, [14, 13], [3, 3], [1, 1], [1, 1]),
+            (5, 16, 4, [96, 96], [3, 3], [1, 1], [1, 1]),
         ];
         // One, two and three threads: images one per GEMM or grouped, groups per thread.
         for threads in [1, 2, 3] {
