@@ -527,7 +527,7 @@ mod flex {
             return Flex::conv2d(x, weight, None, options.clone());
         };
         let (x, weight) = (contiguous(x), contiguous(weight));
-        if winograd::applies([g.kh, g.kw], [g.sh, g.sw], [g.ph, g.pw]) {
+        if winograd::applies([g.kh, g.kw], [g.sh, g.sw], [g.ph, g.pw], [g.h, g.w]) {
             return winograd_forward(&g, values(&x), values(&weight));
         }
         let (xv, w) = (values(&x), MatRef::from_row_major_slice(values(&weight), g.oc, g.k()));
@@ -635,7 +635,7 @@ mod flex {
         };
         let (x, dy) = (contiguous(x), contiguous(dy));
         let (xv, dyv) = (values(&x), values(&dy));
-        if winograd::applies([g.kh, g.kw], [g.sh, g.sw], [g.ph, g.pw]) {
+        if winograd::applies([g.kh, g.kw], [g.sh, g.sw], [g.ph, g.pw], [g.h, g.w]) {
             let mut scratch = Scratch::take();
             let Buffers { columns, block } = &mut scratch.0;
             let dw = winograd::weight_grad(xv, dyv, [g.n, g.c, g.h, g.w], g.oc, WEIGHT_GRAD_COLUMNS, columns, block);
@@ -735,8 +735,9 @@ mod tests {
             // Columns past the weight gradient's 16 MB (padding 2, so im2col): groups of 3 then 2
             // images.
             (5, 16, 4, [96, 96], [3, 3], [1, 1], [2, 2]),
-            // Winograd (3×3, stride 1, padding 1): odd and even sides mixed, one-pixel sides,
-            // ResNet's layer4 map (7×7: the last tiles half outside), more channels.
+            // Winograd (3×3, stride 1, padding 1): odd and even sides mixed, one-pixel sides
+            // (im2col: Winograd wants 2×2 at least), ResNet's layer4 map (7×7: the last tiles
+            // half outside), more channels.
             (3, 5, 7, [7, 10], [3, 3], [1, 1], [1, 1]),
             (2, 3, 2, [1, 1], [3, 3], [1, 1], [1, 1]),
             (2, 4, 3, [6, 1], [3, 3], [1, 1], [1, 1]),
@@ -779,9 +780,11 @@ mod tests {
             let (w_ours, w_burn): (Tensor<4>, Tensor<4>) =
                 (p_ours.get(layer.weight.id).unwrap(), p_burn.get(layer.weight.id).unwrap());
             // The weight's gradient sums n·out_h·out_w products (46,080 in the largest case, whose
-            // rounding differs from Burn's by up to ~4e-4 on values in the hundreds).
+            // rounding differs from Burn's by up to ~4e-4 on values in the hundreds); Winograd's
+            // transforms add a little (1.3e-5 relative seen on a value of −9.5: the test's random
+            // draws depend on the other tests running beside it).
             let w_tol =
-                if n * h * w > 10_000 { Tolerance::rel_abs(1e-5, 1e-3) } else { Tolerance::rel_abs(1e-5, 1e-4) };
+                if n * h * w > 10_000 { Tolerance::rel_abs(2e-5, 1e-3) } else { Tolerance::rel_abs(2e-5, 2e-4) };
             w_ours.into_data().assert_approx_eq::<f32>(&w_burn.into_data(), w_tol);
             if let Some(bias) = &layer.bias {
                 let (b_ours, b_burn): (Tensor<1>, Tensor<1>) =

@@ -25,10 +25,12 @@ use rayon::prelude::*;
 const POSITIONS: usize = 16;
 
 /// Whether a convolution is one this module computes: a 3×3 kernel, stride 1, padding 1 on
-/// both axes (dilation 1, one group and no empty dimension are the caller's conditions: the
-/// functions below assume every size is at least 1).
-pub(super) fn applies(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> bool {
-    kernel == [3, 3] && stride == [1, 1] && padding == [1, 1]
+/// both axes, over maps at least 2 pixels high and wide (a 1-pixel side would fill half of every
+/// 2×2 tile with outputs nobody reads: 16 multiplies per output against a direct 9 on a 1×1
+/// map). Dilation 1, one group and no empty dimension are the caller's conditions: the
+/// functions below assume every size is at least 1.
+pub(super) fn applies(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], [h, w]: [usize; 2]) -> bool {
+    kernel == [3, 3] && stride == [1, 1] && padding == [1, 1] && h >= 2 && w >= 2
 }
 
 /// Output tiles per image of `h × w` (the output is as large as the input).
