@@ -130,183 +130,6 @@ impl Kernels {
     }
 }
 
-/// The weight's gradient of a 3×3 convolution with stride 1 and padding 1 (`[out, in, 3, 3]`),
-/// as Winograd's F(3×3, 2×2) — the transpose of the forward's algorithm: with the forward's
-/// `y = Aᵀ[(G g) ⊙ (Bᵀ d)]`, the gradient of each kernel value is `Gᵀ[(A dy) ⊙ (Bᵀ d)]`, so each
-/// 2×2 tile of `dy` is transformed by `A dy Aᵀ`, each 4×4 input patch by the forward's
-/// `Bᵀ d B`, the 16 products `M_ξ = DY_ξ · V_ξᵀ` (`[out, tiles] · [tiles, in]`) sum over every
-/// tile of every image, and `Gᵀ M G` gives the 3×3 kernel gradients: 16 multiply-adds per tile
-/// and channel pair instead of 36.
-///
-/// Images in groups of at most `budget` transformed values (input and gradient together, at
-/// least one image), each group's transforms in parallel over the channels and its 16 GEMMs on
-/// every core, adding into one sum (the same order whatever the thread count); `v` and `dyt`
-/// are working buffers.
-///
-/// # Shapes
-/// - `x`: `[n, in, h, w]`, `dy`: `[n, out, h, w]`; output `[out, in, 3, 3]`
-pub(super) fn weight_grad(
-    x: &[f32],
-    dy: &[f32],
-    [n, c, h, w]: [usize; 4],
-    oc: usize,
-    budget: usize,
-    v: &mut Vec<f32>,
-    dyt: &mut Vec<f32>,
-) -> Vec<f32> {
-    let (plane, per_image) = (h * w, tiles(h, w));
-    debug_assert_eq!(x.len(), n * c * plane);
-    debug_assert_eq!(dy.len(), n * oc * plane);
-    let group = (budget / ((c + oc) * POSITIONS * per_image)).clamp(1, n.max(1));
-    // M: [out][16][in].
-    let mut m = vec![0f32; oc * POSITIONS * c];
-    for first in (0..n).step_by(group) {
-        let count = group.min(n - first);
-        let ld = count * per_image;
-        let v = sized(v, c * POSITIONS * ld);
-        let dyt = sized(dyt, oc * POSITIONS * ld);
-        v.par_chunks_mut(POSITIONS * ld).enumerate().for_each(|(ci, block)| {
-            for i in 0..count {
-                let plane = &x[((first + i) * c + ci) * plane..][..plane];
-                pulp::Arch::new().dispatch(InputTiles { plane, h, w, block, ld, t0: i * per_image });
-            }
-        });
-        dyt.par_chunks_mut(POSITIONS * ld).enumerate().for_each(|(o, block)| {
-            for i in 0..count {
-                let plane = &dy[((first + i) * oc + o) * plane..][..plane];
-                pulp::Arch::new().dispatch(GradientTiles { plane, h, w, block, ld, t0: i * per_image });
-            }
-        });
-        for xi in 0..POSITIONS {
-            let lhs = MatRef::from_row_major_slice_with_stride(&dyt[xi * ld..], oc, ld, POSITIONS * ld);
-            let rhs = MatRef::from_row_major_slice_with_stride(&v[xi * ld..], c, ld, POSITIONS * ld).transpose();
-            let dst =
-                MatMut::from_column_major_slice_with_stride_mut(&mut m[xi * c..], c, oc, POSITIONS * c).transpose_mut();
-            faer::linalg::matmul::matmul(dst, Accum::Add, lhs, rhs, 1.0f32, Par::rayon(0));
-        }
-    }
-    // Gᵀ M G per kernel, the output channels in parallel.
-    let mut dw = vec![0f32; oc * c * 9];
-    dw.par_chunks_mut(c * 9).zip(m.par_chunks(POSITIONS * c)).for_each(|(dst, block)| {
-        pulp::Arch::new().dispatch(KernelGrads { block, c, dst });
-    });
-    dw
-}
-
-/// One output channel's gradient plane (`[h, w]`) into its 2×2 tiles' `A dy Aᵀ`
-/// (`A = [[1, 0], [1, 1], [1, −1], [0, −1]]`): position `ξ`'s values at `block[ξ·ld + t0 ..]`
-/// (zeros where a tile reaches past an odd side).
-struct GradientTiles<'a> {
-    plane: &'a [f32],
-    h: usize,
-    w: usize,
-    block: &'a mut [f32],
-    ld: usize,
-    t0: usize,
-}
-
-impl pulp::WithSimd for GradientTiles<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Self { plane, h, w, block, ld, t0 } = self;
-        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-        // The tile row's two rows split into even and odd columns (rows 0..4: e0, o0, e1, o1),
-        // then the 4 combinations down the rows (A dy: r0, r0 + r1, r0 − r1, −r1), even and odd
-        // (rows 4..12).
-        let mut rows = vec![0f32; 12 * tw];
-        for ty in 0..th {
-            let (split, combined) = rows.split_at_mut(4 * tw);
-            split.fill(0.0);
-            for k in 0..2 {
-                let r = 2 * ty + k;
-                if r < h {
-                    let (e, o) = split[2 * k * tw..][..2 * tw].split_at_mut(tw);
-                    let src = &plane[r * w..][..w];
-                    let pairs = src.chunks_exact(2);
-                    let last = pairs.remainder().first().copied();
-                    let full = pairs.len();
-                    for ((pair, e), o) in pairs.zip(&mut e[..full]).zip(&mut o[..full]) {
-                        *e = pair[0];
-                        *o = pair[1];
-                    }
-                    if let Some(v) = last {
-                        e[full] = v;
-                    }
-                }
-            }
-            let (e0, o0, e1, o1) = (&split[..tw], &split[tw..2 * tw], &split[2 * tw..3 * tw], &split[3 * tw..]);
-            for (i, pair) in combined.chunks_exact_mut(2 * tw).enumerate() {
-                let (e, o) = pair.split_at_mut(tw);
-                for t in 0..tw {
-                    (e[t], o[t]) = match i {
-                        0 => (e0[t], o0[t]),
-                        1 => (e0[t] + e1[t], o0[t] + o1[t]),
-                        2 => (e0[t] - e1[t], o0[t] - o1[t]),
-                        _ => (-e1[t], -o1[t]),
-                    };
-                }
-            }
-            // Along each row (· Aᵀ): (e, e + o, e − o, −o).
-            let base = t0 + ty * tw;
-            for (i, pair) in combined.chunks_exact(2 * tw).enumerate() {
-                let (e, o) = pair.split_at(tw);
-                let [z0, z1, z2, z3] = rows4(block, ld, 4 * i, base, tw);
-                for t in 0..tw {
-                    z0[t] = e[t];
-                    z1[t] = e[t] + o[t];
-                    z2[t] = e[t] - o[t];
-                    z3[t] = -o[t];
-                }
-            }
-        }
-    }
-}
-
-/// One output channel's summed products (`block`: `[16][in]`) into its kernels' gradients
-/// (`dst`: `[in, 3, 3]`): `Gᵀ M G`, `Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]`.
-struct KernelGrads<'a> {
-    block: &'a [f32],
-    c: usize,
-    dst: &'a mut [f32],
-}
-
-impl pulp::WithSimd for KernelGrads<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Self { block, c, dst } = self;
-        let m = |xi: usize| &block[xi * c..][..c];
-        // Down the rows: r0 = m0 + ½m1 + ½m2, r1 = ½m1 − ½m2, r2 = ½m1 + ½m2 + m3 (each a row of
-        // 4 positions j), then along them the same, into the 9 values.
-        let mut r = vec![0f32; 12 * c];
-        for j in 0..4 {
-            let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
-            let (r0, rest) = r[j * 3 * c..][..3 * c].split_at_mut(c);
-            let (r1, r2) = rest.split_at_mut(c);
-            for k in 0..c {
-                let (half1, half2) = (0.5 * m1[k], 0.5 * m2[k]);
-                r0[k] = m0[k] + half1 + half2;
-                r1[k] = half1 - half2;
-                r2[k] = half1 + half2 + m3[k];
-            }
-        }
-        // r[j][a]: row a of position column j.
-        let row = |j: usize, a: usize| &r[(j * 3 + a) * c..][..c];
-        for a in 0..3 {
-            let (q0, q1, q2, q3) = (row(0, a), row(1, a), row(2, a), row(3, a));
-            for (k, kernel) in dst.chunks_exact_mut(9).enumerate() {
-                let (half1, half2) = (0.5 * q1[k], 0.5 * q2[k]);
-                kernel[3 * a] = q0[k] + half1 + half2;
-                kernel[3 * a + 1] = half1 - half2;
-                kernel[3 * a + 2] = half1 + half2 + q3[k];
-            }
-        }
-    }
-}
-
 /// The first `len` values of `buf`, grown (with zeros) if it is shorter; what they hold is
 /// left over from an earlier use, for callers that overwrite every value (shared with im2col's
 /// kernels in `ops::conv`).
@@ -498,10 +321,9 @@ mod tests {
         x[((i * c + ci) * h + r as usize) * w + q as usize] as f64
     }
 
-    /// Forward and weight gradient of a 3×3 stride-1 padding-1 correlation, directly in f64.
-    fn direct(x: &[f32], weight: &[f32], dy: &[f32], [n, c, h, w]: [usize; 4], oc: usize) -> (Vec<f64>, Vec<f64>) {
+    /// A 3×3 stride-1 padding-1 correlation, directly in f64.
+    fn direct(x: &[f32], weight: &[f32], [n, c, h, w]: [usize; 4], oc: usize) -> Vec<f64> {
         let mut y = vec![0f64; n * oc * h * w];
-        let mut dw = vec![0f64; oc * c * 9];
         for i in 0..n {
             for o in 0..oc {
                 for r in 0..h {
@@ -511,14 +333,13 @@ mod tests {
                             for k in 0..9 {
                                 let v = at(x, [c, h, w], i, ci, (r + k / 3) as isize - 1, (q + k % 3) as isize - 1);
                                 y[out] += weight[(o * c + ci) * 9 + k] as f64 * v;
-                                dw[(o * c + ci) * 9 + k] += dy[out] as f64 * v;
                             }
                         }
                     }
                 }
             }
         }
-        (y, dw)
+        y
     }
 
     fn close(ours: &[f32], exact: &[f64], what: &str) {
@@ -528,16 +349,14 @@ mod tests {
         }
     }
 
-    /// Both algorithms against a direct f64 correlation: odd and even sides, one-pixel sides,
-    /// the images in one group or several (the forward's groups; the weight gradient's sums
-    /// over groups with a budget of one or two images).
+    /// The forward against a direct f64 correlation: odd and even sides, one-pixel sides, the
+    /// images in one group or several.
     #[test]
     fn matches_direct_correlation() {
         for (n, c, oc, h, w) in [(3, 5, 4, 7, 6), (2, 3, 2, 1, 1), (4, 2, 3, 6, 1), (3, 4, 6, 5, 9)] {
             let x = values(n * c * h * w, 1);
             let weight = values(oc * c * 9, 2);
-            let dy = values(n * oc * h * w, 3);
-            let (y, dw) = direct(&x, &weight, &dy, [n, c, h, w], oc);
+            let y = direct(&x, &weight, [n, c, h, w], oc);
             let kernels = Kernels::new(&weight, oc, c);
             for group in [1, 2, n] {
                 let mut out = vec![f32::NAN; n * oc * h * w];
@@ -548,12 +367,6 @@ mod tests {
                     kernels.convolve(xs, [count, h, w], chunk, &mut v, &mut m, Par::Seq);
                 }
                 close(&out, &y, &format!("forward {n}x{c}x{h}x{w} in groups of {group}"));
-            }
-            let per_image = (c + oc) * POSITIONS * tiles(h, w);
-            for budget in [1, 2 * per_image, usize::MAX] {
-                let (mut v, mut t) = (Vec::new(), Vec::new());
-                let ours = weight_grad(&x, &dy, [n, c, h, w], oc, budget, &mut v, &mut t);
-                close(&ours, &dw, &format!("weight gradient {n}x{c}x{h}x{w}, budget {budget}"));
             }
         }
     }
