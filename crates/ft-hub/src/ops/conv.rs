@@ -288,8 +288,15 @@ mod flex {
         /// Images per GEMM: enough for [`MIN_COLUMNS`] columns, but no fewer groups than
         /// threads.
         fn group(&self) -> usize {
+            self.group_of(self.p())
+        }
+
+        /// Images per GEMM when each image gives `columns` GEMM columns (output pixels for
+        /// im2col, tiles for Winograd): enough for [`MIN_COLUMNS`], but no fewer groups than
+        /// threads.
+        fn group_of(&self, columns: usize) -> usize {
             let threads = rayon::current_num_threads().max(1);
-            MIN_COLUMNS.div_ceil(self.p()).min(self.n.div_ceil(threads)).max(1)
+            MIN_COLUMNS.div_ceil(columns).min(self.n.div_ceil(threads)).max(1)
         }
 
         /// The output columns `lo..hi` whose input column `ow·sw + kj − pw` lies inside the
@@ -563,8 +570,7 @@ mod flex {
     fn winograd_forward(g: &Geometry, x: &[f32], weight: &[f32]) -> FlexTensor {
         let kernels = winograd::Kernels::new(weight, g.oc, g.c);
         let tiles = winograd::tiles(g.h, g.w);
-        let threads = rayon::current_num_threads().max(1);
-        let group = MIN_COLUMNS.div_ceil(tiles).min(g.n.div_ceil(threads)).max(1);
+        let group = g.group_of(tiles);
         let (plane, groups) = (g.p(), g.n.div_ceil(group));
         let par = inner_par(groups);
         let mut out = vec![0f32; g.n * g.oc * plane];
